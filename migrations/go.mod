@@ -1,0 +1,3 @@
+module gatehouse.dev/migrations
+
+go 1.26.8

@@ -1,0 +1,3 @@
+module gatehouse.dev/openapi
+
+go 1.26.8

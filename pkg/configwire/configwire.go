@@ -1,0 +1,95 @@
+// Package configwire is the wire model of configuration between management and gateways: the
+// snapshot a gateway fetches at start and the revisioned changes it then receives over NATS.
+// Plaintext subscription keys never appear here (only SHA-256 hashes), and secret named values
+// travel only in snapshots fetched over the authenticated management API, never in changes.
+package configwire
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+)
+
+// Entity kinds, as the resource collection names of the ARM API.
+const (
+	KindAPI          = "apis"
+	KindOperation    = "operations"
+	KindPolicy       = "policies"
+	KindProduct      = "products"
+	KindProductAPI   = "productApis"
+	KindUser         = "users"
+	KindSubscription = "subscriptions"
+	KindGateway      = "gateways"
+	KindGatewayAPI   = "gatewayApis"
+	KindNamedValue   = "namedValues"
+)
+
+// Op is what a change does to an entity.
+type Op string
+
+// Ops.
+const (
+	OpPut    Op = "put"
+	OpDelete Op = "delete"
+	// OpDeleteService removes the whole service; the entity of its item is empty.
+	OpDeleteService Op = "deleteService"
+)
+
+// Entity is one configuration entity. Parent is the resource path of its parent ("" at the top,
+// "apis/echo", "products/starter"); Name is its ARM name; Properties are its ARM properties
+// without secrets.
+type Entity struct {
+	Kind       string          `json:"kind"`
+	Parent     string          `json:"parent,omitempty"`
+	Name       string          `json:"name"`
+	Properties json.RawMessage `json:"properties,omitempty"`
+	// KeyHashes are KeyHash of a subscription's primary and secondary keys.
+	KeyHashes []string `json:"keyHashes,omitempty"`
+	// Secret is set on a secret named value. Its value is in SecretValue in snapshots and
+	// absent from changes: a gateway refetches its snapshot to learn a changed secret.
+	Secret      bool   `json:"secret,omitempty"`
+	SecretValue string `json:"secretValue,omitempty"`
+	// Revision is the service revision that last wrote the entity.
+	Revision int64 `json:"revision"`
+}
+
+// Item is one entity change of a revision.
+type Item struct {
+	Op     Op     `json:"op"`
+	Entity Entity `json:"entity"`
+}
+
+// Change is everything one committed write did to a service's configuration. Revisions of a
+// service are consecutive: a gateway that sees revision R+2 after R has missed one and must
+// fetch a snapshot.
+type Change struct {
+	ServiceID string `json:"serviceId"`
+	Revision  int64  `json:"revision"`
+	Items     []Item `json:"items"`
+}
+
+// NATSInfo tells a gateway where the change stream of its service is.
+type NATSInfo struct {
+	URLs    []string `json:"urls,omitempty"`
+	Stream  string   `json:"stream"`
+	Subject string   `json:"subject"`
+}
+
+// Snapshot is the complete configuration a gateway node needs at Revision: the APIs linked to
+// its gateway resource with their operations and policies, the products containing them, their
+// subscriptions, the global policy and the named values.
+type Snapshot struct {
+	ServiceID string   `json:"serviceId"`
+	Service   string   `json:"service"`
+	Gateway   string   `json:"gateway"`
+	Revision  int64    `json:"revision"`
+	NATS      NATSInfo `json:"nats"`
+	Entities  []Entity `json:"entities"`
+}
+
+// KeyHash is the form in which a subscription key reaches a gateway: hex SHA-256 of the key.
+// Keys are 256-bit random strings when generated, so an unsalted hash is safe to share.
+func KeyHash(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,3 @@
+module gatehouse.dev/pkg
+
+go 1.26.8

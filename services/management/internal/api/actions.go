@@ -1,0 +1,127 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"gatehouse.dev/pkg/apierror"
+	"gatehouse.dev/pkg/bus"
+	"gatehouse.dev/pkg/configwire"
+)
+
+// actionRoutes serves the POST actions that reveal or rotate secrets. They are writes for
+// authorization: a Reader cannot call them.
+func (s *Server) actionRoutes(g *echo.Group) {
+	p := ServicePrefix
+	g.POST(p+"/subscriptions/:sid/listSecrets", s.listSubscriptionSecrets)
+	g.POST(p+"/subscriptions/:sid/regeneratePrimaryKey", s.regenerateSubscriptionKey(true))
+	g.POST(p+"/subscriptions/:sid/regenerateSecondaryKey", s.regenerateSubscriptionKey(false))
+	g.POST(p+"/gateways/:gatewayId/listKeys", s.listGatewayKeys)
+	g.POST(p+"/gateways/:gatewayId/regenerateKey", s.regenerateGatewayKey)
+	g.POST(p+"/gateways/:gatewayId/generateToken", s.generateGatewayToken)
+	g.POST(p+"/namedValues/:namedValueId/listValue", s.listNamedValue)
+}
+
+func (s *Server) listSubscriptionSecrets(c echo.Context) error {
+	keys, r, err := s.cat.SubscriptionSecrets(c.Request().Context(), ref(c), c.Param("sid"))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("ETag", r.ETag)
+	return c.JSON(http.StatusOK, keys)
+}
+
+func (s *Server) regenerateSubscriptionKey(primary bool) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := s.cat.RegenerateSubscriptionKey(c.Request().Context(), ref(c), c.Param("sid"), primary); err != nil {
+			return err
+		}
+		return c.NoContent(http.StatusNoContent)
+	}
+}
+
+func (s *Server) listGatewayKeys(c echo.Context) error {
+	keys, r, err := s.cat.GatewayKeys(c.Request().Context(), ref(c), c.Param("gatewayId"))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("ETag", r.ETag)
+	return c.JSON(http.StatusOK, keys)
+}
+
+// decodeAction reads a POST action's JSON body into v.
+func decodeAction(c echo.Context, v any) error {
+	body, err := readBody(c, false)
+	if err != nil {
+		return err
+	}
+	raw, _ := json.Marshal(body)
+	if err := json.Unmarshal(raw, v); err != nil {
+		return &apierror.Error{Code: apierror.InvalidRequestContent, Target: "body", Message: "The request body has a field of the wrong type."}
+	}
+	return nil
+}
+
+func (s *Server) regenerateGatewayKey(c echo.Context) error {
+	var in struct {
+		KeyType string `json:"keyType"`
+	}
+	if err := decodeAction(c, &in); err != nil {
+		return err
+	}
+	if err := s.cat.RegenerateGatewayKey(c.Request().Context(), ref(c), c.Param("gatewayId"), in.KeyType); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusNoContent)
+}
+
+func (s *Server) generateGatewayToken(c echo.Context) error {
+	var in struct {
+		KeyType string `json:"keyType"`
+		Expiry  string `json:"expiry"`
+	}
+	if err := decodeAction(c, &in); err != nil {
+		return err
+	}
+	exp, err := time.Parse(time.RFC3339Nano, in.Expiry)
+	if err != nil {
+		return apierror.Validation("expiry", "expiry must be an ISO 8601 date-time such as 2030-01-01T00:00:00Z")
+	}
+	token, err := s.cat.GenerateGatewayToken(c.Request().Context(), ref(c), c.Param("gatewayId"), in.KeyType, exp)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]string{"value": token})
+}
+
+func (s *Server) listNamedValue(c echo.Context) error {
+	v, r, err := s.cat.NamedValue(c.Request().Context(), ref(c), c.Param("namedValueId"))
+	if err != nil {
+		return err
+	}
+	c.Response().Header().Set("ETag", r.ETag)
+	return c.JSON(http.StatusOK, map[string]string{"value": v})
+}
+
+// GatewayConfigPath is where a gateway node fetches its configuration snapshot, presenting
+// "Authorization: GatewayKey <token from generateToken>".
+const GatewayConfigPath = "/gatehouse/gateway/v1/config"
+
+func (s *Server) gatewayConfig(c echo.Context) error {
+	ctx := c.Request().Context()
+	node, err := s.cat.VerifyGatewayToken(ctx, c.Request().Header.Get(echo.HeaderAuthorization))
+	if err != nil {
+		return err
+	}
+	snap, err := s.cat.Snapshot(ctx, node)
+	if err != nil {
+		return err
+	}
+	snap.NATS = configwire.NATSInfo{URLs: s.cfg.NATSURLs, Stream: bus.ConfigStream, Subject: bus.ConfigSubject(snap.ServiceID)}
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(http.StatusOK, snap)
+}
+

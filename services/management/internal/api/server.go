@@ -1,0 +1,132 @@
+// Package api serves management's ARM-compatible REST API with echo: routing, api-version and
+// auth checks, ARM envelopes, ETags and paging. The domain rules live in catalog.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+
+	"gatehouse.dev/management/internal/auth"
+	"gatehouse.dev/management/internal/catalog"
+	"gatehouse.dev/openapi"
+	"gatehouse.dev/pkg/apierror"
+)
+
+// APIVersions are the api-version values management accepts (DESIGN §2).
+var APIVersions = []string{"2021-08-01", "2022-08-01", "2024-05-01", "2025-09-01-preview"}
+
+// MaxBodyBytes bounds request bodies; a policy document may be 512 KiB of XML, JSON-escaped.
+const MaxBodyBytes = 4 << 20
+
+// ServicePrefix is the ARM path of one service; every child route hangs below it.
+const ServicePrefix = "/subscriptions/:subscriptionId/resourceGroups/:resourceGroupName/providers/Microsoft.ApiManagement/service/:serviceName"
+
+// Config is the static configuration of the API server.
+type Config struct {
+	// NATSURLs are the NATS servers gateway nodes are told to use.
+	NATSURLs []string
+	// Ready reports whether dependencies answer, for /readyz.
+	Ready func(ctx context.Context) error
+}
+
+// Server is management's HTTP API.
+type Server struct {
+	cfg  Config
+	cat  *catalog.Catalog
+	auth *auth.Verifier
+	log  *slog.Logger
+	echo *echo.Echo
+}
+
+// New builds the server and its routes.
+func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Logger) *Server {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	s := &Server{cfg: cfg, cat: cat, auth: verifier, log: log, echo: e}
+	e.HTTPErrorHandler = s.errorHandler
+	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
+		Generator:    uuid.NewString,
+		TargetHeader: echo.HeaderXRequestID,
+		RequestIDHandler: func(c echo.Context, id string) {
+			c.Response().Header().Set("x-ms-request-id", id)
+		},
+	}))
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+		s.log.ErrorContext(c.Request().Context(), "panic", "err", err, "stack", string(stack))
+		return err
+	}}))
+	e.Use(middleware.BodyLimit("4M"))
+
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok") })
+	e.GET("/readyz", s.readyz)
+	e.GET("/openapi.yaml", func(c echo.Context) error {
+		return c.Blob(http.StatusOK, "application/yaml", openapi.Management)
+	})
+	e.GET(GatewayConfigPath, s.gatewayConfig)
+
+	arm := e.Group("", s.authenticate, s.requireAPIVersion)
+	s.routes(arm)
+	return s
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Routes lists the method and path of every route, for the contract test.
+func (s *Server) Routes() []*echo.Route { return s.echo.Routes() }
+
+func (s *Server) readyz(c echo.Context) error {
+	if s.cfg.Ready != nil {
+		if err := s.cfg.Ready(c.Request().Context()); err != nil {
+			s.log.WarnContext(c.Request().Context(), "not ready", "err", err)
+			return c.String(http.StatusServiceUnavailable, "not ready")
+		}
+	}
+	return c.String(http.StatusOK, "ready")
+}
+
+type principalKey struct{}
+
+// authenticate checks the bearer token, then that the caller may act on the path's tenant:
+// reads need any role, writes and list* secret reads need Contributor.
+func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p, err := s.auth.Authenticate(c.Request().Header.Get(echo.HeaderAuthorization))
+		if err != nil {
+			s.log.InfoContext(c.Request().Context(), "authentication failed", "route", c.Path(), "err", err)
+			return err
+		}
+		sub := c.Param("subscriptionId")
+		method := c.Request().Method
+		if !p.CanAccess(sub) || (method != http.MethodGet && method != http.MethodHead && !p.CanWrite()) {
+			action := strings.TrimPrefix(c.Path(), "/subscriptions/:subscriptionId")
+			return apierror.New(apierror.AuthorizationFailed,
+				"The client '%s' does not have authorization to perform action '%s %s' over scope '/subscriptions/%s' or the scope is invalid.",
+				p.Subject, method, action, sub)
+		}
+		c.Set("principal", p)
+		return next(c)
+	}
+}
+
+func (s *Server) requireAPIVersion(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		v := c.QueryParam("api-version")
+		if v == "" {
+			return &apierror.Error{Code: apierror.MissingAPIVersion, Target: "api-version",
+				Message: "The api-version query parameter (?api-version=) is required for all requests."}
+		}
+		if !slices.Contains(APIVersions, v) {
+			return &apierror.Error{Code: apierror.InvalidAPIVersion, Target: "api-version",
+				Message: "The api-version '" + v + "' is invalid. The supported versions are '" + strings.Join(APIVersions, ",") + "'."}
+		}
+		return next(c)
+	}
+}

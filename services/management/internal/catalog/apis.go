@@ -1,0 +1,334 @@
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+)
+
+// API types Gatehouse serves.
+const (
+	APITypeHTTP      = "http"
+	APITypeWebSocket = "websocket"
+)
+
+// OnHandshake is the immutable system operation of every WebSocket API.
+const OnHandshake = "onHandshake"
+
+// Default subscription key parameter names (reference/apim.md §1.7).
+const (
+	DefaultKeyHeader = "Ocp-Apim-Subscription-Key"
+	DefaultKeyQuery  = "subscription-key"
+)
+
+// KeyParameterNames names the header and query parameter that carry a subscription key.
+type KeyParameterNames struct {
+	Header string `json:"header"`
+	Query  string `json:"query"`
+}
+
+// APIProperties are the stored ARM properties of an API.
+type APIProperties struct {
+	DisplayName                   string             `json:"displayName"`
+	Description                   string             `json:"description,omitempty"`
+	ServiceURL                    string             `json:"serviceUrl,omitempty"`
+	Path                          string             `json:"path"`
+	Protocols                     []string           `json:"protocols"`
+	Type                          string             `json:"type"`
+	APIType                       string             `json:"apiType,omitempty"`
+	SubscriptionRequired          *bool              `json:"subscriptionRequired"`
+	SubscriptionKeyParameterNames *KeyParameterNames `json:"subscriptionKeyParameterNames"`
+	APIRevision                   string             `json:"apiRevision"`
+	APIRevisionDescription        string             `json:"apiRevisionDescription,omitempty"`
+	APIVersion                    string             `json:"apiVersion,omitempty"`
+	APIVersionDescription         string             `json:"apiVersionDescription,omitempty"`
+	IsCurrent                     *bool              `json:"isCurrent"`
+	IsOnline                      bool               `json:"isOnline"`
+	AuthenticationSettings        json.RawMessage    `json:"authenticationSettings,omitempty"`
+	Contact                       json.RawMessage    `json:"contact,omitempty"`
+	License                       json.RawMessage    `json:"license,omitempty"`
+	TermsOfServiceURL             string             `json:"termsOfServiceUrl,omitempty"`
+	ProvisioningState             string             `json:"provisioningState"`
+}
+
+// OperationProperties are the stored ARM properties of an operation.
+type OperationProperties struct {
+	DisplayName        string          `json:"displayName"`
+	Method             string          `json:"method"`
+	URLTemplate        string          `json:"urlTemplate"`
+	Description        string          `json:"description,omitempty"`
+	TemplateParameters json.RawMessage `json:"templateParameters"`
+	Request            json.RawMessage `json:"request,omitempty"`
+	Responses          json.RawMessage `json:"responses"`
+	Policies           string          `json:"policies,omitempty"`
+}
+
+var apiBehaviour = behaviour{
+	prepare: func(ctx context.Context, w *write, r *Resource, in json.RawMessage, old *Resource) error {
+		var p APIProperties
+		if err := decodeProps(in, &p); err != nil {
+			return err
+		}
+		if err := p.normalize(); err != nil {
+			return err
+		}
+		if old != nil {
+			var o APIProperties
+			_ = json.Unmarshal(old.Properties, &o)
+			if o.Type != p.Type {
+				return invalid("properties.type", "the type of an API cannot be changed (it is %s)", o.Type)
+			}
+		}
+		if err := w.checkPathFree(ctx, r.Name, p.Path); err != nil {
+			return err
+		}
+		r.Properties = mustJSON(p)
+		if old == nil && p.Type == APITypeWebSocket {
+			return w.createOnHandshake(ctx, r.Name)
+		}
+		return nil
+	},
+	beforeDelete: func(ctx context.Context, w *write, r Resource, opts Options) error {
+		apiPath := r.Path()
+		for _, q := range []Query{
+			{Kind: KindOperation, Parent: apiPath},
+			{Kind: KindPolicy, Parent: apiPath},
+			{Kind: KindProductAPI, AnyParent: true, Name: r.Name},
+			{Kind: KindGatewayAPI, AnyParent: true, Name: r.Name},
+			{Kind: KindSubscription, PropEquals: map[string]string{"scope": w.scopeID(apiPath)}},
+		} {
+			if err := w.deleteAll(ctx, q, opts); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+}
+
+func (p *APIProperties) normalize() error {
+	if p.Type == "" {
+		p.Type = p.APIType
+	}
+	if p.Type == "" {
+		p.Type = APITypeHTTP
+	}
+	p.APIType = ""
+	if p.Type != APITypeHTTP && p.Type != APITypeWebSocket {
+		return invalid("properties.type", "API type '%s' is not supported; Gatehouse serves http and websocket APIs", p.Type)
+	}
+	if n := len(strings.TrimSpace(p.DisplayName)); n == 0 || len(p.DisplayName) > 300 {
+		return invalid("properties.displayName", "displayName is required and must be at most 300 characters")
+	}
+	if len(p.Description) > 100_000 {
+		return invalid("properties.description", "description is too long")
+	}
+	p.Path = strings.Trim(p.Path, "/")
+	if len(p.Path) > 400 || strings.ContainsAny(p.Path, "?#\\ \t\r\n") || strings.Contains(p.Path, "//") {
+		return invalid("properties.path", "path must be at most 400 characters of URL path segments, without '?', '#', spaces or empty segments")
+	}
+	allowed, defaults := []string{"http", "https"}, []string{"https"}
+	schemes := []string{"http", "https"}
+	if p.Type == APITypeWebSocket {
+		allowed, defaults, schemes = []string{"ws", "wss"}, []string{"wss"}, []string{"ws", "wss"}
+	}
+	if len(p.Protocols) == 0 {
+		p.Protocols = defaults
+	}
+	for i, proto := range p.Protocols {
+		proto = strings.ToLower(proto)
+		if !slices.Contains(allowed, proto) {
+			return invalid("properties.protocols", "protocol '%s' is not allowed for a %s API; use %s", p.Protocols[i], p.Type, strings.Join(allowed, " or "))
+		}
+		p.Protocols[i] = proto
+	}
+	slices.Sort(p.Protocols)
+	p.Protocols = slices.Compact(p.Protocols)
+	if p.ServiceURL != "" || p.Type == APITypeWebSocket {
+		if err := checkServiceURL(p.ServiceURL, schemes); err != nil {
+			return err
+		}
+	}
+	if p.SubscriptionRequired == nil {
+		t := true
+		p.SubscriptionRequired = &t
+	}
+	names := KeyParameterNames{Header: DefaultKeyHeader, Query: DefaultKeyQuery}
+	if k := p.SubscriptionKeyParameterNames; k != nil {
+		if k.Header != "" {
+			names.Header = k.Header
+		}
+		if k.Query != "" {
+			names.Query = k.Query
+		}
+	}
+	if !validHeaderName(names.Header) {
+		return invalid("properties.subscriptionKeyParameterNames.header", "'%s' is not a valid header name", names.Header)
+	}
+	if strings.ContainsAny(names.Query, "&=#? ") || len(names.Query) > 256 {
+		return invalid("properties.subscriptionKeyParameterNames.query", "'%s' is not a valid query parameter name", names.Query)
+	}
+	p.SubscriptionKeyParameterNames = &names
+	if p.APIRevision == "" {
+		p.APIRevision = "1"
+	}
+	if p.APIRevision != "1" {
+		return invalid("properties.apiRevision", "API revisions are not supported; apiRevision must be 1")
+	}
+	t := true
+	p.IsCurrent, p.IsOnline, p.ProvisioningState = &t, true, "Succeeded"
+	return nil
+}
+
+func checkServiceURL(raw string, schemes []string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || !slices.Contains(schemes, strings.ToLower(u.Scheme)) || len(raw) > 2000 || u.User != nil {
+		return invalid("properties.serviceUrl", "serviceUrl must be an absolute %s URL of at most 2000 characters", strings.Join(schemes, ":// or ")+"://")
+	}
+	return nil
+}
+
+func validHeaderName(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for _, c := range s {
+		if c > 126 || c <= 32 || strings.ContainsRune(`"(),/:;<=>?@[\]{}`, c) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkPathFree refuses an API path another API of the service already has.
+func (w *write) checkPathFree(ctx context.Context, apiName, path string) error {
+	others, _, err := w.tx.List(ctx, Query{Kind: KindAPI, PropEquals: map[string]string{"path": path}, All: true})
+	if err != nil {
+		return err
+	}
+	for _, o := range others {
+		if !strings.EqualFold(o.Name, apiName) {
+			return invalid("path", "Cannot create API '%s' with the same Path '%s' as API '%s' unless it's a part of the same version set", apiName, path, o.Name)
+		}
+	}
+	return nil
+}
+
+func (w *write) createOnHandshake(ctx context.Context, apiName string) error {
+	op := Resource{ServiceID: w.svc.ID, Kind: KindOperation, Parent: "apis/" + apiName, Name: OnHandshake,
+		Properties: mustJSON(OperationProperties{
+			DisplayName: OnHandshake, Method: "GET", URLTemplate: "/",
+			Description:        "The WebSocket handshake. Policies on this operation run on every upgrade request.",
+			TemplateParameters: json.RawMessage("[]"), Responses: json.RawMessage("[]"),
+		})}
+	return w.tx.Put(ctx, &op)
+}
+
+// apiOf loads the API at path "apis/{name}".
+func apiOf(ctx context.Context, r Reader, apiPath string) (APIProperties, error) {
+	_, name := splitParent(apiPath)
+	res, err := r.Get(ctx, KindAPI, "", name)
+	if err != nil {
+		return APIProperties{}, err
+	}
+	var p APIProperties
+	err = json.Unmarshal(res.Properties, &p)
+	return p, err
+}
+
+var errWebSocketOperation = invalid("properties", "Operation entity cannot be defined by user for web socket api type.")
+
+var operationBehaviour = behaviour{
+	parentKind: parentOf(KindAPI),
+	writable: func(ctx context.Context, w *write, parent, name string) error {
+		api, err := apiOf(ctx, w.tx, parent)
+		if err != nil {
+			return err
+		}
+		if api.Type == APITypeWebSocket {
+			return errWebSocketOperation
+		}
+		return nil
+	},
+	prepare: func(ctx context.Context, w *write, r *Resource, in json.RawMessage, old *Resource) error {
+		var p OperationProperties
+		if err := decodeProps(in, &p); err != nil {
+			return err
+		}
+		if n := len(strings.TrimSpace(p.DisplayName)); n == 0 || len(p.DisplayName) > 300 {
+			return invalid("properties.displayName", "displayName is required and must be at most 300 characters")
+		}
+		p.Method = strings.ToUpper(strings.TrimSpace(p.Method))
+		if p.Method == "" || !validHeaderName(p.Method) {
+			return invalid("properties.method", "method is required: an HTTP method such as GET or POST")
+		}
+		if !strings.HasPrefix(p.URLTemplate, "/") || len(p.URLTemplate) > 1000 || strings.ContainsAny(p.URLTemplate, " #") {
+			return invalid("properties.urlTemplate", "urlTemplate is required and must start with '/', e.g. /customers/{cid}")
+		}
+		if err := checkTemplate(p.URLTemplate); err != nil {
+			return err
+		}
+		for field, raw := range map[string]*json.RawMessage{"templateParameters": &p.TemplateParameters, "responses": &p.Responses} {
+			if len(*raw) == 0 || string(*raw) == "null" {
+				*raw = json.RawMessage("[]")
+			} else if (*raw)[0] != '[' {
+				return invalid("properties."+field, "%s must be an array", field)
+			}
+		}
+		if len(p.Request) > 0 && string(p.Request) != "null" && p.Request[0] != '{' {
+			return invalid("properties.request", "request must be an object")
+		}
+		r.Properties = mustJSON(p)
+		return nil
+	},
+	beforeDelete: func(ctx context.Context, w *write, r Resource, opts Options) error {
+		return w.deleteAll(ctx, Query{Kind: KindPolicy, Parent: r.Path()}, opts)
+	},
+}
+
+// checkTemplate makes sure {parameters} in a URL template are balanced and named.
+func checkTemplate(t string) error {
+	depth := 0
+	start := 0
+	for i, c := range t {
+		switch c {
+		case '{':
+			if depth > 0 {
+				return invalid("properties.urlTemplate", "nested '{' in urlTemplate at position %d", i)
+			}
+			depth, start = 1, i
+		case '}':
+			if depth == 0 || i == start+1 {
+				return invalid("properties.urlTemplate", "unbalanced or empty '{}' in urlTemplate at position %d", i)
+			}
+			depth = 0
+		}
+	}
+	if depth != 0 {
+		return invalid("properties.urlTemplate", "unclosed '{' in urlTemplate")
+	}
+	return nil
+}
+
+// parentOf accepts parents of the form "{kind.Segment}/{name}".
+func parentOf(k *Kind) func(parent string) (*Kind, string, error) {
+	return func(parent string) (*Kind, string, error) {
+		seg, name, ok := strings.Cut(parent, "/")
+		if !ok || seg != k.Segment || name == "" || strings.Contains(name, "/") {
+			return nil, "", notFound(k.What)
+		}
+		return k, name, nil
+	}
+}
+
+// scopeID is the full ARM id of a resource path of the service, the form subscription scopes
+// and owner ids are stored in.
+func (w *write) scopeID(path string) string { return ServiceID(w.svc.Ref) + "/" + path }
+
+// ServiceID is the ARM id of a service.
+func ServiceID(ref ServiceRef) string {
+	return fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.ApiManagement/service/%s",
+		ref.Subscription, ref.ResourceGroup, ref.Name)
+}

@@ -1,0 +1,286 @@
+package catalog
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha512"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// GatewayProperties are the stored ARM properties of a self-hosted gateway resource.
+type GatewayProperties struct {
+	LocationData *GatewayLocation `json:"locationData"`
+	Description  string           `json:"description,omitempty"`
+}
+
+// GatewayLocation says where a gateway runs.
+type GatewayLocation struct {
+	Name            string `json:"name"`
+	City            string `json:"city,omitempty"`
+	District        string `json:"district,omitempty"`
+	CountryOrRegion string `json:"countryOrRegion,omitempty"`
+}
+
+// GatewayKeys are a gateway's signing keys, returned by listKeys.
+type GatewayKeys struct {
+	Primary   string `json:"primary"`
+	Secondary string `json:"secondary"`
+}
+
+// MaxGatewayTokenLifetime is APIM's limit on generateToken's expiry.
+const MaxGatewayTokenLifetime = 30 * 24 * time.Hour
+
+const (
+	secretGatewayPrimary   = "primary"
+	secretGatewaySecondary = "secondary"
+	tokenExpiryFormat      = "200601021504"
+)
+
+var gatewayBehaviour = behaviour{
+	writable: func(ctx context.Context, w *write, parent, name string) error {
+		if strings.EqualFold(name, "managed") {
+			return invalid("gatewayId", "the gateway id must not be 'managed'")
+		}
+		return nil
+	},
+	prepare: func(ctx context.Context, w *write, r *Resource, in json.RawMessage, old *Resource) error {
+		var p GatewayProperties
+		if err := decodeProps(in, &p); err != nil {
+			return err
+		}
+		if p.LocationData == nil || strings.TrimSpace(p.LocationData.Name) == "" || len(p.LocationData.Name) > 256 {
+			return invalid("properties.locationData.name", "locationData.name is required and must be at most 256 characters")
+		}
+		if len(p.Description) > 1000 {
+			return invalid("properties.description", "description must be at most 1000 characters")
+		}
+		r.Properties = mustJSON(p)
+		if old != nil {
+			r.Secrets = old.Secrets
+		} else {
+			r.Secrets = map[string]string{secretGatewayPrimary: newGatewayKey(), secretGatewaySecondary: newGatewayKey()}
+		}
+		return nil
+	},
+	beforeDelete: func(ctx context.Context, w *write, r Resource, opts Options) error {
+		return w.deleteAll(ctx, Query{Kind: KindGatewayAPI, Parent: r.Path()}, opts)
+	},
+}
+
+func newGatewayKey() string {
+	b := make([]byte, 64)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on supported platforms
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// GatewayKeys returns a gateway's keys.
+func (c *Catalog) GatewayKeys(ctx context.Context, ref ServiceRef, name string) (GatewayKeys, Resource, error) {
+	r, err := c.Get(ctx, ref, KindGateway, "", name)
+	if err != nil {
+		return GatewayKeys{}, r, err
+	}
+	return GatewayKeys{Primary: r.Secrets[secretGatewayPrimary], Secondary: r.Secrets[secretGatewaySecondary]}, r, nil
+}
+
+func keyName(keyType string) (string, error) {
+	switch strings.ToLower(keyType) {
+	case "primary":
+		return secretGatewayPrimary, nil
+	case "secondary":
+		return secretGatewaySecondary, nil
+	}
+	return "", invalid("keyType", "keyType must be primary or secondary")
+}
+
+// RegenerateGatewayKey replaces one of a gateway's keys. Tokens signed with the old key stop working.
+func (c *Catalog) RegenerateGatewayKey(ctx context.Context, ref ServiceRef, name, keyType string) error {
+	secret, err := keyName(keyType)
+	if err != nil {
+		return err
+	}
+	return c.modify(ctx, ref, KindGateway, "", name, func(ctx context.Context, w *write, r *Resource) error {
+		r.Secrets[secret] = newGatewayKey()
+		return nil
+	})
+}
+
+// GenerateGatewayToken returns a token a gateway node presents to management, valid until
+// expiry (at most 30 days ahead). Its shape is APIM's, "{id}&{yyyyMMddHHmm}&{signature}", with
+// the gateway's internal id so management can find it without knowing the service; the
+// signature is Base64(HMAC-SHA512(key, "{id}\n{expiry}")).
+func (c *Catalog) GenerateGatewayToken(ctx context.Context, ref ServiceRef, name, keyType string, expiry time.Time) (string, error) {
+	secret, err := keyName(keyType)
+	if err != nil {
+		return "", err
+	}
+	now := c.now()
+	if expiry.IsZero() {
+		return "", invalid("expiry", "expiry is required")
+	}
+	if !expiry.After(now) {
+		return "", invalid("expiry", "expiry must be in the future")
+	}
+	if expiry.After(now.Add(MaxGatewayTokenLifetime)) {
+		return "", invalid("expiry", "Maximum token expiry time is set to 30 days")
+	}
+	r, err := c.Get(ctx, ref, KindGateway, "", name)
+	if err != nil {
+		return "", err
+	}
+	exp := expiry.UTC().Format(tokenExpiryFormat)
+	return r.ID + "&" + exp + "&" + signToken(r.Secrets[secret], r.ID, exp), nil
+}
+
+func signToken(key, id, exp string) string {
+	m := hmac.New(sha512.New, []byte(key))
+	fmt.Fprintf(m, "%s\n%s", id, exp)
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// GatewayNode is a verified gateway token's holder.
+type GatewayNode struct {
+	Service Service
+	Gateway Resource
+	Expiry  time.Time
+}
+
+// VerifyGatewayToken checks a token from GenerateGatewayToken ("GatewayKey " prefix allowed)
+// against the gateway's current keys and its expiry. Every failure is ErrInvalidToken, so a
+// caller learns nothing about which part was wrong.
+func (c *Catalog) VerifyGatewayToken(ctx context.Context, token string) (GatewayNode, error) {
+	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(token), "GatewayKey "))
+	parts := strings.Split(token, "&")
+	if len(parts) != 3 {
+		return GatewayNode{}, ErrInvalidToken
+	}
+	exp, err := time.Parse(tokenExpiryFormat, parts[1])
+	if err != nil || !exp.After(c.now()) {
+		return GatewayNode{}, ErrInvalidToken
+	}
+	r, err := c.store.GetByID(ctx, parts[0])
+	if errors.Is(err, ErrNotFound) || err == nil && r.Kind != KindGateway {
+		return GatewayNode{}, ErrInvalidToken
+	}
+	if err != nil {
+		return GatewayNode{}, err
+	}
+	ok := false
+	for _, k := range []string{secretGatewayPrimary, secretGatewaySecondary} {
+		want := signToken(r.Secrets[k], r.ID, parts[1])
+		ok = ok || hmac.Equal([]byte(want), []byte(parts[2]))
+	}
+	if !ok {
+		return GatewayNode{}, ErrInvalidToken
+	}
+	svc, err := c.store.GetServiceByID(ctx, r.ServiceID)
+	if err != nil {
+		return GatewayNode{}, err
+	}
+	return GatewayNode{Service: svc, Gateway: r, Expiry: exp}, nil
+}
+
+// NamedValueProperties are the ARM properties of a named value. For a secret one, Value is
+// empty in storage and on GET; the value lives sealed and leaves only through listValue.
+type NamedValueProperties struct {
+	DisplayName       string          `json:"displayName"`
+	Value             *string         `json:"value,omitempty"`
+	Secret            bool            `json:"secret"`
+	Tags              []string        `json:"tags"`
+	KeyVault          json.RawMessage `json:"keyVault,omitempty"`
+	ProvisioningState string          `json:"provisioningState"`
+}
+
+const secretValue = "value"
+
+var namedValueBehaviour = behaviour{
+	prepare: func(ctx context.Context, w *write, r *Resource, in json.RawMessage, old *Resource) error {
+		var p NamedValueProperties
+		if err := decodeProps(in, &p); err != nil {
+			return err
+		}
+		if len(p.DisplayName) == 0 || len(p.DisplayName) > 256 || !displayNamePattern.MatchString(p.DisplayName) {
+			return invalid("properties.displayName", "displayName is required: up to 256 letters, digits, periods, dashes and underscores")
+		}
+		if len(p.KeyVault) > 0 && string(p.KeyVault) != "null" {
+			return invalid("properties.keyVault", "Key Vault references are not supported by Gatehouse; set the value")
+		}
+		p.KeyVault = nil
+		if p.Value == nil && old != nil && old.Secrets[secretValue] != "" {
+			v := old.Secrets[secretValue]
+			p.Value = &v
+		}
+		if p.Value == nil || strings.TrimSpace(*p.Value) == "" || len(*p.Value) > 4096 {
+			return invalid("properties.value", "value is required: not empty or only whitespace, at most 4096 characters")
+		}
+		if len(p.Tags) > 32 {
+			return invalid("properties.tags", "at most 32 tags")
+		}
+		if p.Tags == nil {
+			p.Tags = []string{}
+		}
+		known, err := w.namedValueNames(ctx)
+		if err != nil {
+			return err
+		}
+		if old == nil && known[strings.ToLower(p.DisplayName)] {
+			return invalid("properties.displayName", "a named value with display name '%s' already exists", p.DisplayName)
+		}
+		p.ProvisioningState = "Succeeded"
+		r.Secrets = nil
+		if p.Secret {
+			r.Secrets = map[string]string{secretValue: *p.Value}
+			p.Value = nil
+		}
+		r.Properties = mustJSON(p)
+		return nil
+	},
+	beforeDelete: func(ctx context.Context, w *write, r Resource, opts Options) error {
+		var p NamedValueProperties
+		_ = json.Unmarshal(r.Properties, &p)
+		policies, _, err := w.tx.List(ctx, Query{Kind: KindPolicy, AnyParent: true, All: true})
+		if err != nil {
+			return err
+		}
+		for _, pol := range policies {
+			doc, _, err := ParsePolicy(policyValue(pol))
+			if err != nil {
+				continue
+			}
+			for _, ref := range doc.NamedValues() {
+				if strings.EqualFold(ref, r.Name) || strings.EqualFold(ref, p.DisplayName) {
+					return &ConflictError{Message: fmt.Sprintf("Named value '%s' is referenced by the policy of '%s'; remove the reference first.", p.DisplayName, pol.Parent)}
+				}
+			}
+		}
+		return nil
+	},
+}
+
+func policyValue(r Resource) (string, string) {
+	var p PolicyProperties
+	_ = json.Unmarshal(r.Properties, &p)
+	return p.Value, p.Format
+}
+
+// NamedValue returns a named value's value, secret or not.
+func (c *Catalog) NamedValue(ctx context.Context, ref ServiceRef, name string) (string, Resource, error) {
+	r, err := c.Get(ctx, ref, KindNamedValue, "", name)
+	if err != nil {
+		return "", r, err
+	}
+	var p NamedValueProperties
+	_ = json.Unmarshal(r.Properties, &p)
+	if p.Secret {
+		return r.Secrets[secretValue], r, nil
+	}
+	if p.Value == nil {
+		return "", r, nil
+	}
+	return *p.Value, r, nil
+}

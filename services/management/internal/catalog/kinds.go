@@ -1,0 +1,111 @@
+package catalog
+
+import (
+	"regexp"
+
+	"gatehouse.dev/pkg/configwire"
+)
+
+// Kind describes one resource collection of the ARM API.
+type Kind struct {
+	// Name is the stored kind (configwire.Kind*).
+	Name string
+	// Segment is the collection's URL segment ("apis" for both apis and product apis).
+	Segment string
+	// Type is the ARM resource type.
+	Type string
+	// What names one resource in messages ("Api").
+	What string
+	// MaxLen and Pattern constrain resource names (reference/apim.md §2.2).
+	MaxLen  int
+	Pattern *regexp.Regexp
+	// Filter lists the fields $filter may use.
+	Filter map[string]FilterField
+	// Link kinds join two resources; their name is the id of the linked resource.
+	Link bool
+}
+
+// FilterField is a $filter field: Prop is the JSON property it reads ("" for the resource name);
+// Type is "string" or "bool"; EqOnly restricts it to eq/ne.
+type FilterField struct {
+	Prop   string
+	Type   string
+	EqOnly bool
+}
+
+var (
+	idPattern      = regexp.MustCompile(`^[^*#&+:<>?]+$`)
+	servicePattern = regexp.MustCompile(`^[a-zA-Z](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$`)
+	// displayNamePattern is what APIM allows in a named value's display name.
+	displayNamePattern = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+)
+
+func stringFields(props ...string) map[string]FilterField {
+	m := map[string]FilterField{"name": {Type: "string"}}
+	for _, p := range props {
+		m[p] = FilterField{Prop: p, Type: "string"}
+	}
+	return m
+}
+
+// The kinds.
+var (
+	KindAPI = &Kind{Name: configwire.KindAPI, Segment: "apis", Type: "Microsoft.ApiManagement/service/apis", What: "Api",
+		MaxLen: 256, Pattern: idPattern,
+		Filter: withField(stringFields("displayName", "description", "serviceUrl", "path", "type"), "isCurrent", FilterField{Prop: "isCurrent", Type: "bool", EqOnly: true})}
+	KindOperation = &Kind{Name: configwire.KindOperation, Segment: "operations", Type: "Microsoft.ApiManagement/service/apis/operations", What: "Operation",
+		MaxLen: 80, Pattern: idPattern, Filter: stringFields("displayName", "method", "description", "urlTemplate")}
+	KindPolicy = &Kind{Name: configwire.KindPolicy, Segment: "policies", Type: "Microsoft.ApiManagement/service/policies", What: "Policy",
+		MaxLen: 6, Pattern: regexp.MustCompile(`^(?i:policy)$`), Filter: stringFields()}
+	KindProduct = &Kind{Name: configwire.KindProduct, Segment: "products", Type: "Microsoft.ApiManagement/service/products", What: "Product",
+		MaxLen: 256, Pattern: idPattern,
+		Filter: withField(stringFields("displayName", "description", "terms"), "state", FilterField{Prop: "state", Type: "string", EqOnly: true})}
+	KindProductAPI = &Kind{Name: configwire.KindProductAPI, Segment: "apis", Type: "Microsoft.ApiManagement/service/products/apis", What: "Api",
+		MaxLen: 256, Pattern: idPattern, Link: true, Filter: stringFields()}
+	KindUser = &Kind{Name: configwire.KindUser, Segment: "users", Type: "Microsoft.ApiManagement/service/users", What: "User",
+		MaxLen: 80, Pattern: idPattern,
+		Filter: withField(stringFields("firstName", "lastName", "email", "note"), "state", FilterField{Prop: "state", Type: "string", EqOnly: true})}
+	KindSubscription = &Kind{Name: configwire.KindSubscription, Segment: "subscriptions", Type: "Microsoft.ApiManagement/service/subscriptions", What: "Subscription",
+		MaxLen: 256, Pattern: idPattern,
+		Filter: withField(stringFields("displayName", "stateComment", "ownerId", "scope"), "state", FilterField{Prop: "state", Type: "string", EqOnly: true})}
+	KindGateway = &Kind{Name: configwire.KindGateway, Segment: "gateways", Type: "Microsoft.ApiManagement/service/gateways", What: "Gateway",
+		MaxLen: 80, Pattern: idPattern, Filter: stringFields("description")}
+	KindGatewayAPI = &Kind{Name: configwire.KindGatewayAPI, Segment: "apis", Type: "Microsoft.ApiManagement/service/gateways/apis", What: "Api",
+		MaxLen: 256, Pattern: idPattern, Link: true, Filter: stringFields()}
+	KindNamedValue = &Kind{Name: configwire.KindNamedValue, Segment: "namedValues", Type: "Microsoft.ApiManagement/service/namedValues", What: "NamedValue",
+		MaxLen: 256, Pattern: idPattern, Filter: stringFields("displayName")}
+)
+
+func withField(m map[string]FilterField, name string, f FilterField) map[string]FilterField {
+	m[name] = f
+	return m
+}
+
+// kinds indexes every kind by stored name.
+var kinds = map[string]*Kind{}
+
+func init() {
+	for _, k := range []*Kind{KindAPI, KindOperation, KindPolicy, KindProduct, KindProductAPI, KindUser,
+		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue} {
+		kinds[k.Name] = k
+	}
+}
+
+// KindByName returns the kind stored under name, or nil.
+func KindByName(name string) *Kind { return kinds[name] }
+
+// ValidName checks a resource name against its kind's constraints.
+func (k *Kind) ValidName(name string) error {
+	if name == "" || len(name) > k.MaxLen || !k.Pattern.MatchString(name) {
+		return invalid("name", "'%s' is not a valid %s name: it must be 1 to %d characters and match %s", name, k.What, k.MaxLen, k.Pattern)
+	}
+	return nil
+}
+
+// ValidServiceName checks an API Management service name.
+func ValidServiceName(name string) error {
+	if len(name) < 1 || len(name) > 50 || !servicePattern.MatchString(name) {
+		return invalid("serviceName", "'%s' is not a valid service name: 1 to 50 letters, digits and dashes, starting with a letter", name)
+	}
+	return nil
+}
