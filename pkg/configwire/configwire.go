@@ -33,7 +33,13 @@ const (
 	OpDelete Op = "delete"
 	// OpDeleteService removes the whole service; the entity of its item is empty.
 	OpDeleteService Op = "deleteService"
+	// OpResync stands for a change too large to send: gateways fetch a fresh snapshot.
+	OpResync Op = "resync"
 )
+
+// MaxChangeBytes bounds a published change; a larger one is sent as a single OpResync item so
+// it fits in a NATS message (1 MiB by default).
+const MaxChangeBytes = 512 << 10
 
 // Entity is one configuration entity. Parent is the resource path of its parent ("" at the top,
 // "apis/echo", "products/starter"); Name is its ARM name; Properties are its ARM properties

@@ -224,12 +224,14 @@ var namedValueBehaviour = behaviour{
 		if p.Tags == nil {
 			p.Tags = []string{}
 		}
-		known, err := w.namedValueNames(ctx)
+		same, _, err := w.tx.List(ctx, Query{Kind: KindNamedValue, PropEquals: map[string]string{"displayName": p.DisplayName}, All: true})
 		if err != nil {
 			return err
 		}
-		if old == nil && known[strings.ToLower(p.DisplayName)] {
-			return invalid("properties.displayName", "a named value with display name '%s' already exists", p.DisplayName)
+		for _, o := range same {
+			if !strings.EqualFold(o.Name, r.Name) {
+				return invalid("properties.displayName", "a named value with display name '%s' already exists", p.DisplayName)
+			}
 		}
 		p.ProvisioningState = "Succeeded"
 		r.Secrets = nil

@@ -20,6 +20,7 @@ import (
 
 	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/management/internal/odata"
+	"gatehouse.dev/management/internal/outbox"
 	"gatehouse.dev/management/internal/secretbox"
 	"gatehouse.dev/pkg/configwire"
 )
@@ -30,8 +31,6 @@ const (
 	MaxPageSize     = 1000
 )
 
-// NotifyChannel is the Postgres channel notified when an outbox row commits.
-const NotifyChannel = "gatehouse_outbox"
 
 // Store implements catalog.Store on Postgres. It is safe for concurrent use.
 type Store struct {
@@ -191,10 +190,16 @@ func writeOutbox(ctx context.Context, tx pgx.Tx, ch configwire.Change) error {
 	if err != nil {
 		return err
 	}
+	if len(payload) > configwire.MaxChangeBytes {
+		ch.Items = []configwire.Item{{Op: configwire.OpResync}}
+		if payload, err = json.Marshal(ch); err != nil {
+			return err
+		}
+	}
 	if _, err := tx.Exec(ctx, `INSERT INTO outbox (service_id, revision, payload) VALUES ($1, $2, $3)`, ch.ServiceID, ch.Revision, payload); err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, `SELECT pg_notify($1, '')`, NotifyChannel)
+	_, err = tx.Exec(ctx, `SELECT pg_notify($1, '')`, outbox.NotifyChannel)
 	return err
 }
 

@@ -1,0 +1,41 @@
+// Package outbox publishes committed configuration changes from the Postgres outbox table to
+// NATS JetStream, in revision order per service and at least once (JetStream drops duplicates).
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"gatehouse.dev/pkg/bus"
+)
+
+// StreamMaxAge is how long bus.ConfigStream keeps a change. A gateway that was away for longer
+// finds a gap and fetches a snapshot, as it would for any other gap.
+const StreamMaxAge = 7 * 24 * time.Hour
+
+// streamConfig is the desired configuration of bus.ConfigStream.
+func streamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        bus.ConfigStream,
+		Description: "Gatehouse configuration changes, one message per service revision",
+		Subjects:    []string{bus.ConfigSubjects},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      StreamMaxAge,
+		Duplicates:  bus.ConfigDuplicateWindow,
+	}
+}
+
+// EnsureStream creates bus.ConfigStream, or updates an existing one to the configuration this
+// package relies on (subjects, de-duplication window, retention). It is idempotent and safe to
+// call from several management replicas at once.
+func EnsureStream(ctx context.Context, js jetstream.JetStream) error {
+	if _, err := js.CreateOrUpdateStream(ctx, streamConfig()); err != nil {
+		return fmt.Errorf("outbox: ensure stream %s: %w", bus.ConfigStream, err)
+	}
+	return nil
+}
