@@ -124,4 +124,3 @@ func (s *Server) gatewayConfig(c echo.Context) error {
 	c.Response().Header().Set("Cache-Control", "no-store")
 	return c.JSON(http.StatusOK, snap)
 }
-

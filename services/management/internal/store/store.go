@@ -31,7 +31,6 @@ const (
 	MaxPageSize     = 1000
 )
 
-
 // Store implements catalog.Store on Postgres. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
