@@ -8,6 +8,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"gatehouse.dev/pkg/configwire"
 )
@@ -78,6 +79,17 @@ var subscriptionBehaviour = behaviour{
 		}
 		if !slices.Contains(subscriptionStates, p.State) {
 			return invalid("properties.state", "state must be one of %s", strings.Join(subscriptionStates, ", "))
+		}
+		for field, d := range map[string]*string{"startDate": &p.StartDate, "expirationDate": &p.ExpirationDate,
+			"endDate": &p.EndDate, "notificationDate": &p.NotificationDate} {
+			if *d == "" {
+				continue
+			}
+			t, err := time.Parse(time.RFC3339, *d)
+			if err != nil {
+				return invalid("properties."+field, "%s must be a date-time such as 2030-01-31T00:00:00Z", field)
+			}
+			*d = t.UTC().Format(dateFormat)
 		}
 		today := w.now.Format(dateFormat)
 		p.CreatedDate = today

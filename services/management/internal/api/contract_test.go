@@ -1,0 +1,512 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/google/go-cmp/cmp"
+	"github.com/labstack/echo/v4"
+
+	"gatehouse.dev/management/internal/mgmttest"
+	"gatehouse.dev/openapi"
+)
+
+// The contract tests hold openapi/management.yaml and the server to each other: the document
+// must be valid OpenAPI 3, name exactly the routes the server registers, and describe every
+// request and response of a scripted session against the real server.
+
+// loadContract loads and validates the embedded management API document.
+func loadContract(t testing.TB) *openapi3.T {
+	t.Helper()
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(openapi.Management)
+	if err != nil {
+		t.Fatalf("load openapi/management.yaml: %v", err)
+	}
+	if err := doc.Validate(loader.Context); err != nil {
+		t.Fatalf("openapi/management.yaml is not valid OpenAPI: %v", err)
+	}
+	return doc
+}
+
+func TestContractDocument(t *testing.T) {
+	t.Parallel()
+	doc := loadContract(t)
+	if doc.OpenAPI != "3.0.3" {
+		t.Errorf("openapi = %q, want 3.0.3", doc.OpenAPI)
+	}
+	// Anything outside ARM's /subscriptions/ tree is Gatehouse's own and must say so.
+	for path, item := range doc.Paths.Map() {
+		if strings.HasPrefix(path, "/subscriptions/") {
+			continue
+		}
+		for method, op := range item.Operations() {
+			if op.Extensions["x-gatehouse-extension"] != true {
+				t.Errorf("%s %s is not ARM but lacks x-gatehouse-extension: true", method, path)
+			}
+		}
+	}
+}
+
+var echoParam = regexp.MustCompile(`:([A-Za-z0-9_]+)`)
+
+func TestContractRoutes(t *testing.T) {
+	t.Parallel()
+	doc := loadContract(t)
+	env := mgmttest.Start(t, mgmttest.Options{NoRelay: true})
+
+	var inCode, inSpec []string
+	for _, r := range env.Server.Routes() {
+		if r.Method == echo.RouteNotFound {
+			continue
+		}
+		inCode = append(inCode, r.Method+" "+echoParam.ReplaceAllString(r.Path, "{$1}"))
+	}
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			inSpec = append(inSpec, method+" "+path)
+		}
+	}
+	slices.Sort(inCode)
+	inCode = slices.Compact(inCode)
+	slices.Sort(inSpec)
+	if len(inCode) == 0 {
+		t.Fatal("the server registers no routes")
+	}
+	if missing := minus(inCode, inSpec); len(missing) > 0 {
+		t.Errorf("routes the server serves but the spec does not describe:\n  %s", strings.Join(missing, "\n  "))
+	}
+	if extra := minus(inSpec, inCode); len(extra) > 0 {
+		t.Errorf("operations the spec describes but the server does not route:\n  %s", strings.Join(extra, "\n  "))
+	}
+}
+
+// minus returns the elements of a that are not in b.
+func minus(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// session sends requests to a real management server, validating each request and response
+// against the contract.
+type session struct {
+	env    *mgmttest.Env
+	doc    *openapi3.T
+	router routers.Router
+	opts   *openapi3filter.Options
+	// seen records the operationIds the session exercised.
+	seen map[string]bool
+}
+
+func newSession(t *testing.T, env *mgmttest.Env, doc *openapi3.T) *session {
+	t.Helper()
+	// The servers entry names a deployment's URL; route on paths alone.
+	doc.Servers = nil
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatalf("router: %v", err)
+	}
+	return &session{env: env, doc: doc, router: router, seen: map[string]bool{}, opts: &openapi3filter.Options{
+		IncludeResponseStatus:             true,
+		MultiError:                        true,
+		RejectWhenRequestBodyNotSpecified: true,
+		AuthenticationFunc:                authenticate,
+	}}
+}
+
+// authenticate checks that a request carries the credential its security scheme names.
+func authenticate(_ context.Context, in *openapi3filter.AuthenticationInput) error {
+	h := in.RequestValidationInput.Request.Header.Get("Authorization")
+	prefix := map[string]string{"bearer": "Bearer ", "gatewayKey": "GatewayKey "}[in.SecuritySchemeName]
+	if prefix == "" {
+		return fmt.Errorf("unknown security scheme %q", in.SecuritySchemeName)
+	}
+	if !strings.HasPrefix(h, prefix) {
+		return fmt.Errorf("Authorization does not start with %q", prefix)
+	}
+	return nil
+}
+
+// call is one request of the session.
+type call struct {
+	method, path string
+	body         any
+	// headers are name, value pairs; an empty value removes the header (Authorization).
+	headers []string
+	want    int
+	// offContract marks a request that deliberately breaks the contract (no If-Match, no
+	// token, no api-version): the spec must reject it, and only the response is validated.
+	offContract bool
+	// noAPIVersion leaves out the api-version an ARM path otherwise gets.
+	noAPIVersion bool
+}
+
+func (s *session) request(t *testing.T, c call) *http.Request {
+	t.Helper()
+	path := c.path
+	if strings.HasPrefix(path, "/subscriptions/") && !c.noAPIVersion && !strings.Contains(path, "api-version=") {
+		sep := "?"
+		if strings.Contains(path, "?") {
+			sep = "&"
+		}
+		path += sep + "api-version=" + mgmttest.APIVersion
+	}
+	var body io.Reader
+	if c.body != nil {
+		raw, err := json.Marshal(c.body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(c.method, s.env.URL+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+s.env.Token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(c.headers); i += 2 {
+		if c.headers[i+1] == "" {
+			req.Header.Del(c.headers[i])
+			continue
+		}
+		req.Header.Set(c.headers[i], c.headers[i+1])
+	}
+	return req
+}
+
+// do sends c, fails the test unless the answer has status c.want, and reports every way the
+// request or the response departs from the contract.
+func (s *session) do(t *testing.T, c call) mgmttest.Response {
+	t.Helper()
+	ctx := context.Background()
+	name := c.method + " " + c.path
+
+	req := s.request(t, c)
+	route, params, err := s.router.FindRoute(req)
+	if err != nil {
+		t.Fatalf("%s: the spec has no operation for it: %v", name, err)
+	}
+	s.seen[route.Operation.OperationID] = true
+	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route, Options: s.opts}
+	err = openapi3filter.ValidateRequest(ctx, in)
+	switch {
+	case c.offContract && err == nil:
+		t.Errorf("%s: the spec accepts a request this session sends as off-contract", name)
+	case !c.offContract && err != nil:
+		t.Errorf("%s: request does not match the spec: %v", name, err)
+	}
+
+	resp, err := s.env.Client.Do(s.request(t, c))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := mgmttest.Response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	if out.Status != c.want {
+		t.Fatalf("%s: status %d, want %d; body %s", name, out.Status, c.want, raw)
+	}
+
+	if c.method == http.MethodHead {
+		// ValidateResponse skips HEAD; check the status and headers it would.
+		s.checkHead(t, name, route.Operation, out)
+		return out
+	}
+	rin := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: out.Status, Header: out.Header, Options: s.opts}
+	rin.SetBodyBytes(raw)
+	if err := openapi3filter.ValidateResponse(ctx, rin); err != nil {
+		t.Errorf("%s: %d response does not match the spec: %v\nbody: %s", name, out.Status, err, raw)
+	}
+	return out
+}
+
+func (s *session) checkHead(t *testing.T, name string, op *openapi3.Operation, r mgmttest.Response) {
+	t.Helper()
+	ref := op.Responses.Status(r.Status)
+	if ref == nil {
+		t.Errorf("%s: status %d is not documented", name, r.Status)
+		return
+	}
+	for h, hr := range ref.Value.Headers {
+		if hr.Value.Required && r.Header.Get(h) == "" {
+			t.Errorf("%s: %d response lacks required header %s", name, r.Status, h)
+		}
+	}
+	if len(r.Body) > 0 {
+		t.Errorf("%s: HEAD answered with a body", name)
+	}
+}
+
+func props(p map[string]any) map[string]any { return map[string]any{"properties": p} }
+
+func TestContractSession(t *testing.T) {
+	t.Parallel()
+	env := mgmttest.Start(t, mgmttest.Options{NoRelay: true})
+	s := newSession(t, env, loadContract(t))
+
+	// Gatehouse's own endpoints.
+	s.do(t, call{method: "GET", path: "/healthz", want: 200})
+	s.do(t, call{method: "GET", path: "/readyz", want: 200})
+	doc := s.do(t, call{method: "GET", path: "/openapi.yaml", want: 200})
+	if !bytes.Equal(doc.Body, openapi.Management) {
+		t.Error("GET /openapi.yaml does not serve the embedded document")
+	}
+
+	// The service.
+	svc := mgmttest.ServicePath("contract-sub", "rg1", "contract")
+	s.do(t, call{method: "PUT", path: svc, want: 201, body: map[string]any{
+		"location": "westeurope", "sku": map[string]any{"name": "Developer", "capacity": 1},
+		"tags":       map[string]string{"team": "edge"},
+		"properties": map[string]any{"publisherEmail": "admin@example.com", "publisherName": "Example"},
+	}})
+	r := s.do(t, call{method: "GET", path: svc, want: 200})
+	s.do(t, call{method: "HEAD", path: svc, want: 200})
+	s.do(t, call{method: "PATCH", path: svc, want: 200, headers: []string{"If-Match", r.Header.Get("ETag")},
+		body: map[string]any{"properties": map[string]any{"publisherName": "Example Ltd"}}})
+	s.do(t, call{method: "GET", path: "/subscriptions/contract-sub/resourceGroups/rg1/providers/Microsoft.ApiManagement/service", want: 200})
+	s.do(t, call{method: "GET", path: "/subscriptions/contract-sub/providers/Microsoft.ApiManagement/service?$top=1", want: 200})
+
+	// A websocket API and an http API with an operation.
+	s.do(t, call{method: "PUT", path: svc + "/apis/echo", want: 201, body: props(map[string]any{
+		"displayName": "Echo", "type": "websocket", "serviceUrl": "wss://echo.example.com", "path": "echo"})})
+	r = s.do(t, call{method: "GET", path: svc + "/apis/echo", want: 200})
+	s.do(t, call{method: "HEAD", path: svc + "/apis/echo", want: 200})
+	s.do(t, call{method: "PATCH", path: svc + "/apis/echo", want: 200, headers: []string{"If-Match", r.Header.Get("ETag")},
+		body: props(map[string]any{"description": "Echoes every frame."})})
+	s.do(t, call{method: "PUT", path: svc + "/apis/orders", want: 201, body: props(map[string]any{
+		"displayName": "Orders", "serviceUrl": "https://orders.example.com", "path": "orders", "protocols": []string{"https"},
+		"subscriptionKeyParameterNames": map[string]any{"header": "X-Key"}})})
+	s.do(t, call{method: "PUT", path: svc + "/apis/orders/operations/get-order", want: 201, body: props(map[string]any{
+		"displayName": "Get order", "method": "get", "urlTemplate": "/orders/{id}",
+		"templateParameters": []any{map[string]any{"name": "id", "type": "string", "required": true}}})})
+	s.do(t, call{method: "GET", path: svc + "/apis?$filter=" + url.QueryEscape("type eq 'websocket'") + "&$top=10", want: 200})
+	ops := s.do(t, call{method: "GET", path: svc + "/apis/echo/operations", want: 200})
+	if got := names(t, ops); !cmp.Equal(got, []string{"onHandshake"}) {
+		t.Errorf("operations of a websocket API = %v, want [onHandshake]", got)
+	}
+	s.do(t, call{method: "GET", path: svc + "/apis/echo/operations/onHandshake", want: 200})
+	s.do(t, call{method: "HEAD", path: svc + "/apis/orders/operations/get-order", want: 200})
+
+	// A product holding the websocket API.
+	s.do(t, call{method: "PUT", path: svc + "/products/starter", want: 201, body: props(map[string]any{
+		"displayName": "Starter", "subscriptionRequired": true, "subscriptionsLimit": 2, "state": "published"})})
+	s.do(t, call{method: "PUT", path: svc + "/products/starter/apis/echo", want: 201})
+	s.do(t, call{method: "HEAD", path: svc + "/products/starter/apis/echo", want: 204})
+	s.do(t, call{method: "GET", path: svc + "/products/starter/apis", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/apis/echo/products", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/products?$top=1&$skip=0", want: 200})
+
+	// A user and a subscription to the product.
+	s.do(t, call{method: "PUT", path: svc + "/users/alice", want: 201, body: props(map[string]any{
+		"email": "alice@example.com", "firstName": "Alice", "lastName": "Liddell"})})
+	s.do(t, call{method: "GET", path: svc + "/users", want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/subscriptions/alice-starter", want: 201, body: props(map[string]any{
+		"scope": "/products/starter", "ownerId": "/users/alice", "displayName": "Alice on Starter", "state": "active"})})
+	r = s.do(t, call{method: "GET", path: svc + "/subscriptions/alice-starter", want: 200})
+	s.do(t, call{method: "PATCH", path: svc + "/subscriptions/alice-starter", want: 200, headers: []string{"If-Match", r.Header.Get("ETag")},
+		body: props(map[string]any{"stateComment": "approved"})})
+	keys := s.do(t, call{method: "POST", path: svc + "/subscriptions/alice-starter/listSecrets", want: 200}).JSON()
+	s.do(t, call{method: "POST", path: svc + "/subscriptions/alice-starter/regeneratePrimaryKey", want: 204})
+	if again := s.do(t, call{method: "POST", path: svc + "/subscriptions/alice-starter/listSecrets", want: 200}).JSON(); again["primaryKey"] == keys["primaryKey"] {
+		t.Error("regeneratePrimaryKey left the primary key unchanged")
+	}
+	s.do(t, call{method: "GET", path: svc + "/subscriptions?$filter=" + url.QueryEscape("state eq 'active'"), want: 200})
+	s.do(t, call{method: "GET", path: svc + "/products/starter/subscriptions", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/users/alice/subscriptions", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/users/alice/subscriptions/alice-starter", want: 200})
+
+	// A secret named value and policies that reference it.
+	s.do(t, call{method: "PUT", path: svc + "/namedValues/tenant", want: 201, body: props(map[string]any{
+		"displayName": "tenant", "value": "contoso", "secret": true, "tags": []string{"edge"}})})
+	s.do(t, call{method: "GET", path: svc + "/namedValues/tenant", want: 200})
+	if v := s.do(t, call{method: "POST", path: svc + "/namedValues/tenant/listValue", want: 200}).JSON()["value"]; v != "contoso" {
+		t.Errorf("listValue = %v, want contoso", v)
+	}
+	s.do(t, call{method: "GET", path: svc + "/namedValues", want: 200})
+	policy := `<policies><inbound><base /><set-header name="X-Tenant" exists-action="override"><value>{{tenant}}</value></set-header></inbound>` +
+		`<backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>`
+	opPolicy := svc + "/apis/echo/operations/onHandshake/policies/policy"
+	s.do(t, call{method: "PUT", path: opPolicy, want: 201, body: props(map[string]any{"value": policy, "format": "xml"})})
+	s.do(t, call{method: "GET", path: opPolicy, want: 200})
+	s.do(t, call{method: "GET", path: opPolicy + "?format=rawxml", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/apis/echo/operations/onHandshake/policies", want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/policies/policy", want: 201, body: props(map[string]any{"value": policy})})
+	r = s.do(t, call{method: "GET", path: svc + "/policies/policy", want: 200})
+	s.do(t, call{method: "PATCH", path: svc + "/policies/policy", want: 200, headers: []string{"If-Match", r.Header.Get("ETag")},
+		body: props(map[string]any{"format": "rawxml"})})
+	s.do(t, call{method: "PUT", path: svc + "/products/starter/policies/policy", want: 201, body: props(map[string]any{"value": policy})})
+	s.do(t, call{method: "HEAD", path: svc + "/products/starter/policies/policy", want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/apis/orders/policies/policy", want: 201, body: props(map[string]any{"value": policy})})
+	s.do(t, call{method: "GET", path: svc + "/apis/orders/policies", want: 200})
+
+	// A self-hosted gateway serving the websocket API, and its configuration.
+	s.do(t, call{method: "PUT", path: svc + "/gateways/edge", want: 201, body: props(map[string]any{
+		"locationData": map[string]any{"name": "Amsterdam", "countryOrRegion": "NL"}, "description": "Edge fleet"})})
+	s.do(t, call{method: "PUT", path: svc + "/gateways/edge/apis/echo", want: 201,
+		body: props(map[string]any{"provisioningState": "created"})})
+	s.do(t, call{method: "HEAD", path: svc + "/gateways/edge/apis/echo", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/gateways/edge/apis", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/gateways", want: 200})
+	s.do(t, call{method: "POST", path: svc + "/gateways/edge/listKeys", want: 200})
+	s.do(t, call{method: "POST", path: svc + "/gateways/edge/regenerateKey", want: 204, body: map[string]any{"keyType": "secondary"}})
+	tok := s.do(t, call{method: "POST", path: svc + "/gateways/edge/generateToken", want: 200, body: map[string]any{
+		"keyType": "primary", "expiry": time.Now().Add(24 * time.Hour).UTC().Format(time.RFC3339)}}).JSON()["value"]
+	token, _ := tok.(string)
+	cfg := s.do(t, call{method: "GET", path: "/gatehouse/gateway/v1/config", want: 200, headers: []string{"Authorization", "GatewayKey " + token}})
+	var snap struct {
+		Gateway  string `json:"gateway"`
+		Entities []struct {
+			Kind string `json:"kind"`
+			Name string `json:"name"`
+		} `json:"entities"`
+	}
+	if err := json.Unmarshal(cfg.Body, &snap); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]bool{}
+	for _, e := range snap.Entities {
+		kinds[e.Kind] = true
+	}
+	for _, k := range []string{"gateways", "gatewayApis", "apis", "operations", "products", "productApis", "subscriptions", "namedValues", "policies"} {
+		if !kinds[k] {
+			t.Errorf("the gateway snapshot has no %s entity; kinds: %v", k, kinds)
+		}
+	}
+
+	// Every entity reads, answers HEAD and takes a PATCH with its ETag.
+	for _, e := range []struct {
+		path  string
+		patch map[string]any
+	}{
+		{svc + "/apis/orders", map[string]any{"subscriptionRequired": false}},
+		{svc + "/apis/orders/operations/get-order", map[string]any{"description": "One order."}},
+		{svc + "/apis/orders/policies/policy", map[string]any{"format": "rawxml"}},
+		{svc + "/apis/echo/operations/onHandshake/policies/policy", map[string]any{"format": "xml"}},
+		{svc + "/policies/policy", map[string]any{"format": "xml"}},
+		{svc + "/products/starter", map[string]any{"description": "For trying things out."}},
+		{svc + "/products/starter/policies/policy", map[string]any{"format": "rawxml"}},
+		{svc + "/users/alice", map[string]any{"note": "early adopter"}},
+		{svc + "/subscriptions/alice-starter", map[string]any{"allowTracing": true}},
+		{svc + "/gateways/edge", map[string]any{"locationData": map[string]any{"city": "Amsterdam"}}},
+		{svc + "/namedValues/tenant", map[string]any{"tags": []string{"edge", "tenant"}}},
+	} {
+		r := s.do(t, call{method: "GET", path: e.path, want: 200})
+		h := s.do(t, call{method: "HEAD", path: e.path, want: 200})
+		if h.Header.Get("ETag") != r.Header.Get("ETag") {
+			t.Errorf("%s: HEAD ETag %q, GET ETag %q", e.path, h.Header.Get("ETag"), r.Header.Get("ETag"))
+		}
+		p := s.do(t, call{method: "PATCH", path: e.path, want: 200, headers: []string{"If-Match", r.Header.Get("ETag")}, body: props(e.patch)})
+		if p.Header.Get("ETag") == r.Header.Get("ETag") {
+			t.Errorf("%s: PATCH left the ETag unchanged", e.path)
+		}
+	}
+	s.do(t, call{method: "GET", path: svc + "/policies", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/products/starter/policies", want: 200})
+	s.do(t, call{method: "POST", path: svc + "/subscriptions/alice-starter/regenerateSecondaryKey", want: 204})
+
+	// Errors.
+	nf := s.do(t, call{method: "GET", path: svc + "/apis/missing", want: 404})
+	wantCode(t, nf, "ResourceNotFound")
+	s.do(t, call{method: "HEAD", path: svc + "/apis/missing", want: 404})
+	bad := s.do(t, call{method: "PUT", path: svc + "/policies/policy", want: 400, body: props(map[string]any{"value": "<policies><inbound>"})})
+	wantCode(t, bad, "ValidationError")
+	bad = s.do(t, call{method: "PUT", path: svc + "/apis/chat", want: 400, body: props(map[string]any{
+		"displayName": "Chat", "type": "websocket", "serviceUrl": "https://not-a-socket.example.com", "path": "chat"})})
+	wantCode(t, bad, "ValidationError")
+	stale := s.do(t, call{method: "PUT", path: svc + "/apis/echo", want: 412, headers: []string{"If-Match", `"stale"`}, body: props(map[string]any{
+		"displayName": "Echo", "type": "websocket", "serviceUrl": "wss://echo.example.com", "path": "echo"})})
+	wantCode(t, stale, "PreconditionFailed")
+	wantCode(t, s.do(t, call{method: "DELETE", path: svc + "/apis/echo", want: 428, offContract: true}), "PreconditionRequired")
+	wantCode(t, s.do(t, call{method: "GET", path: svc + "/apis", want: 401, offContract: true, headers: []string{"Authorization", ""}}), "AuthenticationFailed")
+	wantCode(t, s.do(t, call{method: "GET", path: svc + "/apis", want: 400, offContract: true, noAPIVersion: true}), "MissingApiVersionParameter")
+	wantCode(t, s.do(t, call{method: "GET", path: svc + "/apis?$top=0", want: 400, offContract: true}), "ValidationError")
+	wantCode(t, s.do(t, call{method: "GET", path: "/gatehouse/gateway/v1/config", want: 401, headers: []string{"Authorization", "GatewayKey " + token + "x"}}), "InvalidGatewayToken")
+	wantCode(t, s.do(t, call{method: "DELETE", path: svc + "/products/starter", want: 409, headers: []string{"If-Match", "*"}}), "Conflict")
+	wantCode(t, s.do(t, call{method: "PUT", path: svc + "/apis/echo/operations/extra", want: 400, body: props(map[string]any{
+		"displayName": "Extra", "method": "GET", "urlTemplate": "/extra"})}), "ValidationError")
+
+	// Tearing down.
+	s.do(t, call{method: "DELETE", path: svc + "/gateways/edge/apis/echo", want: 200})
+	s.do(t, call{method: "DELETE", path: svc + "/gateways/edge/apis/echo", want: 204})
+	s.do(t, call{method: "DELETE", path: svc + "/products/starter/apis/echo", want: 200})
+	s.do(t, call{method: "DELETE", path: svc + "/apis/echo/operations/onHandshake/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/products/starter/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/apis/orders/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/namedValues/tenant", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/apis/orders/operations/get-order", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/users/alice?deleteSubscriptions=true", want: 204, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/subscriptions/alice-starter", want: 204, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/products/starter", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/gateways/edge", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/apis/echo", want: 204, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "GET", path: svc + "/apis/echo", want: 404})
+	s.do(t, call{method: "DELETE", path: svc, want: 200})
+	s.do(t, call{method: "DELETE", path: svc, want: 204})
+
+	var untested []string
+	for _, item := range s.doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			if !s.seen[op.OperationID] {
+				untested = append(untested, op.OperationID)
+			}
+		}
+	}
+	slices.Sort(untested)
+	if len(untested) > 0 {
+		t.Errorf("the session does not exercise these operations of the spec; add calls for them:\n  %s", strings.Join(untested, "\n  "))
+	}
+}
+
+func wantCode(t *testing.T, r mgmttest.Response, code string) {
+	t.Helper()
+	if got := r.ErrorCode(); got != code {
+		t.Errorf("error code %q, want %q; body %s", got, code, r.Body)
+	}
+	if got := r.Header.Get("x-ms-error-code"); got != code {
+		t.Errorf("x-ms-error-code %q, want %q", got, code)
+	}
+}
+
+// names returns the names of the items of a list response.
+func names(t *testing.T, r mgmttest.Response) []string {
+	t.Helper()
+	var page struct {
+		Value []struct {
+			Name string `json:"name"`
+		} `json:"value"`
+	}
+	if err := json.Unmarshal(r.Body, &page); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, v := range page.Value {
+		out = append(out, v.Name)
+	}
+	return out
+}
