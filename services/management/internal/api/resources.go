@@ -338,7 +338,29 @@ func readBody(c echo.Context, optional bool) (map[string]json.RawMessage, error)
 	if p, ok := body["properties"]; ok && len(p) > 0 && p[0] != '{' && string(p) != "null" {
 		return nil, &bodyError{code: apierror.InvalidRequestContent, target: "properties", msg: "properties must be a JSON object."}
 	}
+	if hasEscapedNUL(raw) {
+		return nil, &bodyError{code: apierror.InvalidRequestContent, target: "body", msg: "The request body contains the character U+0000 (\\u0000), which cannot be stored."}
+	}
 	return body, nil
+}
+
+// hasEscapedNUL reports whether valid JSON raw has the escape \u0000 in a string: Postgres
+// stores no U+0000 in text or jsonb. An escape is a backslash preceded by an even number of them.
+func hasEscapedNUL(raw []byte) bool {
+	for i := 0; ; i++ {
+		n := bytes.Index(raw[i:], []byte(`\u0000`))
+		if n < 0 {
+			return false
+		}
+		i += n
+		j := i
+		for j > 0 && raw[j-1] == '\\' {
+			j--
+		}
+		if (i-j)%2 == 0 {
+			return true
+		}
+	}
 }
 
 // jsonProblem describes a JSON syntax error without echoing the body.

@@ -6,8 +6,10 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
@@ -71,7 +73,7 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 	})
 	e.GET(GatewayConfigPath, s.gatewayConfig)
 
-	arm := e.Group("", s.authenticate, s.requireAPIVersion)
+	arm := e.Group("", decodeParams, s.authenticate, s.requireAPIVersion)
 	s.routes(arm)
 	return s
 }
@@ -127,6 +129,31 @@ func (s *Server) requireAPIVersion(next echo.HandlerFunc) echo.HandlerFunc {
 			return &apierror.Error{Code: apierror.InvalidAPIVersion, Target: "api-version",
 				Message: "The api-version '" + v + "' is invalid. The supported versions are '" + strings.Join(APIVersions, ",") + "'."}
 		}
+		return next(c)
+	}
+}
+
+// decodeParams unescapes the path parameters, since echo matches the escaped path when there is
+// one (URL.RawPath) and the Azure SDK escapes ids with url.PathEscape: "a%3Bb" names "a;b". It
+// runs before authenticate so that authorization and handlers see the same values, and refuses
+// values Postgres cannot store (invalid UTF-8, U+0000) or that would split a resource path ('/').
+func decodeParams(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		names, values := c.ParamNames(), c.ParamValues()
+		for i, v := range values {
+			if names[i] == "*" {
+				continue // the group's not-found route
+			}
+			var err error
+			if c.Request().URL.RawPath != "" {
+				v, err = url.PathUnescape(v)
+			}
+			if err != nil || !utf8.ValidString(v) || strings.ContainsAny(v, "\x00/") {
+				return apierror.Validation(names[i], "%s must be valid UTF-8 without '/' or the character U+0000", names[i])
+			}
+			values[i] = v
+		}
+		c.SetParamValues(values...)
 		return next(c)
 	}
 }

@@ -72,6 +72,9 @@ var apiBehaviour = behaviour{
 		if err := decodeProps(in, &p); err != nil {
 			return err
 		}
+		if err := decodeProps(in, &apiShape{}); err != nil {
+			return err
+		}
 		if err := p.normalize(); err != nil {
 			return err
 		}
@@ -257,6 +260,9 @@ var operationBehaviour = behaviour{
 		if err := decodeProps(in, &p); err != nil {
 			return err
 		}
+		if err := decodeProps(in, &operationShape{}); err != nil {
+			return err
+		}
 		if n := len(strings.TrimSpace(p.DisplayName)); n == 0 || len(p.DisplayName) > 300 {
 			return invalid("properties.displayName", "displayName is required and must be at most 300 characters")
 		}
@@ -332,3 +338,51 @@ func ServiceID(ref ServiceRef) string {
 	return fmt.Sprintf("/subscriptions/%s/resourceGroups/%s/providers/Microsoft.ApiManagement/service/%s",
 		ref.Subscription, ref.ResourceGroup, ref.Name)
 }
+
+// apiShape and operationShape type the nested objects that APIProperties and
+// OperationProperties keep as raw JSON (reference/apim.md §2.7), so that decodeProps refuses a
+// field of the wrong type there too. Unknown fields pass.
+type (
+	apiShape struct {
+		Contact *struct {
+			Name  string `json:"name"`
+			Email string `json:"email"`
+			URL   string `json:"url"`
+		} `json:"contact"`
+		License *struct {
+			Name string `json:"name"`
+			URL  string `json:"url"`
+		} `json:"license"`
+	}
+	operationShape struct {
+		TemplateParameters []parameterShape `json:"templateParameters"`
+		Request            *struct {
+			Description     string                `json:"description"`
+			Headers         []parameterShape      `json:"headers"`
+			QueryParameters []parameterShape      `json:"queryParameters"`
+			Representations []representationShape `json:"representations"`
+		} `json:"request"`
+		Responses []struct {
+			StatusCode      int                   `json:"statusCode"`
+			Description     string                `json:"description"`
+			Headers         []parameterShape      `json:"headers"`
+			Representations []representationShape `json:"representations"`
+		} `json:"responses"`
+	}
+	parameterShape struct {
+		Name         string   `json:"name"`
+		Type         string   `json:"type"`
+		Description  string   `json:"description"`
+		DefaultValue string   `json:"defaultValue"`
+		Required     bool     `json:"required"`
+		Values       []string `json:"values"`
+		SchemaID     string   `json:"schemaId"`
+		TypeName     string   `json:"typeName"`
+	}
+	representationShape struct {
+		ContentType    string           `json:"contentType"`
+		SchemaID       string           `json:"schemaId"`
+		TypeName       string           `json:"typeName"`
+		FormParameters []parameterShape `json:"formParameters"`
+	}
+)
