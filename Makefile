@@ -28,6 +28,8 @@ help:
 build:
 	$(GO) build -trimpath -o bin/management ./services/management/cmd/management
 	$(GO) build -trimpath -o bin/gateway ./services/gateway/cmd/gateway
+	$(GO) build -trimpath -o bin/demohub ./services/gateway/cmd/demohub
+	$(GO) build -trimpath -o bin/wscat ./services/gateway/cmd/wscat
 
 ## test: gofmt check, go vet, then every test with -race against a real Postgres
 test: fmt-check vet

@@ -19,6 +19,17 @@ MANAGEMENT_BIN="$ROOT/bin/management"
 if [ -z "${DATABASE_URL:-}" ]; then
 	DATABASE_URL="$("$ROOT/scripts/postgres.sh")"
 fi
+# When the URL names the server's default database ("postgres"), management keeps its data in
+# a database of its own instead (GATEHOUSE_DB, default gatehouse), created when missing.
+GATEHOUSE_DB="${GATEHOUSE_DB:-gatehouse}"
+if printf '%s' "$DATABASE_URL" | grep -Eq '^[a-z]+://[^/]*/postgres([?]|$)'; then
+	command -v psql >/dev/null 2>&1 || apt_install postgresql-client
+	if [ "$(PGCONNECT_TIMEOUT=5 psql "$DATABASE_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$GATEHOUSE_DB'")" != 1 ]; then
+		PGCONNECT_TIMEOUT=5 psql "$DATABASE_URL" -qc "CREATE DATABASE \"$GATEHOUSE_DB\"" >/dev/null
+		log "created database $GATEHOUSE_DB"
+	fi
+	DATABASE_URL="$(printf '%s' "$DATABASE_URL" | sed -E "s#^([a-z]+://[^/]*)/postgres#\1/$GATEHOUSE_DB#")"
+fi
 export DATABASE_URL
 export MANAGEMENT_ADMIN_TOKEN="${MANAGEMENT_ADMIN_TOKEN:-dev-admin-token}"
 export MANAGEMENT_LISTEN="${MANAGEMENT_LISTEN:-127.0.0.1:8080}"
@@ -92,11 +103,68 @@ wait_healthy() {
 	done
 }
 
-# start_edge is where gateway nodes (bin/gateway, each with a token from the management API's
-# generateToken) and the demo WebSocket backend get started and added to CHILDREN. Neither
-# exists yet, so this starts nothing and the ready block lists management alone.
+# The demo: a Web PubSub-style hub (bin/demohub) that checks an access_token, a service with a
+# WebSocket API in front of it, a product, an active subscription, a gateway resource linked to
+# the API, and two gateway nodes holding a token for it. Seeding is idempotent (PUT).
+DEMO_SERVICE_PATH="/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/demo/providers/Microsoft.ApiManagement/service/gatehouse"
+DEMOHUB_LISTEN="${DEMOHUB_LISTEN:-127.0.0.1:9000}"
+DEMOHUB_ACCESS_TOKEN="${DEMOHUB_ACCESS_TOKEN:-demo-access-token}"
+GATEWAY_LISTENS=("${GATEWAY_LISTEN_1:-127.0.0.1:8081}" "${GATEWAY_LISTEN_2:-127.0.0.1:8082}")
+GATEWAY_ADMIN_LISTENS=("${GATEWAY_ADMIN_LISTEN_1:-127.0.0.1:9091}" "${GATEWAY_ADMIN_LISTEN_2:-127.0.0.1:9092}")
+DEMO_KEY=""
+
+# arm METHOD PATH [BODY]: one management call; prints the body, fails on a non-2xx answer.
+arm() {
+	local method="$1" path="$2" body="${3:-}" out code
+	out="$(mktemp)"
+	code="$(curl -k -s -o "$out" -w '%{http_code}' -X "$method" -H "Authorization: Bearer $MANAGEMENT_ADMIN_TOKEN" \
+		-H 'Content-Type: application/json' ${body:+-d "$body"} "$MANAGEMENT_BASE$DEMO_SERVICE_PATH$path?api-version=2024-05-01")"
+	if [ "${code:0:1}" != 2 ]; then
+		log "$method $path answered $code: $(cat "$out")"
+		rm -f "$out"
+		return 1
+	fi
+	cat "$out"
+	rm -f "$out"
+}
+
+json_field() { sed -nE "s/.*\"$1\" *: *\"([^\"]*)\".*/\1/p" | head -1; }
+
+seed_demo() {
+	log "seeding the demo service"
+	arm PUT "" '{"location":"local","sku":{"name":"Developer","capacity":1},"properties":{"publisherEmail":"admin@example.com","publisherName":"Demo"}}' >/dev/null
+	arm PUT /apis/chat "{\"properties\":{\"displayName\":\"Chat hub\",\"type\":\"websocket\",\"path\":\"chat\",\"protocols\":[\"ws\",\"wss\"],\"serviceUrl\":\"ws://$DEMOHUB_LISTEN/client/hubs/chat\"}}" >/dev/null
+	arm PUT /products/starter '{"properties":{"displayName":"Starter","state":"published","subscriptionRequired":true}}' >/dev/null
+	arm PUT /products/starter/apis/chat >/dev/null
+	arm PUT /subscriptions/demo '{"properties":{"displayName":"Demo subscription","scope":"/products/starter","state":"active"}}' >/dev/null
+	DEMO_KEY="$(arm POST /subscriptions/demo/listSecrets | json_field primaryKey)"
+	arm PUT /gateways/local '{"properties":{"locationData":{"name":"local"},"description":"make run"}}' >/dev/null
+	arm PUT /gateways/local/apis/chat >/dev/null
+}
+
 start_edge() {
-	:
+	log "starting the demo hub on $DEMOHUB_LISTEN"
+	DEMOHUB_LISTEN="$DEMOHUB_LISTEN" DEMOHUB_ACCESS_TOKEN="$DEMOHUB_ACCESS_TOKEN" "$ROOT/bin/demohub" &
+	CHILDREN+=("$!")
+	seed_demo
+	local expiry token i
+	expiry="$(date -u -d '+29 days' +%Y-%m-%dT%H:%M:%SZ)"
+	token="$(arm POST /gateways/local/generateToken "{\"keyType\":\"primary\",\"expiry\":\"$expiry\"}" | json_field value)"
+	[ -n "$token" ] || die "generateToken returned no token"
+	for i in 0 1; do
+		log "starting gateway node $((i + 1)) on ${GATEWAY_LISTENS[i]}"
+		GATEWAY_TOKEN="$token" MANAGEMENT_URL="$MANAGEMENT_BASE" GATEWAY_LISTEN="${GATEWAY_LISTENS[i]}" \
+			GATEWAY_ADMIN_LISTEN="${GATEWAY_ADMIN_LISTENS[i]}" GATEWAY_CACHE_DIR="$ROOT/.data/gateway-$((i + 1))" \
+			"$ROOT/bin/gateway" &
+		CHILDREN+=("$!")
+	done
+	for i in 0 1; do
+		local deadline=$((SECONDS + HEALTH_TIMEOUT))
+		until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://${GATEWAY_ADMIN_LISTENS[i]}/readyz" || true)" = 200 ]; do
+			[ "$SECONDS" -lt "$deadline" ] || die "gateway node $((i + 1)) did not become ready"
+			sleep 0.3
+		done
+	done
 }
 
 # redacted prints URL $1 with any password replaced by ***.
@@ -106,7 +174,7 @@ redacted() {
 
 print_ready() {
 	local base="$1" nats="${NATS_URL:-embedded (started by management)}"
-	local service="$base/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/demo/providers/Microsoft.ApiManagement/service/gatehouse"
+	local service="$base$DEMO_SERVICE_PATH"
 	local auth="Authorization: Bearer $MANAGEMENT_ADMIN_TOKEN"
 	cat <<READY
 
@@ -115,10 +183,13 @@ Gatehouse is ready.
   database    $(redacted "$DATABASE_URL")
   NATS        $nats
 
-Create a service, then list its APIs:
-  curl -s -X PUT -H '$auth' -H 'Content-Type: application/json' \\
-    '$service?api-version=2024-05-01' \\
-    -d '{"location":"local","sku":{"name":"Developer","capacity":1},"properties":{"publisherEmail":"admin@example.com","publisherName":"Demo"}}'
+  gateways    ws://${GATEWAY_LISTENS[0]}  ws://${GATEWAY_LISTENS[1]}
+  demo hub    ws://$DEMOHUB_LISTEN/client/hubs/chat (access_token $DEMOHUB_ACCESS_TOKEN)
+
+Connect through a gateway node (type lines to send; "broadcast:..." goes to every client):
+  bin/wscat 'ws://${GATEWAY_LISTENS[0]}/chat?subscription-key=$DEMO_KEY&access_token=$DEMOHUB_ACCESS_TOKEN'
+
+List the demo service's APIs:
   curl -s -H '$auth' '$service/apis?api-version=2024-05-01'
 
 Ctrl-C stops everything.
@@ -133,6 +204,7 @@ main() {
 	fi
 	start_management
 	wait_healthy "$base"
+	MANAGEMENT_BASE="$base"
 	start_edge
 	print_ready "$base"
 

@@ -4,6 +4,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -53,6 +54,7 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{cfg: cfg, cat: cat, auth: verifier, log: log, echo: e}
 	e.HTTPErrorHandler = s.errorHandler
+	e.JSONSerializer = jsonSerializer{}
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		Generator:    uuid.NewString,
 		TargetHeader: echo.HeaderXRequestID,
@@ -156,4 +158,21 @@ func decodeParams(next echo.HandlerFunc) echo.HandlerFunc {
 		c.SetParamValues(values...)
 		return next(c)
 	}
+}
+
+// jsonSerializer writes JSON without HTML escaping, so values such as gateway tokens keep their
+// '&' instead of "\u0026" for clients that do not decode JSON strictly.
+type jsonSerializer struct{}
+
+func (jsonSerializer) Serialize(c echo.Context, i any, indent string) error {
+	enc := json.NewEncoder(c.Response())
+	enc.SetEscapeHTML(false)
+	if indent != "" {
+		enc.SetIndent("", indent)
+	}
+	return enc.Encode(i)
+}
+
+func (jsonSerializer) Deserialize(c echo.Context, i any) error {
+	return json.NewDecoder(c.Request().Body).Decode(i)
 }

@@ -1,0 +1,216 @@
+// Command gateway is a Gatehouse gateway node: it fetches its configuration from management
+// with a gateway token, follows changes over NATS, and serves WebSocket and REST API traffic.
+// Every flag has an environment variable (DESIGN §6).
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"gatehouse.dev/gateway/internal/compiled"
+	"gatehouse.dev/gateway/internal/configsync"
+	"gatehouse.dev/gateway/internal/pipeline"
+	"gatehouse.dev/gateway/internal/traffic"
+)
+
+type config struct {
+	token           string
+	managementURL   string
+	natsURL         string
+	listen          string
+	tlsCert, tlsKey string
+	adminListen     string
+	cacheDir        string
+	backendCABundle string
+	connectTimeout  time.Duration
+	maxMessageBytes int64
+	idleTimeout     time.Duration
+	drainTimeout    time.Duration
+	region          string
+	logLevel        string
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(name); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+func envInt(name string, def int64) int64 {
+	if v, ok := os.LookupEnv(name); ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func parseConfig(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.StringVar(&c.token, "token", env("GATEWAY_TOKEN", ""), "gateway token from generateToken (GATEWAY_TOKEN)")
+	fs.StringVar(&c.managementURL, "management-url", env("MANAGEMENT_URL", "http://127.0.0.1:8080"), "management URL (MANAGEMENT_URL)")
+	fs.StringVar(&c.natsURL, "nats-url", env("NATS_URL", ""), "NATS servers; empty = as management advertises (NATS_URL)")
+	fs.StringVar(&c.listen, "listen", env("GATEWAY_LISTEN", "127.0.0.1:8081"), "API traffic listener (GATEWAY_LISTEN)")
+	fs.StringVar(&c.tlsCert, "tls-cert", env("GATEWAY_TLS_CERT", ""), "TLS certificate for wss/https (GATEWAY_TLS_CERT)")
+	fs.StringVar(&c.tlsKey, "tls-key", env("GATEWAY_TLS_KEY", ""), "TLS key (GATEWAY_TLS_KEY)")
+	fs.StringVar(&c.adminListen, "admin-listen", env("GATEWAY_ADMIN_LISTEN", "127.0.0.1:9091"), "admin listener: /healthz /readyz /metrics (GATEWAY_ADMIN_LISTEN)")
+	fs.StringVar(&c.cacheDir, "cache-dir", env("GATEWAY_CACHE_DIR", ""), "directory of the last good configuration; empty = a temp dir (GATEWAY_CACHE_DIR)")
+	fs.StringVar(&c.backendCABundle, "backend-ca-bundle", env("GATEWAY_BACKEND_CA_BUNDLE", ""), "PEM CA bundle trusted for wss/https backends, added to the system roots (GATEWAY_BACKEND_CA_BUNDLE)")
+	fs.DurationVar(&c.connectTimeout, "backend-connect-timeout", envDuration("GATEWAY_BACKEND_CONNECT_TIMEOUT", 10*time.Second), "backend dial and handshake timeout (GATEWAY_BACKEND_CONNECT_TIMEOUT)")
+	fs.Int64Var(&c.maxMessageBytes, "max-message-bytes", envInt("GATEWAY_MAX_MESSAGE_BYTES", 16<<20), "default maximum WebSocket message size; larger ones close with 1009 (GATEWAY_MAX_MESSAGE_BYTES)")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", envDuration("GATEWAY_IDLE_TIMEOUT", time.Hour), "default WebSocket idle timeout, 0 = none (GATEWAY_IDLE_TIMEOUT)")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", envDuration("GATEWAY_DRAIN_TIMEOUT", 30*time.Second), "time to drain connections on SIGTERM (GATEWAY_DRAIN_TIMEOUT)")
+	fs.StringVar(&c.region, "region", env("GATEWAY_REGION", ""), "region reported as context.Deployment.Region (GATEWAY_REGION)")
+	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.token == "" {
+		return c, errors.New("GATEWAY_TOKEN is required: generate one with POST .../gateways/{id}/generateToken")
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		return c, errors.New("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together")
+	}
+	return c, nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	cfg, err := parseConfig(args)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return fmt.Errorf("LOG_LEVEL: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.cacheDir == "" {
+		dir, err := os.MkdirTemp("", "gatehouse-gateway-")
+		if err != nil {
+			return err
+		}
+		cfg.cacheDir = dir
+	}
+	backendTLS := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.backendCABundle != "" {
+		pem, err := os.ReadFile(cfg.backendCABundle)
+		if err != nil {
+			return fmt.Errorf("GATEWAY_BACKEND_CA_BUNDLE: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return errors.New("GATEWAY_BACKEND_CA_BUNDLE holds no PEM certificate")
+		}
+		backendTLS.RootCAs = pool
+	}
+
+	var current atomic.Pointer[compiled.Config]
+	keys := pipeline.NewKeySource(&http.Client{Timeout: 10 * time.Second}, log)
+	builder := compiled.NewBuilder(pipeline.Env{Counters: pipeline.NewMemoryCounters(), Keys: keys, Log: log})
+	syncer := configsync.New(configsync.Options{ManagementURL: cfg.managementURL, Token: cfg.token, NATSURL: cfg.natsURL,
+		CacheDir: cfg.cacheDir, Log: log, Install: func(c *compiled.Config) { current.Store(c) }}, builder)
+	handler := traffic.New(&current, traffic.Options{BackendTLS: backendTLS, ConnectTimeout: cfg.connectTimeout,
+		MaxMessageBytes: cfg.maxMessageBytes, IdleTimeout: cfg.idleTimeout, Region: cfg.region, Log: log})
+
+	var draining atomic.Bool
+	admin := http.NewServeMux()
+	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
+	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if current.Load() == nil || draining.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready"))
+	})
+
+	trafficLn, err := net.Listen("tcp", cfg.listen)
+	if err != nil {
+		return err
+	}
+	adminLn, err := net.Listen("tcp", cfg.adminListen)
+	if err != nil {
+		return err
+	}
+	trafficSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	adminSrv := &http.Server{Handler: admin, ReadHeaderTimeout: 5 * time.Second}
+	log.Info("gateway listening", "traffic", trafficLn.Addr().String(), "admin", adminLn.Addr().String(), "cache_dir", cfg.cacheDir)
+
+	g, gctx := errgroup.WithContext(ctx)
+	syncCtx, stopSync := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSync()
+	g.Go(func() error {
+		err := syncer.Run(syncCtx)
+		if errors.Is(err, configsync.ErrUnauthorized) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		var err error
+		if cfg.tlsCert != "" {
+			err = trafficSrv.ServeTLS(trafficLn, cfg.tlsCert, cfg.tlsKey)
+		} else {
+			err = trafficSrv.Serve(trafficLn)
+		}
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	})
+	g.Go(func() error {
+		if err := adminSrv.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		draining.Store(true)
+		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.drainTimeout)
+		defer cancel()
+		handler.Connections().Drain(shutCtx, 1001, "gateway shutting down")
+		_ = trafficSrv.Shutdown(shutCtx)
+		stopSync()
+		return adminSrv.Shutdown(shutCtx)
+	})
+	return g.Wait()
+}

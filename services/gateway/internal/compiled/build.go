@@ -1,0 +1,435 @@
+package compiled
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"gatehouse.dev/gateway/internal/pipeline"
+	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/policy"
+)
+
+// ErrResync means a change cannot be applied incrementally (a gap in revisions, an unknown
+// change, a change too large to send, an API newly linked to this gateway): the caller must
+// load a fresh snapshot.
+var ErrResync = errors.New("compiled: a fresh snapshot is needed")
+
+// Builder holds the dynamic configuration (the entities received from management) and
+// compiles Configs from it. It is owned by one goroutine, the sync loop; the Configs it
+// returns are immutable and may be shared freely.
+type Builder struct {
+	env pipeline.Env
+
+	serviceID, service, gateway string
+	revision                    int64
+
+	// ents holds every entity but subscriptions, by key(kind, parent, name).
+	ents map[string]configwire.Entity
+	// docs caches parsed policy documents by entity key.
+	docs map[string]*policy.Document
+	// children indexes ents by kind and lower-cased parent: kind|parent → set of keys.
+	children map[string]map[string]bool
+	// productsOf and apisOf index product↔API links by lower-cased names.
+	productsOf map[string]map[string]bool
+	apisOf     map[string]map[string]bool
+	// subs holds subscriptions by lower-cased name (the entity map would double their memory).
+	subs map[string]*Subscription
+
+	cur *Config
+}
+
+// NewBuilder returns an empty Builder compiling pipelines with env (its NamedValues are
+// filled from the configuration).
+func NewBuilder(env pipeline.Env) *Builder { return &Builder{env: env} }
+
+// Current returns the last Config built, or nil.
+func (b *Builder) Current() *Config { return b.cur }
+
+// Revision is the revision of the last Config built.
+func (b *Builder) Revision() int64 { return b.revision }
+
+func key(kind, parent, name string) string {
+	return kind + "|" + strings.ToLower(parent) + "|" + strings.ToLower(name)
+}
+
+func childKey(kind, parent string) string { return kind + "|" + strings.ToLower(parent) }
+
+// Load replaces everything with a snapshot and compiles it. On error the Builder keeps its
+// previous state, so the caller can keep serving the previous Config.
+func (b *Builder) Load(snap configwire.Snapshot) (*Config, error) {
+	next := &Builder{env: b.env, serviceID: snap.ServiceID, service: snap.Service, gateway: snap.Gateway, revision: snap.Revision,
+		ents: map[string]configwire.Entity{}, docs: map[string]*policy.Document{}, children: map[string]map[string]bool{},
+		productsOf: map[string]map[string]bool{}, apisOf: map[string]map[string]bool{}, subs: map[string]*Subscription{}}
+	edit := (*subIndex)(nil).edit()
+	for _, e := range snap.Entities {
+		if err := next.put(e, edit); err != nil {
+			return nil, err
+		}
+	}
+	cfg := &Config{Revision: snap.Revision, ServiceID: snap.ServiceID, Service: snap.Service, Gateway: snap.Gateway,
+		apis: map[string]*API{}, subs: edit.done()}
+	if err := next.compileAPIs(cfg, nil); err != nil {
+		return nil, err
+	}
+	*b = *next
+	b.cur = cfg
+	return cfg, nil
+}
+
+// Apply applies the change of the next revision and compiles what it affects. It returns
+// ErrResync when the change cannot be applied incrementally; on any error the Builder is
+// unchanged only if the error is ErrResync or a compile error before state was touched, so
+// callers must treat any error as "load a snapshot".
+func (b *Builder) Apply(ch configwire.Change) (*Config, error) {
+	if b.cur == nil || ch.ServiceID != b.serviceID {
+		return nil, ErrResync
+	}
+	if ch.Revision <= b.revision {
+		return b.cur, nil // already applied (a re-delivery)
+	}
+	if ch.Revision != b.revision+1 {
+		return nil, fmt.Errorf("%w: revision %d after %d", ErrResync, ch.Revision, b.revision)
+	}
+	affected := map[string]bool{}
+	all := false
+	edit := b.cur.subs.edit()
+	for _, it := range ch.Items {
+		e := it.Entity
+		switch it.Op {
+		case configwire.OpPut, configwire.OpDelete:
+		default:
+			return nil, fmt.Errorf("%w: change op %q", ErrResync, it.Op)
+		}
+		switch e.Kind {
+		case configwire.KindSubscription, configwire.KindUser:
+		case configwire.KindAPI, configwire.KindOperation:
+			affected[apiOf(e)] = true
+		case configwire.KindPolicy:
+			switch scope := strings.ToLower(e.Parent); {
+			case scope == "":
+				all = true
+			case strings.HasPrefix(scope, "products/"):
+				for a := range b.apisOf[scope[len("products/"):]] {
+					affected[a] = true
+				}
+			default:
+				affected[apiOf(e)] = true
+			}
+		case configwire.KindProduct:
+			for a := range b.apisOf[strings.ToLower(e.Name)] {
+				affected[a] = true
+			}
+		case configwire.KindProductAPI:
+			affected[strings.ToLower(e.Name)] = true
+		case configwire.KindGatewayAPI:
+			if strings.EqualFold(e.Parent, "gateways/"+b.gateway) {
+				if it.Op == configwire.OpPut && b.ents[key(configwire.KindGatewayAPI, e.Parent, e.Name)].Kind == "" {
+					// An API newly linked here: its operations and policies were not in our snapshot.
+					return nil, fmt.Errorf("%w: API %s linked to this gateway", ErrResync, e.Name)
+				}
+				affected[strings.ToLower(e.Name)] = true
+			}
+		case configwire.KindNamedValue:
+			if e.Secret {
+				return nil, fmt.Errorf("%w: secret named value %s changed", ErrResync, e.Name)
+			}
+			all = true
+		case configwire.KindGateway:
+			if it.Op == configwire.OpDelete && strings.EqualFold(e.Name, b.gateway) {
+				all = true
+			}
+		default:
+			return nil, fmt.Errorf("%w: unknown kind %q", ErrResync, e.Kind)
+		}
+		if it.Op == configwire.OpDelete {
+			b.remove(e, edit)
+		} else if err := b.put(e, edit); err != nil {
+			return nil, err
+		}
+	}
+	cfg := &Config{Revision: ch.Revision, ServiceID: b.serviceID, Service: b.service, Gateway: b.gateway, subs: edit.done()}
+	if all {
+		cfg.apis = map[string]*API{}
+		affected = nil
+	} else {
+		cfg.apis = make(map[string]*API, len(b.cur.apis))
+		for k, v := range b.cur.apis {
+			cfg.apis[k] = v
+		}
+	}
+	if err := b.compileAPIs(cfg, affected); err != nil {
+		return nil, err
+	}
+	b.revision, b.cur = ch.Revision, cfg
+	return cfg, nil
+}
+
+// apiOf is the lower-cased name of the API an api, operation or API/operation policy belongs to.
+func apiOf(e configwire.Entity) string {
+	if e.Kind == configwire.KindAPI {
+		return strings.ToLower(e.Name)
+	}
+	parts := strings.Split(strings.ToLower(e.Parent), "/")
+	if len(parts) >= 2 && parts[0] == "apis" {
+		return parts[1]
+	}
+	return ""
+}
+
+func (b *Builder) put(e configwire.Entity, edit *subEditor) error {
+	switch e.Kind {
+	case configwire.KindSubscription:
+		s, err := decodeSubscription(e, b.serviceID)
+		if err != nil {
+			return err
+		}
+		if old := b.subs[strings.ToLower(e.Name)]; old != nil {
+			edit.remove(old)
+		}
+		b.subs[strings.ToLower(e.Name)] = s
+		edit.put(s)
+		return nil
+	case configwire.KindUser:
+		return nil // users matter only as owner ids, which subscriptions carry
+	case configwire.KindPolicy:
+		var p struct{ Value, Format string }
+		if err := json.Unmarshal(e.Properties, &p); err != nil {
+			return fmt.Errorf("policy %s: %w", e.Parent, err)
+		}
+		format := policy.Format(p.Format)
+		if format == "" {
+			format = policy.FormatXML
+		}
+		doc, err := policy.Parse(p.Value, format)
+		if err != nil {
+			return fmt.Errorf("policy of %q: %w", e.Parent, err)
+		}
+		b.docs[key(e.Kind, e.Parent, e.Name)] = doc
+	case configwire.KindProductAPI:
+		product := strings.ToLower(strings.TrimPrefix(e.Parent, "products/"))
+		api := strings.ToLower(e.Name)
+		addLink(b.productsOf, api, product)
+		addLink(b.apisOf, product, api)
+	}
+	k := key(e.Kind, e.Parent, e.Name)
+	b.ents[k] = e
+	ck := childKey(e.Kind, e.Parent)
+	if b.children[ck] == nil {
+		b.children[ck] = map[string]bool{}
+	}
+	b.children[ck][k] = true
+	return nil
+}
+
+func (b *Builder) remove(e configwire.Entity, edit *subEditor) {
+	switch e.Kind {
+	case configwire.KindSubscription:
+		if old := b.subs[strings.ToLower(e.Name)]; old != nil {
+			edit.remove(old)
+			delete(b.subs, strings.ToLower(e.Name))
+		}
+		return
+	case configwire.KindProductAPI:
+		product := strings.ToLower(strings.TrimPrefix(e.Parent, "products/"))
+		api := strings.ToLower(e.Name)
+		delete(b.productsOf[api], product)
+		delete(b.apisOf[product], api)
+	}
+	k := key(e.Kind, e.Parent, e.Name)
+	delete(b.ents, k)
+	delete(b.docs, k)
+	delete(b.children[childKey(e.Kind, e.Parent)], k)
+}
+
+func addLink(m map[string]map[string]bool, from, to string) {
+	if m[from] == nil {
+		m[from] = map[string]bool{}
+	}
+	m[from][to] = true
+}
+
+func decodeSubscription(e configwire.Entity, serviceID string) (*Subscription, error) {
+	var p struct {
+		Scope       string `json:"scope"`
+		State       string `json:"state"`
+		OwnerID     string `json:"ownerId"`
+		StartDate   string `json:"startDate"`
+		CreatedDate string `json:"createdDate"`
+	}
+	if err := json.Unmarshal(e.Properties, &p); err != nil {
+		return nil, fmt.Errorf("subscription %s: %w", e.Name, err)
+	}
+	s := &Subscription{Name: e.Name, State: p.State, Scope: relativeScope(p.Scope), OwnerID: p.OwnerID}
+	for _, d := range []string{p.StartDate, p.CreatedDate} {
+		if t, err := time.Parse(time.RFC3339, d); err == nil {
+			s.StartDate = t
+			break
+		}
+	}
+	for _, h := range e.KeyHashes {
+		if hb, ok := parseHash(h); ok {
+			s.hashes = append(s.hashes, hb)
+		}
+	}
+	return s, nil
+}
+
+// relativeScope turns a full ARM scope id into "apis", "apis/{id}" or "products/{id}".
+func relativeScope(scope string) string {
+	s := strings.ToLower(scope)
+	if i := strings.Index(s, "/providers/microsoft.apimanagement/service/"); i >= 0 {
+		rest := s[i+len("/providers/microsoft.apimanagement/service/"):]
+		if j := strings.IndexByte(rest, '/'); j >= 0 {
+			return rest[j+1:]
+		}
+	}
+	return strings.TrimPrefix(s, "/")
+}
+
+// namedValues returns the named values by lower-cased name and display name.
+func (b *Builder) namedValues() map[string]string {
+	out := map[string]string{}
+	for k := range b.children[childKey(configwire.KindNamedValue, "")] {
+		e := b.ents[k]
+		var p struct {
+			DisplayName string  `json:"displayName"`
+			Value       *string `json:"value"`
+		}
+		_ = json.Unmarshal(e.Properties, &p)
+		v := e.SecretValue
+		if p.Value != nil {
+			v = *p.Value
+		}
+		out[strings.ToLower(e.Name)] = v
+		if p.DisplayName != "" {
+			out[strings.ToLower(p.DisplayName)] = v
+		}
+	}
+	return out
+}
+
+// compileAPIs (re)compiles the APIs named in only (all of them when only is nil) into cfg.
+func (b *Builder) compileAPIs(cfg *Config, only map[string]bool) error {
+	env := b.env
+	env.NamedValues = b.namedValues()
+	global := b.docs[key(configwire.KindPolicy, "", "policy")]
+	names := only
+	if names == nil {
+		names = map[string]bool{}
+		for k := range b.children[childKey(configwire.KindAPI, "")] {
+			names[strings.ToLower(b.ents[k].Name)] = true
+		}
+	}
+	for name := range names {
+		// Drop the old entry (under its old path) first; the API may have moved or gone.
+		for p, a := range cfg.apis {
+			if strings.EqualFold(a.Name, name) {
+				delete(cfg.apis, p)
+			}
+		}
+		e, ok := b.ents[key(configwire.KindAPI, "", name)]
+		if !ok || b.ents[key(configwire.KindGatewayAPI, "gateways/"+b.gateway, name)].Kind == "" {
+			continue
+		}
+		api, err := b.compileAPI(e, global, env)
+		if err != nil {
+			return fmt.Errorf("API %s: %w", e.Name, err)
+		}
+		cfg.apis[strings.ToLower(api.Path)] = api
+	}
+	return nil
+}
+
+func (b *Builder) compileAPI(e configwire.Entity, global *policy.Document, env pipeline.Env) (*API, error) {
+	var p struct {
+		DisplayName                   string   `json:"displayName"`
+		Path                          string   `json:"path"`
+		Type                          string   `json:"type"`
+		ServiceURL                    string   `json:"serviceUrl"`
+		Protocols                     []string `json:"protocols"`
+		SubscriptionRequired          *bool    `json:"subscriptionRequired"`
+		SubscriptionKeyParameterNames struct {
+			Header string `json:"header"`
+			Query  string `json:"query"`
+		} `json:"subscriptionKeyParameterNames"`
+	}
+	if err := json.Unmarshal(e.Properties, &p); err != nil {
+		return nil, err
+	}
+	api := &API{Name: e.Name, DisplayName: p.DisplayName, Path: strings.Trim(p.Path, "/"), Type: p.Type, Protocols: p.Protocols,
+		SubscriptionRequired: p.SubscriptionRequired == nil || *p.SubscriptionRequired,
+		KeyHeader:            p.SubscriptionKeyParameterNames.Header, KeyQuery: p.SubscriptionKeyParameterNames.Query,
+		Products: map[string]*Product{}}
+	if api.KeyHeader == "" {
+		api.KeyHeader = "Ocp-Apim-Subscription-Key"
+	}
+	if api.KeyQuery == "" {
+		api.KeyQuery = "subscription-key"
+	}
+	if p.ServiceURL != "" {
+		u, err := url.Parse(p.ServiceURL)
+		if err != nil {
+			return nil, fmt.Errorf("serviceUrl: %w", err)
+		}
+		api.ServiceURL = u
+	}
+	lname := strings.ToLower(e.Name)
+	for prod := range b.productsOf[lname] {
+		pe, ok := b.ents[key(configwire.KindProduct, "", prod)]
+		if !ok {
+			continue
+		}
+		var pp struct {
+			DisplayName          string `json:"displayName"`
+			SubscriptionRequired *bool  `json:"subscriptionRequired"`
+		}
+		_ = json.Unmarshal(pe.Properties, &pp)
+		product := &Product{Name: pe.Name, DisplayName: pp.DisplayName, SubscriptionRequired: pp.SubscriptionRequired == nil || *pp.SubscriptionRequired}
+		api.Products[prod] = product
+		if !product.SubscriptionRequired && api.OpenProduct == nil {
+			api.OpenProduct = product
+		}
+	}
+	apiPath := "apis/" + e.Name
+	apiDoc := b.docs[key(configwire.KindPolicy, apiPath, "policy")]
+	for k := range b.children[childKey(configwire.KindOperation, apiPath)] {
+		oe := b.ents[k]
+		var op struct {
+			DisplayName string `json:"displayName"`
+			Method      string `json:"method"`
+			URLTemplate string `json:"urlTemplate"`
+		}
+		if err := json.Unmarshal(oe.Properties, &op); err != nil {
+			return nil, err
+		}
+		o := &Operation{Name: oe.Name, DisplayName: op.DisplayName, Method: op.Method, URLTemplate: op.URLTemplate,
+			template: parseTemplate(op.URLTemplate), pipelines: map[string]*pipeline.Pipeline{}}
+		opDoc := b.docs[key(configwire.KindPolicy, apiPath+"/operations/"+oe.Name, "policy")]
+		scopes := pipeline.Scopes{Global: global, API: apiDoc, Operation: opDoc,
+			IDs: pipeline.ScopeIDs{API: e.Name, Operation: e.Name + "/" + oe.Name}}
+		base, err := pipeline.Compile(scopes, env)
+		if err != nil {
+			return nil, fmt.Errorf("operation %s: %w", oe.Name, err)
+		}
+		o.pipelines[""] = base
+		for prod, product := range api.Products {
+			doc := b.docs[key(configwire.KindPolicy, "products/"+product.Name, "policy")]
+			if doc == nil {
+				o.pipelines[prod] = base
+				continue
+			}
+			scopes.Product, scopes.IDs.Product = doc, product.Name
+			pl, err := pipeline.Compile(scopes, env)
+			if err != nil {
+				return nil, fmt.Errorf("operation %s in product %s: %w", oe.Name, product.Name, err)
+			}
+			o.pipelines[prod] = pl
+		}
+		api.Operations = append(api.Operations, o)
+	}
+	return api, nil
+}

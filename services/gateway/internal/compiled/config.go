@@ -1,0 +1,149 @@
+// Package compiled is the gateway's runtime configuration: the immutable, fully compiled form
+// of a configuration revision that the hot path reads through one atomic pointer. A Builder
+// turns snapshots and revisioned changes from management into new Configs, doing work in
+// proportion to each change; it never edits a Config that has been handed out.
+package compiled
+
+import (
+	"encoding/hex"
+	"net/url"
+	"strings"
+	"time"
+
+	"gatehouse.dev/gateway/internal/pipeline"
+)
+
+// Config is one compiled revision. It is immutable and safe for concurrent use.
+type Config struct {
+	Revision  int64
+	ServiceID string
+	Service   string
+	Gateway   string
+
+	// apis maps the lower-cased API path to the APIs this gateway serves.
+	apis map[string]*API
+	subs *subIndex
+}
+
+// API is a served API with its compiled pipelines.
+type API struct {
+	Name                 string
+	DisplayName          string
+	Path                 string
+	Type                 string // "http" or "websocket"
+	ServiceURL           *url.URL
+	Protocols            []string
+	SubscriptionRequired bool
+	KeyHeader, KeyQuery  string
+	// Products are the lower-cased names of the products containing the API.
+	Products map[string]*Product
+	// OpenProduct is a product without subscription requirement containing the API, if any.
+	OpenProduct *Product
+	Operations  []*Operation
+}
+
+// Operation is an API operation with the pipelines of each product context.
+type Operation struct {
+	Name        string
+	DisplayName string
+	Method      string
+	URLTemplate string
+	template    *urlTemplate
+	// pipelines maps a lower-cased product name ("" = no product context) to the effective
+	// pipeline: global → product → API → operation.
+	pipelines map[string]*pipeline.Pipeline
+}
+
+// Pipeline returns the effective pipeline in the context of product (nil = none).
+func (o *Operation) Pipeline(product *Product) *pipeline.Pipeline {
+	if product == nil {
+		return o.pipelines[""]
+	}
+	return o.pipelines[strings.ToLower(product.Name)]
+}
+
+// Product is a product containing served APIs.
+type Product struct {
+	Name                 string
+	DisplayName          string
+	SubscriptionRequired bool
+}
+
+// Subscription is a subscription as the gateway knows it: no keys, only their hashes.
+type Subscription struct {
+	Name  string
+	State string
+	// Scope is the scope below the service: "apis", "apis/{id}" or "products/{id}", lower-cased.
+	Scope   string
+	OwnerID string
+	// StartDate is when the subscription became active (or was created); quota periods count from it.
+	StartDate time.Time
+	hashes    [][32]byte
+}
+
+// Active reports whether the subscription may call APIs.
+func (s *Subscription) Active() bool { return s.State == "active" }
+
+// Covers reports whether the subscription's scope includes api, and in which product context.
+func (s *Subscription) Covers(api *API) (ok bool, product *Product) {
+	switch {
+	case s.Scope == "apis":
+		return true, nil
+	case strings.HasPrefix(s.Scope, "apis/"):
+		return strings.EqualFold(s.Scope[len("apis/"):], api.Name), nil
+	case strings.HasPrefix(s.Scope, "products/"):
+		p := api.Products[s.Scope[len("products/"):]]
+		return p != nil, p
+	}
+	return false, nil
+}
+
+// LookupWebSocket returns the API whose path equals path exactly (no extra segments).
+func (c *Config) LookupWebSocket(path string) *API {
+	a := c.apis[strings.ToLower(strings.Trim(path, "/"))]
+	if a == nil || a.Type != "websocket" {
+		return nil
+	}
+	return a
+}
+
+// LookupHTTP returns the HTTP API with the longest path that is a segment prefix of path, and
+// the rest of the path after it.
+func (c *Config) LookupHTTP(path string) (*API, string) {
+	p := strings.Trim(path, "/")
+	lower := strings.ToLower(p)
+	for {
+		if a := c.apis[lower]; a != nil && a.Type == "http" {
+			return a, strings.TrimPrefix(p[len(lower):], "/")
+		}
+		i := strings.LastIndexByte(lower, '/')
+		if i < 0 {
+			if a := c.apis[""]; a != nil && a.Type == "http" && lower != "" {
+				return a, p
+			}
+			return nil, ""
+		}
+		lower = lower[:i]
+	}
+}
+
+// API returns a served API by path, of either type.
+func (c *Config) API(path string) *API { return c.apis[strings.ToLower(strings.Trim(path, "/"))] }
+
+// APIs returns the number of served APIs.
+func (c *Config) APIs() int { return len(c.apis) }
+
+// Subscription resolves a presented key (by its SHA-256 hash).
+func (c *Config) Subscription(keyHash [32]byte) *Subscription { return c.subs.get(keyHash) }
+
+// Keys returns how many subscription keys the config resolves.
+func (c *Config) Keys() int { return c.subs.len() }
+
+func parseHash(h string) ([32]byte, bool) {
+	var out [32]byte
+	if len(h) != 64 {
+		return out, false
+	}
+	_, err := hex.Decode(out[:], []byte(h))
+	return out, err == nil
+}

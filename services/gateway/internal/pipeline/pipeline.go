@@ -1,0 +1,109 @@
+// Package pipeline compiles APIM policy documents (pkg/policy) into the checks and changes a
+// gateway runs on each WebSocket handshake or REST request, composing global → product → API →
+// operation scopes through <base/>. Parsing and compilation happen once per configuration;
+// Run does only the per-request work. Policy expressions are the C# subset described in
+// EXPRESSIONS.md.
+package pipeline
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"time"
+)
+
+// Request is one request as policies see and change it. The gateway fills it before Run and
+// uses Header, Query and Backend afterwards to build the backend request.
+type Request struct {
+	// HTTP is the client's request as received. Policies read it; they never change it.
+	HTTP *http.Request
+	// ClientIP is the caller's address (the TCP peer; X-Forwarded-For is not trusted).
+	ClientIP netip.Addr
+	// Header and Query are what will be sent to the backend: the client's, minus hop-by-hop
+	// headers and the subscription key. set-header and set-query-parameter change them.
+	Header http.Header
+	Query  url.Values
+	// Backend is the backend base URL; set-backend-service replaces it.
+	Backend *url.URL
+	// Variables is context.Variables.
+	Variables map[string]any
+
+	API          APIInfo
+	Operation    OperationInfo
+	Product      *ProductInfo      // nil without product context
+	Subscription *SubscriptionInfo // nil when no key was needed or given
+	User         *UserInfo         // the subscription's owner, if any
+	Deployment   DeploymentInfo
+	RequestID    string
+	Now          time.Time
+
+	// TokenExpiry is the earliest expiry of the JWTs validate-jwt accepted (zero if none),
+	// so a session can end when its token does.
+	TokenExpiry time.Time
+
+	// ResponseHeader holds headers for the client's response when Run returns nil, such as
+	// rate-limit's remaining-calls-header-name. Run allocates it when a policy sets one.
+	ResponseHeader http.Header
+}
+
+// APIInfo is context.Api.
+type APIInfo struct {
+	ID, Name, Path, ServiceURL string
+}
+
+// OperationInfo is context.Operation.
+type OperationInfo struct {
+	ID, Name, Method, URLTemplate string
+}
+
+// ProductInfo is context.Product.
+type ProductInfo struct {
+	ID, Name string
+}
+
+// SubscriptionInfo is context.Subscription. Key is the key the caller presented.
+type SubscriptionInfo struct {
+	ID, Name, Key string
+	// StartDate is when the subscription became active; quota periods count from it (the
+	// zero time counts from 0001-01-01T00:00:00Z).
+	StartDate time.Time
+}
+
+// UserInfo is context.User.
+type UserInfo struct {
+	ID string
+}
+
+// DeploymentInfo is context.Deployment.
+type DeploymentInfo struct {
+	GatewayID, Region, ServiceName string
+}
+
+// Response ends the pipeline: a policy's rejection or a return-response. The gateway writes
+// Body when it is non-nil (return-response; an empty non-nil Body means no body), else the
+// APIM error body {"statusCode":Status,"message":Message} as application/json. Header holds
+// headers to add (Retry-After, ...); it may be nil.
+type Response struct {
+	Status  int
+	Header  http.Header
+	Body    []byte
+	Message string
+	// Source and Reason are context.LastError's, e.g. "validate-jwt" / "TokenExpired";
+	// they go to logs and metrics, never to the client beyond Message.
+	Source, Reason string
+}
+
+// Counters hold rate-limit and quota state. It lives outside the compiled configuration,
+// keyed by the policy's counter key, so a configuration swap does not reset limits. The
+// gateway passes an in-memory implementation; a cluster-wide one can replace it.
+type Counters interface {
+	// Sliding counts n calls against limit in the sliding window ending now. When the call
+	// would exceed the limit it is not counted, allowed is false and retryAfter says when one
+	// call will fit again. With n = 0 nothing is counted and allowed reports whether one more
+	// call would fit.
+	Sliding(ctx context.Context, key string, limit int64, window time.Duration, n int64) (allowed bool, remaining int64, retryAfter time.Duration)
+	// Fixed counts n against limit in the fixed period containing now, periods starting at
+	// start; a zero period is one period that never ends. Same results as Sliding.
+	Fixed(ctx context.Context, key string, limit int64, period time.Duration, start time.Time, n int64) (allowed bool, remaining int64, retryAfter time.Duration)
+}

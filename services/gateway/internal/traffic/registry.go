@@ -1,0 +1,105 @@
+package traffic
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"gatehouse.dev/gateway/internal/wsproxy"
+)
+
+// ConnInfo describes an open WebSocket session for revocation and reporting.
+type ConnInfo struct {
+	API          string
+	Subscription string
+	Product      string
+	RequestID    string
+}
+
+type conn struct {
+	sess *wsproxy.Session
+	info ConnInfo
+}
+
+// Registry tracks every open WebSocket session so drain and revocation can find them. It is
+// safe for concurrent use.
+type Registry struct {
+	mu    sync.Mutex
+	next  uint64
+	conns map[uint64]conn
+}
+
+// NewRegistry returns an empty Registry.
+func NewRegistry() *Registry { return &Registry{conns: map[uint64]conn{}} }
+
+func (g *Registry) add(s *wsproxy.Session, info ConnInfo) uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.next++
+	g.conns[g.next] = conn{sess: s, info: info}
+	return g.next
+}
+
+func (g *Registry) remove(id uint64) {
+	g.mu.Lock()
+	delete(g.conns, id)
+	g.mu.Unlock()
+}
+
+// Len is the number of open sessions.
+func (g *Registry) Len() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.conns)
+}
+
+// CloseWhere closes, with code and reason, every session whose info matches; it returns how
+// many it closed.
+func (g *Registry) CloseWhere(match func(ConnInfo) bool, code uint16, reason string) int {
+	g.mu.Lock()
+	var hit []*wsproxy.Session
+	for _, c := range g.conns {
+		if match(c.info) {
+			hit = append(hit, c.sess)
+		}
+	}
+	g.mu.Unlock()
+	for _, s := range hit {
+		s.Close(code, reason)
+	}
+	return len(hit)
+}
+
+// Drain closes every session with code and reason, spreading the closes over most of the
+// time left before ctx's deadline so clients do not all reconnect at once, then waits for the
+// sessions to end or ctx to expire.
+func (g *Registry) Drain(ctx context.Context, code uint16, reason string) {
+	g.mu.Lock()
+	sessions := make([]*wsproxy.Session, 0, len(g.conns))
+	for _, c := range g.conns {
+		sessions = append(sessions, c.sess)
+	}
+	g.mu.Unlock()
+	var step time.Duration
+	if dl, ok := ctx.Deadline(); ok && len(sessions) > 0 {
+		step = time.Until(dl) * 7 / 10 / time.Duration(len(sessions))
+	}
+	for _, s := range sessions {
+		s.Close(code, reason)
+		if step > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(step):
+			}
+		}
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for g.Len() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,260 @@
+// Package traffic serves API traffic on the gateway's listener: it matches the API, validates
+// a WebSocket upgrade, resolves the subscription key, runs the policy pipeline, and only then
+// hands the request to the backend — the WebSocket relay after the backend has upgraded, or
+// the reverse proxy for REST APIs. Every error the client sees is APIM's {statusCode,message}.
+package traffic
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"gatehouse.dev/gateway/internal/compiled"
+	"gatehouse.dev/gateway/internal/pipeline"
+	"gatehouse.dev/pkg/apierror"
+)
+
+// HealthPath is APIM's gateway health probe, answered on the traffic listener.
+const HealthPath = "/status-0123456789abcdef"
+
+// Options are the static settings of the traffic handler.
+type Options struct {
+	GatewayID, Region string
+	// BackendTLS verifies wss/https backends (RootCAs for a CA bundle); nil uses system roots.
+	BackendTLS *tls.Config
+	// ConnectTimeout bounds the backend dial and handshake.
+	ConnectTimeout time.Duration
+	// MaxMessageBytes and IdleTimeout are the per-connection defaults (0 = unlimited).
+	MaxMessageBytes int64
+	IdleTimeout     time.Duration
+	Log             *slog.Logger
+}
+
+// Handler is the traffic listener's http.Handler. It is safe for concurrent use.
+type Handler struct {
+	cfg   *atomic.Pointer[compiled.Config]
+	opt   Options
+	conns *Registry
+	rest  *restProxy
+}
+
+// New returns a Handler reading the configuration from cfg.
+func New(cfg *atomic.Pointer[compiled.Config], opt Options) *Handler {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.ConnectTimeout <= 0 {
+		opt.ConnectTimeout = 10 * time.Second
+	}
+	h := &Handler{cfg: cfg, opt: opt, conns: NewRegistry()}
+	h.rest = newRESTProxy(opt)
+	return h
+}
+
+// Connections is the registry of open WebSocket sessions (for drain and revocation).
+func (h *Handler) Connections() *Registry { return h.conns }
+
+// WriteError writes APIM's gateway error body.
+func WriteError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(apierror.GatewayBody{StatusCode: status, Message: msg})
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == HealthPath {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+	cfg := h.cfg.Load()
+	if cfg == nil {
+		WriteError(w, http.StatusServiceUnavailable, apierror.MsgNoConfiguration)
+		return
+	}
+	secure := r.TLS != nil
+	if api := cfg.LookupWebSocket(r.URL.Path); api != nil && allows(api, secure) {
+		h.serveWebSocket(w, r, cfg, api)
+		return
+	}
+	if api, rest := cfg.LookupHTTP(r.URL.Path); api != nil && allows(api, secure) {
+		h.serveREST(w, r, cfg, api, rest)
+		return
+	}
+	WriteError(w, http.StatusNotFound, apierror.MsgNotFound)
+}
+
+// allows reports whether the API's protocols include the request's scheme.
+func allows(api *compiled.API, secure bool) bool {
+	scheme := map[bool]string{false: "http", true: "https"}[secure]
+	if api.Type == "websocket" {
+		scheme = map[bool]string{false: "ws", true: "wss"}[secure]
+	}
+	return slices.Contains(api.Protocols, scheme)
+}
+
+// validUpgrade checks RFC 6455 §4.2.1's requirements on the client's opening handshake.
+func validUpgrade(r *http.Request) bool {
+	if r.Method != http.MethodGet || !headerHasToken(r.Header, "Connection", "upgrade") ||
+		!strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "websocket") ||
+		r.Header.Get("Sec-WebSocket-Version") != "13" {
+		return false
+	}
+	key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-WebSocket-Key"))
+	return err == nil && len(key) == 16
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// access is the outcome of subscription resolution.
+type access struct {
+	sub     *compiled.Subscription
+	product *compiled.Product
+	key     string
+}
+
+// resolveKey applies APIM's subscription rules (reference/apim.md §1.7): the header is used
+// when present, else the query parameter; without a key an open product or an API that does
+// not require a subscription lets the call through. It returns a status and message on refusal.
+func resolveKey(cfg *compiled.Config, api *compiled.API, r *http.Request) (access, int, string) {
+	key := r.Header.Get(api.KeyHeader)
+	if _, present := r.Header[http.CanonicalHeaderKey(api.KeyHeader)]; !present {
+		key = r.URL.Query().Get(api.KeyQuery)
+	}
+	if key == "" {
+		switch {
+		case api.OpenProduct != nil:
+			return access{product: api.OpenProduct}, 0, ""
+		case !api.SubscriptionRequired:
+			return access{}, 0, ""
+		}
+		return access{}, http.StatusUnauthorized, apierror.MsgMissingKey
+	}
+	sub := cfg.Subscription(sha256.Sum256([]byte(key)))
+	if sub == nil || !sub.Active() {
+		return access{}, http.StatusUnauthorized, apierror.MsgInvalidKey
+	}
+	ok, product := sub.Covers(api)
+	if !ok {
+		return access{}, http.StatusUnauthorized, apierror.MsgInvalidKey
+	}
+	return access{sub: sub, product: product, key: key}, 0, ""
+}
+
+// hopHeaders are not forwarded (RFC 9110 §7.6.1), plus what the proxies set themselves.
+var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
+	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Accept"}
+
+// prepare builds the pipeline request: the client's headers and query minus hop-by-hop
+// headers and the subscription key.
+func (h *Handler) prepare(r *http.Request, cfg *compiled.Config, api *compiled.API, op *compiled.Operation, acc access) *pipeline.Request {
+	hdr := r.Header.Clone()
+	for _, c := range hdr.Values("Connection") {
+		for _, t := range strings.Split(c, ",") {
+			if t = strings.TrimSpace(t); t != "" && !strings.EqualFold(t, "upgrade") {
+				hdr.Del(t)
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		hdr.Del(k)
+	}
+	hdr.Del(api.KeyHeader)
+	q := r.URL.Query()
+	q.Del(api.KeyQuery)
+	pr := &pipeline.Request{HTTP: r, ClientIP: clientIP(r), Header: hdr, Query: q, Variables: map[string]any{},
+		API:        pipeline.APIInfo{ID: "/apis/" + api.Name, Name: api.DisplayName, Path: api.Path},
+		Deployment: pipeline.DeploymentInfo{GatewayID: h.opt.GatewayID, Region: h.opt.Region, ServiceName: cfg.Service},
+		RequestID:  uuid.NewString(), Now: time.Now()}
+	if api.ServiceURL != nil {
+		u := *api.ServiceURL
+		pr.Backend = &u
+		pr.API.ServiceURL = u.String()
+	}
+	if op != nil {
+		pr.Operation = pipeline.OperationInfo{ID: op.Name, Name: op.DisplayName, Method: op.Method, URLTemplate: op.URLTemplate}
+	}
+	if acc.product != nil {
+		pr.Product = &pipeline.ProductInfo{ID: acc.product.Name, Name: acc.product.DisplayName}
+	}
+	if acc.sub != nil {
+		pr.Subscription = &pipeline.SubscriptionInfo{ID: acc.sub.Name, Name: acc.sub.Name, Key: acc.key, StartDate: acc.sub.StartDate}
+		if acc.sub.OwnerID != "" {
+			pr.User = &pipeline.UserInfo{ID: acc.sub.OwnerID[strings.LastIndexByte(acc.sub.OwnerID, '/')+1:]}
+		}
+	}
+	return pr
+}
+
+// setForwarded adds X-Forwarded-For/Proto/Host for the backend.
+func setForwarded(hdr http.Header, r *http.Request, proto string) {
+	ip := clientIP(r)
+	if prior := hdr.Get("X-Forwarded-For"); prior != "" {
+		hdr.Set("X-Forwarded-For", prior+", "+ip.String())
+	} else if ip.IsValid() {
+		hdr.Set("X-Forwarded-For", ip.String())
+	}
+	hdr.Set("X-Forwarded-Proto", proto)
+	hdr.Set("X-Forwarded-Host", r.Host)
+}
+
+func clientIP(r *http.Request) netip.Addr {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	a, _ := netip.ParseAddr(host)
+	return a.Unmap()
+}
+
+// writePipelineResponse writes a policy's answer.
+func writePipelineResponse(w http.ResponseWriter, resp *pipeline.Response) {
+	copyHeaders(w.Header(), resp.Header)
+	if resp.Body == nil {
+		WriteError(w, resp.Status, resp.Message)
+		return
+	}
+	w.WriteHeader(resp.Status)
+	_, _ = w.Write(resp.Body)
+}
+
+// copyHeaders adds src to dst.
+func copyHeaders(dst, src http.Header) {
+	for k, vs := range src {
+		for _, v := range vs {
+			dst.Add(k, v)
+		}
+	}
+}
+
+// backendURL is base plus rest and the final query.
+func backendURL(base *url.URL, rest string, q url.Values) *url.URL {
+	u := *base
+	if rest != "" {
+		u.Path = strings.TrimRight(u.Path, "/") + "/" + rest
+		u.RawPath = ""
+	}
+	u.RawQuery = q.Encode()
+	return &u
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package wsproxy_test
+
+const raceEnabled = false

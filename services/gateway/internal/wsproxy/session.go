@@ -1,0 +1,680 @@
+// Package wsproxy relays an upgraded WebSocket connection between a client and a backend:
+// it dials the backend, completes the client's upgrade with the backend's answer, and then
+// copies frames verbatim both ways, parsing only frame headers to count messages and
+// enforce limits (reference: DESIGN.md §3 "Relay").
+package wsproxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gatehouse.dev/gateway/internal/wsproxy/frame"
+)
+
+// Direction is the way a frame travels through a session.
+type Direction uint8
+
+// Directions, usable as indexes.
+const (
+	FromClient  Direction = iota // client → backend
+	FromBackend                  // backend → client
+)
+
+// String returns "in" for FromClient and "out" for FromBackend, as in Stats.
+func (d Direction) String() string {
+	if d == FromClient {
+		return "in"
+	}
+	return "out"
+}
+
+// Values of Stats.ClosedBy.
+const (
+	ByClient  = "client"
+	ByBackend = "backend"
+	ByGateway = "gateway"
+)
+
+// DefaultCloseTimeout is Limits.CloseTimeout when zero.
+const DefaultCloseTimeout = 5 * time.Second
+
+// Limits bound a session. The zero value relays without limits and waits
+// DefaultCloseTimeout for closing handshakes.
+type Limits struct {
+	// MaxMessageBytes caps one message's payload in either direction, summed over its
+	// frames and checked at each frame header before the frame is relayed. It counts bytes
+	// as they travel, so with permessage-deflate it caps compressed size. A message over the
+	// cap is not relayed and both sides get close 1009. Zero means no cap.
+	MaxMessageBytes int64
+	// IdleTimeout ends a session in which no frame of the endpoints (data, ping, pong or
+	// close) has travelled either way for this long: both sides get close 1001
+	// "idle timeout". Endpoint pings count as activity (nginx-ingress#715); the gateway's
+	// own keepalive pings do not. Zero means never.
+	IdleTimeout time.Duration
+	// PingInterval makes the gateway ping both sides this often, to keep intermediaries
+	// from dropping quiet connections and to find dead peers. Pings wait for the frame being
+	// written to finish; the pongs that answer are not relayed. A side that leaves a ping
+	// unanswered (nothing at all arriving from it) for a whole interval is treated as gone
+	// and the other side gets close 1001; a side is not judged while the relay is itself
+	// busy writing elsewhere and so not reading it. A consumer slower than a whole interval
+	// of buffered traffic can be misjudged; choose the interval accordingly. Zero means no
+	// pings.
+	PingInterval time.Duration
+	// CloseTimeout is how long a closing session waits for the closing handshake to finish
+	// on both sides before it closes both TCP connections. Zero means DefaultCloseTimeout.
+	CloseTimeout time.Duration
+}
+
+// Hooks let the gateway act on traffic. They run on the relaying goroutine of their
+// direction, so they must be quick and must not block; they may call Session.Close. A nil
+// hook is skipped.
+type Hooks struct {
+	// MessageStart is called when the first frame of a data message arrives from dir,
+	// before any of it is relayed. A nonzero code refuses the message: it is dropped and the
+	// session closes with code and reason sent to both sides (a message rate limit, say).
+	MessageStart func(dir Direction) (code uint16, reason string)
+}
+
+// Stats describe a session. In is client → backend, Out is backend → client.
+type Stats struct {
+	// MessagesIn and MessagesOut count data messages relayed whole (a message ends with a
+	// final text, binary or continuation frame).
+	MessagesIn, MessagesOut int64
+	// BytesIn and BytesOut count frame bytes relayed, headers included, all opcodes.
+	BytesIn, BytesOut int64
+	// CloseCode is the code of the first close: that of the first close frame seen
+	// (1005 when it carried none), the code the gateway sent, or 1006 when a connection
+	// ended without a close frame. Zero while the session is open.
+	CloseCode uint16
+	// ClosedBy says who closed first: ByClient, ByBackend or ByGateway.
+	ClosedBy string
+	// Reason is the close reason, or what went wrong.
+	Reason string
+}
+
+// keepalivePayload marks the gateway's own pings, so their pongs can be recognised.
+const keepalivePayload = "gatehouse keepalive"
+
+// Indexes of Session.sides; they equal the Direction of the frames each side sends.
+const (
+	clientSide  = int(FromClient)
+	backendSide = int(FromBackend)
+)
+
+// side is one connection of a session. Its reader belongs to the goroutine relaying frames
+// from it; writes to it, relayed or injected, hold wmu for a whole frame so that injected
+// control frames never land inside a relayed one.
+type side struct {
+	name       string
+	conn       net.Conn
+	r          *bufio.Reader
+	fromClient bool   // frames from this side are masked; frames to it are not
+	ping       []byte // the keepalive ping frame for this side
+
+	wmu       sync.Mutex
+	closeSent atomic.Bool // a close frame was written to conn (set under wmu)
+	broken    atomic.Bool // a write failed or a frame to conn was cut short: write no more
+
+	closeRecv atomic.Bool // a close frame was read from conn
+	eof       atomic.Bool // reading from conn has ended
+	failed    atomic.Bool // nothing more is expected from conn (protocol error, ping timeout)
+
+	// For keepalive: the relay is waiting for conn's next frame; it last read from conn, or
+	// started waiting, at heard; a keepalive ping is on its way to conn; the oldest ping
+	// not answered by the time it was written was written at pingAt. Times are
+	// Session.clock values.
+	waiting atomic.Bool
+	heard   atomic.Int64
+	pinging atomic.Bool
+	pingAt  atomic.Int64
+}
+
+// writable reports whether a frame may be written to x now; x.wmu must be held.
+func (x *side) writable(s *Session) bool {
+	return !x.closeSent.Load() && !x.broken.Load() && !s.stopping.Load()
+}
+
+// injection is a close frame the gateway has yet to send to one side.
+type injection struct {
+	pending bool
+	code    uint16
+	reason  string
+}
+
+// Session relays frames between a client and a backend connection. Create it with
+// NewSession, call Run once, and call Close from any goroutine to end it early. Every
+// method is safe for concurrent use.
+type Session struct {
+	sides  [2]side
+	limits Limits
+	hooks  Hooks
+	start  time.Time
+	wake   chan struct{} // tells Run that state changed; capacity 1, never blocks a sender
+
+	messages [2]atomic.Int64 // by Direction
+	bytes    [2]atomic.Int64
+	activity atomic.Int64 // clock of the last endpoint frame, for IdleTimeout
+	stopping atomic.Bool  // the gateway is closing the session: relay nothing more
+	sending  atomic.Int32 // injected close frames being written
+
+	mu       sync.Mutex
+	closed   Stats // only CloseCode, ClosedBy, Reason; the first close wins
+	inject   [2]injection
+	finished bool // Run has torn the session down
+
+	wg sync.WaitGroup // relaying and writing goroutines; Add only from Run
+}
+
+// NewSession prepares a session between the hijacked client connection (with the reader
+// Upgrade returned, or nil) and the upgraded backend. The session owns both connections
+// from now on: Run closes them before it returns.
+func NewSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits Limits, hooks Hooks) *Session {
+	if limits.CloseTimeout <= 0 {
+		limits.CloseTimeout = DefaultCloseTimeout
+	}
+	s := &Session{limits: limits, hooks: hooks, start: time.Now(), wake: make(chan struct{}, 1)}
+
+	c := &s.sides[clientSide]
+	c.name, c.conn, c.fromClient = ByClient, client, true
+	if clientReader == nil {
+		clientReader = bufio.NewReaderSize(client, readerSize)
+	}
+	// Control frames are read whole from the buffer, so it must hold one; NewReaderSize
+	// returns clientReader itself when it is already big enough.
+	c.r = bufio.NewReaderSize(clientReader, minReaderSize)
+	c.ping, _ = frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPing}, []byte(keepalivePayload))
+
+	b := &s.sides[backendSide]
+	b.name, b.conn = ByBackend, be.Conn
+	b.r = be.Reader
+	if b.r == nil {
+		b.r = bufio.NewReaderSize(be.Conn, readerSize)
+	}
+	b.r = bufio.NewReaderSize(b.r, minReaderSize)
+	var key [4]byte
+	rand.Read(key[:])
+	b.ping, _ = frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPing, Masked: true, Mask: key}, []byte(keepalivePayload))
+	return s
+}
+
+// minReaderSize fits the largest control frame.
+const minReaderSize = 256
+
+// clock returns the time since the session started, in nanoseconds, from the monotonic clock.
+func (s *Session) clock() int64 { return int64(time.Since(s.start)) }
+
+func (s *Session) wakeup() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close ends the session from the gateway's side: frames stop being relayed, both sides
+// get a close frame with code and reason (masked toward the backend), and the connections
+// are closed once both have answered or after Limits.CloseTimeout. Codes that may not be
+// sent (RFC 6455 §7.4) become 1001; a reason is cut to 123 bytes. Close does not block and
+// does nothing once the gateway is already closing the session.
+func (s *Session) Close(code uint16, reason string) {
+	if !frame.SendableCloseCode(code) {
+		code = frame.CloseGoingAway
+	}
+	s.stop(ByGateway, code, reason, [2]uint16{code, code}, [2]string{reason, reason})
+}
+
+// stop records the close (unless one is recorded already) and, the first time, makes the
+// session relay nothing more and queues a close frame for each side.
+func (s *Session) stop(by string, code uint16, reason string, codes [2]uint16, reasons [2]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.recordLocked(by, code, reason)
+	s.stopLocked(codes, reasons)
+}
+
+func (s *Session) stopLocked(codes [2]uint16, reasons [2]string) {
+	if s.finished || s.stopping.Load() {
+		return
+	}
+	s.stopping.Store(true)
+	for i := range s.inject {
+		s.inject[i] = injection{pending: true, code: codes[i], reason: reasons[i]}
+	}
+	s.wakeup()
+}
+
+func (s *Session) recordLocked(by string, code uint16, reason string) {
+	if s.closed.ClosedBy == "" {
+		s.closed = Stats{ClosedBy: by, CloseCode: code, Reason: reason}
+	}
+}
+
+// Stats returns the session's counters so far and how it closed, if it has.
+func (s *Session) Stats() Stats {
+	s.mu.Lock()
+	st := s.closed
+	s.mu.Unlock()
+	st.MessagesIn = s.messages[FromClient].Load()
+	st.MessagesOut = s.messages[FromBackend].Load()
+	st.BytesIn = s.bytes[FromClient].Load()
+	st.BytesOut = s.bytes[FromBackend].Load()
+	return st
+}
+
+// Run relays frames until the session is over and returns its Stats. It ends after both
+// sides have exchanged close frames, after one connection ends (the other side then gets
+// close 1001 "going away"; 1005 and 1006 are never sent), or after a gateway close
+// (Close, a limit, a hook, the idle timeout, or ctx ending, which acts as
+// Close(1001, "going away")) has been answered by both sides; a closing session waits at
+// most Limits.CloseTimeout. Run closes both connections before it returns.
+func (s *Session) Run(ctx context.Context) Stats {
+	s.wg.Add(2)
+	go s.relay(&s.sides[clientSide], &s.sides[backendSide], FromClient)
+	go s.relay(&s.sides[backendSide], &s.sides[clientSide], FromBackend)
+
+	var idle, ping, grace <-chan time.Time
+	var idleTimer, graceTimer *time.Timer
+	if s.limits.IdleTimeout > 0 {
+		idleTimer = time.NewTimer(s.limits.IdleTimeout)
+		defer idleTimer.Stop()
+		idle = idleTimer.C
+	}
+	if s.limits.PingInterval > 0 {
+		t := time.NewTicker(s.limits.PingInterval)
+		defer t.Stop()
+		ping = t.C
+	}
+	done := ctx.Done()
+	for {
+		closing, settled := s.step()
+		if settled {
+			break
+		}
+		if closing && graceTimer == nil {
+			graceTimer = time.NewTimer(s.limits.CloseTimeout)
+			grace = graceTimer.C
+			ping = nil
+		}
+		select {
+		case <-s.wake:
+		case <-done:
+			done = nil
+			s.Close(frame.CloseGoingAway, "going away")
+		case <-idle:
+			if quiet := time.Duration(s.clock() - s.activity.Load()); quiet < s.limits.IdleTimeout {
+				idleTimer.Reset(s.limits.IdleTimeout - quiet)
+			} else {
+				s.Close(frame.CloseGoingAway, "idle timeout")
+			}
+		case <-ping:
+			s.keepalive()
+		case <-grace:
+			settled = true
+		}
+		if settled {
+			break
+		}
+	}
+	if graceTimer != nil {
+		graceTimer.Stop()
+	}
+	s.mu.Lock()
+	s.finished = true
+	s.mu.Unlock()
+	for i := range s.sides {
+		s.sides[i].conn.Close()
+	}
+	s.wg.Wait()
+	return s.Stats()
+}
+
+// step reacts to state changes: it answers a side that vanished, starts queued close
+// frames, and reports whether the session is closing and whether it is over.
+func (s *Session) step() (closing, settled bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// A side went away without a closing handshake (RFC 6455 §7.1.5: abnormal, 1006). A
+	// connection that ended is the cause; one broken by a write is checked second, as a
+	// frame cut short by the other side's end also breaks it.
+	for _, brokenToo := range [2]bool{false, true} {
+		for i := range s.sides {
+			x := &s.sides[i]
+			if gone := x.eof.Load() || brokenToo && x.broken.Load(); gone && !x.closeRecv.Load() {
+				s.recordLocked(x.name, frame.CloseAbnormal, "connection closed without a close frame")
+				s.stopLocked([2]uint16{frame.CloseGoingAway, frame.CloseGoingAway}, [2]string{"going away", "going away"})
+			}
+		}
+	}
+	for i := range s.inject {
+		if inj := s.inject[i]; inj.pending {
+			s.inject[i].pending = false
+			s.sending.Add(1)
+			s.wg.Add(1)
+			go s.sendClose(&s.sides[i], inj.code, inj.reason)
+		}
+	}
+	closing = s.stopping.Load()
+	settled = s.sending.Load() == 0
+	for i := range s.sides {
+		x := &s.sides[i]
+		closing = closing || x.closeRecv.Load() || x.eof.Load() || x.broken.Load()
+		done := x.eof.Load() || x.broken.Load() || x.closeSent.Load() && (x.closeRecv.Load() || x.failed.Load())
+		settled = settled && done
+	}
+	return closing, settled
+}
+
+// sendClose writes the gateway's close frame to x unless x already had one or can take no
+// more frames.
+func (s *Session) sendClose(x *side, code uint16, reason string) {
+	defer s.wg.Done()
+	defer s.wakeup()
+	defer s.sending.Add(-1)
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+	if x.closeSent.Load() || x.broken.Load() || x.eof.Load() {
+		return
+	}
+	var mask *[4]byte
+	if !x.fromClient {
+		mask = new([4]byte)
+		rand.Read(mask[:])
+	}
+	if _, err := x.conn.Write(frame.AppendClose(nil, code, reason, mask)); err != nil {
+		x.broken.Store(true)
+		return
+	}
+	x.closeSent.Store(true)
+}
+
+// keepalive pings both sides, or ends the session when one has left a ping unanswered: it
+// was written at least an interval ago, nothing has arrived from the side since, and the
+// relay is waiting for the side (not blocked writing elsewhere, which would leave an
+// answer unread).
+func (s *Session) keepalive() {
+	if s.stopping.Load() {
+		return
+	}
+	now := s.clock()
+	for i := range s.sides {
+		x := &s.sides[i]
+		if x.eof.Load() || x.failed.Load() || !x.waiting.Load() {
+			continue
+		}
+		if at := x.pingAt.Load(); at > x.heard.Load() && now-at >= int64(s.limits.PingInterval) {
+			x.failed.Store(true)
+			s.stop(x.name, frame.CloseAbnormal, "ping timeout",
+				[2]uint16{frame.CloseGoingAway, frame.CloseGoingAway}, [2]string{"going away", "going away"})
+			return
+		}
+	}
+	for i := range s.sides {
+		if x := &s.sides[i]; !x.pinging.Swap(true) {
+			s.wg.Add(1)
+			go s.ping(x)
+		}
+	}
+}
+
+// ping writes a keepalive ping to x once the frame being written to it, if any, is done.
+func (s *Session) ping(x *side) {
+	defer s.wg.Done()
+	defer x.pinging.Store(false)
+	x.wmu.Lock()
+	defer x.wmu.Unlock()
+	if !x.writable(s) {
+		return
+	}
+	at := s.clock() // before the write, so that an answer always comes later
+	if _, err := x.conn.Write(x.ping); err != nil {
+		x.broken.Store(true)
+		s.wakeup()
+		return
+	}
+	if x.pingAt.Load() <= x.heard.Load() {
+		x.pingAt.Store(at) // keep the oldest unanswered ping
+	}
+}
+
+// relay copies frames from src to dst until reading src ends.
+func (s *Session) relay(src, dst *side, dir Direction) {
+	defer s.wg.Done()
+	// How reading ended matters only as a close frame seen or not, which step judges.
+	_ = s.pump(src, dst, dir)
+	src.eof.Store(true)
+	s.wakeup()
+}
+
+// pump relays frames from src to dst and returns the error that ended reading src.
+func (s *Session) pump(src, dst *side, dir Direction) error {
+	r := src.r
+	var (
+		inMessage bool  // a fragmented message is open
+		dropping  bool  // the open message is not being relayed
+		size      int64 // payload bytes of the open message so far
+	)
+	for {
+		src.heard.Store(s.clock())
+		src.waiting.Store(true)
+		p, err := r.Peek(2)
+		src.waiting.Store(false)
+		if err != nil {
+			return err
+		}
+		hl := frame.HeaderLen(p[0], p[1])
+		if p, err = r.Peek(hl); err != nil {
+			return err
+		}
+		h, _, err := frame.Parse(p)
+		if err == nil {
+			err = h.CheckMask(src.fromClient)
+		}
+		if err == nil && !h.Opcode.Control() && (h.Opcode == frame.OpContinuation) != inMessage {
+			err = errFragment
+		}
+		if err != nil {
+			return s.violation(src, err)
+		}
+		now := s.clock()
+		src.heard.Store(now)
+		total := int64(hl) + h.Length
+		forward := true
+		if h.Opcode.Control() {
+			// At most 139 bytes: read the whole frame.
+			if p, err = r.Peek(int(total)); err != nil {
+				return err
+			}
+			switch h.Opcode {
+			case frame.OpPong:
+				if s.limits.PingInterval > 0 && isKeepalive(h, p[hl:]) {
+					r.Discard(int(total))
+					continue
+				}
+			case frame.OpClose:
+				s.closeFrom(src, h, p[hl:])
+			}
+		} else {
+			if h.Opcode != frame.OpContinuation {
+				inMessage, dropping, size = true, false, 0
+				if s.hooks.MessageStart != nil {
+					if code, reason := s.hooks.MessageStart(dir); code != 0 {
+						s.Close(code, reason)
+						dropping = true
+					}
+				}
+			}
+			if max := s.limits.MaxMessageBytes; max > 0 && !dropping {
+				if h.Length > max-size {
+					s.stop(ByGateway, frame.CloseMessageTooBig, "message too big",
+						[2]uint16{frame.CloseMessageTooBig, frame.CloseMessageTooBig},
+						[2]string{"message too big", "message too big"})
+					dropping = true
+				}
+				size += h.Length
+			}
+			inMessage = !h.Fin
+			forward = !dropping
+		}
+		s.activity.Store(now)
+		var sent bool
+		if total <= int64(r.Size()) {
+			sent, err = s.copySmall(src, dst, int(total), forward, h.Opcode == frame.OpClose)
+		} else {
+			sent, err = s.copyLarge(src, dst, hl, total, forward)
+		}
+		if err != nil {
+			return err
+		}
+		if sent {
+			s.bytes[dir].Add(total)
+			if h.Fin && !h.Opcode.Control() {
+				s.messages[dir].Add(1)
+			}
+		}
+	}
+}
+
+var errFragment = errors.New("frame: continuation frame outside a message, or a new message inside a fragmented one")
+
+// violation ends the session after src broke the protocol (RFC 6455 §7.1.7, "fail the
+// WebSocket connection"): src gets 1002, the other side 1001. Frames from src can no longer
+// be delimited, so its remaining bytes are read and dropped until the connection closes.
+func (s *Session) violation(src *side, err error) error {
+	src.failed.Store(true)
+	codes := [2]uint16{frame.CloseGoingAway, frame.CloseGoingAway}
+	reasons := [2]string{"going away", "going away"}
+	i := clientSide
+	if !src.fromClient {
+		i = backendSide
+	}
+	codes[i], reasons[i] = frame.CloseProtocolError, "protocol error"
+	s.stop(ByGateway, frame.CloseProtocolError, "protocol error from "+src.name+": "+err.Error(), codes, reasons)
+	_, err = src.r.WriteTo(discard{})
+	return err
+}
+
+// discard is io.Discard without its io.ReaderFrom, which would read src.r's buffer through
+// a second one.
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// closeFrom records a close frame from src.
+func (s *Session) closeFrom(src *side, h frame.Header, payload []byte) {
+	var buf [frame.MaxControlPayload]byte
+	n := copy(buf[:], payload)
+	if h.Masked {
+		frame.MaskBytes(h.Mask, 0, buf[:n])
+	}
+	code, reason, err := frame.ParseClose(buf[:n])
+	if err != nil {
+		code = frame.CloseNoStatus
+	}
+	src.closeRecv.Store(true)
+	s.mu.Lock()
+	if s.closed.ClosedBy == "" {
+		s.recordLocked(src.name, code, string(reason))
+	}
+	s.mu.Unlock()
+	s.wakeup()
+}
+
+// isKeepalive reports whether a pong with header h and payload answers a keepalive ping.
+func isKeepalive(h frame.Header, payload []byte) bool {
+	if len(payload) != len(keepalivePayload) {
+		return false
+	}
+	var buf [len(keepalivePayload)]byte
+	copy(buf[:], payload)
+	if h.Masked {
+		frame.MaskBytes(h.Mask, 0, buf[:])
+	}
+	return string(buf[:]) == keepalivePayload
+}
+
+// copySmall relays a frame that fits src's buffer: it waits for the whole frame and
+// writes it in one call straight from the buffer. It reports whether the frame was written.
+func (s *Session) copySmall(src, dst *side, total int, forward, isClose bool) (bool, error) {
+	p, err := src.r.Peek(total)
+	if err != nil {
+		return false, err
+	}
+	if forward {
+		dst.wmu.Lock()
+		if forward = dst.writable(s); forward {
+			if _, err := dst.conn.Write(p); err != nil {
+				forward = false
+				dst.broken.Store(true)
+				s.wakeup()
+			} else if isClose {
+				dst.closeSent.Store(true)
+				s.wakeup()
+			}
+		}
+		dst.wmu.Unlock()
+	}
+	src.r.Discard(total)
+	return forward, nil
+}
+
+// bufPool holds the buffers large frames are streamed through. A *[]byte is pooled so that
+// Put does not allocate. Buffers are taken per frame, so quiet connections hold none.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyLarge streams a frame bigger than src's buffer through a pooled buffer, writing each
+// chunk as it arrives, and holds dst's write lock for the whole frame. It reports whether
+// the frame was written.
+func (s *Session) copyLarge(src, dst *side, hl int, total int64, forward bool) (bool, error) {
+	bp := bufPool.Get().(*[]byte)
+	defer bufPool.Put(bp)
+	buf := *bp
+	if forward {
+		dst.wmu.Lock()
+		defer dst.wmu.Unlock()
+		forward = dst.writable(s)
+	}
+	p, err := src.r.Peek(hl)
+	if err != nil {
+		return false, err
+	}
+	m := copy(buf, p)
+	src.r.Discard(hl)
+	left := total - int64(hl)
+	wrote := false
+	for left > 0 {
+		k := len(buf) - m
+		if int64(k) > left {
+			k = int(left)
+		}
+		n, err := src.r.Read(buf[m : m+k])
+		m += n
+		left -= int64(n)
+		if n > 0 {
+			now := s.clock()
+			src.heard.Store(now)
+			s.activity.Store(now)
+			if forward {
+				if _, werr := dst.conn.Write(buf[:m]); werr != nil {
+					forward = false
+					dst.broken.Store(true)
+					s.wakeup()
+				}
+				wrote = true
+			}
+			m = 0
+		}
+		if err != nil {
+			if forward && wrote {
+				dst.broken.Store(true) // dst holds part of a frame
+				s.wakeup()
+			}
+			return false, err
+		}
+	}
+	return forward, nil
+}
