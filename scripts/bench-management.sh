@@ -2,14 +2,17 @@
 # bench-management.sh: measure management's GET and PUT of APIs against a real Postgres.
 # Starts bin/management (embedded NATS, its own fresh database) on a free port, seeds a service
 # with 100 WebSocket APIs, and runs cmd/mgmtload for GET then PUT: requests/s and p50/p99.
-# DATABASE_URL names the server (make bench-management passes one in); WORKERS (16) and
-# DURATION (10s) tune the load. Results are printed; docs/performance.md records them.
+# DATABASE_URL names the server (make bench-management passes one in). GET runs with WORKERS
+# (16) concurrent clients; PUT with each of PUT_WORKERS ("2 8"): writes to one service serialize
+# on its configuration revision, so PUT latency grows with concurrent writers to one service.
+# DURATION (10s) is per run. Results are printed; docs/performance.md records them.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
 
 : "${DATABASE_URL:?DATABASE_URL is required (make bench-management sets it)}"
 WORKERS="${WORKERS:-16}"
+PUT_WORKERS="${PUT_WORKERS:-2 8}"
 DURATION="${DURATION:-10s}"
 
 go build -trimpath -o bin/management ./services/management/cmd/management
@@ -39,6 +42,7 @@ for _ in $(seq 1 100); do
 done
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr)"
-for mode in get put; do
-	bin/mgmtload -url "http://127.0.0.1:$port" -token bench-token -mode "$mode" -workers "$WORKERS" -duration "$DURATION"
+bin/mgmtload -url "http://127.0.0.1:$port" -token bench-token -mode get -workers "$WORKERS" -duration "$DURATION"
+for w in $PUT_WORKERS; do
+	bin/mgmtload -url "http://127.0.0.1:$port" -token bench-token -mode put -workers "$w" -duration "$DURATION"
 done

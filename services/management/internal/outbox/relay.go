@@ -311,7 +311,10 @@ func (e *publishError) Error() string {
 
 func (e *publishError) Unwrap() error { return e.err }
 
-// drain publishes and marks pending rows in id order until none is left or one fails.
+// drain publishes pending rows in id order until none is left or one fails. Rows are marked
+// published once per batch, in one statement, so the relay adds one commit per batch rather
+// than one per row to the database's load; a crash before the mark re-publishes the batch,
+// which JetStream de-duplicates by message id.
 func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 	for {
 		rows, _ := conn.Query(ctx, `
@@ -324,22 +327,31 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 		if err != nil {
 			return fmt.Errorf("read pending outbox rows: %w", err)
 		}
+		published := make([]int64, 0, len(pending))
+		var failed error
 		for _, row := range pending {
 			ack, err := r.publish(ctx, row)
 			if err != nil {
-				return &publishError{id: row.ID, serviceID: row.ServiceID, revision: row.Revision, err: err}
+				failed = &publishError{id: row.ID, serviceID: row.ServiceID, revision: row.Revision, err: err}
+				break
 			}
 			if r.set.afterPublish != nil {
 				if err := r.set.afterPublish(row.ID); err != nil {
 					return fmt.Errorf("after publishing outbox row %d: %w", row.ID, err)
 				}
 			}
-			if _, err := conn.Exec(ctx, "UPDATE outbox SET published_at = now() WHERE id = $1", row.ID); err != nil {
-				return fmt.Errorf("mark outbox row %d published: %w", row.ID, err)
-			}
+			published = append(published, row.ID)
 			r.log.DebugContext(ctx, "outbox row published",
 				"outbox_id", row.ID, "service_id", row.ServiceID, "revision", row.Revision,
 				"stream_seq", ack.Sequence, "duplicate", ack.Duplicate)
+		}
+		if len(published) > 0 {
+			if _, err := conn.Exec(ctx, "UPDATE outbox SET published_at = now() WHERE id = ANY($1)", published); err != nil {
+				return fmt.Errorf("mark %d outbox rows published: %w", len(published), err)
+			}
+		}
+		if failed != nil {
+			return failed
 		}
 		if len(pending) < r.set.batchSize {
 			return nil
