@@ -145,10 +145,14 @@ func run(ctx context.Context, args []string) error {
 	var current atomic.Pointer[compiled.Config]
 	keys := pipeline.NewKeySource(&http.Client{Timeout: 10 * time.Second}, log)
 	builder := compiled.NewBuilder(pipeline.Env{Counters: pipeline.NewMemoryCounters(), Keys: keys, Log: log})
-	syncer := configsync.New(configsync.Options{ManagementURL: cfg.managementURL, Token: cfg.token, NATSURL: cfg.natsURL,
-		CacheDir: cfg.cacheDir, Log: log, Install: func(c *compiled.Config) { current.Store(c) }}, builder)
 	handler := traffic.New(&current, traffic.Options{BackendTLS: backendTLS, ConnectTimeout: cfg.connectTimeout,
 		MaxMessageBytes: cfg.maxMessageBytes, IdleTimeout: cfg.idleTimeout, Region: cfg.region, Log: log})
+	install := func(c *compiled.Config) {
+		current.Store(c)
+		handler.Revoke(c) // live revocation: sessions the new configuration no longer allows end with 1008
+	}
+	syncer := configsync.New(configsync.Options{ManagementURL: cfg.managementURL, Token: cfg.token, NATSURL: cfg.natsURL,
+		CacheDir: cfg.cacheDir, Log: log, Install: install}, builder)
 
 	var draining atomic.Bool
 	admin := http.NewServeMux()

@@ -11,9 +11,14 @@ import (
 // ConnInfo describes an open WebSocket session for revocation and reporting.
 type ConnInfo struct {
 	API          string
+	APIPath      string
 	Subscription string
 	Product      string
 	RequestID    string
+	// KeyHash is the SHA-256 of the subscription key the session presented (zero without one);
+	// revocation re-resolves it against each new configuration.
+	KeyHash [32]byte
+	HasKey  bool
 }
 
 type conn struct {

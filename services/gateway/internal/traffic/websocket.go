@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 
@@ -66,9 +67,9 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		h.opt.Log.WarnContext(r.Context(), "client upgrade failed", "api", api.Name, "err", err)
 		return
 	}
-	info := ConnInfo{API: api.Name, RequestID: pr.RequestID}
+	info := ConnInfo{API: api.Name, APIPath: api.Path, RequestID: pr.RequestID}
 	if acc.sub != nil {
-		info.Subscription = acc.sub.Name
+		info.Subscription, info.KeyHash, info.HasKey = acc.sub.Name, sha256.Sum256([]byte(acc.key)), true
 	}
 	if acc.product != nil {
 		info.Product = acc.product.Name
