@@ -346,6 +346,60 @@ var elementTests = []elementTest{
 	{name: "set-variable missing value", xml: `<set-variable name="a" />`, wantErr: "The attribute 'value' is required."},
 	{name: "set-variable content", xml: `<set-variable name="a" value="b">c</set-variable>`, wantErr: "The element must be empty."},
 
+	// websocket-limits (Gatehouse extension)
+	{
+		name: "websocket-limits full",
+		xml: `<websocket-limits max-message-size="1048576" idle-timeout=" 300 " ping-interval="30" max-lifetime="86400"
+				close-on-token-expiry="True" id="ws">
+			<message-rate direction="inbound" per="connection" messages="50" period="1" burst="100" />
+			<message-rate direction="Outbound" per="SUBSCRIPTION" messages="{{out-rate}}" period="60" />
+			<message-rate messages="10" period="3600" burst="10" />
+		</websocket-limits>`,
+		want: &WebSocketLimits{
+			Meta:               Meta{ID: "ws"},
+			MaxMessageSize:     "1048576",
+			IdleTimeout:        "300",
+			PingInterval:       "30",
+			MaxLifetime:        "86400",
+			CloseOnTokenExpiry: "True",
+			Rates: []MessageRate{
+				{Direction: "inbound", Per: "connection", Messages: "50", Period: "1", Burst: "100"},
+				{Direction: "Outbound", Per: "SUBSCRIPTION", Messages: "{{out-rate}}", Period: "60"},
+				{Messages: "10", Period: "3600", Burst: "10"},
+			},
+		},
+	},
+	{name: "websocket-limits empty", xml: `<websocket-limits />`, want: &WebSocketLimits{}},
+	{name: "websocket-limits zeros turn limits off", xml: `<websocket-limits max-message-size="0" idle-timeout="0" ping-interval="0" max-lifetime="0" close-on-token-expiry="false" />`, want: &WebSocketLimits{MaxMessageSize: "0", IdleTimeout: "0", PingInterval: "0", MaxLifetime: "0", CloseOnTokenExpiry: "false"}},
+	{name: "websocket-limits named values", xml: `<websocket-limits max-message-size="{{max}}" ping-interval="{{ping}}" close-on-token-expiry="{{expire}}"><message-rate messages="{{m}}" period="{{p}}" burst="1" direction="{{d}}" /></websocket-limits>`, want: &WebSocketLimits{MaxMessageSize: "{{max}}", PingInterval: "{{ping}}", CloseOnTokenExpiry: "{{expire}}", Rates: []MessageRate{{Direction: "{{d}}", Messages: "{{m}}", Period: "{{p}}", Burst: "1"}}}},
+	{name: "websocket-limits ping-interval 5", xml: `<websocket-limits ping-interval="5" />`, want: &WebSocketLimits{PingInterval: "5"}},
+	{name: "websocket-limits negative size", xml: `<websocket-limits max-message-size="-1" />`, wantErr: "The attribute 'max-message-size' must be an integer not less than 0."},
+	{name: "websocket-limits size not a number", xml: `<websocket-limits max-message-size="1MB" />`, wantErr: "The attribute 'max-message-size' must be an integer not less than 0."},
+	{name: "websocket-limits size expression", xml: `<websocket-limits max-message-size="@(1024)" />`, wantErr: "Policy expressions are not allowed in the attribute 'max-message-size'."},
+	{name: "websocket-limits negative idle-timeout", xml: `<websocket-limits idle-timeout="-5" />`, wantErr: "The attribute 'idle-timeout' must be an integer between 0 and 2147483647."},
+	{name: "websocket-limits fractional idle-timeout", xml: `<websocket-limits idle-timeout="1.5" />`, wantErr: "The attribute 'idle-timeout' must be an integer between 0 and 2147483647."},
+	{name: "websocket-limits huge max-lifetime", xml: `<websocket-limits max-lifetime="2147483648" />`, wantErr: "The attribute 'max-lifetime' must be an integer between 0 and 2147483647."},
+	{name: "websocket-limits ping-interval too short", xml: `<websocket-limits ping-interval="4" />`, wantErr: "The attribute 'ping-interval' must be 0 or an integer not less than 5."},
+	{name: "websocket-limits ping-interval expression", xml: `<websocket-limits ping-interval="@(30)" />`, wantErr: "Policy expressions are not allowed in the attribute 'ping-interval'."},
+	{name: "websocket-limits bad bool", xml: `<websocket-limits close-on-token-expiry="yes" />`, wantErr: "The attribute 'close-on-token-expiry' must be one of: true, false."},
+	{name: "websocket-limits bool expression", xml: `<websocket-limits close-on-token-expiry="@(true)" />`, wantErr: "Policy expressions are not allowed in the attribute 'close-on-token-expiry'."},
+	{name: "websocket-limits unknown attribute", xml: `<websocket-limits max-connections="3" />`, wantErr: "The attribute 'max-connections' is not allowed."},
+	{name: "websocket-limits text", xml: `<websocket-limits>10</websocket-limits>`, wantErr: "Text is not allowed in this element."},
+	{name: "websocket-limits unknown child", xml: "<websocket-limits>\n<message-size max=\"1\" />\n</websocket-limits>", wantErr: "Error in element 'message-size' on line 4, column 1: The element is not allowed in 'websocket-limits'.", wantLine: 4},
+	{name: "message-rate without messages", xml: "<websocket-limits>\n<message-rate period=\"1\" />\n</websocket-limits>", wantErr: "Error in element 'message-rate' on line 4, column 1: The attribute 'messages' is required.", wantLine: 4},
+	{name: "message-rate without period", xml: `<websocket-limits><message-rate messages="1" /></websocket-limits>`, wantErr: "The attribute 'period' is required."},
+	{name: "message-rate zero messages", xml: `<websocket-limits><message-rate messages="0" period="1" /></websocket-limits>`, wantErr: "The attribute 'messages' must be an integer not less than 1."},
+	{name: "message-rate zero period", xml: `<websocket-limits><message-rate messages="1" period="0" /></websocket-limits>`, wantErr: "The attribute 'period' must be an integer between 1 and 3600."},
+	{name: "message-rate period over an hour", xml: `<websocket-limits><message-rate messages="1" period="3601" /></websocket-limits>`, wantErr: "The attribute 'period' must be an integer between 1 and 3600."},
+	{name: "message-rate burst below messages", xml: "<websocket-limits>\n\n<message-rate messages=\"50\" period=\"1\" burst=\"49\" />\n</websocket-limits>", wantErr: "Error in element 'message-rate' on line 5, column 1: The attribute 'burst' must not be less than 'messages'.", wantLine: 5},
+	{name: "message-rate zero burst", xml: `<websocket-limits><message-rate messages="1" period="1" burst="0" /></websocket-limits>`, wantErr: "The attribute 'burst' must be an integer not less than 1."},
+	{name: "message-rate bad direction", xml: `<websocket-limits><message-rate direction="in" messages="1" period="1" /></websocket-limits>`, wantErr: "The attribute 'direction' must be one of: inbound, outbound, both."},
+	{name: "message-rate bad per", xml: `<websocket-limits><message-rate per="user" messages="1" period="1" /></websocket-limits>`, wantErr: "The attribute 'per' must be one of: connection, subscription."},
+	{name: "message-rate expression", xml: `<websocket-limits><message-rate messages="@(5)" period="1" /></websocket-limits>`, wantErr: "Policy expressions are not allowed in the attribute 'messages'."},
+	{name: "message-rate direction expression", xml: `<websocket-limits><message-rate direction="@(&quot;both&quot;)" messages="5" period="1" /></websocket-limits>`, wantErr: "Policy expressions are not allowed in the attribute 'direction'."},
+	{name: "message-rate unknown attribute", xml: `<websocket-limits><message-rate messages="1" period="1" bytes="10" /></websocket-limits>`, wantErr: "The attribute 'bytes' is not allowed."},
+	{name: "message-rate content", xml: `<websocket-limits><message-rate messages="1" period="1">x</message-rate></websocket-limits>`, wantErr: "The element must be empty."},
+
 	// unsupported
 	{name: "unsupported keeps content", xml: `<mock-response status-code="200" content-type="application/json" id="m" />`, want: &Unsupported{Meta: Meta{ID: "m"}, Name: "mock-response", Raw: &Element{Name: "mock-response", Attrs: []Attr{{"status-code", "200"}, {"content-type", "application/json"}, {"id", "m"}}}}},
 	{name: "unsupported set-body", xml: `<set-body>@{ return "x"; }</set-body>`, want: &Unsupported{Name: "set-body", Raw: &Element{Name: "set-body", Nodes: []Node{{Text: `@{ return "x"; }`}}}}},

@@ -245,7 +245,8 @@ func Parse(value string, format Format) (*Document, error) {
 
 // Parse parses and validates a policy document: the XML must be well formed, the root must be
 // <policies> with at most one of each section, and every policy element must be known to the
-// registry and valid. Errors are as for the package-level Parse.
+// registry and valid; <websocket-limits> only directly in inbound, at most once. Errors are as
+// for the package-level Parse.
 func (r *Registry) Parse(value string, format Format) (*Document, error) {
 	if len(value) > MaxSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds the limit of %d bytes", ErrTooLarge, len(value), MaxSize)
@@ -308,12 +309,16 @@ func (r *Registry) section(se *Element) (*Section, error) {
 	}
 	s := &Section{Pos: se.Pos}
 	bases := 0
+	wsLimits := false
 	for _, pe := range se.Elements() {
 		if pe.Name == "base" {
 			bases++
 			if bases > 1 {
 				return nil, pe.Errorf("The base element can appear only once in a section.")
 			}
+		}
+		if err := checkPlacement(se.Name, pe, &wsLimits); err != nil {
+			return nil, err
 		}
 		p, err := r.Decode(pe)
 		if err != nil {

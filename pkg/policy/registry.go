@@ -12,8 +12,8 @@ type Registry struct {
 }
 
 // NewRegistry returns a registry that knows every policy element listed in this package: the
-// typed policies Gatehouse runs and the APIM policies it recognises but does not run, which
-// decode to *Unsupported.
+// typed policies Gatehouse runs, its own extensions (IsGatehouseExtension) and the APIM
+// policies it recognises but does not run, which decode to *Unsupported.
 func NewRegistry() *Registry {
 	r := &Registry{decoders: map[string]DecodeFunc{
 		"base":                decodeBase,
@@ -30,6 +30,7 @@ func NewRegistry() *Registry {
 		"return-response":     decodeReturnResponse,
 		"choose":              decodeChoose,
 		"set-variable":        decodeSetVariable,
+		"websocket-limits":    decodeWebSocketLimits,
 	}}
 	for _, name := range unsupportedNames {
 		r.decoders[name] = decodeUnsupported
@@ -52,8 +53,8 @@ func (r *Registry) Decode(e *Element) (Policy, error) {
 	return fn(r, e)
 }
 
-// decodeNested decodes the policies nested in a choose branch. <base/> is only meaningful
-// directly in a section, so it is refused here.
+// decodeNested decodes the policies nested in a choose branch. <base/> and
+// <websocket-limits> are only meaningful directly in a section, so they are refused here.
 func (r *Registry) decodeNested(parent *Element) ([]Policy, error) {
 	if err := parent.noText(); err != nil {
 		return nil, err
@@ -62,6 +63,9 @@ func (r *Registry) decodeNested(parent *Element) ([]Policy, error) {
 	for _, e := range parent.Elements() {
 		if e.Name == "base" {
 			return nil, e.Errorf("The base element is only allowed directly in a section.")
+		}
+		if e.Name == "websocket-limits" {
+			return nil, e.Errorf("The websocket-limits element is only allowed directly in the inbound section.")
 		}
 		p, err := r.Decode(e)
 		if err != nil {

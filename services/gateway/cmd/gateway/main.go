@@ -40,6 +40,7 @@ type config struct {
 	connectTimeout  time.Duration
 	maxMessageBytes int64
 	idleTimeout     time.Duration
+	pingInterval    time.Duration
 	drainTimeout    time.Duration
 	region          string
 	logLevel        string
@@ -85,6 +86,7 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.connectTimeout, "backend-connect-timeout", envDuration("GATEWAY_BACKEND_CONNECT_TIMEOUT", 10*time.Second), "backend dial and handshake timeout (GATEWAY_BACKEND_CONNECT_TIMEOUT)")
 	fs.Int64Var(&c.maxMessageBytes, "max-message-bytes", envInt("GATEWAY_MAX_MESSAGE_BYTES", 16<<20), "default maximum WebSocket message size; larger ones close with 1009 (GATEWAY_MAX_MESSAGE_BYTES)")
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", envDuration("GATEWAY_IDLE_TIMEOUT", time.Hour), "default WebSocket idle timeout, 0 = none (GATEWAY_IDLE_TIMEOUT)")
+	fs.DurationVar(&c.pingInterval, "ping-interval", envDuration("GATEWAY_PING_INTERVAL", 0), "default keepalive ping interval toward both sides, 0 = none; <websocket-limits ping-interval> overrides per API (GATEWAY_PING_INTERVAL)")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", envDuration("GATEWAY_DRAIN_TIMEOUT", 30*time.Second), "time to drain connections on SIGTERM (GATEWAY_DRAIN_TIMEOUT)")
 	fs.StringVar(&c.region, "region", env("GATEWAY_REGION", ""), "region reported as context.Deployment.Region (GATEWAY_REGION)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
@@ -146,7 +148,7 @@ func run(ctx context.Context, args []string) error {
 	keys := pipeline.NewKeySource(&http.Client{Timeout: 10 * time.Second}, log)
 	builder := compiled.NewBuilder(pipeline.Env{Counters: pipeline.NewMemoryCounters(), Keys: keys, Log: log})
 	handler := traffic.New(&current, traffic.Options{BackendTLS: backendTLS, ConnectTimeout: cfg.connectTimeout,
-		MaxMessageBytes: cfg.maxMessageBytes, IdleTimeout: cfg.idleTimeout, Region: cfg.region, Log: log})
+		MaxMessageBytes: cfg.maxMessageBytes, IdleTimeout: cfg.idleTimeout, PingInterval: cfg.pingInterval, Region: cfg.region, Log: log})
 	install := func(c *compiled.Config) {
 		current.Store(c)
 		handler.Revoke(c) // live revocation: sessions the new configuration no longer allows end with 1008

@@ -50,6 +50,7 @@ type Env struct {
 type Pipeline struct {
 	steps   []step
 	skipped []string
+	session SessionLimits
 	log     *slog.Logger
 	now     func() time.Time
 }
@@ -58,15 +59,16 @@ type Pipeline struct {
 // document order, one per occurrence. The caller must not modify the slice.
 func (p *Pipeline) Skipped() []string { return p.skipped }
 
-// Run applies the policies to req in document order. It returns nil when the request may
-// proceed (req.Header, req.Query, req.Backend, req.ResponseHeader and req.TokenExpiry may have
-// changed), or the response for the client: the first rejection, a return-response, or a 500
+// Run applies the policies to req in document order. It first sets req.Session to the
+// composed websocket-limits. It returns nil when the request may proceed (req.Header,
+// req.Query, req.Backend, req.ResponseHeader and req.TokenExpiry may have changed), or the response for the client: the first rejection, a return-response, or a 500
 // when a policy expression fails at run time. Run may block fetching signing keys; ctx bounds
 // that.
 func (p *Pipeline) Run(ctx context.Context, req *Request) *Response {
 	if p == nil {
 		return nil
 	}
+	req.Session = p.session
 	c := &runCtx{ctx: ctx, req: req, now: req.Now, log: p.log}
 	if c.now.IsZero() {
 		c.now = p.now()
@@ -171,7 +173,10 @@ func (e *CompileError) Unwrap() error { return e.Err }
 // has no inbound section inherits its parent's unchanged, as if it held <base/> alone.
 // Unsupported policies are skipped (see Skipped). Policies run in document order and the
 // first rejection wins. Bandwidth limits of quota and quota-by-key are not enforced (a
-// handshake has no body to measure); their call limits are. Errors are *CompileError.
+// handshake has no body to measure); their call limits are. websocket-limits compiles to no
+// step but to the pipeline's SessionLimits: for each attribute the narrowest scope that the
+// composition reaches and that sets it wins, wherever <base/> stands, and message rates
+// accumulate (docs/policies.md). Errors are *CompileError.
 func Compile(s Scopes, env Env) (*Pipeline, error) {
 	if env.Log == nil {
 		env.Log = slog.New(slog.DiscardHandler)
@@ -189,7 +194,7 @@ func Compile(s Scopes, env Env) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Pipeline{steps: steps, skipped: b.skipped, log: env.Log, now: env.Now}, nil
+	return &Pipeline{steps: steps, skipped: b.skipped, session: b.composeSession(), log: env.Log, now: env.Now}, nil
 }
 
 func scopeName(kind, id string) string {
@@ -206,8 +211,12 @@ type builder struct {
 	docs    [4]*policy.Document
 	scopes  [4]string
 	skipped []string
-	// where is the policy being compiled, for errors.
+	// sessions holds the websocket-limits of each scope (0 global … 3 operation) that the
+	// composition reached; nil for the others.
+	sessions [4]*sessionScope
+	// where is the policy being compiled, for errors: its scope's name and level.
 	scope string
+	level int
 }
 
 // section returns the steps of the inbound section at level (0 global … 3 operation) with
@@ -229,7 +238,7 @@ func (b *builder) section(level int) ([]step, error) {
 			steps = append(steps, parent...)
 			continue
 		}
-		b.scope = b.scopes[level]
+		b.scope, b.level = b.scopes[level], level
 		s, err := b.policy(p, b.scopes[level]+"/"+fmt.Sprintf("inbound[%d]", i+1), true)
 		if err != nil {
 			return nil, err
@@ -294,6 +303,12 @@ func (b *builder) policy(p policy.Policy, path string, substitute bool) (step, e
 		s, err = b.choose(in, p, path)
 	case *policy.SetVariable:
 		s, err = b.setVariable(in, p)
+	case *policy.WebSocketLimits:
+		if !substitute {
+			err = errors.New("the policy is only allowed directly in the inbound section")
+			break
+		}
+		err = b.websocketLimits(in, p)
 	case *policy.Base:
 		err = errors.New("the base element is only allowed directly in a section")
 	default:

@@ -1,8 +1,8 @@
 // Package pipeline compiles APIM policy documents (pkg/policy) into the checks and changes a
-// gateway runs on each WebSocket handshake or REST request, composing global → product → API →
-// operation scopes through <base/>. Parsing and compilation happen once per configuration;
-// Run does only the per-request work. Policy expressions are the C# subset described in
-// EXPRESSIONS.md.
+// gateway runs on each WebSocket handshake or REST request, and the limits of the WebSocket
+// session that follows (SessionLimits), composing global → product → API → operation scopes
+// through <base/>. Parsing and compilation happen once per configuration; Run does only the
+// per-request work. Policy expressions are the C# subset described in EXPRESSIONS.md.
 package pipeline
 
 import (
@@ -41,6 +41,10 @@ type Request struct {
 	// TokenExpiry is the earliest expiry of the JWTs validate-jwt accepted (zero if none),
 	// so a session can end when its token does.
 	TokenExpiry time.Time
+
+	// Session holds the WebSocket session's limits from websocket-limits; Run sets it. Zero
+	// fields were set by no policy: the gateway uses its defaults (SessionLimits.Resolve).
+	Session SessionLimits
 
 	// ResponseHeader holds headers for the client's response when Run returns nil, such as
 	// rate-limit's remaining-calls-header-name. Run allocates it when a policy sets one.

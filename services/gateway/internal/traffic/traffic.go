@@ -39,7 +39,9 @@ type Options struct {
 	// MaxMessageBytes and IdleTimeout are the per-connection defaults (0 = unlimited).
 	MaxMessageBytes int64
 	IdleTimeout     time.Duration
-	Log             *slog.Logger
+	// PingInterval is the default keepalive ping interval (0 = none).
+	PingInterval time.Duration
+	Log          *slog.Logger
 }
 
 // Handler is the traffic listener's http.Handler. It is safe for concurrent use.
@@ -48,6 +50,7 @@ type Handler struct {
 	opt   Options
 	conns *Registry
 	rest  *restProxy
+	rates rateStore
 }
 
 // New returns a Handler reading the configuration from cfg.
@@ -248,12 +251,21 @@ func copyHeaders(dst, src http.Header) {
 	}
 }
 
-// backendURL is base plus rest and the final query.
+// backendURL is base plus rest and the final query. A query in base (a serviceUrl such as
+// "https://fn.example/api?code=..." or "wss://host/realtime?api-version=...") is kept, its
+// values before the request's for the same name, as httputil.ReverseProxy joins them.
 func backendURL(base *url.URL, rest string, q url.Values) *url.URL {
 	u := *base
 	if rest != "" {
 		u.Path = strings.TrimRight(u.Path, "/") + "/" + rest
 		u.RawPath = ""
+	}
+	if base.RawQuery != "" {
+		merged := base.Query()
+		for k, vs := range q {
+			merged[k] = append(merged[k], vs...)
+		}
+		q = merged
 	}
 	u.RawQuery = q.Encode()
 	return &u

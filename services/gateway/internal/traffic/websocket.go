@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"net/http"
+	"time"
 
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/wsproxy"
@@ -61,11 +62,21 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		return
 	}
 	copyHeaders(w.Header(), pr.ResponseHeader)
-	limits := wsproxy.Limits{MaxMessageBytes: h.opt.MaxMessageBytes, IdleTimeout: h.opt.IdleTimeout}
-	sess, err := wsproxy.Accept(w, r, be, limits)
+	subName := ""
+	if acc.sub != nil {
+		subName = acc.sub.Name
+	}
+	opened := time.Now()
+	limits, hooks, end, endCode, endReason := h.sessionControls(pr, subName, opened)
+	conn, br, err := wsproxy.Upgrade(w, r, be)
 	if err != nil {
 		h.opt.Log.WarnContext(r.Context(), "client upgrade failed", "api", api.Name, "err", err)
 		return
+	}
+	sess := wsproxy.NewSession(conn, br, be, limits, hooks)
+	if !end.IsZero() {
+		t := time.AfterFunc(time.Until(end), func() { sess.Close(endCode, endReason) })
+		defer t.Stop()
 	}
 	info := ConnInfo{API: api.Name, APIPath: api.Path, RequestID: pr.RequestID}
 	if acc.sub != nil {
