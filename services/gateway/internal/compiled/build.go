@@ -1,10 +1,12 @@
 package compiled
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,8 +16,8 @@ import (
 )
 
 // ErrResync means a change cannot be applied incrementally (a gap in revisions, an unknown
-// change, a change too large to send, an API newly linked to this gateway): the caller must
-// load a fresh snapshot.
+// change, a change too large to send, an API newly linked to this gateway or to a product):
+// the caller must load a fresh snapshot.
 var ErrResync = errors.New("compiled: a fresh snapshot is needed")
 
 // Builder holds the dynamic configuration (the entities received from management) and
@@ -27,7 +29,7 @@ type Builder struct {
 	serviceID, service, gateway string
 	revision                    int64
 
-	// ents holds every entity but subscriptions, by key(kind, parent, name).
+	// ents holds every entity but subscriptions and users, by key(kind, parent, name).
 	ents map[string]configwire.Entity
 	// docs caches parsed policy documents by entity key.
 	docs map[string]*policy.Document
@@ -66,13 +68,12 @@ func (b *Builder) Load(snap configwire.Snapshot) (*Config, error) {
 		productsOf: map[string]map[string]bool{}, apisOf: map[string]map[string]bool{}, subs: map[string]*Subscription{}}
 	edit := (*subIndex)(nil).edit()
 	for _, e := range snap.Entities {
-		if err := next.put(e, edit); err != nil {
+		if err := next.put(e, edit, nil); err != nil {
 			return nil, err
 		}
 	}
-	cfg := &Config{Revision: snap.Revision, ServiceID: snap.ServiceID, Service: snap.Service, Gateway: snap.Gateway,
-		apis: map[string]*API{}, subs: edit.done()}
-	if err := next.compileAPIs(cfg, nil); err != nil {
+	cfg := &Config{Revision: snap.Revision, ServiceID: snap.ServiceID, Service: snap.Service, Gateway: snap.Gateway, subs: edit.done()}
+	if err := next.compileAPIs(cfg, nil, nil); err != nil {
 		return nil, err
 	}
 	*b = *next
@@ -80,10 +81,11 @@ func (b *Builder) Load(snap configwire.Snapshot) (*Config, error) {
 	return cfg, nil
 }
 
-// Apply applies the change of the next revision and compiles what it affects. It returns
-// ErrResync when the change cannot be applied incrementally; on any error the Builder is
-// unchanged only if the error is ErrResync or a compile error before state was touched, so
-// callers must treat any error as "load a snapshot".
+// Apply applies the change of the next revision and returns the new current Config, compiling
+// only what the change affects. A revision already applied is a no-op that returns the current
+// Config. Apply returns an error wrapping ErrResync when the change cannot be applied
+// incrementally, and a compile error when the result does not compile. On any error the
+// Builder is unchanged: Current and Revision still describe the previous Config.
 func (b *Builder) Apply(ch configwire.Change) (*Config, error) {
 	if b.cur == nil || ch.ServiceID != b.serviceID {
 		return nil, ErrResync
@@ -94,6 +96,18 @@ func (b *Builder) Apply(ch configwire.Change) (*Config, error) {
 	if ch.Revision != b.revision+1 {
 		return nil, fmt.Errorf("%w: revision %d after %d", ErrResync, ch.Revision, b.revision)
 	}
+	var undo undoLog
+	cfg, err := b.apply(ch, &undo)
+	if err != nil {
+		undo.run()
+		return nil, err
+	}
+	b.revision, b.cur = ch.Revision, cfg
+	return cfg, nil
+}
+
+// apply does the work of Apply, recording in undo how to restore the Builder's state.
+func (b *Builder) apply(ch configwire.Change, undo *undoLog) (*Config, error) {
 	affected := map[string]bool{}
 	all := false
 	edit := b.cur.subs.edit()
@@ -104,8 +118,9 @@ func (b *Builder) Apply(ch configwire.Change) (*Config, error) {
 		default:
 			return nil, fmt.Errorf("%w: change op %q", ErrResync, it.Op)
 		}
+		put := it.Op == configwire.OpPut
 		switch e.Kind {
-		case configwire.KindSubscription, configwire.KindUser:
+		case configwire.KindSubscription, configwire.KindUser, configwire.KindGateway:
 		case configwire.KindAPI, configwire.KindOperation:
 			affected[apiOf(e)] = true
 		case configwire.KindPolicy:
@@ -124,11 +139,17 @@ func (b *Builder) Apply(ch configwire.Change) (*Config, error) {
 				affected[a] = true
 			}
 		case configwire.KindProductAPI:
-			affected[strings.ToLower(e.Name)] = true
+			api, product := strings.ToLower(e.Name), strings.ToLower(strings.TrimPrefix(strings.ToLower(e.Parent), "products/"))
+			if put && !b.productsOf[api][product] && b.serves(api) && !b.productServed(product) {
+				// The snapshot held neither this product nor the subscriptions to it.
+				return nil, fmt.Errorf("%w: API %s added to product %s", ErrResync, e.Name, product)
+			}
+			affected[api] = true
 		case configwire.KindGatewayAPI:
 			if strings.EqualFold(e.Parent, "gateways/"+b.gateway) {
-				if it.Op == configwire.OpPut && b.ents[key(configwire.KindGatewayAPI, e.Parent, e.Name)].Kind == "" {
-					// An API newly linked here: its operations and policies were not in our snapshot.
+				if put && !b.serves(strings.ToLower(e.Name)) {
+					// An API newly linked here: its operations, policies, products and
+					// subscriptions were not in our snapshot.
 					return nil, fmt.Errorf("%w: API %s linked to this gateway", ErrResync, e.Name)
 				}
 				affected[strings.ToLower(e.Name)] = true
@@ -138,34 +159,45 @@ func (b *Builder) Apply(ch configwire.Change) (*Config, error) {
 				return nil, fmt.Errorf("%w: secret named value %s changed", ErrResync, e.Name)
 			}
 			all = true
-		case configwire.KindGateway:
-			if it.Op == configwire.OpDelete && strings.EqualFold(e.Name, b.gateway) {
-				all = true
-			}
 		default:
 			return nil, fmt.Errorf("%w: unknown kind %q", ErrResync, e.Kind)
 		}
-		if it.Op == configwire.OpDelete {
-			b.remove(e, edit)
-		} else if err := b.put(e, edit); err != nil {
+		if !put {
+			b.remove(e, edit, undo)
+		} else if err := b.put(e, edit, undo); err != nil {
 			return nil, err
 		}
 	}
 	cfg := &Config{Revision: ch.Revision, ServiceID: b.serviceID, Service: b.service, Gateway: b.gateway, subs: edit.done()}
-	if all {
-		cfg.apis = map[string]*API{}
+	switch {
+	case all:
 		affected = nil
-	} else {
-		cfg.apis = make(map[string]*API, len(b.cur.apis))
-		for k, v := range b.cur.apis {
-			cfg.apis[k] = v
-		}
+	case len(affected) == 0:
+		// Nothing compiled changes: share the API maps, which no one modifies.
+		cfg.apis, cfg.byName = b.cur.apis, b.cur.byName
+		return cfg, nil
 	}
-	if err := b.compileAPIs(cfg, affected); err != nil {
+	if err := b.compileAPIs(cfg, b.cur, affected); err != nil {
 		return nil, err
 	}
-	b.revision, b.cur = ch.Revision, cfg
 	return cfg, nil
+}
+
+// serves reports whether api (lower-cased) is linked to this gateway.
+func (b *Builder) serves(api string) bool {
+	_, ok := b.ents[key(configwire.KindGatewayAPI, "gateways/"+b.gateway, api)]
+	return ok
+}
+
+// productServed reports whether product (lower-cased) contains an API linked to this gateway,
+// which means the Builder knows its subscriptions.
+func (b *Builder) productServed(product string) bool {
+	for a := range b.apisOf[product] {
+		if b.serves(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // apiOf is the lower-cased name of the API an api, operation or API/operation policy belongs to.
@@ -180,17 +212,62 @@ func apiOf(e configwire.Entity) string {
 	return ""
 }
 
-func (b *Builder) put(e configwire.Entity, edit *subEditor) error {
+// undoLog restores the Builder's maps after a failed Apply, in reverse order of the edits.
+type undoLog []func()
+
+func (u *undoLog) run() {
+	for i := len(*u) - 1; i >= 0; i-- {
+		(*u)[i]()
+	}
+	*u = nil
+}
+
+// set stores v under k in m (deletes k when del), recording the previous state in u (nil = no
+// recording).
+func set[K comparable, V any](m map[K]V, k K, v V, del bool, u *undoLog) {
+	if u != nil {
+		old, had := m[k]
+		*u = append(*u, func() {
+			if had {
+				m[k] = old
+			} else {
+				delete(m, k)
+			}
+		})
+	}
+	if del {
+		delete(m, k)
+	} else {
+		m[k] = v
+	}
+}
+
+// setIn sets or clears to in the set m[from].
+func setIn(m map[string]map[string]bool, from, to string, present bool, u *undoLog) {
+	inner := m[from]
+	if inner == nil {
+		if !present {
+			return
+		}
+		inner = map[string]bool{}
+		m[from] = inner // an empty set left behind by an undo is harmless
+	}
+	set(inner, to, true, !present, u)
+}
+
+func (b *Builder) put(e configwire.Entity, edit *subEditor, u *undoLog) error {
+	k := key(e.Kind, e.Parent, e.Name)
 	switch e.Kind {
 	case configwire.KindSubscription:
-		s, err := decodeSubscription(e, b.serviceID)
+		s, err := decodeSubscription(e)
 		if err != nil {
 			return err
 		}
-		if old := b.subs[strings.ToLower(e.Name)]; old != nil {
+		name := strings.ToLower(e.Name)
+		if old := b.subs[name]; old != nil {
 			edit.remove(old)
 		}
-		b.subs[strings.ToLower(e.Name)] = s
+		set(b.subs, name, s, false, u)
 		edit.put(s)
 		return nil
 	case configwire.KindUser:
@@ -198,9 +275,9 @@ func (b *Builder) put(e configwire.Entity, edit *subEditor) error {
 	case configwire.KindPolicy:
 		var p struct{ Value, Format string }
 		if err := json.Unmarshal(e.Properties, &p); err != nil {
-			return fmt.Errorf("policy %s: %w", e.Parent, err)
+			return fmt.Errorf("policy of %q: %w", e.Parent, err)
 		}
-		format := policy.Format(p.Format)
+		format := policy.Format(strings.ToLower(p.Format))
 		if format == "" {
 			format = policy.FormatXML
 		}
@@ -208,51 +285,42 @@ func (b *Builder) put(e configwire.Entity, edit *subEditor) error {
 		if err != nil {
 			return fmt.Errorf("policy of %q: %w", e.Parent, err)
 		}
-		b.docs[key(e.Kind, e.Parent, e.Name)] = doc
+		set(b.docs, k, doc, false, u)
 	case configwire.KindProductAPI:
-		product := strings.ToLower(strings.TrimPrefix(e.Parent, "products/"))
+		product := strings.ToLower(strings.TrimPrefix(strings.ToLower(e.Parent), "products/"))
 		api := strings.ToLower(e.Name)
-		addLink(b.productsOf, api, product)
-		addLink(b.apisOf, product, api)
+		setIn(b.productsOf, api, product, true, u)
+		setIn(b.apisOf, product, api, true, u)
 	}
-	k := key(e.Kind, e.Parent, e.Name)
-	b.ents[k] = e
-	ck := childKey(e.Kind, e.Parent)
-	if b.children[ck] == nil {
-		b.children[ck] = map[string]bool{}
-	}
-	b.children[ck][k] = true
+	set(b.ents, k, e, false, u)
+	setIn(b.children, childKey(e.Kind, e.Parent), k, true, u)
 	return nil
 }
 
-func (b *Builder) remove(e configwire.Entity, edit *subEditor) {
+func (b *Builder) remove(e configwire.Entity, edit *subEditor, u *undoLog) {
 	switch e.Kind {
 	case configwire.KindSubscription:
-		if old := b.subs[strings.ToLower(e.Name)]; old != nil {
+		name := strings.ToLower(e.Name)
+		if old := b.subs[name]; old != nil {
 			edit.remove(old)
-			delete(b.subs, strings.ToLower(e.Name))
+			set(b.subs, name, nil, true, u)
 		}
 		return
+	case configwire.KindUser:
+		return
 	case configwire.KindProductAPI:
-		product := strings.ToLower(strings.TrimPrefix(e.Parent, "products/"))
+		product := strings.ToLower(strings.TrimPrefix(strings.ToLower(e.Parent), "products/"))
 		api := strings.ToLower(e.Name)
-		delete(b.productsOf[api], product)
-		delete(b.apisOf[product], api)
+		setIn(b.productsOf, api, product, false, u)
+		setIn(b.apisOf, product, api, false, u)
 	}
 	k := key(e.Kind, e.Parent, e.Name)
-	delete(b.ents, k)
-	delete(b.docs, k)
-	delete(b.children[childKey(e.Kind, e.Parent)], k)
+	set(b.ents, k, configwire.Entity{}, true, u)
+	set(b.docs, k, nil, true, u)
+	setIn(b.children, childKey(e.Kind, e.Parent), k, false, u)
 }
 
-func addLink(m map[string]map[string]bool, from, to string) {
-	if m[from] == nil {
-		m[from] = map[string]bool{}
-	}
-	m[from][to] = true
-}
-
-func decodeSubscription(e configwire.Entity, serviceID string) (*Subscription, error) {
+func decodeSubscription(e configwire.Entity) (*Subscription, error) {
 	var p struct {
 		Scope       string `json:"scope"`
 		State       string `json:"state"`
@@ -312,35 +380,47 @@ func (b *Builder) namedValues() map[string]string {
 	return out
 }
 
-// compileAPIs (re)compiles the APIs named in only (all of them when only is nil) into cfg.
-func (b *Builder) compileAPIs(cfg *Config, only map[string]bool) error {
+// compileAPIs sets cfg's APIs: those of prev with the APIs named in only recompiled, or all
+// APIs compiled afresh when only is nil (prev is then unused). An API that is gone or no longer linked to this
+// gateway is left out.
+func (b *Builder) compileAPIs(cfg *Config, prev *Config, only map[string]bool) error {
 	env := b.env
 	env.NamedValues = b.namedValues()
 	global := b.docs[key(configwire.KindPolicy, "", "policy")]
 	names := only
-	if names == nil {
+	var apis, byName *cowEditor[*API]
+	if names != nil {
+		apis, byName = prev.apis.edit(), prev.byName.edit()
+	} else {
+		apis, byName = (*cowMap[*API])(nil).edit(), (*cowMap[*API])(nil).edit()
 		names = map[string]bool{}
 		for k := range b.children[childKey(configwire.KindAPI, "")] {
 			names[strings.ToLower(b.ents[k].Name)] = true
 		}
 	}
+	// Drop every old entry first (under its old path): an API may have moved or gone, and
+	// two APIs may have swapped paths.
 	for name := range names {
-		// Drop the old entry (under its old path) first; the API may have moved or gone.
-		for p, a := range cfg.apis {
-			if strings.EqualFold(a.Name, name) {
-				delete(cfg.apis, p)
+		if old := byName.get(name); old != nil {
+			byName.delete(name)
+			if p := strings.ToLower(old.Path); apis.get(p) == old {
+				apis.delete(p)
 			}
 		}
+	}
+	for name := range names {
 		e, ok := b.ents[key(configwire.KindAPI, "", name)]
-		if !ok || b.ents[key(configwire.KindGatewayAPI, "gateways/"+b.gateway, name)].Kind == "" {
+		if !ok || !b.serves(name) {
 			continue
 		}
 		api, err := b.compileAPI(e, global, env)
 		if err != nil {
 			return fmt.Errorf("API %s: %w", e.Name, err)
 		}
-		cfg.apis[strings.ToLower(api.Path)] = api
+		apis.set(strings.ToLower(api.Path), api)
+		byName.set(name, api)
 	}
+	cfg.apis, cfg.byName = apis.done(), byName.done()
 	return nil
 }
 
@@ -390,7 +470,9 @@ func (b *Builder) compileAPI(e configwire.Entity, global *policy.Document, env p
 		_ = json.Unmarshal(pe.Properties, &pp)
 		product := &Product{Name: pe.Name, DisplayName: pp.DisplayName, SubscriptionRequired: pp.SubscriptionRequired == nil || *pp.SubscriptionRequired}
 		api.Products[prod] = product
-		if !product.SubscriptionRequired && api.OpenProduct == nil {
+		// Of several open products, the first by name gives the context, so that it does not
+		// change from one compilation to the next.
+		if !product.SubscriptionRequired && (api.OpenProduct == nil || strings.ToLower(api.OpenProduct.Name) > prod) {
 			api.OpenProduct = product
 		}
 	}
@@ -404,7 +486,7 @@ func (b *Builder) compileAPI(e configwire.Entity, global *policy.Document, env p
 			URLTemplate string `json:"urlTemplate"`
 		}
 		if err := json.Unmarshal(oe.Properties, &op); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("operation %s: %w", oe.Name, err)
 		}
 		o := &Operation{Name: oe.Name, DisplayName: op.DisplayName, Method: op.Method, URLTemplate: op.URLTemplate,
 			template: parseTemplate(op.URLTemplate), pipelines: map[string]*pipeline.Pipeline{}}
@@ -431,5 +513,7 @@ func (b *Builder) compileAPI(e configwire.Entity, global *policy.Document, env p
 		}
 		api.Operations = append(api.Operations, o)
 	}
+	// Map order is random; equally specific operations must match the same way every time.
+	slices.SortFunc(api.Operations, func(x, y *Operation) int { return cmp.Compare(strings.ToLower(x.Name), strings.ToLower(y.Name)) })
 	return api, nil
 }

@@ -20,9 +20,11 @@ type Config struct {
 	Service   string
 	Gateway   string
 
-	// apis maps the lower-cased API path to the APIs this gateway serves.
-	apis map[string]*API
-	subs *subIndex
+	// apis maps the lower-cased API path to the APIs this gateway serves; byName maps their
+	// lower-cased names to them, so a change replaces an API without a scan.
+	apis   *cowMap[*API]
+	byName *cowMap[*API]
+	subs   *subIndex
 }
 
 // API is a served API with its compiled pipelines.
@@ -100,7 +102,7 @@ func (s *Subscription) Covers(api *API) (ok bool, product *Product) {
 
 // LookupWebSocket returns the API whose path equals path exactly (no extra segments).
 func (c *Config) LookupWebSocket(path string) *API {
-	a := c.apis[strings.ToLower(strings.Trim(path, "/"))]
+	a := c.apis.get(strings.ToLower(strings.Trim(path, "/")))
 	if a == nil || a.Type != "websocket" {
 		return nil
 	}
@@ -108,30 +110,41 @@ func (c *Config) LookupWebSocket(path string) *API {
 }
 
 // LookupHTTP returns the HTTP API with the longest path that is a segment prefix of path, and
-// the rest of the path after it.
+// the rest of the path after it (without a leading slash). Paths compare case-insensitively.
 func (c *Config) LookupHTTP(path string) (*API, string) {
 	p := strings.Trim(path, "/")
-	lower := strings.ToLower(p)
+	// Lower-casing keeps byte offsets of ASCII text only; other paths are lowered per prefix.
+	lower, ascii := strings.ToLower(p), isASCII(p)
+	end := len(p)
 	for {
-		if a := c.apis[lower]; a != nil && a.Type == "http" {
-			return a, strings.TrimPrefix(p[len(lower):], "/")
+		k := lower[:min(end, len(lower))]
+		if !ascii {
+			k = strings.ToLower(p[:end])
 		}
-		i := strings.LastIndexByte(lower, '/')
-		if i < 0 {
-			if a := c.apis[""]; a != nil && a.Type == "http" && lower != "" {
-				return a, p
-			}
+		if a := c.apis.get(k); a != nil && a.Type == "http" {
+			return a, strings.TrimPrefix(p[end:], "/")
+		}
+		if end == 0 {
 			return nil, ""
 		}
-		lower = lower[:i]
+		end = max(strings.LastIndexByte(p[:end], '/'), 0)
 	}
 }
 
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
 // API returns a served API by path, of either type.
-func (c *Config) API(path string) *API { return c.apis[strings.ToLower(strings.Trim(path, "/"))] }
+func (c *Config) API(path string) *API { return c.apis.get(strings.ToLower(strings.Trim(path, "/"))) }
 
 // APIs returns the number of served APIs.
-func (c *Config) APIs() int { return len(c.apis) }
+func (c *Config) APIs() int { return c.apis.len() }
 
 // Subscription resolves a presented key (by its SHA-256 hash).
 func (c *Config) Subscription(keyHash [32]byte) *Subscription { return c.subs.get(keyHash) }

@@ -31,5 +31,5 @@ func (b *Builder) Export() configwire.Snapshot {
 // the Builder, so the next snapshot starts afresh.
 func (b *Builder) Empty(rev int64) *Config {
 	*b = Builder{env: b.env}
-	return &Config{Revision: rev, apis: map[string]*API{}}
+	return &Config{Revision: rev}
 }

@@ -93,34 +93,40 @@ func (s *Syncer) setErr(err error) {
 	s.mu.Unlock()
 }
 
-// Run syncs until ctx ends. It returns ErrUnauthorized at once if management refuses the
-// token on the first contact; later refusals are logged and the node keeps serving what it has.
+// Run syncs until ctx ends, then returns nil. It returns ErrUnauthorized if management refuses
+// the token when it first answers (at once, or after an outage during which the node started
+// from its cache); later refusals are logged and the node keeps serving what it has.
 func (s *Syncer) Run(ctx context.Context) error {
 	snap, err := s.fetch(ctx)
 	switch {
 	case errors.Is(err, ErrUnauthorized):
 		return err
 	case err != nil:
-		s.opt.Log.WarnContext(ctx, "management unreachable; starting from the cached configuration", "err", err)
-		if !s.loadCache(ctx) {
-			s.opt.Log.WarnContext(ctx, "no cached configuration; serving 503 until management answers")
+		s.setErr(err)
+		if s.loadCache(ctx) {
+			s.opt.Log.WarnContext(ctx, "management unreachable; serving the cached configuration", "err", err)
+		} else {
+			s.opt.Log.WarnContext(ctx, "management unreachable and no cached configuration; serving 503 until it answers", "err", err)
 		}
 		if snap, err = s.fetchUntil(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 	}
 	if err := s.install(ctx, snap); err != nil {
 		s.opt.Log.ErrorContext(ctx, "snapshot does not compile; keeping the previous configuration", "revision", snap.Revision, "err", err)
 	}
-	return s.follow(ctx, snap.NATS)
+	return s.follow(ctx, snap)
 }
 
-// fetchUntil retries fetch until it succeeds or ctx ends.
+// fetchUntil retries fetch until it succeeds, management refuses the token, or ctx ends.
 func (s *Syncer) fetchUntil(ctx context.Context) (configwire.Snapshot, error) {
 	for {
 		snap, err := s.fetch(ctx)
-		if err == nil {
-			return snap, nil
+		if err == nil || errors.Is(err, ErrUnauthorized) {
+			return snap, err
 		}
 		s.setErr(err)
 		s.opt.Log.WarnContext(ctx, "fetching the configuration snapshot failed", "err", err)
@@ -226,8 +232,23 @@ func (s *Syncer) loadCache(ctx context.Context) bool {
 	return true
 }
 
-// follow consumes the change stream, applying revisions in order and resyncing on gaps.
-func (s *Syncer) follow(ctx context.Context, info configwire.NATSInfo) error {
+// removeCache deletes the cached snapshot, so that a restarted node does not serve a
+// configuration that no longer exists.
+func (s *Syncer) removeCache(ctx context.Context) {
+	if s.opt.CacheDir == "" {
+		return
+	}
+	if err := os.Remove(s.cacheFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.opt.Log.WarnContext(ctx, "removing the configuration cache failed", "dir", s.opt.CacheDir, "err", err)
+	}
+}
+
+// follow consumes the change stream of the service of snap, applying revisions in order and
+// resyncing on gaps. It starts with the last change already in the stream: that one and
+// those after it reveal any change committed since snap (a gap resyncs), so no second
+// snapshot is needed.
+func (s *Syncer) follow(ctx context.Context, snap configwire.Snapshot) error {
+	info := snap.NATS
 	urls := s.opt.NATSURL
 	if urls == "" {
 		urls = strings.Join(info.URLs, ",")
@@ -244,7 +265,7 @@ func (s *Syncer) follow(ctx context.Context, info configwire.NATSInfo) error {
 	}
 	subject := info.Subject
 	if subject == "" {
-		subject = bus.ConfigSubject(s.builder.Current().ServiceID)
+		subject = bus.ConfigSubject(snap.ServiceID)
 	}
 	msgs := make(chan jetstream.Msg, 1024)
 	var cons jetstream.Consumer
@@ -253,6 +274,9 @@ func (s *Syncer) follow(ctx context.Context, info configwire.NATSInfo) error {
 			FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy})
 		if err == nil {
 			break
+		}
+		if ctx.Err() != nil {
+			return nil
 		}
 		s.opt.Log.WarnContext(ctx, "subscribing to the change stream failed; retrying", "err", err)
 		select {
@@ -271,56 +295,73 @@ func (s *Syncer) follow(ctx context.Context, info configwire.NATSInfo) error {
 		return err
 	}
 	defer cc.Stop()
-	// Changes committed between our snapshot and the subscription would otherwise wait for
-	// the next change to be noticed: check once now.
-	if err := s.resync(ctx); err != nil && ctx.Err() == nil {
-		s.opt.Log.WarnContext(ctx, "resync failed", "err", err)
-	}
+	// The cache is written at most once per CacheWriteDelay after incremental changes: an
+	// Export costs as much as the whole configuration.
 	cacheTimer := time.NewTimer(time.Hour)
 	cacheTimer.Stop()
+	cachePending := false
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case m := <-msgs:
-			s.handle(ctx, m, cacheTimer)
+			if s.handle(ctx, m) && !cachePending {
+				cacheTimer.Reset(s.opt.CacheWriteDelay)
+				cachePending = true
+			}
 		case <-cacheTimer.C:
-			s.writeCache(ctx, s.builder.Export())
+			cachePending = false
+			if s.builder.Current() != nil {
+				s.writeCache(ctx, s.builder.Export())
+			}
 		}
 	}
 }
 
-func (s *Syncer) handle(ctx context.Context, m jetstream.Msg, cacheTimer *time.Timer) {
+// handle applies one message and reports whether it changed the Builder incrementally, so
+// that the cache needs writing (a snapshot install writes it itself).
+func (s *Syncer) handle(ctx context.Context, m jetstream.Msg) bool {
 	start := time.Now()
 	var ch configwire.Change
 	if err := json.Unmarshal(m.Data(), &ch); err != nil {
 		s.opt.Log.WarnContext(ctx, "undecodable change; resyncing", "err", err)
 		s.resyncLogged(ctx)
-		return
+		return false
 	}
 	for _, it := range ch.Items {
 		if it.Op == configwire.OpDeleteService {
 			s.opt.Log.WarnContext(ctx, "the service was deleted; serving no APIs", "revision", ch.Revision)
 			s.opt.Install(s.builder.Empty(ch.Revision))
-			return
+			s.removeCache(ctx)
+			return false
 		}
 	}
+	prev := s.builder.Current()
 	cfg, err := s.builder.Apply(ch)
-	if err != nil {
+	switch {
+	case errors.Is(err, compiled.ErrResync):
 		s.opt.Log.InfoContext(ctx, "change not applied incrementally; resyncing", "revision", ch.Revision, "reason", err)
 		s.resyncLogged(ctx)
-		return
-	}
-	if cfg != s.builder.Current() || cfg.Revision != ch.Revision {
-		return // a re-delivery of an applied revision
+		return false
+	case err != nil:
+		// The Builder kept the previous revision; the snapshot tells whether management's
+		// state compiles (the change may have been superseded).
+		s.setErr(err)
+		s.opt.Log.ErrorContext(ctx, "change does not compile; keeping the previous configuration and resyncing",
+			"revision", ch.Revision, "err", err)
+		s.resyncLogged(ctx)
+		return false
+	case cfg == prev:
+		return false // a re-delivery of an applied revision
 	}
 	s.opt.Install(cfg)
+	s.setErr(nil)
 	took := time.Since(start)
 	if s.opt.Applied != nil {
 		s.opt.Applied(ch.Revision, took)
 	}
 	s.opt.Log.DebugContext(ctx, "change applied", "revision", ch.Revision, "items", len(ch.Items), "took_us", took.Microseconds())
-	cacheTimer.Reset(s.opt.CacheWriteDelay)
+	return true
 }
 
 func (s *Syncer) resyncLogged(ctx context.Context) {
@@ -337,7 +378,8 @@ func (s *Syncer) resync(ctx context.Context) error {
 		snap, err := s.fetch(ctx)
 		if err == nil {
 			if snap.Revision <= s.builder.Revision() && s.builder.Current() != nil {
-				return nil
+				s.setErr(nil)
+				return nil // nothing newer than what is installed
 			}
 			return s.install(ctx, snap)
 		}
