@@ -48,6 +48,10 @@ type Options struct {
 	Install func(*compiled.Config)
 	// Applied is told the apply latency of each change, for metrics; optional.
 	Applied func(rev int64, took time.Duration)
+	// Connected is given the NATS connection once the change stream's servers are known, so
+	// the node's other fleet features (heartbeats, shared counters) can use it; optional. The
+	// connection closes when Run returns.
+	Connected func(nc *nats.Conn)
 	// Retry is the wait between failed attempts to reach management (default 2 s).
 	Retry time.Duration
 	// CacheWriteDelay batches cache writes after incremental changes (default 5 s).
@@ -259,6 +263,9 @@ func (s *Syncer) follow(ctx context.Context, snap configwire.Snapshot) error {
 		return fmt.Errorf("NATS %s: %w", urls, err)
 	}
 	defer nc.Close()
+	if s.opt.Connected != nil {
+		s.opt.Connected(nc)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return err
