@@ -310,6 +310,12 @@ func (s *Syncer) follow(ctx context.Context, snap configwire.Snapshot) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// A node stopping gracefully leaves the cache at its last applied revision, so a
+			// restart during an outage does not resurrect a revoked key (a kill -9 may lose up
+			// to CacheWriteDelay of changes from the cache; the next snapshot repairs it).
+			if cachePending && s.builder.Current() != nil {
+				s.writeCache(context.WithoutCancel(ctx), s.builder.Export())
+			}
 			return nil
 		case m := <-msgs:
 			if s.handle(ctx, m) && !cachePending {
