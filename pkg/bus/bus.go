@@ -5,6 +5,7 @@ package bus
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -37,3 +38,41 @@ func ConfigMsgID(serviceID string, revision int64) string {
 
 // ParseRevision reads a HeaderRevision value.
 func ParseRevision(v string) (int64, error) { return strconv.ParseInt(v, 10, 64) }
+
+// HeartbeatSubjects is the subject filter of every gateway node's heartbeat. Heartbeats travel
+// on core NATS (not JetStream): each management replica subscribes and receives them all, and a
+// heartbeat lost while no replica listens is replaced by the next one.
+const HeartbeatSubjects = "gatehouse.heartbeat.>"
+
+// HeartbeatSubject is the subject a gateway node of gateway resource gateway in service
+// serviceID (its internal id) publishes its heartbeats on:
+// "gatehouse.heartbeat.<serviceID>.<gateway>", each part escaped with SubjectToken. The
+// payload (configwire.Heartbeat) carries the unescaped values; the subject only routes.
+func HeartbeatSubject(serviceID, gateway string) string {
+	return "gatehouse.heartbeat." + SubjectToken(serviceID) + "." + SubjectToken(gateway)
+}
+
+// SubjectToken escapes s into one NATS subject token. Letters, digits, '-' and '_' stand for
+// themselves; every other byte (NATS reserves '.', '*', '>' and white space) becomes '~'
+// followed by two upper-case hex digits, so distinct inputs give distinct tokens. The empty
+// string, which is no valid token, becomes "~".
+func SubjectToken(s string) string {
+	if s == "" {
+		return "~"
+	}
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
+			b.WriteByte(c)
+		default:
+			b.WriteByte('~')
+			b.WriteByte(hex[c>>4])
+			b.WriteByte(hex[c&0xF])
+		}
+	}
+	return b.String()
+}

@@ -24,6 +24,7 @@ import (
 
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/configsync"
+	"gatehouse.dev/gateway/internal/heartbeat"
 	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/gateway/internal/traffic"
 )
@@ -149,12 +150,27 @@ func run(ctx context.Context, args []string) error {
 	builder := compiled.NewBuilder(pipeline.Env{Counters: pipeline.NewMemoryCounters(), Keys: keys, Log: log})
 	handler := traffic.New(&current, traffic.Options{BackendTLS: backendTLS, ConnectTimeout: cfg.connectTimeout,
 		MaxMessageBytes: cfg.maxMessageBytes, IdleTimeout: cfg.idleTimeout, PingInterval: cfg.pingInterval, Region: cfg.region, Log: log})
+	var syncer *configsync.Syncer
+	hb := heartbeat.New(nil, heartbeat.Options{Log: log, State: func() heartbeat.State {
+		st := heartbeat.State{Connections: handler.Connections().Len()}
+		c := current.Load()
+		if c != nil {
+			st.ServiceID, st.Gateway, st.Revision = c.ServiceID, c.Gateway, c.Revision
+		}
+		err := syncer.LastError()
+		st.Healthy = c != nil && err == nil
+		if err != nil {
+			st.LastError = err.Error()
+		}
+		return st
+	}})
 	install := func(c *compiled.Config) {
 		current.Store(c)
 		handler.Revoke(c) // live revocation: sessions the new configuration no longer allows end with 1008
+		hb.Notify()
 	}
-	syncer := configsync.New(configsync.Options{ManagementURL: cfg.managementURL, Token: cfg.token, NATSURL: cfg.natsURL,
-		CacheDir: cfg.cacheDir, Log: log, Install: install}, builder)
+	syncer = configsync.New(configsync.Options{ManagementURL: cfg.managementURL, Token: cfg.token, NATSURL: cfg.natsURL,
+		CacheDir: cfg.cacheDir, Log: log, Install: install, Connected: hb.UseConn}, builder)
 
 	var draining atomic.Bool
 	admin := http.NewServeMux()
@@ -190,6 +206,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		return nil
 	})
+	g.Go(func() error { return hb.Run(gctx) })
 	g.Go(func() error {
 		var err error
 		if cfg.tlsCert != "" {

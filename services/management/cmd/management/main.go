@@ -26,6 +26,7 @@ import (
 	"gatehouse.dev/management/internal/api"
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
+	"gatehouse.dev/management/internal/fleet"
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/management/internal/outbox"
 	"gatehouse.dev/management/internal/secretbox"
@@ -160,9 +161,17 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
+	nodes := fleet.New(fleet.Options{Log: log})
+	hbSub, err := nodes.Subscribe(nc)
+	if err != nil {
+		return fmt.Errorf("subscribing to gateway heartbeats: %w", err)
+	}
+	defer func() { _ = hbSub.Unsubscribe() }()
+
 	cat := catalog.New(store.New(pool, box), log)
 	srv := api.New(api.Config{
 		NATSURLs: strings.Split(natsURLs, ","),
+		Fleet:    nodes,
 		Ready: func(ctx context.Context) error {
 			if err := pool.Ping(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)

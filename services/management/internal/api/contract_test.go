@@ -372,6 +372,7 @@ func TestContractSession(t *testing.T) {
 	s.do(t, call{method: "HEAD", path: svc + "/gateways/edge/apis/echo", want: 200})
 	s.do(t, call{method: "GET", path: svc + "/gateways/edge/apis", want: 200})
 	s.do(t, call{method: "GET", path: svc + "/gateways", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/gateways/edge/nodes?waitForRevision=latest&timeout=1s", want: 200})
 	s.do(t, call{method: "POST", path: svc + "/gateways/edge/listKeys", want: 200})
 	s.do(t, call{method: "POST", path: svc + "/gateways/edge/regenerateKey", want: 204, body: map[string]any{"keyType": "secondary"}})
 	tok := s.do(t, call{method: "POST", path: svc + "/gateways/edge/generateToken", want: 200, body: map[string]any{

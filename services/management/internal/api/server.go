@@ -18,6 +18,7 @@ import (
 
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
+	"gatehouse.dev/management/internal/fleet"
 	"gatehouse.dev/openapi"
 	"gatehouse.dev/pkg/apierror"
 )
@@ -37,6 +38,8 @@ type Config struct {
 	NATSURLs []string
 	// Ready reports whether dependencies answer, for /readyz.
 	Ready func(ctx context.Context) error
+	// Fleet is the view of the gateway nodes served under .../gateways/{id}/nodes; nil lists none.
+	Fleet *fleet.Registry
 }
 
 // Server is management's HTTP API.

@@ -24,6 +24,7 @@ import (
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/management/internal/dbtest"
+	"gatehouse.dev/management/internal/fleet"
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/management/internal/outbox"
 	"gatehouse.dev/management/internal/secretbox"
@@ -45,6 +46,8 @@ type Options struct {
 	TLS     bool
 	Auth    auth.Config
 	NoRelay bool
+	// Fleet configures the registry of gateway nodes, fed by heartbeats published on Env.NC.
+	Fleet fleet.Options
 }
 
 // Env is a running management service.
@@ -57,6 +60,7 @@ type Env struct {
 	NC       *nats.Conn
 	JS       jetstream.JetStream
 	Catalog  *catalog.Catalog
+	Fleet    *fleet.Registry
 	Server   *api.Server
 	Token    string
 	Log      *SafeBuffer
@@ -109,7 +113,16 @@ func Start(t testing.TB, opts Options) *Env {
 		t.Fatal(err)
 	}
 	cat := catalog.New(store.New(pool, box), log)
-	srv := api.New(api.Config{NATSURLs: []string{ns.ClientURL()}}, cat, verifier, log)
+	if opts.Fleet.Log == nil {
+		opts.Fleet.Log = log
+	}
+	nodes := fleet.New(opts.Fleet)
+	hbSub, err := nodes.Subscribe(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hbSub.Unsubscribe() })
+	srv := api.New(api.Config{NATSURLs: []string{ns.ClientURL()}, Fleet: nodes}, cat, verifier, log)
 	hs := httptest.NewUnstartedServer(srv.Handler())
 	if opts.TLS {
 		hs.StartTLS()
@@ -125,7 +138,7 @@ func Start(t testing.TB, opts Options) *Env {
 		t.Cleanup(func() { rcancel(); <-done })
 	}
 	return &Env{URL: hs.URL, Client: hs.Client(), Pool: pool, DBURL: url, NATS: ns, NC: nc, JS: js, Catalog: cat,
-		Server: srv, Token: opts.Auth.AdminToken, Log: logBuf, HTTPTest: hs}
+		Fleet: nodes, Server: srv, Token: opts.Auth.AdminToken, Log: logBuf, HTTPTest: hs}
 }
 
 // ServicePath is the ARM path of a service.
