@@ -346,6 +346,22 @@ var elementTests = []elementTest{
 	{name: "set-variable missing value", xml: `<set-variable name="a" />`, wantErr: "The attribute 'value' is required."},
 	{name: "set-variable content", xml: `<set-variable name="a" value="b">c</set-variable>`, wantErr: "The element must be empty."},
 
+	// limit-connections (Gatehouse extension)
+	{name: "limit-connections defaults", xml: `<limit-connections max="5" />`, want: &LimitConnections{Max: "5"}},
+	{
+		name: "limit-connections by key evicting",
+		xml:  `<limit-connections max="{{max-conns}}" per="key" counter-key="@(context.Request.IpAddress)" action="evict-oldest" id="c" />`,
+		want: &LimitConnections{Meta: Meta{ID: "c"}, Max: "{{max-conns}}", Per: "key", CounterKey: "@(context.Request.IpAddress)", Action: "evict-oldest"},
+	},
+	{name: "limit-connections max missing", xml: `<limit-connections />`, wantErr: "The attribute 'max' is required."},
+	{name: "limit-connections max zero", xml: `<limit-connections max="0" />`, wantErr: "must be an integer not less than 1"},
+	{name: "limit-connections max expression", xml: `<limit-connections max="@(5)" />`, wantErr: "expression"},
+	{name: "limit-connections bad per", xml: `<limit-connections max="1" per="user" />`, wantErr: "The attribute 'per' must be one of"},
+	{name: "limit-connections bad action", xml: `<limit-connections max="1" action="drop" />`, wantErr: "The attribute 'action' must be one of"},
+	{name: "limit-connections key without counter-key", xml: `<limit-connections max="1" per="key" />`, wantErr: "'counter-key' is required"},
+	{name: "limit-connections counter-key without key", xml: `<limit-connections max="1" counter-key="x" />`, wantErr: "only allowed when per is 'key'"},
+	{name: "limit-connections content", xml: `<limit-connections max="1"><x/></limit-connections>`, wantErr: "x"},
+
 	// websocket-limits (Gatehouse extension)
 	{
 		name: "websocket-limits full",

@@ -31,6 +31,7 @@ func NewRegistry() *Registry {
 		"choose":              decodeChoose,
 		"set-variable":        decodeSetVariable,
 		"websocket-limits":    decodeWebSocketLimits,
+		"limit-connections":   decodeLimitConnections,
 	}}
 	for _, name := range unsupportedNames {
 		r.decoders[name] = decodeUnsupported

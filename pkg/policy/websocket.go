@@ -65,7 +65,7 @@ const maxSeconds = 1<<31 - 1
 const minPingInterval = 5
 
 // gatehouseExtensions are the policy elements that Gatehouse adds to APIM's set.
-var gatehouseExtensions = []string{"websocket-limits"}
+var gatehouseExtensions = []string{"websocket-limits", "limit-connections"}
 
 // IsGatehouseExtension reports whether name is a policy element that Gatehouse defines and
 // APIM does not, such as "websocket-limits". A document using one does not validate in APIM.

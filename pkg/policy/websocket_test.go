@@ -92,8 +92,9 @@ func TestIsGatehouseExtension(t *testing.T) {
 		}
 	}
 	// Every extension is a policy the default registry decodes to a typed, runnable form.
+	minimal := map[string][]Attr{"limit-connections": {{Name: "max", Value: "1"}}}
 	for _, name := range gatehouseExtensions {
-		p, err := NewRegistry().Decode(&Element{Name: name})
+		p, err := NewRegistry().Decode(&Element{Name: name, Attrs: minimal[name]})
 		if err != nil {
 			t.Errorf("Decode(<%s/>): %v", name, err)
 			continue

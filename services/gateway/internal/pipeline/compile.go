@@ -309,6 +309,8 @@ func (b *builder) policy(p policy.Policy, path string, substitute bool) (step, e
 			break
 		}
 		err = b.websocketLimits(in, p)
+	case *policy.LimitConnections:
+		s, err = b.limitConnections(in, p)
 	case *policy.Base:
 		err = errors.New("the base element is only allowed directly in a section")
 	default:

@@ -49,6 +49,19 @@ type Request struct {
 	// ResponseHeader holds headers for the client's response when Run returns nil, such as
 	// rate-limit's remaining-calls-header-name. Run allocates it when a policy sets one.
 	ResponseHeader http.Header
+
+	// Connections are the fleet-wide concurrent-connection limits <limit-connections>
+	// policies put on this session; the gateway acquires each before dialing the backend.
+	Connections []ConnectionLimit
+}
+
+// ConnectionLimit is one <limit-connections> applied to a session: at most Max sessions
+// open at once across the fleet under Counter. EvictOldest closes the counter's oldest
+// session to make room instead of refusing the new one.
+type ConnectionLimit struct {
+	Counter     string
+	Max         int64
+	EvictOldest bool
 }
 
 // APIInfo is context.Api.
