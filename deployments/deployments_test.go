@@ -1,0 +1,170 @@
+package deployments_test
+
+import (
+	"flag"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// repoRoot is the workspace root, the build context of the Dockerfiles; tests run in deployments/.
+const repoRoot = ".."
+
+// knownEnv lists, per process, the environment variables its binary reads: the operator contract
+// of DESIGN.md §6 plus the further settings cmd/management and cmd/gateway define. A deployment
+// file that sets any other variable sets it for nothing (a typo, or a setting that was renamed).
+var knownEnv = map[string][]string{
+	"management": {
+		"DATABASE_URL", "NATS_URL", "NATS_EMBEDDED_LISTEN", "NATS_STORE_DIR",
+		"MANAGEMENT_LISTEN", "MANAGEMENT_TLS_CERT", "MANAGEMENT_TLS_KEY",
+		"MANAGEMENT_ADMIN_TOKEN", "MANAGEMENT_ENCRYPTION_KEY",
+		"MANAGEMENT_JWT_ISSUER", "MANAGEMENT_JWT_AUDIENCE", "MANAGEMENT_JWKS_URL", "MANAGEMENT_JWT_KEY",
+		"LOG_LEVEL",
+	},
+	"gateway": {
+		"GATEWAY_TOKEN", "MANAGEMENT_URL", "NATS_URL",
+		"GATEWAY_LISTEN", "GATEWAY_TLS_CERT", "GATEWAY_TLS_KEY", "GATEWAY_ADMIN_LISTEN", "GATEWAY_CACHE_DIR",
+		"GATEWAY_BACKEND_CA_BUNDLE", "GATEWAY_BACKEND_CONNECT_TIMEOUT", "GATEWAY_MAX_MESSAGE_BYTES",
+		"GATEWAY_IDLE_TIMEOUT", "GATEWAY_DRAIN_TIMEOUT", "GATEWAY_REGION",
+		"LOG_LEVEL",
+	},
+}
+
+// managementShutdownBudget is how long cmd/management waits for HTTP requests to finish after
+// SIGTERM.
+const managementShutdownBudget = 10
+
+// TestKnownEnvIsReadByBinaries keeps knownEnv honest: every variable it lists is read by the
+// process's main package, so a deployment cannot pass a check against a stale list.
+func TestKnownEnvIsReadByBinaries(t *testing.T) {
+	t.Parallel()
+	envCall := regexp.MustCompile(`\benv(?:Duration|Int)?\("([A-Z0-9_]+)"`)
+	for process, names := range knownEnv {
+		t.Run(process, func(t *testing.T) {
+			t.Parallel()
+			src, err := os.ReadFile(filepath.Join(repoRoot, "services", process, "cmd", process, "main.go"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			read := map[string]bool{}
+			for _, m := range envCall.FindAllStringSubmatch(string(src), -1) {
+				read[m[1]] = true
+			}
+			for _, name := range names {
+				if !read[name] {
+					t.Errorf("knownEnv[%q] lists %s, which cmd/%s/main.go does not read", process, name, process)
+				}
+			}
+		})
+	}
+}
+
+// checkEnvNames reports every name in env that process does not read.
+func checkEnvNames(t *testing.T, where, process string, names []string) {
+	t.Helper()
+	known, ok := knownEnv[process]
+	if !ok {
+		t.Errorf("%s: unknown process %q", where, process)
+		return
+	}
+	for _, name := range names {
+		if !slices.Contains(known, name) {
+			t.Errorf("%s: sets %s, which %s does not read (DESIGN.md §6)", where, name, process)
+		}
+	}
+}
+
+// listenPort returns the port of a listen address such as "0.0.0.0:8080" or ":8080".
+func listenPort(t *testing.T, addr string) int {
+	t.Helper()
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatalf("listen address %q: %v", addr, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatalf("listen address %q: %v", addr, err)
+	}
+	return n
+}
+
+// natsOptions returns the options nats-server computes from its command line args (without the
+// program name), with the configuration file that args name (--config or -c) read from conf
+// instead of the container's path. It calls server.ConfigureOptions, which writes a package
+// variable of nats-server: callers must not run in parallel with each other.
+func natsOptions(t *testing.T, args []string, conf string) *server.Options {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args = slices.Clone(args)
+	replaced := false
+	for i := range len(args) - 1 {
+		if args[i] == "--config" || args[i] == "-c" {
+			args[i+1] = path
+			replaced = true
+		}
+	}
+	if !replaced {
+		t.Fatalf("nats-server args %q name no --config file", args)
+	}
+	fs := flag.NewFlagSet("nats-server", flag.ContinueOnError)
+	noop := func() {}
+	opts, err := server.ConfigureOptions(fs, args, noop, noop, noop)
+	if err != nil {
+		t.Fatalf("nats-server %s: %v", strings.Join(args, " "), err)
+	}
+	return opts
+}
+
+// checkNATSNode checks the options of one node of a cluster of peers (host names): JetStream on,
+// its own server name, a cluster name, and routes to every other peer on the cluster port.
+func checkNATSNode(t *testing.T, opts *server.Options, name string, peers []string) {
+	t.Helper()
+	if !opts.JetStream {
+		t.Errorf("%s: JetStream is off", name)
+	}
+	if opts.ServerName != name {
+		t.Errorf("%s: server name %q, want %q (JetStream needs one per node)", name, opts.ServerName, name)
+	}
+	if opts.Cluster.Name == "" || opts.Cluster.Port == 0 {
+		t.Errorf("%s: cluster name %q port %d: not a cluster member", name, opts.Cluster.Name, opts.Cluster.Port)
+	}
+	var routes []string
+	for _, r := range opts.Routes {
+		if r.Port() != strconv.Itoa(opts.Cluster.Port) {
+			t.Errorf("%s: route %s is not on the cluster port %d", name, r, opts.Cluster.Port)
+		}
+		routes = append(routes, r.Hostname())
+	}
+	for _, peer := range peers {
+		if self := peer == name || strings.HasPrefix(peer, name+"."); !self && !slices.ContainsFunc(routes, func(h string) bool { return h == peer || strings.HasPrefix(h, peer+".") }) {
+			t.Errorf("%s: no route to %s (routes %q)", name, peer, routes)
+		}
+	}
+}
+
+// under reports whether path lies in (or is) one of the directories dirs.
+func under(path string, dirs []string) bool {
+	for _, d := range dirs {
+		if path == d || strings.HasPrefix(path, strings.TrimSuffix(d, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// diffSorted returns cmp.Diff of want and got ignoring order.
+func diffSorted(want, got []string) string {
+	want, got = slices.Sorted(slices.Values(want)), slices.Sorted(slices.Values(got))
+	return cmp.Diff(want, got)
+}
