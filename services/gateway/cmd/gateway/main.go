@@ -20,11 +20,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/google/uuid"
 	"golang.org/x/sync/errgroup"
 
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/configsync"
 	"gatehouse.dev/gateway/internal/heartbeat"
+	"gatehouse.dev/gateway/internal/metrics"
 	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/gateway/internal/traffic"
 )
@@ -145,13 +147,24 @@ func run(ctx context.Context, args []string) error {
 		backendTLS.RootCAs = pool
 	}
 
+	reg, err := metrics.NewRegistry()
+	if err != nil {
+		return err
+	}
+	gm, err := metrics.NewGateway(reg)
+	if err != nil {
+		return err
+	}
+	node := uuid.NewString()
+
 	var current atomic.Pointer[compiled.Config]
 	keys := pipeline.NewKeySource(&http.Client{Timeout: 10 * time.Second}, log)
 	builder := compiled.NewBuilder(pipeline.Env{Counters: pipeline.NewMemoryCounters(), Keys: keys, Log: log})
 	handler := traffic.New(&current, traffic.Options{BackendTLS: backendTLS, ConnectTimeout: cfg.connectTimeout,
-		MaxMessageBytes: cfg.maxMessageBytes, IdleTimeout: cfg.idleTimeout, PingInterval: cfg.pingInterval, Region: cfg.region, Log: log})
+		MaxMessageBytes: cfg.maxMessageBytes, IdleTimeout: cfg.idleTimeout, PingInterval: cfg.pingInterval, Region: cfg.region, Log: log,
+		Node: node, Metrics: gm})
 	var syncer *configsync.Syncer
-	hb := heartbeat.New(nil, heartbeat.Options{Log: log, State: func() heartbeat.State {
+	hb := heartbeat.New(nil, heartbeat.Options{NodeID: node, Log: log, State: func() heartbeat.State {
 		st := heartbeat.State{Connections: handler.Connections().Len()}
 		c := current.Load()
 		if c != nil {
@@ -166,11 +179,13 @@ func run(ctx context.Context, args []string) error {
 	}})
 	install := func(c *compiled.Config) {
 		current.Store(c)
-		handler.Revoke(c) // live revocation: sessions the new configuration no longer allows end with 1008
+		gm.ConfigInstalled(c.Revision)
+		gm.Revoked(handler.Revoke(c)) // live revocation: sessions the new configuration no longer allows end with 1008
 		hb.Notify()
 	}
 	syncer = configsync.New(configsync.Options{ManagementURL: cfg.managementURL, Token: cfg.token, NATSURL: cfg.natsURL,
-		CacheDir: cfg.cacheDir, Log: log, Install: install, Connected: hb.UseConn}, builder)
+		CacheDir: cfg.cacheDir, Log: log, Install: install, Connected: hb.UseConn,
+		Applied: func(_ int64, took time.Duration) { gm.ConfigApplied(took) }}, builder)
 
 	var draining atomic.Bool
 	admin := http.NewServeMux()
@@ -182,6 +197,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		_, _ = w.Write([]byte("ready"))
 	})
+	admin.Handle("GET /metrics", metrics.Handler(reg))
 
 	trafficLn, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
@@ -230,8 +246,13 @@ func run(ctx context.Context, args []string) error {
 		draining.Store(true)
 		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.drainTimeout)
 		defer cancel()
+		// Shutdown closes the traffic listener at once, so new upgrades are refused while the
+		// open sessions drain; hijacked WebSocket connections are not its to wait for, so it
+		// runs beside Drain and waits only for plain requests in flight.
+		shut := make(chan struct{})
+		go func() { _ = trafficSrv.Shutdown(shutCtx); close(shut) }()
 		handler.Connections().Drain(shutCtx, 1001, "gateway shutting down")
-		_ = trafficSrv.Shutdown(shutCtx)
+		<-shut
 		stopSync()
 		return adminSrv.Shutdown(shutCtx)
 	})

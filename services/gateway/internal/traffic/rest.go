@@ -51,7 +51,7 @@ type restTarget struct {
 
 // serveREST runs the key and policy pipeline for an operation of an HTTP API and proxies it
 // to serviceUrl plus the rest of the path.
-func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cfg *compiled.Config, api *compiled.API, rest string) {
+func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cfg *compiled.Config, api *compiled.API, rest, id string) {
 	op := api.MatchOperation(r.Method, rest)
 	if op == nil {
 		WriteError(w, http.StatusNotFound, apierror.MsgNotFound)
@@ -62,8 +62,11 @@ func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cfg *compile
 		WriteError(w, status, msg)
 		return
 	}
-	pr := h.prepare(r, cfg, api, op, acc)
-	if resp := op.Pipeline(acc.product).Run(r.Context(), pr); resp != nil {
+	pr := h.prepare(r, cfg, api, op, acc, id)
+	policyStart := time.Now()
+	resp := op.Pipeline(acc.product).Run(r.Context(), pr)
+	h.opt.Metrics.Policy(api.Name, time.Since(policyStart))
+	if resp != nil {
 		writePipelineResponse(w, resp)
 		return
 	}

@@ -22,12 +22,18 @@ import (
 	"github.com/google/uuid"
 
 	"gatehouse.dev/gateway/internal/compiled"
+	"gatehouse.dev/gateway/internal/metrics"
 	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/pkg/apierror"
 )
 
 // HealthPath is APIM's gateway health probe, answered on the traffic listener.
 const HealthPath = "/status-0123456789abcdef"
+
+// HeaderCorrelationID carries the id the gateway gives each request on every answer it
+// makes, errors and the 101 included; the connection log records and context.RequestId
+// carry the same id. The gateway always makes its own: a client's value is not trusted.
+const HeaderCorrelationID = "X-Correlation-ID"
 
 // Options are the static settings of the traffic handler.
 type Options struct {
@@ -41,7 +47,11 @@ type Options struct {
 	IdleTimeout     time.Duration
 	// PingInterval is the default keepalive ping interval (0 = none).
 	PingInterval time.Duration
-	Log          *slog.Logger
+	// Node names this process in the connection log records (the heartbeat's node id).
+	Node string
+	Log  *slog.Logger
+	// Metrics records traffic metrics; nil records none.
+	Metrics *metrics.Gateway
 }
 
 // Handler is the traffic listener's http.Handler. It is safe for concurrent use.
@@ -82,6 +92,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
 		return
 	}
+	id := uuid.NewString()
+	w.Header().Set(HeaderCorrelationID, id)
 	cfg := h.cfg.Load()
 	if cfg == nil {
 		WriteError(w, http.StatusServiceUnavailable, apierror.MsgNoConfiguration)
@@ -89,11 +101,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	secure := r.TLS != nil
 	if api := cfg.LookupWebSocket(r.URL.Path); api != nil && allows(api, secure) {
-		h.serveWebSocket(w, r, cfg, api)
+		h.serveWebSocket(w, r, cfg, api, id)
 		return
 	}
 	if api, rest := cfg.LookupHTTP(r.URL.Path); api != nil && allows(api, secure) {
-		h.serveREST(w, r, cfg, api, rest)
+		h.serveREST(w, r, cfg, api, rest, id)
 		return
 	}
 	WriteError(w, http.StatusNotFound, apierror.MsgNotFound)
@@ -169,9 +181,9 @@ func resolveKey(cfg *compiled.Config, api *compiled.API, r *http.Request) (acces
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
 	"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Accept"}
 
-// prepare builds the pipeline request: the client's headers and query minus hop-by-hop
-// headers and the subscription key.
-func (h *Handler) prepare(r *http.Request, cfg *compiled.Config, api *compiled.API, op *compiled.Operation, acc access) *pipeline.Request {
+// prepare builds the pipeline request with id as its RequestID: the client's headers and
+// query minus hop-by-hop headers and the subscription key.
+func (h *Handler) prepare(r *http.Request, cfg *compiled.Config, api *compiled.API, op *compiled.Operation, acc access, id string) *pipeline.Request {
 	hdr := r.Header.Clone()
 	for _, c := range hdr.Values("Connection") {
 		for _, t := range strings.Split(c, ",") {
@@ -189,7 +201,7 @@ func (h *Handler) prepare(r *http.Request, cfg *compiled.Config, api *compiled.A
 	pr := &pipeline.Request{HTTP: r, ClientIP: clientIP(r), Header: hdr, Query: q, Variables: map[string]any{},
 		API:        pipeline.APIInfo{ID: "/apis/" + api.Name, Name: api.DisplayName, Path: api.Path},
 		Deployment: pipeline.DeploymentInfo{GatewayID: h.opt.GatewayID, Region: h.opt.Region, ServiceName: cfg.Service},
-		RequestID:  uuid.NewString(), Now: time.Now()}
+		RequestID:  id, Now: time.Now()}
 	if api.ServiceURL != nil {
 		u := *api.ServiceURL
 		pr.Backend = &u

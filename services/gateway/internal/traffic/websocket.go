@@ -4,38 +4,71 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"gatehouse.dev/gateway/internal/compiled"
+	"gatehouse.dev/gateway/internal/metrics"
+	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/gateway/internal/wsproxy"
+	"gatehouse.dev/gateway/internal/wsproxy/frame"
 	"gatehouse.dev/pkg/apierror"
 )
 
+// Handshake reasons the gateway gives itself, beside APIM's and the policies' (the reason
+// label of gatehouse_gateway_handshakes_total, docs/observability.md).
+const (
+	reasonInvalidUpgrade   = "InvalidUpgrade"
+	reasonNoBackend        = "NoBackend"
+	reasonBackendRefused   = "BackendRefused"
+	reasonBackendFailure   = "BackendConnectionFailure"
+	reasonBackendHandshake = "BackendHandshakeInvalid"
+	reasonClientFailure    = "ClientConnectionFailure"
+)
+
 // serveWebSocket runs DESIGN §3's handshake path: upgrade check, key, policies, backend dial,
-// and only then the client's 101.
-func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *compiled.Config, api *compiled.API) {
+// and only then the client's 101. It writes one log record for a rejected handshake, or one
+// when the session opens and one when it closes; none holds a key, token, query string or
+// header value.
+func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *compiled.Config, api *compiled.API, id string) {
+	hs := &handshake{h: h, r: r, api: api.Name, id: id, start: time.Now()}
 	if !validUpgrade(r) {
-		WriteError(w, http.StatusBadRequest, apierror.MsgInvalidUpgrade)
+		hs.reject(w, http.StatusBadRequest, reasonInvalidUpgrade, apierror.MsgInvalidUpgrade, nil)
 		return
 	}
 	acc, status, msg := resolveKey(cfg, api, r)
 	if status != 0 {
-		WriteError(w, status, msg)
+		hs.reject(w, status, keyReason(msg), msg, nil)
 		return
+	}
+	if acc.sub != nil {
+		hs.subscription = acc.sub.Name
+	}
+	if acc.product != nil {
+		hs.product = acc.product.Name
 	}
 	op := api.Handshake()
 	if op == nil {
-		WriteError(w, http.StatusNotFound, apierror.MsgNotFound)
+		hs.reject(w, http.StatusNotFound, "OperationNotFound", apierror.MsgNotFound, nil)
 		return
 	}
-	pr := h.prepare(r, cfg, api, op, acc)
-	if resp := op.Pipeline(acc.product).Run(r.Context(), pr); resp != nil {
+	hs.operation = op.Name
+	pr := h.prepare(r, cfg, api, op, acc, id)
+	if pr.User != nil {
+		hs.user = pr.User.ID
+	}
+	policyStart := time.Now()
+	resp := op.Pipeline(acc.product).Run(r.Context(), pr)
+	h.opt.Metrics.Policy(api.Name, time.Since(policyStart))
+	if resp != nil {
 		writePipelineResponse(w, resp)
+		hs.rejected(resp.Status, policyReason(resp), nil)
 		return
 	}
 	if pr.Backend == nil {
-		WriteError(w, http.StatusInternalServerError, "The API has no backend service URL")
+		hs.reject(w, http.StatusInternalServerError, reasonNoBackend, "The API has no backend service URL", nil)
 		return
 	}
 	proto := "ws"
@@ -44,53 +77,192 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 	}
 	setForwarded(pr.Header, r, proto)
 	target := backendURL(pr.Backend, "", pr.Query)
+	hs.backend = target.Scheme + "://" + target.Host // never the query: it may carry a token
+	dialStart := time.Now()
 	be, refused, err := wsproxy.Dial(r.Context(), wsproxy.DialRequest{URL: target, Header: pr.Header,
 		Key: r.Header.Get("Sec-WebSocket-Key"), TLS: h.opt.BackendTLS, Timeout: h.opt.ConnectTimeout})
 	switch {
 	case err != nil:
-		h.opt.Log.WarnContext(r.Context(), "backend dial failed", "api", api.Name, "backend_host", target.Host, "err", err)
+		h.opt.Metrics.BackendDial(api.Name, metrics.DialFailed, time.Since(dialStart))
 		status := http.StatusBadGateway
 		if errors.Is(err, context.DeadlineExceeded) {
 			status = http.StatusGatewayTimeout
 		}
-		WriteError(w, status, apierror.MsgBackendUnavailable)
+		hs.reject(w, status, reasonBackendFailure, apierror.MsgBackendUnavailable, err)
 		return
 	case refused != nil:
+		h.opt.Metrics.BackendDial(api.Name, metrics.DialRefused, time.Since(dialStart))
 		copyHeaders(w.Header(), refused.Header)
 		w.WriteHeader(refused.Status)
 		_, _ = w.Write(refused.Body)
+		hs.rejected(refused.Status, reasonBackendRefused, nil)
 		return
 	}
+	h.opt.Metrics.BackendDial(api.Name, metrics.DialUpgraded, time.Since(dialStart))
 	copyHeaders(w.Header(), pr.ResponseHeader)
-	subName := ""
-	if acc.sub != nil {
-		subName = acc.sub.Name
-	}
 	opened := time.Now()
-	limits, hooks, end, endCode, endReason := h.sessionControls(pr, subName, opened)
+	limits, hooks, end, endCode, endReason := h.sessionControls(pr, hs.subscription, opened)
 	conn, br, err := wsproxy.Upgrade(w, r, be)
 	if err != nil {
-		h.opt.Log.WarnContext(r.Context(), "client upgrade failed", "api", api.Name, "err", err)
+		if errors.Is(err, wsproxy.ErrBadHandshake) { // nothing was written to the client yet
+			hs.reject(w, http.StatusBadGateway, reasonBackendHandshake, apierror.MsgBackendUnavailable, err)
+		} else {
+			hs.rejected(0, reasonClientFailure, err)
+		}
 		return
+	}
+	hs.subprotocol = be.Response.Header.Get("Sec-WebSocket-Protocol")
+
+	// cause is why the gateway closed the session when it did so for a reason of its own
+	// that the close code does not tell (a message rate, the lifetime or token expiry).
+	var cause atomic.Pointer[metrics.CloseReason]
+	if start := hooks.MessageStart; start != nil {
+		limit := metrics.ReasonLimit
+		hooks.MessageStart = func(dir wsproxy.Direction) (uint16, string) {
+			code, reason := start(dir)
+			if code != 0 {
+				cause.CompareAndSwap(nil, &limit)
+			}
+			return code, reason
+		}
 	}
 	sess := wsproxy.NewSession(conn, br, be, limits, hooks)
 	if !end.IsZero() {
-		t := time.AfterFunc(time.Until(end), func() { sess.Close(endCode, endReason) })
+		expired := metrics.ReasonExpired
+		t := time.AfterFunc(time.Until(end), func() {
+			cause.CompareAndSwap(nil, &expired)
+			sess.Close(endCode, endReason)
+		})
 		defer t.Stop()
 	}
-	info := ConnInfo{API: api.Name, APIPath: api.Path, RequestID: pr.RequestID}
+	info := ConnInfo{API: api.Name, APIPath: api.Path, RequestID: pr.RequestID, Subscription: hs.subscription, Product: hs.product}
 	if acc.sub != nil {
-		info.Subscription, info.KeyHash, info.HasKey = acc.sub.Name, sha256.Sum256([]byte(acc.key)), true
+		info.KeyHash, info.HasKey = sha256.Sum256([]byte(acc.key)), true
 	}
-	if acc.product != nil {
-		info.Product = acc.product.Name
-	}
-	id := h.conns.add(sess, info)
-	defer h.conns.remove(id)
+	slot := h.conns.add(sess, info)
+	defer h.conns.remove(slot)
+	counted := h.opt.Metrics.Open(api.Name, func() metrics.Traffic { return trafficOf(sess.Stats()) })
+	h.opt.Metrics.Handshake(api.Name, http.StatusSwitchingProtocols, "", time.Since(hs.start))
+	h.opt.Log.LogAttrs(r.Context(), slog.LevelInfo, "websocket opened",
+		hs.attrs(slog.Float64("handshake_ms", ms(time.Since(hs.start))))...)
+
 	// The session outlives the handler's request context on purpose: it ends when either side
 	// closes or the gateway closes it through the registry.
 	stats := sess.Run(context.WithoutCancel(r.Context()))
-	h.opt.Log.InfoContext(r.Context(), "websocket closed", "api", api.Name, "subscription", info.Subscription,
-		"request_id", pr.RequestID, "messages_in", stats.MessagesIn, "messages_out", stats.MessagesOut,
-		"close_code", stats.CloseCode, "closed_by", stats.ClosedBy)
+	reason := closeReason(stats, cause.Load())
+	counted.End(reason)
+	detail := ""
+	if stats.ClosedBy == wsproxy.ByGateway || stats.CloseCode == frame.CloseAbnormal {
+		detail = stats.Reason // the gateway's own words; a peer's close reason is not logged
+	}
+	h.opt.Log.LogAttrs(r.Context(), slog.LevelInfo, "websocket closed", hs.attrs(
+		slog.Float64("duration_ms", ms(time.Since(opened))),
+		slog.Int64("messages_in", stats.MessagesIn), slog.Int64("messages_out", stats.MessagesOut),
+		slog.Int64("bytes_in", stats.BytesIn), slog.Int64("bytes_out", stats.BytesOut),
+		slog.Int("close_code", int(stats.CloseCode)), slog.String("closed_by", stats.ClosedBy),
+		slog.String("reason", string(reason)), slog.String("detail", detail))...)
 }
+
+// handshake is what the log records of one WebSocket handshake say about it. Fields are
+// filled in as the handshake learns them; unknown ones are logged empty.
+type handshake struct {
+	h     *Handler
+	r     *http.Request
+	api   string
+	id    string
+	start time.Time
+
+	operation, product, subscription, user, backend, subprotocol string
+}
+
+// attrs are the fields every record of the handshake carries, then extra.
+func (hs *handshake) attrs(extra ...slog.Attr) []slog.Attr {
+	ip := ""
+	if a := clientIP(hs.r); a.IsValid() {
+		ip = a.String()
+	}
+	a := make([]slog.Attr, 0, 10+len(extra))
+	a = append(a, slog.String("correlation_id", hs.id), slog.String("node", hs.h.opt.Node),
+		slog.String("api", hs.api), slog.String("operation", hs.operation), slog.String("product", hs.product),
+		slog.String("subscription", hs.subscription), slog.String("user", hs.user), slog.String("client_ip", ip),
+		slog.String("backend", hs.backend), slog.String("subprotocol", hs.subprotocol))
+	return append(a, extra...)
+}
+
+// reject answers the client with APIM's error body and records the rejection.
+func (hs *handshake) reject(w http.ResponseWriter, status int, reason, msg string, err error) {
+	WriteError(w, status, msg)
+	hs.rejected(status, reason, err)
+}
+
+// rejected records a handshake answered with status (0: no answer reached the client) for
+// reason: a metric and a "handshake rejected" record, at warning level for the gateway's
+// and backends' failures.
+func (hs *handshake) rejected(status int, reason string, err error) {
+	took := time.Since(hs.start)
+	hs.h.opt.Metrics.Handshake(hs.api, status, reason, took)
+	level := slog.LevelInfo
+	if status >= 500 || status == 0 {
+		level = slog.LevelWarn
+	}
+	extra := []slog.Attr{slog.Int("status", status), slog.String("reason", reason), slog.Float64("duration_ms", ms(took))}
+	if err != nil {
+		extra = append(extra, slog.String("err", err.Error()))
+	}
+	hs.h.opt.Log.LogAttrs(hs.r.Context(), level, "handshake rejected", hs.attrs(extra...)...)
+}
+
+// keyReason is APIM's context.LastError.Reason for resolveKey's refusal message.
+func keyReason(msg string) string {
+	if msg == apierror.MsgMissingKey {
+		return "SubscriptionKeyNotFound"
+	}
+	return "SubscriptionKeyInvalid"
+}
+
+// policyReason names a policy's refusal: its context.LastError.Reason, else the policy that
+// answered (return-response, say). Both come from fixed sets, never from the request.
+func policyReason(resp *pipeline.Response) string {
+	switch {
+	case resp.Reason != "":
+		return resp.Reason
+	case resp.Source != "":
+		return resp.Source
+	}
+	return "Policy"
+}
+
+// closeReason classifies how a session ended. cause, if set, is why the gateway closed it
+// when the close code does not say; it counts only if the gateway closed first.
+func closeReason(st wsproxy.Stats, cause *metrics.CloseReason) metrics.CloseReason {
+	switch st.ClosedBy {
+	case wsproxy.ByBackend:
+		return metrics.ReasonBackend
+	case wsproxy.ByClient:
+		if st.CloseCode == frame.CloseAbnormal { // gone without a close frame, or a ping unanswered
+			return metrics.ReasonError
+		}
+		return metrics.ReasonNormal
+	}
+	if cause != nil {
+		return *cause
+	}
+	switch {
+	case st.CloseCode == frame.CloseMessageTooBig:
+		return metrics.ReasonLimit
+	case st.CloseCode == CloseRevoked:
+		return metrics.ReasonRevoked
+	case st.CloseCode == frame.CloseGoingAway && st.Reason == "idle timeout": // wsproxy's words
+		return metrics.ReasonIdle
+	case st.CloseCode == frame.CloseGoingAway:
+		return metrics.ReasonDrain // Registry.Drain, the only other gateway close with 1001
+	}
+	return metrics.ReasonError
+}
+
+func trafficOf(st wsproxy.Stats) metrics.Traffic {
+	return metrics.Traffic{MessagesIn: st.MessagesIn, MessagesOut: st.MessagesOut, BytesIn: st.BytesIn, BytesOut: st.BytesOut}
+}
+
+// ms is d in milliseconds, to the microsecond.
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/management/internal/fleet"
+	"gatehouse.dev/management/internal/metrics"
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/management/internal/outbox"
 	"gatehouse.dev/management/internal/secretbox"
@@ -35,25 +37,35 @@ import (
 )
 
 type config struct {
-	databaseURL   string
-	natsURL       string
-	natsEmbedded  string
-	natsStoreDir  string
-	listen        string
-	tlsCert       string
-	tlsKey        string
-	adminToken    string
-	encryptionKey string
-	jwtIssuer     string
-	jwtAudience   string
-	jwksURL       string
-	jwtKey        string
-	logLevel      string
+	databaseURL    string
+	natsURL        string
+	natsEmbedded   string
+	natsStoreDir   string
+	listen         string
+	tlsCert        string
+	tlsKey         string
+	adminToken     string
+	encryptionKey  string
+	jwtIssuer      string
+	jwtAudience    string
+	jwksURL        string
+	jwtKey         string
+	logLevel       string
+	streamReplicas int
 }
 
 func env(name, def string) string {
 	if v, ok := os.LookupEnv(name); ok {
 		return v
+	}
+	return def
+}
+
+func envInt(name string, def int64) int64 {
+	if v, ok := os.LookupEnv(name); ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n
+		}
 	}
 	return def
 }
@@ -74,6 +86,7 @@ func parseConfig(args []string) (config, []string, error) {
 	fs.StringVar(&c.jwtAudience, "jwt-audience", env("MANAGEMENT_JWT_AUDIENCE", ""), "audience bearer JWTs must carry (MANAGEMENT_JWT_AUDIENCE)")
 	fs.StringVar(&c.jwksURL, "jwks-url", env("MANAGEMENT_JWKS_URL", ""), "JWKS URL of the JWT issuer (MANAGEMENT_JWKS_URL)")
 	fs.StringVar(&c.jwtKey, "jwt-key", env("MANAGEMENT_JWT_KEY", ""), "HMAC secret or PEM public key of the JWT issuer (MANAGEMENT_JWT_KEY)")
+	fs.IntVar(&c.streamReplicas, "nats-stream-replicas", int(envInt("NATS_STREAM_REPLICAS", 1)), "replicas of the configuration stream on a NATS cluster (NATS_STREAM_REPLICAS)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, nil, err
@@ -157,7 +170,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := outbox.EnsureStream(ctx, js); err != nil {
+	if err := outbox.EnsureStream(ctx, js, cfg.streamReplicas); err != nil {
 		return err
 	}
 
@@ -168,10 +181,21 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer func() { _ = hbSub.Unsubscribe() }()
 
+	reg, err := metrics.NewRegistry()
+	if err != nil {
+		return err
+	}
+	mm, err := metrics.NewManagement(reg)
+	if err != nil {
+		return err
+	}
+
 	cat := catalog.New(store.New(pool, box), log)
 	srv := api.New(api.Config{
-		NATSURLs: strings.Split(natsURLs, ","),
-		Fleet:    nodes,
+		NATSURLs:       strings.Split(natsURLs, ","),
+		Fleet:          nodes,
+		Metrics:        mm,
+		MetricsHandler: metrics.Handler(reg),
 		Ready: func(ctx context.Context) error {
 			if err := pool.Ping(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)
@@ -197,7 +221,9 @@ func run(ctx context.Context, args []string) error {
 	log.Info("management listening", "url", scheme+"://"+ln.Addr().String())
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return outbox.NewRelay(pool, js, log).Run(gctx) })
+	g.Go(func() error {
+		return outbox.NewRelay(pool, js, log, outbox.WithObserver(mm), outbox.WithStreamReplicas(cfg.streamReplicas)).Run(gctx)
+	})
 	g.Go(func() error {
 		var err error
 		if cfg.tlsCert != "" {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/google/uuid"
@@ -19,6 +20,7 @@ import (
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/management/internal/fleet"
+	"gatehouse.dev/management/internal/metrics"
 	"gatehouse.dev/openapi"
 	"gatehouse.dev/pkg/apierror"
 )
@@ -40,6 +42,10 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Fleet is the view of the gateway nodes served under .../gateways/{id}/nodes; nil lists none.
 	Fleet *fleet.Registry
+	// Metrics records each request's duration by route template and status; nil records none.
+	Metrics *metrics.Management
+	// MetricsHandler, if set, serves GET /metrics without authentication (docs/observability.md).
+	MetricsHandler http.Handler
 }
 
 // Server is management's HTTP API.
@@ -65,6 +71,7 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 			c.Response().Header().Set("x-ms-request-id", id)
 		},
 	}))
+	e.Use(s.observe)
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		s.log.ErrorContext(c.Request().Context(), "panic", "err", err, "stack", string(stack))
 		return err
@@ -83,8 +90,20 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 	return s
 }
 
-// Handler returns the HTTP handler.
-func (s *Server) Handler() http.Handler { return s.echo }
+// Handler returns the HTTP handler: the API and, when Config.MetricsHandler is set, GET
+// /metrics beside it (outside the API's routes, so scrapes are not counted as API requests).
+func (s *Server) Handler() http.Handler {
+	if s.cfg.MetricsHandler == nil {
+		return s.echo
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			s.cfg.MetricsHandler.ServeHTTP(w, r)
+			return
+		}
+		s.echo.ServeHTTP(w, r)
+	})
+}
 
 // Routes lists the method and path of every route, for the contract test.
 func (s *Server) Routes() []*echo.Route { return s.echo.Routes() }
@@ -97,6 +116,19 @@ func (s *Server) readyz(c echo.Context) error {
 		}
 	}
 	return c.String(http.StatusOK, "ready")
+}
+
+// observe records each request's duration by route template and status. It hands an error
+// to the error handler itself, so that the status it records is the one the client gets.
+func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		start := time.Now()
+		if err := next(c); err != nil {
+			c.Error(err)
+		}
+		s.cfg.Metrics.Request(c.Request().Method, c.Path(), c.Response().Status, time.Since(start))
+		return nil
+	}
 }
 
 type principalKey struct{}

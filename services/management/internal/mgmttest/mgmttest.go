@@ -19,12 +19,14 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"gatehouse.dev/management/internal/api"
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/management/internal/dbtest"
 	"gatehouse.dev/management/internal/fleet"
+	"gatehouse.dev/management/internal/metrics"
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/management/internal/outbox"
 	"gatehouse.dev/management/internal/secretbox"
@@ -61,6 +63,7 @@ type Env struct {
 	JS       jetstream.JetStream
 	Catalog  *catalog.Catalog
 	Fleet    *fleet.Registry
+	Metrics  *prometheus.Registry // also served at URL + "/metrics"
 	Server   *api.Server
 	Token    string
 	Log      *SafeBuffer
@@ -96,7 +99,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := outbox.EnsureStream(ctx, js); err != nil {
+	if err := outbox.EnsureStream(ctx, js, 1); err != nil {
 		t.Fatal(err)
 	}
 	logBuf := &SafeBuffer{}
@@ -122,7 +125,16 @@ func Start(t testing.TB, opts Options) *Env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = hbSub.Unsubscribe() })
-	srv := api.New(api.Config{NATSURLs: []string{ns.ClientURL()}, Fleet: nodes}, cat, verifier, log)
+	reg, err := metrics.NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mm, err := metrics.NewManagement(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := api.New(api.Config{NATSURLs: []string{ns.ClientURL()}, Fleet: nodes, Metrics: mm, MetricsHandler: metrics.Handler(reg)},
+		cat, verifier, log)
 	hs := httptest.NewUnstartedServer(srv.Handler())
 	if opts.TLS {
 		hs.StartTLS()
@@ -131,14 +143,15 @@ func Start(t testing.TB, opts Options) *Env {
 	}
 	t.Cleanup(hs.Close)
 	if !opts.NoRelay {
-		relay := outbox.NewRelay(pool, js, log, outbox.WithLockRetry(50*time.Millisecond), outbox.WithPollInterval(100*time.Millisecond))
+		relay := outbox.NewRelay(pool, js, log, outbox.WithLockRetry(50*time.Millisecond), outbox.WithPollInterval(100*time.Millisecond),
+			outbox.WithObserver(mm))
 		done := make(chan struct{})
 		rctx, rcancel := context.WithCancel(ctx)
 		go func() { defer close(done); _ = relay.Run(rctx) }()
 		t.Cleanup(func() { rcancel(); <-done })
 	}
 	return &Env{URL: hs.URL, Client: hs.Client(), Pool: pool, DBURL: url, NATS: ns, NC: nc, JS: js, Catalog: cat,
-		Fleet: nodes, Server: srv, Token: opts.Auth.AdminToken, Log: logBuf, HTTPTest: hs}
+		Fleet: nodes, Metrics: reg, Server: srv, Token: opts.Auth.AdminToken, Log: logBuf, HTTPTest: hs}
 }
 
 // ServicePath is the ARM path of a service.

@@ -41,6 +41,7 @@ const (
 const cleanupChunk = 1000
 
 type settings struct {
+	streamReplicas  int
 	lockRetry       time.Duration
 	pollInterval    time.Duration
 	batchSize       int
@@ -52,7 +53,26 @@ type settings struct {
 	// afterPublish, set only by tests, runs after a row is acknowledged by JetStream and before
 	// it is marked published; an error aborts the leader there, as a crash would.
 	afterPublish func(id int64) error
+	observer     Observer
 }
+
+// Observer is told how publication goes, for metrics. Its methods are called from the
+// Relay's goroutine and must not block.
+type Observer interface {
+	// Leading is told when the Relay starts (true) and stops (false) leading.
+	Leading(leading bool)
+	// Lag is told the age of the oldest unpublished row whenever the leader reads pending
+	// rows, and zero when it has published every row it found.
+	Lag(age time.Duration)
+	// Published is told how many rows the leader has just marked published.
+	Published(rows int)
+}
+
+type noObserver struct{}
+
+func (noObserver) Leading(bool)       {}
+func (noObserver) Lag(time.Duration)  {}
+func (noObserver) Published(rows int) {}
 
 // Option adjusts a Relay. Options given zero or negative values are ignored.
 type Option func(*settings)
@@ -68,6 +88,10 @@ func WithLockRetry(d time.Duration) Option {
 func WithPollInterval(d time.Duration) Option {
 	return func(s *settings) { setPositive(&s.pollInterval, d) }
 }
+
+// WithStreamReplicas is the replication factor the relay gives the stream when it has to
+// recreate it (see EnsureStream).
+func WithStreamReplicas(n int) Option { return func(s *settings) { s.streamReplicas = n } }
 
 // WithBatchSize sets how many pending rows the leader reads per query (default 100).
 func WithBatchSize(n int) Option {
@@ -98,6 +122,15 @@ func WithRetryBackoff(minWait, maxWait time.Duration) Option {
 	return func(s *settings) {
 		setPositive(&s.backoffMin, minWait)
 		setPositive(&s.backoffMax, maxWait)
+	}
+}
+
+// WithObserver makes the Relay report its leadership, lag and publications to o.
+func WithObserver(o Observer) Option {
+	return func(s *settings) {
+		if o != nil {
+			s.observer = o
+		}
 	}
 }
 
@@ -154,6 +187,7 @@ func NewRelay(pool *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger, opts
 			cleanupInterval: DefaultCleanupInterval,
 			backoffMin:      DefaultBackoffMin,
 			backoffMax:      DefaultBackoffMax,
+			observer:        noObserver{},
 		},
 	}
 	for _, o := range opts {
@@ -209,7 +243,11 @@ func (r *Relay) campaign(ctx context.Context) error {
 	}()
 
 	r.leading.Store(true)
-	defer r.leading.Store(false)
+	r.set.observer.Leading(true)
+	defer func() {
+		r.leading.Store(false)
+		r.set.observer.Leading(false)
+	}()
 	r.log.InfoContext(ctx, "outbox relay leading")
 	err = r.lead(ctx, conn)
 	r.log.InfoContext(ctx, "outbox relay stopped leading")
@@ -237,7 +275,7 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 				"retry_in", backoff, "err", pe.err)
 			if errors.Is(pe.err, jetstream.ErrNoStreamResponse) {
 				// The stream is gone (e.g. an embedded NATS lost its store): recreate it.
-				if err := EnsureStream(ctx, r.js); err != nil {
+				if err := EnsureStream(ctx, r.js, r.set.streamReplicas); err != nil {
 					r.log.WarnContext(ctx, "outbox relay cannot recreate stream", "err", err)
 				}
 			}
@@ -295,6 +333,7 @@ type pendingRow struct {
 	ServiceID string
 	Revision  int64
 	Payload   []byte
+	CreatedAt time.Time
 }
 
 // publishError is a failure to get a JetStream acknowledgement for a row.
@@ -318,7 +357,7 @@ func (e *publishError) Unwrap() error { return e.err }
 func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 	for {
 		rows, _ := conn.Query(ctx, `
-			SELECT id, service_id::text, revision, payload
+			SELECT id, service_id::text, revision, payload, created_at
 			FROM outbox
 			WHERE published_at IS NULL
 			ORDER BY id
@@ -326,6 +365,9 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 		pending, err := pgx.CollectRows(rows, pgx.RowToStructByPos[pendingRow])
 		if err != nil {
 			return fmt.Errorf("read pending outbox rows: %w", err)
+		}
+		if len(pending) > 0 {
+			r.set.observer.Lag(time.Since(pending[0].CreatedAt))
 		}
 		published := make([]int64, 0, len(pending))
 		var failed error
@@ -349,11 +391,14 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 			if _, err := conn.Exec(ctx, "UPDATE outbox SET published_at = now() WHERE id = ANY($1)", published); err != nil {
 				return fmt.Errorf("mark %d outbox rows published: %w", len(published), err)
 			}
+			r.set.observer.Published(len(published))
 		}
 		if failed != nil {
+			r.set.observer.Lag(time.Since(pending[len(published)].CreatedAt))
 			return failed
 		}
 		if len(pending) < r.set.batchSize {
+			r.set.observer.Lag(0)
 			return nil
 		}
 	}

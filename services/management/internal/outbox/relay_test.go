@@ -63,7 +63,7 @@ func newEnv(t *testing.T, ctx context.Context) *env {
 	t.Cleanup(ns.Shutdown)
 	e := &env{url: url, nats: ns}
 	e.js = connectJS(t, ns.ClientURL())
-	if err := EnsureStream(ctx, e.js); err != nil {
+	if err := EnsureStream(ctx, e.js, 1); err != nil {
 		t.Fatal(err)
 	}
 	e.writer = e.newPool(t, ctx)
@@ -519,7 +519,7 @@ func TestRelaySurvivesNATSOutage(t *testing.T) {
 	}
 	t.Cleanup(ns.Shutdown)
 	e.js = connectJS(t, ns.ClientURL())
-	if err := EnsureStream(ctx, e.js); err != nil {
+	if err := EnsureStream(ctx, e.js, 1); err != nil {
 		t.Fatal(err)
 	}
 	svc := e.createService(t, ctx, "a")
@@ -638,7 +638,7 @@ func TestEnsureStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 2 {
-		if err := EnsureStream(ctx, js); err != nil {
+		if err := EnsureStream(ctx, js, 1); err != nil {
 			t.Fatalf("EnsureStream #%d: %v", i+1, err)
 		}
 	}

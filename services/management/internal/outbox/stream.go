@@ -17,8 +17,9 @@ import (
 const StreamMaxAge = 7 * 24 * time.Hour
 
 // streamConfig is the desired configuration of bus.ConfigStream.
-func streamConfig() jetstream.StreamConfig {
+func streamConfig(replicas int) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
+		Replicas:    max(replicas, 1),
 		Name:        bus.ConfigStream,
 		Description: "Gatehouse configuration changes, one message per service revision",
 		Subjects:    []string{bus.ConfigSubjects},
@@ -32,9 +33,10 @@ func streamConfig() jetstream.StreamConfig {
 
 // EnsureStream creates bus.ConfigStream, or updates an existing one to the configuration this
 // package relies on (subjects, de-duplication window, retention). It is idempotent and safe to
-// call from several management replicas at once.
-func EnsureStream(ctx context.Context, js jetstream.JetStream) error {
-	if _, err := js.CreateOrUpdateStream(ctx, streamConfig()); err != nil {
+// call from several management replicas at once. replicas is the stream's replication factor
+// on a NATS cluster (NATS_STREAM_REPLICAS, 3 on a 3-node cluster); below 1 means 1.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	if _, err := js.CreateOrUpdateStream(ctx, streamConfig(replicas)); err != nil {
 		return fmt.Errorf("outbox: ensure stream %s: %w", bus.ConfigStream, err)
 	}
 	return nil
