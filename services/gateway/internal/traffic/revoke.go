@@ -34,7 +34,7 @@ func (h *Handler) Revoke(cfg *compiled.Config) int {
 	for _, x := range hits {
 		x.c.sess.Close(CloseRevoked, x.reason)
 		h.opt.Log.Info("websocket revoked", "api", x.c.info.API, "subscription", x.c.info.Subscription,
-			"request_id", x.c.info.RequestID, "reason", x.reason)
+			"correlation_id", x.c.info.RequestID, "reason", x.reason)
 		n++
 	}
 	return n

@@ -141,6 +141,11 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 	}
 	slot := h.conns.add(sess, info)
 	defer h.conns.remove(slot)
+	// A configuration installed between the key check and the registration above was not
+	// applied to this session by Revoke: check it against the newest one now.
+	if reason := revocation(h.cfg.Load(), info); reason != "" {
+		sess.Close(CloseRevoked, reason)
+	}
 	counted := h.opt.Metrics.Open(api.Name, func() metrics.Traffic { return trafficOf(sess.Stats()) })
 	h.opt.Metrics.Handshake(api.Name, http.StatusSwitchingProtocols, "", time.Since(hs.start))
 	h.opt.Log.LogAttrs(r.Context(), slog.LevelInfo, "websocket opened",
