@@ -1,0 +1,555 @@
+package clustercount
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"gatehouse.dev/gateway/internal/pipeline"
+)
+
+// Defaults of CountersOptions.
+const (
+	DefaultRateBucket   = "gatehouse_rates"
+	DefaultQuotaBucket  = "gatehouse_quotas"
+	DefaultTimeout      = 50 * time.Millisecond
+	DefaultBackoff      = time.Second
+	setupTimeout        = 5 * time.Second
+	fallbackLogInterval = time.Minute
+)
+
+// CountersOptions configure Counters.
+type CountersOptions struct {
+	// JetStream returns the node's JetStream context, or nil while NATS is not known yet (the
+	// gateway learns its URLs from the first snapshot). It is called on every operation, so it
+	// must be cheap, such as an atomic load. Nil means local counting only.
+	JetStream func() jetstream.JetStream
+	// Local counts while NATS is unavailable; nil means pipeline.NewMemoryCounters().
+	Local pipeline.Counters
+	// Timeout bounds how long one call waits for NATS (default 50 ms); a call that would wait
+	// longer is counted by Local instead, so handshakes never block on NATS.
+	Timeout time.Duration
+	// Backoff is how long the counters stay local after NATS failed or timed out (default 1 s).
+	Backoff time.Duration
+	// RateBucket names the KV bucket (memory storage) of Sliding; QuotaBucket the bucket (file
+	// storage, so counts survive restarts of the gateways and of NATS) of Fixed. Defaults
+	// DefaultRateBucket and DefaultQuotaBucket.
+	RateBucket, QuotaBucket string
+	// Replicas of both buckets on a clustered NATS (default 1).
+	Replicas int
+	Log      *slog.Logger
+}
+
+// Counters is a pipeline.Counters shared by every gateway node connected to the same NATS.
+//
+// Each counter key is one key of a JetStream KV bucket, named by a hash of the counter key
+// and holding the same state as pipeline.MemoryCounters keeps for it: the window or period
+// index and its count (sliding windows: also the previous window's count, for the same
+// two-bucket approximation). A call reads the key, decides exactly as MemoryCounters would,
+// and writes the new state with a compare-and-set on the key's revision, retrying when another
+// node wrote first; so the fleet never admits more than the limit. Calls for one key that
+// arrive while a round trip for that key is in flight are decided together in the next one,
+// so a hot key costs two round trips per batch, not per call. Each write carries a message
+// TTL that ends when the state can no longer affect a decision (two windows; the end of the
+// period), so old windows vanish; quota periods that never end never expire.
+//
+// NATS's atomic counters (streams with AllowMsgCounter, nats-server 2.12; nats.go v1.55 has
+// the stream setting but no KV or client API for them) are not used: a counter stream cannot
+// have message TTLs, so every window size would need its own stream to
+// expire old windows, and an increment can only be checked against the limit after the fact
+// (increment, then undo), which makes racing nodes reject calls that would fit.
+//
+// While NATS is unknown, disconnected, or slower than Timeout, calls are counted by Local,
+// per node ("fail open"): a fleet of k nodes then admits up to k × limit. The switch is
+// logged at most once a minute. Counters is safe for concurrent use.
+type Counters struct {
+	opt   CountersOptions
+	local pipeline.Counters
+
+	slots [slotShards]slotShard
+
+	mu        sync.Mutex
+	ready     *buckets            // buckets bound to ready.js
+	settingUp jetstream.JetStream // the JetStream being set up, if any
+	downUntil time.Time
+	lastLog   time.Time
+	fallbacks atomic.Int64
+}
+
+var _ pipeline.Counters = (*Counters)(nil)
+
+const slotShards = 32
+
+// buckets are the two KV buckets of one JetStream context.
+type buckets struct {
+	js             jetstream.JetStream
+	rates, quotas  jetstream.KeyValue
+	ratePre, qtPre string // subject prefix of each bucket's keys
+}
+
+type slotShard struct {
+	mu sync.Mutex
+	m  map[string]*slot
+}
+
+// slot queues the calls for one key while a round trip for that key is in flight.
+type slot struct {
+	queue []*op
+}
+
+// op is one call waiting for a decision.
+type op struct {
+	fixed  bool
+	limit  int64
+	size   time.Duration // window or period
+	start  time.Time     // fixed only
+	n      int64
+	state  atomic.Int32 // opWaiting, opTaken, opAbandoned
+	result chan opResult
+}
+
+const (
+	opWaiting int32 = iota
+	opTaken
+	opAbandoned
+)
+
+type opResult struct {
+	allowed   bool
+	remaining int64
+	retry     time.Duration
+	err       error
+}
+
+// NewCounters returns Counters with opt.
+func NewCounters(opt CountersOptions) *Counters {
+	if opt.Local == nil {
+		opt.Local = pipeline.NewMemoryCounters()
+	}
+	if opt.Timeout <= 0 {
+		opt.Timeout = DefaultTimeout
+	}
+	if opt.Backoff <= 0 {
+		opt.Backoff = DefaultBackoff
+	}
+	if opt.RateBucket == "" {
+		opt.RateBucket = DefaultRateBucket
+	}
+	if opt.QuotaBucket == "" {
+		opt.QuotaBucket = DefaultQuotaBucket
+	}
+	if opt.Replicas <= 0 {
+		opt.Replicas = 1
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	c := &Counters{opt: opt, local: opt.Local}
+	for i := range c.slots {
+		c.slots[i].m = make(map[string]*slot)
+	}
+	return c
+}
+
+// Fallbacks returns how many calls were counted locally because NATS was unavailable or slow
+// (calls made before NATS was known included), for metrics.
+func (c *Counters) Fallbacks() int64 { return c.fallbacks.Load() }
+
+// Sliding implements pipeline.Counters.
+func (c *Counters) Sliding(ctx context.Context, key string, limit int64, window time.Duration, n int64) (bool, int64, time.Duration) {
+	if window <= 0 {
+		window = time.Second
+	}
+	if r, ok := c.remote(ctx, key, &op{limit: limit, size: window, n: n}); ok {
+		return r.allowed, r.remaining, r.retry
+	}
+	c.fallbacks.Add(1)
+	return c.local.Sliding(ctx, key, limit, window, n)
+}
+
+// Fixed implements pipeline.Counters.
+func (c *Counters) Fixed(ctx context.Context, key string, limit int64, period time.Duration, start time.Time, n int64) (bool, int64, time.Duration) {
+	if r, ok := c.remote(ctx, key, &op{fixed: true, limit: limit, size: period, start: start, n: n}); ok {
+		return r.allowed, r.remaining, r.retry
+	}
+	c.fallbacks.Add(1)
+	return c.local.Fixed(ctx, key, limit, period, start, n)
+}
+
+// remote decides o through NATS; ok is false when the call must be counted locally.
+func (c *Counters) remote(ctx context.Context, key string, o *op) (opResult, bool) {
+	b := c.buckets(ctx)
+	if b == nil {
+		return opResult{}, false
+	}
+	kv, pre, bucket := b.rates, b.ratePre, c.opt.RateBucket
+	if o.fixed {
+		kv, pre, bucket = b.quotas, b.qtPre, c.opt.QuotaBucket
+	}
+	tok := token(key)
+	o.result = make(chan opResult, 1)
+
+	sk := bucket + "/" + tok
+	sh := &c.slots[shardOf(tok)]
+	sh.mu.Lock()
+	s := sh.m[sk]
+	if s == nil {
+		s = &slot{}
+		sh.m[sk] = s
+		// The flusher stops by itself once the slot's queue is empty; each of its round trips
+		// is bounded by Timeout. It keeps the first caller's context values, not its deadline.
+		go c.flushSlot(context.WithoutCancel(ctx), sh, sk, s, b.js, kv, pre, tok)
+	}
+	s.queue = append(s.queue, o)
+	sh.mu.Unlock()
+
+	timer := time.NewTimer(c.opt.Timeout)
+	defer timer.Stop()
+	select {
+	case r := <-o.result:
+		if r.err != nil {
+			c.failed(r.err, !errors.Is(r.err, context.DeadlineExceeded))
+			return opResult{}, false
+		}
+		return r, true
+	case <-timer.C:
+		// A call already taken into a round trip may still be counted remotely; counting it
+		// locally as well errs on the strict side.
+		o.state.CompareAndSwap(opWaiting, opAbandoned)
+		c.failed(fmt.Errorf("no answer within %v", c.opt.Timeout), false)
+		return opResult{}, false
+	case <-ctx.Done():
+		o.state.CompareAndSwap(opWaiting, opAbandoned)
+		return opResult{}, false
+	}
+}
+
+func shardOf(tok string) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(tok); i++ {
+		h ^= uint32(tok[i])
+		h *= 16777619
+	}
+	return int(h % slotShards)
+}
+
+// buckets returns the KV buckets to use now, or nil to count locally. A JetStream context not
+// seen before, or seen to fail, is set up in the background while calls count locally; ctx
+// lends its values, not its deadline, to the setup.
+func (c *Counters) buckets(ctx context.Context) *buckets {
+	if c.opt.JetStream == nil {
+		return nil
+	}
+	js := c.opt.JetStream()
+	if js == nil {
+		return nil
+	}
+	connected := js.Conn().Status() == nats.CONNECTED
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !connected {
+		c.noteLocked(errors.New("NATS is not connected"))
+		return nil
+	}
+	if time.Now().Before(c.downUntil) {
+		return nil
+	}
+	if c.ready != nil && c.ready.js == js {
+		return c.ready
+	}
+	if c.settingUp != js {
+		c.settingUp = js
+		go c.setup(context.WithoutCancel(ctx), js)
+	}
+	return nil
+}
+
+// setup creates or binds the buckets on js and makes them ready, unless js was replaced
+// meanwhile.
+func (c *Counters) setup(ctx context.Context, js jetstream.JetStream) {
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	b, err := c.createBuckets(ctx, js)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.settingUp != js {
+		return
+	}
+	c.settingUp = nil
+	if err != nil {
+		c.downUntil = time.Now().Add(c.opt.Backoff)
+		c.noteLocked(fmt.Errorf("KV buckets: %w", err))
+		return
+	}
+	c.ready = b
+}
+
+func (c *Counters) createBuckets(ctx context.Context, js jetstream.JetStream) (*buckets, error) {
+	rates, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      c.opt.RateBucket,
+		Description: "Gatehouse rate-limit counters (sliding windows)",
+		History:     1,
+		Storage:     jetstream.MemoryStorage,
+		Replicas:    c.opt.Replicas,
+		// Enables per-message TTLs; the markers themselves are of no use here.
+		LimitMarkerTTL: time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	quotas, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:         c.opt.QuotaBucket,
+		Description:    "Gatehouse quota counters (fixed periods)",
+		History:        1,
+		Storage:        jetstream.FileStorage,
+		Replicas:       c.opt.Replicas,
+		LimitMarkerTTL: time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &buckets{js: js, rates: rates, quotas: quotas,
+		ratePre: "$KV." + c.opt.RateBucket + ".", qtPre: "$KV." + c.opt.QuotaBucket + "."}, nil
+}
+
+// failed makes the counters count locally for Backoff after err; with rebind, they then set
+// the buckets up again (a NATS server restarted without its memory-stored bucket, for one).
+func (c *Counters) failed(err error, rebind bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.downUntil = time.Now().Add(c.opt.Backoff)
+	if rebind {
+		c.ready = nil
+	}
+	c.noteLocked(err)
+}
+
+// noteLocked logs that calls are counted locally, at most once per fallbackLogInterval.
+func (c *Counters) noteLocked(err error) {
+	now := time.Now()
+	if now.Sub(c.lastLog) < fallbackLogInterval {
+		return
+	}
+	c.lastLog = now
+	c.opt.Log.Warn("cluster counters unavailable, counting on this node only", slog.String("error", err.Error()))
+}
+
+// flushSlot decides the queued calls of one key, a batch per round trip, until none is left.
+func (c *Counters) flushSlot(ctx context.Context, sh *slotShard, sk string, s *slot, js jetstream.JetStream, kv jetstream.KeyValue, pre, tok string) {
+	for {
+		sh.mu.Lock()
+		batch := s.queue
+		s.queue = nil
+		if len(batch) == 0 {
+			delete(sh.m, sk)
+			sh.mu.Unlock()
+			return
+		}
+		sh.mu.Unlock()
+		live := batch[:0]
+		for _, o := range batch {
+			if o.state.CompareAndSwap(opWaiting, opTaken) {
+				live = append(live, o)
+			}
+		}
+		if len(live) == 0 {
+			continue
+		}
+		fctx, cancel := context.WithTimeout(ctx, c.opt.Timeout)
+		results, err := c.decide(fctx, js, kv, pre, tok, live)
+		cancel()
+		for i, o := range live {
+			if err != nil {
+				o.result <- opResult{err: err}
+			} else {
+				o.result <- results[i]
+			}
+		}
+	}
+}
+
+// decide reads the state of tok, decides ops in order and writes the state back if any op
+// counted, retrying from the read when another node wrote first.
+func (c *Counters) decide(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, pre, tok string, ops []*op) ([]opResult, error) {
+	results := make([]opResult, len(ops))
+	for {
+		var st state
+		var rev uint64
+		e, err := kv.Get(ctx, tok)
+		switch {
+		case err == nil:
+			rev = e.Revision()
+			st = decodeState(e.Value())
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		default:
+			return nil, err
+		}
+		now := time.Now()
+		counted := false
+		for i, o := range ops {
+			var did bool
+			if o.fixed {
+				results[i], did = st.fixed(o.limit, o.size, o.start, o.n, now)
+			} else {
+				results[i], did = st.sliding(o.limit, o.size, o.n, now.UnixNano())
+			}
+			counted = counted || did
+		}
+		if !counted {
+			return results, nil
+		}
+		ttl := st.ttl(now)
+		if rev == 0 {
+			var opts []jetstream.KVCreateOpt
+			if ttl > 0 {
+				opts = append(opts, jetstream.KeyTTL(ttl))
+			}
+			_, err = kv.Create(ctx, tok, st.encode(), opts...)
+		} else {
+			// KeyValue.Update cannot set a TTL; this is the same publish with one.
+			opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(rev)}
+			if ttl > 0 {
+				opts = append(opts, jetstream.WithMsgTTL(ttl))
+			}
+			_, err = js.PublishMsg(ctx, &nats.Msg{Subject: pre + tok, Data: st.encode()}, opts...)
+		}
+		if err == nil {
+			return results, nil
+		}
+		if !isConflict(err) {
+			return nil, err
+		}
+	}
+}
+
+// state is what a key holds: as pipeline.MemoryCounters' counter, size is the window in
+// nanoseconds (sliding) or the period in seconds (fixed, 0 = one period that never ends), idx
+// the current window or period, prev and curr the counts of the previous and current one.
+// Until expires (Unix nanoseconds, 0 = never) the state can affect a decision.
+type state struct {
+	size, idx, prev, curr, expires int64
+}
+
+func (st *state) encode() []byte {
+	return fmt.Appendf(nil, "%d %d %d %d %d", st.size, st.idx, st.prev, st.curr, st.expires)
+}
+
+// decodeState parses a state; anything unreadable is the empty state (counting restarts).
+func decodeState(b []byte) state {
+	f := strings.Fields(string(b))
+	if len(f) != 5 {
+		return state{}
+	}
+	var v [5]int64
+	for i := range f {
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return state{}
+		}
+		v[i] = n
+	}
+	return state{size: v[0], idx: v[1], prev: v[2], curr: v[3], expires: v[4]}
+}
+
+// ttl is how long a write of st must be kept: until st.expires, rounded up to whole seconds
+// (the TTL resolution of JetStream) plus one; 0 means forever.
+func (st *state) ttl(now time.Time) time.Duration {
+	if st.expires == 0 {
+		return 0
+	}
+	d := time.Duration(st.expires - now.UnixNano())
+	return max(d.Truncate(time.Second)+2*time.Second, 2*time.Second)
+}
+
+// sliding is pipeline.MemoryCounters.Sliding on st, at now (Unix nanoseconds); counted
+// reports whether st changed in a way worth writing.
+func (st *state) sliding(limit int64, window time.Duration, n, now int64) (r opResult, counted bool) {
+	w := int64(window)
+	idx := now / w
+	if st.size != w || idx-st.idx > 1 || idx < st.idx-1 {
+		*st = state{size: w, idx: idx}
+	} else if idx == st.idx+1 {
+		st.idx, st.prev, st.curr = idx, st.curr, 0
+	}
+	prev, curr := st.prev, st.curr
+	elapsed := now - idx*w
+	weight := float64(w-elapsed) / float64(w)
+	est := float64(prev)*weight + float64(curr)
+	allowed := est+float64(max(n, 1)) <= float64(limit)+1e-9
+	if allowed && n > 0 {
+		st.curr += n
+		st.expires = max(st.expires, (idx+2)*w)
+		est += float64(n)
+		counted = true
+	}
+	remaining := max(limit-int64(math.Ceil(est-1e-9)), 0)
+	if allowed {
+		return opResult{allowed: true, remaining: remaining}, counted
+	}
+	return opResult{remaining: remaining, retry: slidingRetry(prev, curr, max(n, 1), limit, w, elapsed)}, counted
+}
+
+// slidingRetry is pipeline's: how long until need calls fit, first as the previous bucket's
+// weight decays, else after the current bucket becomes the previous one.
+func slidingRetry(prev, curr, need, limit, w, elapsed int64) time.Duration {
+	rest := w - elapsed
+	if room := float64(limit - curr - need); room >= 0 && prev > 0 {
+		t := float64(rest) - room*float64(w)/float64(prev)
+		return time.Duration(math.Ceil(max(t, 0)))
+	}
+	room := float64(limit - need)
+	if room < 0 {
+		return time.Duration(w)
+	}
+	if curr == 0 {
+		return time.Duration(rest)
+	}
+	t := float64(w) - room*float64(w)/float64(curr)
+	return time.Duration(rest) + time.Duration(math.Ceil(max(t, 0)))
+}
+
+// fixed is pipeline.MemoryCounters.Fixed on st at now.
+func (st *state) fixed(limit int64, period time.Duration, start time.Time, n int64, t time.Time) (r opResult, counted bool) {
+	var p, idx, expires int64
+	var retry time.Duration
+	if period > 0 {
+		p = max(int64(period/time.Second), 1)
+		diff := t.Unix() - start.Unix()
+		idx = diff / p
+		if diff%p < 0 {
+			idx--
+		}
+		into := time.Duration(diff-idx*p)*time.Second + time.Duration(t.Nanosecond()-start.Nanosecond())
+		retry = time.Duration(p)*time.Second - into
+		if retry <= 0 {
+			retry = time.Nanosecond
+		}
+		expires = t.UnixNano() + int64(retry)
+	}
+	if st.size != p || st.idx != idx {
+		*st = state{size: p, idx: idx}
+	}
+	count := st.curr
+	allowed := count+max(n, 1) <= limit
+	if allowed && n > 0 {
+		st.curr += n
+		st.expires = expires
+		count += n
+		counted = true
+	}
+	remaining := max(limit-count, 0)
+	if allowed {
+		return opResult{allowed: true, remaining: remaining}, counted
+	}
+	return opResult{remaining: remaining, retry: retry}, counted
+}
