@@ -21,8 +21,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"gatehouse.dev/gateway/internal/clustercount"
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/configsync"
 	"gatehouse.dev/gateway/internal/heartbeat"
@@ -158,11 +161,28 @@ func run(ctx context.Context, args []string) error {
 	node := uuid.NewString()
 
 	var current atomic.Pointer[compiled.Config]
+	// Rate-limit, quota and connection counters are shared by the fleet through NATS JetStream
+	// once the node knows its NATS servers (from its first snapshot); until then, and whenever
+	// NATS is unavailable, the node counts locally.
+	var js atomic.Pointer[jetstream.JetStream]
+	jsFn := func() jetstream.JetStream {
+		if p := js.Load(); p != nil {
+			return *p
+		}
+		return nil
+	}
+	counters := clustercount.NewCounters(clustercount.CountersOptions{JetStream: jsFn, Log: log})
+	var handler *traffic.Handler
+	sessions, err := clustercount.NewConnections(clustercount.ConnectionsOptions{NodeID: node, JetStream: jsFn, Log: log,
+		OnEvict: func(counter string) bool { return handler.EvictOldest(counter) }})
+	if err != nil {
+		return err
+	}
 	keys := pipeline.NewKeySource(&http.Client{Timeout: 10 * time.Second}, log)
-	builder := compiled.NewBuilder(pipeline.Env{Counters: pipeline.NewMemoryCounters(), Keys: keys, Log: log})
-	handler := traffic.New(&current, traffic.Options{BackendTLS: backendTLS, ConnectTimeout: cfg.connectTimeout,
+	builder := compiled.NewBuilder(pipeline.Env{Counters: counters, Keys: keys, Log: log})
+	handler = traffic.New(&current, traffic.Options{BackendTLS: backendTLS, ConnectTimeout: cfg.connectTimeout,
 		MaxMessageBytes: cfg.maxMessageBytes, IdleTimeout: cfg.idleTimeout, PingInterval: cfg.pingInterval, Region: cfg.region, Log: log,
-		Node: node, Metrics: gm})
+		Node: node, Metrics: gm, Connections: sessions})
 	var syncer *configsync.Syncer
 	hb := heartbeat.New(nil, heartbeat.Options{NodeID: node, Log: log, State: func() heartbeat.State {
 		st := heartbeat.State{Connections: handler.Connections().Len()}
@@ -184,7 +204,13 @@ func run(ctx context.Context, args []string) error {
 		hb.Notify()
 	}
 	syncer = configsync.New(configsync.Options{ManagementURL: cfg.managementURL, Token: cfg.token, NATSURL: cfg.natsURL,
-		CacheDir: cfg.cacheDir, Log: log, Install: install, Connected: hb.UseConn,
+		CacheDir: cfg.cacheDir, Log: log, Install: install,
+		Connected: func(nc *nats.Conn) {
+			hb.UseConn(nc)
+			if j, err := jetstream.New(nc); err == nil {
+				js.Store(&j)
+			}
+		},
 		Applied: func(_ int64, took time.Duration) { gm.ConfigApplied(took) }}, builder)
 
 	var draining atomic.Bool
@@ -223,6 +249,7 @@ func run(ctx context.Context, args []string) error {
 		return nil
 	})
 	g.Go(func() error { return hb.Run(gctx) })
+	g.Go(func() error { return sessions.Run(gctx) })
 	g.Go(func() error {
 		var err error
 		if cfg.tlsCert != "" {

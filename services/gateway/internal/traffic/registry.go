@@ -19,11 +19,14 @@ type ConnInfo struct {
 	// revocation re-resolves it against each new configuration.
 	KeyHash [32]byte
 	HasKey  bool
+	// Counters are the <limit-connections> counters the session holds a place under.
+	Counters []string
 }
 
 type conn struct {
-	sess *wsproxy.Session
-	info ConnInfo
+	sess  *wsproxy.Session
+	info  ConnInfo
+	cause causePtr
 }
 
 // Registry tracks every open WebSocket session so drain and revocation can find them. It is
@@ -37,11 +40,11 @@ type Registry struct {
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry { return &Registry{conns: map[uint64]conn{}} }
 
-func (g *Registry) add(s *wsproxy.Session, info ConnInfo) uint64 {
+func (g *Registry) add(s *wsproxy.Session, info ConnInfo, cause causePtr) uint64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.next++
-	g.conns[g.next] = conn{sess: s, info: info}
+	g.conns[g.next] = conn{sess: s, info: info, cause: cause}
 	return g.next
 }
 

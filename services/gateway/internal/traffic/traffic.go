@@ -52,6 +52,8 @@ type Options struct {
 	Log  *slog.Logger
 	// Metrics records traffic metrics; nil records none.
 	Metrics *metrics.Gateway
+	// Connections enforces <limit-connections> across the fleet; nil ignores those policies.
+	Connections ConnectionLimiter
 }
 
 // Handler is the traffic listener's http.Handler. It is safe for concurrent use.

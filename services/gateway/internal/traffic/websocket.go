@@ -71,6 +71,12 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		hs.reject(w, http.StatusInternalServerError, reasonNoBackend, "The API has no backend service URL", nil)
 		return
 	}
+	release, ok := h.acquireConnections(r.Context(), pr.Connections)
+	if !ok {
+		hs.reject(w, http.StatusTooManyRequests, reasonConnLimit, msgConnectionLimit, nil)
+		return
+	}
+	defer release()
 	proto := "ws"
 	if r.TLS != nil {
 		proto = "wss"
@@ -139,7 +145,10 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 	if acc.sub != nil {
 		info.KeyHash, info.HasKey = sha256.Sum256([]byte(acc.key)), true
 	}
-	slot := h.conns.add(sess, info)
+	for _, l := range pr.Connections {
+		info.Counters = append(info.Counters, l.Counter)
+	}
+	slot := h.conns.add(sess, info, &cause)
 	defer h.conns.remove(slot)
 	// A configuration installed between the key check and the registration above was not
 	// applied to this session by Revoke: check it against the newest one now.
