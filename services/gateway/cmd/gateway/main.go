@@ -234,7 +234,8 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	trafficSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
-		BaseContext: func(net.Listener) context.Context { return ctx }}
+		// Requests in flight when SIGTERM arrives finish during the drain rather than failing.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
 	adminSrv := &http.Server{Handler: admin, ReadHeaderTimeout: 5 * time.Second}
 	log.Info("gateway listening", "traffic", trafficLn.Addr().String(), "admin", adminLn.Addr().String(), "cache_dir", cfg.cacheDir)
 

@@ -35,6 +35,14 @@ type Registry struct {
 	mu    sync.Mutex
 	next  uint64
 	conns map[uint64]conn
+	// drain is set once Drain starts: a session registered later (its handshake was already
+	// under way) is closed at once with drain's code and reason.
+	drain *drainNotice
+}
+
+type drainNotice struct {
+	code   uint16
+	reason string
 }
 
 // NewRegistry returns an empty Registry.
@@ -45,6 +53,9 @@ func (g *Registry) add(s *wsproxy.Session, info ConnInfo, cause causePtr) uint64
 	defer g.mu.Unlock()
 	g.next++
 	g.conns[g.next] = conn{sess: s, info: info, cause: cause}
+	if d := g.drain; d != nil {
+		s.Close(d.code, d.reason)
+	}
 	return g.next
 }
 
@@ -83,6 +94,7 @@ func (g *Registry) CloseWhere(match func(ConnInfo) bool, code uint16, reason str
 // sessions to end or ctx to expire.
 func (g *Registry) Drain(ctx context.Context, code uint16, reason string) {
 	g.mu.Lock()
+	g.drain = &drainNotice{code: code, reason: reason}
 	sessions := make([]*wsproxy.Session, 0, len(g.conns))
 	for _, c := range g.conns {
 		sessions = append(sessions, c.sess)
