@@ -76,3 +76,11 @@ func SubjectToken(s string) string {
 	}
 	return b.String()
 }
+
+// ConnectionsSubject is the subject management sends live-connection requests
+// (configwire.ConnectionsRequest) of the service serviceID (its internal id) on, on core NATS
+// with a reply subject: "gatehouse.connections.<serviceID>", escaped with SubjectToken. Every
+// node of the service answers each request once (configwire.ConnectionsReply).
+func ConnectionsSubject(serviceID string) string {
+	return "gatehouse.connections." + SubjectToken(serviceID)
+}

@@ -29,9 +29,12 @@ import (
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/configsync"
 	"gatehouse.dev/gateway/internal/heartbeat"
+	"gatehouse.dev/gateway/internal/liveconn"
 	"gatehouse.dev/gateway/internal/metrics"
 	"gatehouse.dev/gateway/internal/pipeline"
+	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/gateway/internal/traffic"
+	"gatehouse.dev/gateway/internal/usage"
 )
 
 type config struct {
@@ -48,8 +51,12 @@ type config struct {
 	idleTimeout     time.Duration
 	pingInterval    time.Duration
 	drainTimeout    time.Duration
+	counterTimeout  time.Duration
 	region          string
 	logLevel        string
+	// otlpEndpoint and otlpTracesEndpoint are the standard OpenTelemetry variables; with
+	// neither set the gateway traces nothing.
+	otlpEndpoint, otlpTracesEndpoint string
 }
 
 func env(name, def string) string {
@@ -94,8 +101,11 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.idleTimeout, "idle-timeout", envDuration("GATEWAY_IDLE_TIMEOUT", time.Hour), "default WebSocket idle timeout, 0 = none (GATEWAY_IDLE_TIMEOUT)")
 	fs.DurationVar(&c.pingInterval, "ping-interval", envDuration("GATEWAY_PING_INTERVAL", 0), "default keepalive ping interval toward both sides, 0 = none; <websocket-limits ping-interval> overrides per API (GATEWAY_PING_INTERVAL)")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", envDuration("GATEWAY_DRAIN_TIMEOUT", 30*time.Second), "time to drain connections on SIGTERM (GATEWAY_DRAIN_TIMEOUT)")
+	fs.DurationVar(&c.counterTimeout, "counter-timeout", envDuration("GATEWAY_COUNTER_TIMEOUT", clustercount.DefaultTimeout), "longest wait of a rate-limit or quota call for the fleet's counter in NATS; a slower one is counted on this node alone (GATEWAY_COUNTER_TIMEOUT)")
 	fs.StringVar(&c.region, "region", env("GATEWAY_REGION", ""), "region reported as context.Deployment.Region (GATEWAY_REGION)")
 	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
+	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "OTLP/HTTP collector base URL for trace export, e.g. http://collector:4318; empty = no tracing (OTEL_EXPORTER_OTLP_ENDPOINT)")
+	fs.StringVar(&c.otlpTracesEndpoint, "otlp-traces-endpoint", env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""), "OTLP/HTTP URL spans are posted to, overriding the base URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -159,6 +169,19 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	node := uuid.NewString()
+	tracer, stopTracing, err := tracing.Setup(ctx, tracing.Options{Endpoint: cfg.otlpEndpoint,
+		TracesEndpoint: cfg.otlpTracesEndpoint, ServiceName: "gatehouse-gateway", InstanceID: node})
+	if err != nil {
+		return fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT: %w", err)
+	}
+	defer func() {
+		// Flush the spans still batched; a collector that is gone costs at most 5 s.
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := stopTracing(flushCtx); err != nil {
+			log.Warn("trace export shutdown", "err", err)
+		}
+	}()
 
 	var current atomic.Pointer[compiled.Config]
 	// Rate-limit, quota and connection counters are shared by the fleet through NATS JetStream
@@ -171,7 +194,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		return nil
 	}
-	counters := clustercount.NewCounters(clustercount.CountersOptions{JetStream: jsFn, Log: log})
+	counters := clustercount.NewCounters(clustercount.CountersOptions{JetStream: jsFn, Timeout: cfg.counterTimeout, Log: log})
 	var handler *traffic.Handler
 	sessions, err := clustercount.NewConnections(clustercount.ConnectionsOptions{NodeID: node, JetStream: jsFn, Log: log,
 		OnEvict: func(counter string) bool { return handler.EvictOldest(counter) }})
@@ -180,9 +203,23 @@ func run(ctx context.Context, args []string) error {
 	}
 	keys := pipeline.NewKeySource(&http.Client{Timeout: 10 * time.Second}, log)
 	builder := compiled.NewBuilder(pipeline.Env{Counters: counters, Keys: keys, Log: log})
+	// Usage is published to management per minute over JetStream, once the node has a NATS
+	// connection; until then finished minutes wait.
+	collector := usage.New(usage.Options{NodeID: node, JetStream: jsFn, Log: log, ServiceID: func() string {
+		if c := current.Load(); c != nil {
+			return c.ServiceID
+		}
+		return ""
+	}})
 	handler = traffic.New(&current, traffic.Options{BackendTLS: backendTLS, ConnectTimeout: cfg.connectTimeout,
 		MaxMessageBytes: cfg.maxMessageBytes, IdleTimeout: cfg.idleTimeout, PingInterval: cfg.pingInterval, Region: cfg.region, Log: log,
-		Node: node, Metrics: gm, Connections: sessions})
+		Node: node, Metrics: gm, Connections: sessions, Tracer: tracer, Usage: collector})
+	liveConns := liveconn.New(handler.Connections(), liveconn.Options{NodeID: node, Log: log, Gateway: func() string {
+		if c := current.Load(); c != nil {
+			return c.Gateway
+		}
+		return ""
+	}})
 	var syncer *configsync.Syncer
 	hb := heartbeat.New(nil, heartbeat.Options{NodeID: node, Log: log, State: func() heartbeat.State {
 		st := heartbeat.State{Connections: handler.Connections().Len()}
@@ -209,6 +246,14 @@ func run(ctx context.Context, args []string) error {
 			hb.UseConn(nc)
 			if j, err := jetstream.New(nc); err == nil {
 				js.Store(&j)
+				counters.Prepare(ctx)
+			}
+			// Live connections: management lists and closes this node's sessions over NATS.
+			// The first snapshot is installed by now unless it did not compile.
+			if c := current.Load(); c == nil {
+				log.Warn("no configuration installed: live-connection requests go unanswered")
+			} else if _, err := liveConns.Subscribe(nc, c.ServiceID); err != nil {
+				log.Warn("answering live-connection requests", "err", err)
 			}
 		},
 		Applied: func(_ int64, took time.Duration) { gm.ConfigApplied(took) }}, builder)
@@ -249,6 +294,11 @@ func run(ctx context.Context, args []string) error {
 		}
 		return nil
 	})
+	// The collector outlives gctx: it publishes the last usage after the sessions drained.
+	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopUsage()
+	usageDone := make(chan struct{})
+	g.Go(func() error { defer close(usageDone); return collector.Run(usageCtx) })
 	g.Go(func() error { return hb.Run(gctx) })
 	g.Go(func() error { return sessions.Run(gctx) })
 	g.Go(func() error {
@@ -281,6 +331,8 @@ func run(ctx context.Context, args []string) error {
 		go func() { _ = trafficSrv.Shutdown(shutCtx); close(shut) }()
 		handler.Connections().Drain(shutCtx, 1001, "gateway shutting down")
 		<-shut
+		stopUsage()
+		<-usageDone
 		stopSync()
 		return adminSrv.Shutdown(shutCtx)
 	})

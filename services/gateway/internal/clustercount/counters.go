@@ -81,6 +81,7 @@ type Counters struct {
 	mu        sync.Mutex
 	ready     *buckets            // buckets bound to ready.js
 	settingUp jetstream.JetStream // the JetStream being set up, if any
+	setupDone chan struct{}       // closed when the setup of settingUp ends
 	downUntil time.Time
 	lastLog   time.Time
 	fallbacks atomic.Int64
@@ -161,6 +162,18 @@ func NewCounters(opt CountersOptions) *Counters {
 	return c
 }
 
+// Prepare starts binding the KV buckets of the current JetStream context, if it is connected
+// and not bound yet, so that the first calls need not wait for it. Calls do this themselves;
+// Prepare only moves it earlier, such as to when the node connects to NATS.
+func (c *Counters) Prepare(ctx context.Context) {
+	if c.opt.JetStream == nil {
+		return
+	}
+	if js := c.opt.JetStream(); js != nil && js.Conn().Status() == nats.CONNECTED {
+		_, _ = c.buckets(ctx)
+	}
+}
+
 // Fallbacks returns how many calls were counted locally because NATS was unavailable or slow
 // (calls made before NATS was known included), for metrics.
 func (c *Counters) Fallbacks() int64 { return c.fallbacks.Load() }
@@ -188,7 +201,24 @@ func (c *Counters) Fixed(ctx context.Context, key string, limit int64, period ti
 
 // remote decides o through NATS; ok is false when the call must be counted locally.
 func (c *Counters) remote(ctx context.Context, key string, o *op) (opResult, bool) {
-	b := c.buckets(ctx)
+	timer := time.NewTimer(c.opt.Timeout)
+	defer timer.Stop()
+	b, setup := c.buckets(ctx)
+	if setup != nil {
+		// The buckets of a JetStream context not seen before are being bound: the call waits
+		// for them within its Timeout, so that a node's first calls are counted by the fleet.
+		select {
+		case <-setup:
+			b, _ = c.buckets(ctx)
+		case <-timer.C:
+			c.mu.Lock()
+			c.noteLocked(fmt.Errorf("binding the KV buckets took longer than %v", c.opt.Timeout))
+			c.mu.Unlock()
+			return opResult{}, false
+		case <-ctx.Done():
+			return opResult{}, false
+		}
+	}
 	if b == nil {
 		return opResult{}, false
 	}
@@ -213,8 +243,6 @@ func (c *Counters) remote(ctx context.Context, key string, o *op) (opResult, boo
 	s.queue = append(s.queue, o)
 	sh.mu.Unlock()
 
-	timer := time.NewTimer(c.opt.Timeout)
-	defer timer.Stop()
 	select {
 	case r := <-o.result:
 		if r.err != nil {
@@ -244,39 +272,42 @@ func shardOf(tok string) int {
 }
 
 // buckets returns the KV buckets to use now, or nil to count locally. A JetStream context not
-// seen before, or seen to fail, is set up in the background while calls count locally; ctx
-// lends its values, not its deadline, to the setup.
-func (c *Counters) buckets(ctx context.Context) *buckets {
+// seen before, or seen to fail, is set up in the background; while it is, buckets returns nil
+// and a channel closed when the setup ends. ctx lends its values, not its deadline, to the
+// setup.
+func (c *Counters) buckets(ctx context.Context) (*buckets, <-chan struct{}) {
 	if c.opt.JetStream == nil {
-		return nil
+		return nil, nil
 	}
 	js := c.opt.JetStream()
 	if js == nil {
-		return nil
+		return nil, nil
 	}
 	connected := js.Conn().Status() == nats.CONNECTED
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !connected {
 		c.noteLocked(errors.New("NATS is not connected"))
-		return nil
+		return nil, nil
 	}
 	if time.Now().Before(c.downUntil) {
-		return nil
+		return nil, nil
 	}
 	if c.ready != nil && c.ready.js == js {
-		return c.ready
+		return c.ready, nil
 	}
 	if c.settingUp != js {
 		c.settingUp = js
-		go c.setup(context.WithoutCancel(ctx), js)
+		c.setupDone = make(chan struct{})
+		go c.setup(context.WithoutCancel(ctx), js, c.setupDone)
 	}
-	return nil
+	return nil, c.setupDone
 }
 
 // setup creates or binds the buckets on js and makes them ready, unless js was replaced
-// meanwhile.
-func (c *Counters) setup(ctx context.Context, js jetstream.JetStream) {
+// meanwhile; it closes done when it ends.
+func (c *Counters) setup(ctx context.Context, js jetstream.JetStream, done chan struct{}) {
+	defer close(done)
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
 	b, err := c.createBuckets(ctx, js)

@@ -139,6 +139,27 @@ func TestCountersShareLimit(t *testing.T) {
 	t.Logf("admitted per window: %v", allowed)
 }
 
+// TestFirstCallsCountForTheFleet checks that the very first call of a node, made while its KV
+// buckets are still being bound, is counted through NATS rather than on the node alone.
+func TestFirstCallsCountForTheFleet(t *testing.T) {
+	t.Parallel()
+	srv := startNATS(t)
+	var got []bool
+	var fallbacks int64
+	for range 3 {
+		c := clustercount.NewCounters(clustercount.CountersOptions{JetStream: connect(t, srv).jetStream, Timeout: 2 * time.Second})
+		ok, _, _ := c.Fixed(t.Context(), "q|first", 2, 0, time.Time{}, 1)
+		got = append(got, ok)
+		fallbacks += c.Fallbacks()
+	}
+	if diff := cmp.Diff([]bool{true, true, false}, got); diff != "" {
+		t.Errorf("first calls of three nodes against a quota of 2 (-want +got):\n%s", diff)
+	}
+	if fallbacks != 0 {
+		t.Errorf("%d calls counted locally", fallbacks)
+	}
+}
+
 // TestQuotaSurvivesRestart spends a quota through three nodes, replaces all of them and
 // restarts NATS: the new nodes see what the old ones spent.
 func TestQuotaSurvivesRestart(t *testing.T) {

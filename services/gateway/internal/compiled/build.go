@@ -63,21 +63,47 @@ func childKey(kind, parent string) string { return kind + "|" + strings.ToLower(
 // Load replaces everything with a snapshot and compiles it. On error the Builder keeps its
 // previous state, so the caller can keep serving the previous Config.
 func (b *Builder) Load(snap configwire.Snapshot) (*Config, error) {
-	next := &Builder{env: b.env, serviceID: snap.ServiceID, service: snap.Service, gateway: snap.Gateway, revision: snap.Revision,
-		ents: map[string]configwire.Entity{}, docs: map[string]*policy.Document{}, children: map[string]map[string]bool{},
-		productsOf: map[string]map[string]bool{}, apisOf: map[string]map[string]bool{}, subs: map[string]*Subscription{}}
-	edit := (*subIndex)(nil).edit()
+	l := b.StartLoad()
 	for _, e := range snap.Entities {
-		if err := next.put(e, edit, nil); err != nil {
+		if err := l.Add(e); err != nil {
 			return nil, err
 		}
 	}
-	cfg := &Config{Revision: snap.Revision, ServiceID: snap.ServiceID, Service: snap.Service, Gateway: snap.Gateway, subs: edit.done()}
+	return l.Finish(snap)
+}
+
+// Loading is a snapshot being loaded one entity at a time, so that a large snapshot (a million
+// subscriptions are 500 MB of JSON) never has to be held whole: a subscription entity is
+// reduced to its compiled form as it arrives. The Builder is untouched until Finish succeeds;
+// a Loading that is dropped changes nothing. It is used by the Builder's goroutine only.
+type Loading struct {
+	b, next *Builder
+	edit    *subEditor
+}
+
+// StartLoad begins a Load whose entities are then given to Add.
+func (b *Builder) StartLoad() *Loading {
+	next := &Builder{env: b.env,
+		ents: map[string]configwire.Entity{}, docs: map[string]*policy.Document{}, children: map[string]map[string]bool{},
+		productsOf: map[string]map[string]bool{}, apisOf: map[string]map[string]bool{}, subs: map[string]*Subscription{}}
+	return &Loading{b: b, next: next, edit: (*subIndex)(nil).edit()}
+}
+
+// Add adds one entity of the snapshot.
+func (l *Loading) Add(e configwire.Entity) error { return l.next.put(e, l.edit, nil) }
+
+// Finish compiles the entities added, with the identity and revision of h (its Entities are
+// ignored), and makes the result the Builder's state and current Config. On error the Builder
+// keeps its previous state. A Loading is finished at most once.
+func (l *Loading) Finish(h configwire.Snapshot) (*Config, error) {
+	next := l.next
+	next.serviceID, next.service, next.gateway, next.revision = h.ServiceID, h.Service, h.Gateway, h.Revision
+	cfg := &Config{Revision: h.Revision, ServiceID: h.ServiceID, Service: h.Service, Gateway: h.Gateway, subs: l.edit.done()}
 	if err := next.compileAPIs(cfg, nil, nil); err != nil {
 		return nil, err
 	}
-	*b = *next
-	b.cur = cfg
+	*l.b = *next
+	l.b.cur = cfg
 	return cfg, nil
 }
 
@@ -331,7 +357,8 @@ func decodeSubscription(e configwire.Entity) (*Subscription, error) {
 	if err := json.Unmarshal(e.Properties, &p); err != nil {
 		return nil, fmt.Errorf("subscription %s: %w", e.Name, err)
 	}
-	s := &Subscription{Name: e.Name, State: p.State, Scope: relativeScope(p.Scope), OwnerID: p.OwnerID}
+	// The scope is cut from the full ARM id: a copy keeps the id from being held a million times.
+	s := &Subscription{Name: e.Name, State: internState(p.State), Scope: strings.Clone(relativeScope(p.Scope)), OwnerID: p.OwnerID}
 	for _, d := range []string{p.StartDate, p.CreatedDate} {
 		if t, err := time.Parse(time.RFC3339, d); err == nil {
 			s.StartDate = t
@@ -344,6 +371,16 @@ func decodeSubscription(e configwire.Entity) (*Subscription, error) {
 		}
 	}
 	return s, nil
+}
+
+// internState returns the shared copy of a known subscription state.
+func internState(state string) string {
+	for _, known := range []string{"active", "suspended", "submitted", "rejected", "cancelled", "expired"} {
+		if state == known {
+			return known
+		}
+	}
+	return state
 }
 
 // relativeScope turns a full ARM scope id into "apis", "apis/{id}" or "products/{id}".

@@ -6,6 +6,7 @@
 package configsync
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,10 @@ import (
 
 // ConfigPath is management's snapshot endpoint (management's api.GatewayConfigPath).
 const ConfigPath = "/gatehouse/gateway/v1/config"
+
+// fetchTimeout bounds the wait for a snapshot's response headers and, after them, for each
+// read of its body.
+const fetchTimeout = 60 * time.Second
 
 // ErrUnauthorized means management refused the gateway token: it is wrong, expired, or was
 // signed with a key that has since been regenerated.
@@ -65,12 +70,21 @@ type Syncer struct {
 
 	mu      sync.Mutex
 	lastErr error
+
+	// cacheMu orders cache writes: cacheRev is the revision of the cache file this process
+	// last wrote or removed, and an older one never replaces it.
+	cacheMu  sync.Mutex
+	cacheRev int64
 }
 
 // New returns a Syncer compiling with builder.
 func New(opt Options, builder *compiled.Builder) *Syncer {
 	if opt.HTTP == nil {
-		opt.HTTP = &http.Client{Timeout: 60 * time.Second}
+		// No limit on the whole request: reading a large snapshot takes as long as it takes
+		// while bytes keep coming (fetch stops when they do not).
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.ResponseHeaderTimeout = fetchTimeout
+		opt.HTTP = &http.Client{Transport: t}
 	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
@@ -101,7 +115,7 @@ func (s *Syncer) setErr(err error) {
 // the token when it first answers (at once, or after an outage during which the node started
 // from its cache); later refusals are logged and the node keeps serving what it has.
 func (s *Syncer) Run(ctx context.Context) error {
-	snap, err := s.fetch(ctx)
+	f, err := s.fetch(ctx)
 	switch {
 	case errors.Is(err, ErrUnauthorized):
 		return err
@@ -112,121 +126,284 @@ func (s *Syncer) Run(ctx context.Context) error {
 		} else {
 			s.opt.Log.WarnContext(ctx, "management unreachable and no cached configuration; serving 503 until it answers", "err", err)
 		}
-		if snap, err = s.fetchUntil(ctx); err != nil {
+		if f, err = s.fetchUntil(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
 		}
 	}
-	if err := s.install(ctx, snap); err != nil {
-		s.opt.Log.ErrorContext(ctx, "snapshot does not compile; keeping the previous configuration", "revision", snap.Revision, "err", err)
+	if err := s.install(ctx, f); err != nil {
+		s.opt.Log.ErrorContext(ctx, "snapshot does not compile; keeping the previous configuration", "revision", f.snap.Revision, "err", err)
 	}
-	return s.follow(ctx, snap)
+	return s.follow(ctx, f.snap)
 }
 
 // fetchUntil retries fetch until it succeeds, management refuses the token, or ctx ends.
-func (s *Syncer) fetchUntil(ctx context.Context) (configwire.Snapshot, error) {
+func (s *Syncer) fetchUntil(ctx context.Context) (*fetched, error) {
 	for {
-		snap, err := s.fetch(ctx)
+		f, err := s.fetch(ctx)
 		if err == nil || errors.Is(err, ErrUnauthorized) {
-			return snap, err
+			return f, err
 		}
 		s.setErr(err)
 		s.opt.Log.WarnContext(ctx, "fetching the configuration snapshot failed", "err", err)
 		select {
 		case <-ctx.Done():
-			return snap, ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(s.opt.Retry):
 		}
 	}
 }
 
-func (s *Syncer) fetch(ctx context.Context) (configwire.Snapshot, error) {
-	var snap configwire.Snapshot
+// fetched is a snapshot read from management but not installed: its header (Entities is nil),
+// its entities added to a Loading, and the temporary file holding the document as received,
+// which becomes the cache when the snapshot is installed ("" without a cache).
+type fetched struct {
+	snap    configwire.Snapshot
+	load    *compiled.Loading
+	tmp     string
+	fetchMS int64
+}
+
+// discard drops a snapshot that will not be installed.
+func (f *fetched) discard() {
+	if f.tmp != "" {
+		_ = os.Remove(f.tmp)
+	}
+}
+
+// fetch reads a snapshot from management. Its entities go to a Loading as they are decoded,
+// and its bytes to a temporary cache file, so that the node never holds the whole document:
+// at a million subscriptions it is 500 MB of JSON. The Builder is not changed.
+func (s *Syncer) fetch(ctx context.Context) (*fetched, error) {
+	start := time.Now()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.opt.ManagementURL, "/")+ConfigPath, nil)
 	if err != nil {
-		return snap, err
+		return nil, err
 	}
 	req.Header.Set("Authorization", "GatewayKey "+s.opt.Token)
 	resp, err := s.opt.HTTP.Do(req)
 	if err != nil {
-		return snap, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return snap, ErrUnauthorized
+		return nil, ErrUnauthorized
 	}
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return snap, fmt.Errorf("management answered %d: %s", resp.StatusCode, body)
+		return nil, fmt.Errorf("management answered %d: %s", resp.StatusCode, body)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&snap); err != nil {
-		return snap, fmt.Errorf("decoding the snapshot: %w", err)
+	stalled := time.AfterFunc(fetchTimeout, cancel)
+	defer stalled.Stop()
+	var body io.Reader = readerFunc(func(p []byte) (int, error) {
+		stalled.Reset(fetchTimeout)
+		return resp.Body.Read(p)
+	})
+	f := &fetched{load: s.builder.StartLoad()}
+	cw := s.newCacheWriter(ctx)
+	if cw != nil {
+		body = io.TeeReader(body, cw)
 	}
-	return snap, nil
+	f.snap, err = decodeSnapshot(body, f.load.Add)
+	if err == nil && cw != nil {
+		// The rest of the body (a final newline) belongs in the copy too.
+		_, _ = io.Copy(io.Discard, io.LimitReader(body, 1<<20))
+	}
+	if cw != nil {
+		f.tmp = cw.close(err == nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decoding the snapshot: %w", err)
+	}
+	f.fetchMS = time.Since(start).Milliseconds()
+	return f, nil
 }
 
-// install compiles and publishes a snapshot and writes it to the cache.
-func (s *Syncer) install(ctx context.Context, snap configwire.Snapshot) error {
-	start := time.Now()
-	cfg, err := s.builder.Load(snap)
+type readerFunc func(p []byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// decodeSnapshot reads the JSON document of a configwire.Snapshot from r, handing each entity
+// to add as it is decoded, and returns the rest of the snapshot (Entities is nil).
+func decodeSnapshot(r io.Reader, add func(configwire.Entity) error) (configwire.Snapshot, error) {
+	var snap configwire.Snapshot
+	dec := json.NewDecoder(bufio.NewReaderSize(r, 64<<10))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return snap, fmt.Errorf("not a JSON object (%v)", err)
+	}
+	rest := map[string]json.RawMessage{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return snap, err
+		}
+		key, _ := t.(string)
+		if !strings.EqualFold(key, "entities") {
+			var v json.RawMessage
+			if err := dec.Decode(&v); err != nil {
+				return snap, err
+			}
+			rest[key] = v
+			continue
+		}
+		if t, err = dec.Token(); err != nil {
+			return snap, err
+		}
+		if t == nil {
+			continue // null: no entities
+		}
+		if t != json.Delim('[') {
+			return snap, errors.New("entities is not an array")
+		}
+		for dec.More() {
+			var e configwire.Entity
+			if err := dec.Decode(&e); err != nil {
+				return snap, err
+			}
+			if err := add(e); err != nil {
+				return snap, err
+			}
+		}
+		if _, err := dec.Token(); err != nil { // ]
+			return snap, err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // }
+		return snap, err
+	}
+	raw, err := json.Marshal(rest)
 	if err != nil {
+		return snap, err
+	}
+	return snap, json.Unmarshal(raw, &snap)
+}
+
+// install compiles and publishes a fetched snapshot and makes its copy the cache.
+func (s *Syncer) install(ctx context.Context, f *fetched) error {
+	start := time.Now()
+	cfg, err := f.load.Finish(f.snap)
+	if err != nil {
+		f.discard()
 		s.setErr(err)
 		return err
 	}
 	s.opt.Install(cfg)
 	s.setErr(nil)
-	s.opt.Log.InfoContext(ctx, "configuration installed from snapshot", "revision", snap.Revision, "apis", cfg.APIs(),
-		"keys", cfg.Keys(), "took_ms", time.Since(start).Milliseconds())
-	s.writeCache(ctx, snap)
+	s.opt.Log.InfoContext(ctx, "configuration installed from snapshot", "revision", f.snap.Revision, "apis", cfg.APIs(),
+		"keys", cfg.Keys(), "fetch_ms", f.fetchMS, "took_ms", time.Since(start).Milliseconds())
+	if f.tmp != "" {
+		s.commitCache(ctx, f.tmp, f.snap.Revision)
+	}
 	return nil
 }
 
 func (s *Syncer) cacheFile() string { return filepath.Join(s.opt.CacheDir, "config.json") }
 
-// writeCache stores snap atomically. The file holds secret named values: it is 0600.
-func (s *Syncer) writeCache(ctx context.Context, snap configwire.Snapshot) {
+// cacheWriter is a temporary cache file being written. Its Write never fails: the first error
+// is kept and reported by close, so that a full disk does not stop a node from loading its
+// configuration.
+type cacheWriter struct {
+	f   *os.File
+	bw  *bufio.Writer
+	err error
+}
+
+// newCacheWriter creates a temporary file in the cache folder (0600: it holds secret named
+// values), or returns nil without a cache or when the file cannot be created.
+func (s *Syncer) newCacheWriter(ctx context.Context) *cacheWriter {
 	if s.opt.CacheDir == "" {
-		return
+		return nil
 	}
-	err := func() error {
-		if err := os.MkdirAll(s.opt.CacheDir, 0o700); err != nil {
-			return err
-		}
-		f, err := os.CreateTemp(s.opt.CacheDir, "config-*.json")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(f.Name())
-		if err := json.NewEncoder(f).Encode(snap); err != nil {
-			f.Close()
-			return err
-		}
-		if err := f.Close(); err != nil {
-			return err
-		}
-		return os.Rename(f.Name(), s.cacheFile())
-	}()
+	if err := os.MkdirAll(s.opt.CacheDir, 0o700); err != nil {
+		s.opt.Log.WarnContext(ctx, "writing the configuration cache failed", "dir", s.opt.CacheDir, "err", err)
+		return nil
+	}
+	f, err := os.CreateTemp(s.opt.CacheDir, "config-*.json")
 	if err != nil {
 		s.opt.Log.WarnContext(ctx, "writing the configuration cache failed", "dir", s.opt.CacheDir, "err", err)
+		return nil
 	}
+	return &cacheWriter{f: f, bw: bufio.NewWriterSize(f, 64<<10)}
+}
+
+func (c *cacheWriter) Write(p []byte) (int, error) {
+	if c.err == nil {
+		_, c.err = c.bw.Write(p)
+	}
+	return len(p), nil
+}
+
+// close closes the file and returns its name, or removes it and returns "" when it is not to
+// be kept or could not be written.
+func (c *cacheWriter) close(keep bool) string {
+	if c.err == nil {
+		c.err = c.bw.Flush()
+	}
+	if err := c.f.Close(); c.err == nil {
+		c.err = err
+	}
+	if keep && c.err == nil {
+		return c.f.Name()
+	}
+	_ = os.Remove(c.f.Name())
+	return ""
+}
+
+// commitCache makes the temporary file tmp, holding revision rev, the cache, unless the cache
+// already holds a later revision written by this process.
+func (s *Syncer) commitCache(ctx context.Context, tmp string, rev int64) {
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	if rev < s.cacheRev {
+		_ = os.Remove(tmp)
+		return
+	}
+	if err := os.Rename(tmp, s.cacheFile()); err != nil {
+		_ = os.Remove(tmp)
+		s.opt.Log.WarnContext(ctx, "writing the configuration cache failed", "dir", s.opt.CacheDir, "err", err)
+		return
+	}
+	s.cacheRev = rev
+}
+
+// writeCache writes a capture of the Builder's state to the cache. It may run on any
+// goroutine: a capture is immutable.
+func (s *Syncer) writeCache(ctx context.Context, c *compiled.Capture) {
+	cw := s.newCacheWriter(ctx)
+	if cw == nil {
+		return
+	}
+	err := c.Write(cw)
+	if tmp := cw.close(err == nil); tmp != "" {
+		s.commitCache(ctx, tmp, c.Revision())
+		return
+	}
+	if err == nil {
+		err = cw.err
+	}
+	s.opt.Log.WarnContext(ctx, "writing the configuration cache failed", "dir", s.opt.CacheDir, "err", err)
 }
 
 func (s *Syncer) loadCache(ctx context.Context) bool {
 	if s.opt.CacheDir == "" {
 		return false
 	}
-	raw, err := os.ReadFile(s.cacheFile())
+	file, err := os.Open(s.cacheFile())
 	if err != nil {
 		return false
 	}
-	var snap configwire.Snapshot
-	if err := json.Unmarshal(raw, &snap); err != nil {
+	defer file.Close()
+	load := s.builder.StartLoad()
+	snap, err := decodeSnapshot(file, load.Add)
+	if err != nil {
 		s.opt.Log.WarnContext(ctx, "cached configuration unreadable", "err", err)
 		return false
 	}
-	cfg, err := s.builder.Load(snap)
+	cfg, err := load.Finish(snap)
 	if err != nil {
 		s.opt.Log.WarnContext(ctx, "cached configuration does not compile", "err", err)
 		return false
@@ -237,11 +414,15 @@ func (s *Syncer) loadCache(ctx context.Context) bool {
 }
 
 // removeCache deletes the cached snapshot, so that a restarted node does not serve a
-// configuration that no longer exists.
-func (s *Syncer) removeCache(ctx context.Context) {
+// configuration that no longer exists; no cache write of an earlier revision than rev brings
+// it back.
+func (s *Syncer) removeCache(ctx context.Context, rev int64) {
 	if s.opt.CacheDir == "" {
 		return
 	}
+	s.cacheMu.Lock()
+	defer s.cacheMu.Unlock()
+	s.cacheRev = max(s.cacheRev, rev)
 	if err := os.Remove(s.cacheFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.opt.Log.WarnContext(ctx, "removing the configuration cache failed", "dir", s.opt.CacheDir, "err", err)
 	}
@@ -302,19 +483,24 @@ func (s *Syncer) follow(ctx context.Context, snap configwire.Snapshot) error {
 		return err
 	}
 	defer cc.Stop()
-	// The cache is written at most once per CacheWriteDelay after incremental changes: an
-	// Export costs as much as the whole configuration.
+	// The cache is written at most once per CacheWriteDelay after incremental changes, and
+	// on a goroutine of its own: writing costs as much as the whole configuration (seconds at
+	// a million subscriptions), and changes keep applying meanwhile. This loop only takes a
+	// capture of the Builder's state, one write at a time.
 	cacheTimer := time.NewTimer(time.Hour)
 	cacheTimer.Stop()
 	cachePending := false
+	var writing sync.WaitGroup
+	writer := make(chan struct{}, 1) // holds a token while a write runs
 	for {
 		select {
 		case <-ctx.Done():
 			// A node stopping gracefully leaves the cache at its last applied revision, so a
 			// restart during an outage does not resurrect a revoked key (a kill -9 may lose up
 			// to CacheWriteDelay of changes from the cache; the next snapshot repairs it).
+			writing.Wait()
 			if cachePending && s.builder.Current() != nil {
-				s.writeCache(context.WithoutCancel(ctx), s.builder.Export())
+				s.writeCache(context.WithoutCancel(ctx), s.builder.Capture())
 			}
 			return nil
 		case m := <-msgs:
@@ -323,9 +509,20 @@ func (s *Syncer) follow(ctx context.Context, snap configwire.Snapshot) error {
 				cachePending = true
 			}
 		case <-cacheTimer.C:
-			cachePending = false
-			if s.builder.Current() != nil {
-				s.writeCache(ctx, s.builder.Export())
+			if s.builder.Current() == nil {
+				cachePending = false
+				continue
+			}
+			select {
+			case writer <- struct{}{}:
+				cachePending = false
+				c := s.builder.Capture()
+				writing.Go(func() {
+					defer func() { <-writer }()
+					s.writeCache(context.WithoutCancel(ctx), c)
+				})
+			default:
+				cacheTimer.Reset(s.opt.CacheWriteDelay) // the previous write still runs
 			}
 		}
 	}
@@ -345,7 +542,7 @@ func (s *Syncer) handle(ctx context.Context, m jetstream.Msg) bool {
 		if it.Op == configwire.OpDeleteService {
 			s.opt.Log.WarnContext(ctx, "the service was deleted; serving no APIs", "revision", ch.Revision)
 			s.opt.Install(s.builder.Empty(ch.Revision))
-			s.removeCache(ctx)
+			s.removeCache(ctx, ch.Revision)
 			return false
 		}
 	}
@@ -388,13 +585,14 @@ func (s *Syncer) resyncLogged(ctx context.Context) {
 // refuses the token, which ends the attempt).
 func (s *Syncer) resync(ctx context.Context) error {
 	for {
-		snap, err := s.fetch(ctx)
+		f, err := s.fetch(ctx)
 		if err == nil {
-			if snap.Revision <= s.builder.Revision() && s.builder.Current() != nil {
+			if f.snap.Revision <= s.builder.Revision() && s.builder.Current() != nil {
+				f.discard()
 				s.setErr(nil)
 				return nil // nothing newer than what is installed
 			}
-			return s.install(ctx, snap)
+			return s.install(ctx, f)
 		}
 		if errors.Is(err, ErrUnauthorized) {
 			return err

@@ -103,16 +103,30 @@ func New(nc *nats.Conn, opt Options) *Publisher {
 func (p *Publisher) NodeID() string { return p.opt.NodeID }
 
 // UseConn makes the Publisher publish on nc, a connection someone else owns and closes (the
-// change stream's, from configsync.Options.Connected). It has no effect once the Publisher
-// has a connection or URLs.
+// change stream's, from configsync.Options.Connected). A later call replaces the connection:
+// configsync hands over a new one when it reconnects after an outage, and the old one is
+// closed. It has no effect once the Publisher connects by itself from URLs.
 func (p *Publisher) UseConn(nc *nats.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.set || nc == nil {
+	if nc == nil || (p.set && p.nc == nil) {
 		return
 	}
-	p.nc, p.set = nc, true
-	close(p.ready)
+	p.nc = nc
+	if !p.set {
+		p.set = true
+		close(p.ready)
+	}
+}
+
+// conn is the connection to publish on: the latest borrowed one, else own.
+func (p *Publisher) conn(own *nats.Conn) *nats.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.nc != nil {
+		return p.nc
+	}
+	return own
 }
 
 // SetURLs tells the Publisher where NATS is; it connects there itself. Each element may hold
@@ -182,7 +196,7 @@ func (p *Publisher) loop(ctx context.Context, nc *nats.Conn) error {
 	)
 	send := func(stopping bool) {
 		last = time.Now()
-		err := p.publish(nc, stopping)
+		err := p.publish(p.conn(nc), stopping)
 		switch {
 		case err != nil && !failing:
 			p.opt.Log.WarnContext(ctx, "publishing a heartbeat failed", "err", err)
@@ -196,7 +210,7 @@ func (p *Publisher) loop(ctx context.Context, nc *nats.Conn) error {
 		select {
 		case <-ctx.Done():
 			send(true)
-			_ = nc.FlushTimeout(time.Second)
+			_ = p.conn(nc).FlushTimeout(time.Second)
 			return nil
 		case <-ticker.C:
 			send(false)

@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"context"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -21,12 +22,23 @@ type ConnInfo struct {
 	HasKey  bool
 	// Counters are the <limit-connections> counters the session holds a place under.
 	Counters []string
+	// ClientIP is the address the client connected from, when known.
+	ClientIP netip.Addr
 }
 
 type conn struct {
 	sess  *wsproxy.Session
 	info  ConnInfo
 	cause causePtr
+	since time.Time
+}
+
+// Open is a snapshot of one registered session: what it is, since when it is open, and its
+// counters so far. Stats.ClosedBy is set once the session is closing.
+type Open struct {
+	ConnInfo
+	Since time.Time
+	Stats wsproxy.Stats
 }
 
 // Registry tracks every open WebSocket session so drain and revocation can find them. It is
@@ -52,7 +64,7 @@ func (g *Registry) add(s *wsproxy.Session, info ConnInfo, cause causePtr) uint64
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.next++
-	g.conns[g.next] = conn{sess: s, info: info, cause: cause}
+	g.conns[g.next] = conn{sess: s, info: info, cause: cause, since: time.Now()}
 	if d := g.drain; d != nil {
 		s.Close(d.code, d.reason)
 	}
@@ -72,8 +84,26 @@ func (g *Registry) Len() int {
 	return len(g.conns)
 }
 
-// CloseWhere closes, with code and reason, every session whose info matches; it returns how
-// many it closed.
+// List returns the open sessions whose info matches (every one when match is nil), in no
+// particular order.
+func (g *Registry) List(match func(ConnInfo) bool) []Open {
+	g.mu.Lock()
+	var hit []conn
+	for _, c := range g.conns {
+		if match == nil || match(c.info) {
+			hit = append(hit, c)
+		}
+	}
+	g.mu.Unlock()
+	out := make([]Open, len(hit))
+	for i, c := range hit {
+		out[i] = Open{ConnInfo: c.info, Since: c.since, Stats: c.sess.Stats()}
+	}
+	return out
+}
+
+// CloseWhere closes, with code and reason, every session whose info matches and that is not
+// closing already; it returns how many it closed.
 func (g *Registry) CloseWhere(match func(ConnInfo) bool, code uint16, reason string) int {
 	g.mu.Lock()
 	var hit []*wsproxy.Session
@@ -83,10 +113,14 @@ func (g *Registry) CloseWhere(match func(ConnInfo) bool, code uint16, reason str
 		}
 	}
 	g.mu.Unlock()
+	n := 0
 	for _, s := range hit {
-		s.Close(code, reason)
+		if s.Stats().ClosedBy == "" {
+			s.Close(code, reason)
+			n++
+		}
 	}
-	return len(hit)
+	return n
 }
 
 // Drain closes every session with code and reason, spreading the closes over most of the

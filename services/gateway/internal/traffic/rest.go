@@ -8,7 +8,10 @@ import (
 	"net/url"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"gatehouse.dev/gateway/internal/compiled"
+	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/pkg/apierror"
 )
 
@@ -52,19 +55,38 @@ type restTarget struct {
 // serveREST runs the key and policy pipeline for an operation of an HTTP API and proxies it
 // to serviceUrl plus the rest of the path.
 func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cfg *compiled.Config, api *compiled.API, rest, id string) {
+	ctx, span := h.opt.Tracer.Handshake(r.Context(), r.Header, api.Name, id)
+	// sw keeps the status for the spans and the usage report; only when one of them is on,
+	// to cost nothing otherwise.
+	var sw *statusWriter
+	subscription := ""
+	if span.IsRecording() || h.opt.Usage != nil {
+		sw = &statusWriter{ResponseWriter: w}
+		w = sw
+		defer func() {
+			tracing.End(span, sw.status, "")
+			h.opt.Usage.Handshake(api.Name, subscription, sw.status)
+		}()
+	}
 	op := api.MatchOperation(r.Method, rest)
 	if op == nil {
 		WriteError(w, http.StatusNotFound, apierror.MsgNotFound)
 		return
 	}
+	tracing.SetOperation(span, op.Name)
 	acc, status, msg := resolveKey(cfg, api, r)
 	if status != 0 {
 		WriteError(w, status, msg)
 		return
 	}
+	if acc.sub != nil {
+		subscription = acc.sub.Name
+	}
 	pr := h.prepare(r, cfg, api, op, acc, id)
 	policyStart := time.Now()
-	resp := op.Pipeline(acc.product).Run(r.Context(), pr)
+	policyCtx, policySpan := h.opt.Tracer.Start(ctx, tracing.SpanPolicy, trace.SpanKindInternal)
+	resp := op.Pipeline(acc.product).Run(policyCtx, pr)
+	policySpan.End()
 	h.opt.Metrics.Policy(api.Name, time.Since(policyStart))
 	if resp != nil {
 		writePipelineResponse(w, resp)
@@ -73,6 +95,11 @@ func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cfg *compile
 	if pr.Backend == nil {
 		WriteError(w, http.StatusInternalServerError, "The API has no backend service URL")
 		return
+	}
+	if span.IsRecording() {
+		dialCtx, dialSpan := h.opt.Tracer.Start(ctx, tracing.SpanBackendDial, trace.SpanKindClient)
+		h.opt.Tracer.Inject(dialCtx, pr.Header)
+		defer func() { tracing.End(dialSpan, sw.status, "") }()
 	}
 	proto := "http"
 	if r.TLS != nil {
@@ -87,3 +114,27 @@ func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cfg *compile
 func contextWith(r *http.Request, t *restTarget) context.Context {
 	return context.WithValue(r.Context(), targetKey{}, t)
 }
+
+// statusWriter remembers the status written through it for the request's span (0: none was
+// written). Unwrap lets
+// http.ResponseController (the reverse proxy's flushes and upgrades) reach the writer beneath.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

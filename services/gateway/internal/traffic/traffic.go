@@ -24,6 +24,8 @@ import (
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/metrics"
 	"gatehouse.dev/gateway/internal/pipeline"
+	"gatehouse.dev/gateway/internal/tracing"
+	"gatehouse.dev/gateway/internal/usage"
 	"gatehouse.dev/pkg/apierror"
 )
 
@@ -54,6 +56,11 @@ type Options struct {
 	Metrics *metrics.Gateway
 	// Connections enforces <limit-connections> across the fleet; nil ignores those policies.
 	Connections ConnectionLimiter
+	// Usage counts WebSocket usage for reports; nil counts none.
+	Usage *usage.Collector
+	// Tracer traces handshakes and REST requests and forwards their trace context to the
+	// backend; nil traces nothing and forwards the client's traceparent as it came.
+	Tracer *tracing.Tracer
 }
 
 // Handler is the traffic listener's http.Handler. It is safe for concurrent use.

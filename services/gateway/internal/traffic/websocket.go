@@ -9,9 +9,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/metrics"
 	"gatehouse.dev/gateway/internal/pipeline"
+	"gatehouse.dev/gateway/internal/tracing"
+	"gatehouse.dev/gateway/internal/usage"
 	"gatehouse.dev/gateway/internal/wsproxy"
 	"gatehouse.dev/gateway/internal/wsproxy/frame"
 	"gatehouse.dev/pkg/apierror"
@@ -34,6 +38,8 @@ const (
 // header value.
 func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *compiled.Config, api *compiled.API, id string) {
 	hs := &handshake{h: h, r: r, api: api.Name, id: id, start: time.Now()}
+	ctx, span := h.opt.Tracer.Handshake(r.Context(), r.Header, api.Name, id)
+	hs.span = span
 	if !validUpgrade(r) {
 		hs.reject(w, http.StatusBadRequest, reasonInvalidUpgrade, apierror.MsgInvalidUpgrade, nil)
 		return
@@ -55,12 +61,15 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		return
 	}
 	hs.operation = op.Name
+	tracing.SetOperation(span, op.Name)
 	pr := h.prepare(r, cfg, api, op, acc, id)
 	if pr.User != nil {
 		hs.user = pr.User.ID
 	}
 	policyStart := time.Now()
-	resp := op.Pipeline(acc.product).Run(r.Context(), pr)
+	policyCtx, policySpan := h.opt.Tracer.Start(ctx, tracing.SpanPolicy, trace.SpanKindInternal)
+	resp := op.Pipeline(acc.product).Run(policyCtx, pr)
+	policySpan.End()
 	h.opt.Metrics.Policy(api.Name, time.Since(policyStart))
 	if resp != nil {
 		writePipelineResponse(w, resp)
@@ -85,8 +94,18 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 	target := backendURL(pr.Backend, "", pr.Query)
 	hs.backend = target.Scheme + "://" + target.Host // never the query: it may carry a token
 	dialStart := time.Now()
-	be, refused, err := wsproxy.Dial(r.Context(), wsproxy.DialRequest{URL: target, Header: pr.Header,
+	dialCtx, dialSpan := h.opt.Tracer.Start(ctx, tracing.SpanBackendDial, trace.SpanKindClient)
+	h.opt.Tracer.Inject(dialCtx, pr.Header)
+	be, refused, err := wsproxy.Dial(dialCtx, wsproxy.DialRequest{URL: target, Header: pr.Header,
 		Key: r.Header.Get("Sec-WebSocket-Key"), TLS: h.opt.BackendTLS, Timeout: h.opt.ConnectTimeout})
+	switch {
+	case err != nil:
+		tracing.End(dialSpan, 0, reasonBackendFailure)
+	case refused != nil:
+		tracing.End(dialSpan, refused.Status, reasonBackendRefused)
+	default:
+		tracing.End(dialSpan, be.Response.StatusCode, "")
+	}
 	switch {
 	case err != nil:
 		h.opt.Metrics.BackendDial(api.Name, metrics.DialFailed, time.Since(dialStart))
@@ -141,7 +160,8 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		})
 		defer t.Stop()
 	}
-	info := ConnInfo{API: api.Name, APIPath: api.Path, RequestID: pr.RequestID, Subscription: hs.subscription, Product: hs.product}
+	info := ConnInfo{API: api.Name, APIPath: api.Path, RequestID: pr.RequestID, Subscription: hs.subscription, Product: hs.product,
+		ClientIP: clientIP(r)}
 	if acc.sub != nil {
 		info.KeyHash, info.HasKey = sha256.Sum256([]byte(acc.key)), true
 	}
@@ -156,7 +176,9 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		sess.Close(CloseRevoked, reason)
 	}
 	counted := h.opt.Metrics.Open(api.Name, func() metrics.Traffic { return trafficOf(sess.Stats()) })
+	used := h.opt.Usage.Open(api.Name, hs.subscription, func() usage.Traffic { return usage.Traffic(trafficOf(sess.Stats())) })
 	h.opt.Metrics.Handshake(api.Name, http.StatusSwitchingProtocols, "", time.Since(hs.start))
+	tracing.End(span, http.StatusSwitchingProtocols, "")
 	h.opt.Log.LogAttrs(r.Context(), slog.LevelInfo, "websocket opened",
 		hs.attrs(slog.Float64("handshake_ms", ms(time.Since(hs.start))))...)
 
@@ -165,6 +187,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 	stats := sess.Run(context.WithoutCancel(r.Context()))
 	reason := closeReason(stats, cause.Load())
 	counted.End(reason)
+	used.End()
 	detail := ""
 	if stats.ClosedBy == wsproxy.ByGateway || stats.CloseCode == frame.CloseAbnormal {
 		detail = stats.Reason // the gateway's own words; a peer's close reason is not logged
@@ -185,6 +208,7 @@ type handshake struct {
 	api   string
 	id    string
 	start time.Time
+	span  trace.Span // ended with the handshake, before the session runs
 
 	operation, product, subscription, user, backend, subprotocol string
 }
@@ -215,6 +239,8 @@ func (hs *handshake) reject(w http.ResponseWriter, status int, reason, msg strin
 func (hs *handshake) rejected(status int, reason string, err error) {
 	took := time.Since(hs.start)
 	hs.h.opt.Metrics.Handshake(hs.api, status, reason, took)
+	hs.h.opt.Usage.Handshake(hs.api, hs.subscription, status)
+	tracing.End(hs.span, status, reason)
 	level := slog.LevelInfo
 	if status >= 500 || status == 0 {
 		level = slog.LevelWarn

@@ -31,6 +31,7 @@ import (
 	"gatehouse.dev/management/internal/metrics"
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/management/internal/outbox"
+	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/management/internal/secretbox"
 	"gatehouse.dev/management/internal/store"
 	"gatehouse.dev/management/internal/store/migrate"
@@ -173,6 +174,9 @@ func run(ctx context.Context, args []string) error {
 	if err := outbox.EnsureStream(ctx, js, cfg.streamReplicas); err != nil {
 		return err
 	}
+	if err := reports.EnsureStream(ctx, js, cfg.streamReplicas); err != nil {
+		return err
+	}
 
 	nodes := fleet.New(fleet.Options{Log: log})
 	hbSub, err := nodes.Subscribe(nc)
@@ -194,8 +198,10 @@ func run(ctx context.Context, args []string) error {
 	srv := api.New(api.Config{
 		NATSURLs:       strings.Split(natsURLs, ","),
 		Fleet:          nodes,
+		NATS:           nc,
 		Metrics:        mm,
 		MetricsHandler: metrics.Handler(reg),
+		Reports:        reports.NewStore(pool),
 		Ready: func(ctx context.Context) error {
 			if err := pool.Ping(ctx); err != nil {
 				return fmt.Errorf("database: %w", err)
@@ -221,6 +227,7 @@ func run(ctx context.Context, args []string) error {
 	log.Info("management listening", "url", scheme+"://"+ln.Addr().String())
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return reports.NewIngester(pool, js, log).Run(gctx) })
 	g.Go(func() error {
 		return outbox.NewRelay(pool, js, log, outbox.WithObserver(mm), outbox.WithStreamReplicas(cfg.streamReplicas)).Run(gctx)
 	})

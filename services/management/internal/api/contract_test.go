@@ -22,7 +22,9 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"gatehouse.dev/management/internal/mgmttest"
+	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/openapi"
+	"gatehouse.dev/pkg/configwire"
 )
 
 // The contract tests hold openapi/management.yaml and the server to each other: the document
@@ -373,6 +375,10 @@ func TestContractSession(t *testing.T) {
 	s.do(t, call{method: "GET", path: svc + "/gateways/edge/apis", want: 200})
 	s.do(t, call{method: "GET", path: svc + "/gateways", want: 200})
 	s.do(t, call{method: "GET", path: svc + "/gateways/edge/nodes?waitForRevision=latest&timeout=1s", want: 200})
+	// Live connections: no gateway node runs here, so none is open (connections_test.go has them).
+	s.do(t, call{method: "GET", path: svc + "/connections?api=echo&subscription=alice-starter", want: 200})
+	wantCode(t, s.do(t, call{method: "POST", path: svc + "/connections/no-such-connection/close", want: 404}), "ResourceNotFound")
+	s.do(t, call{method: "POST", path: svc + "/subscriptions/alice-starter/closeConnections", want: 200})
 	s.do(t, call{method: "POST", path: svc + "/gateways/edge/listKeys", want: 200})
 	s.do(t, call{method: "POST", path: svc + "/gateways/edge/regenerateKey", want: 204, body: map[string]any{"keyType": "secondary"}})
 	tok := s.do(t, call{method: "POST", path: svc + "/gateways/edge/generateToken", want: 200, body: map[string]any{
@@ -429,6 +435,16 @@ func TestContractSession(t *testing.T) {
 	s.do(t, call{method: "GET", path: svc + "/policies", want: 200})
 	s.do(t, call{method: "GET", path: svc + "/products/starter/policies", want: 200})
 	s.do(t, call{method: "POST", path: svc + "/subscriptions/alice-starter/regenerateSecondaryKey", want: 204})
+
+	// Usage reports, over a batch a gateway node would publish.
+	reportUsage(t, env, "contract")
+	window := "?$filter=" + url.QueryEscape("timestamp ge datetime'2026-11-24T00:00:00' and timestamp le datetime'2026-11-25T00:00:00'")
+	if r := s.do(t, call{method: "GET", path: svc + "/reports/byApi" + window + "&$top=1&$orderby=callCountTotal%20desc", want: 200}); r.JSON()["nextLink"] == nil {
+		t.Errorf("byApi with $top=1 over two APIs has no nextLink: %s", r.Body)
+	}
+	s.do(t, call{method: "GET", path: svc + "/reports/bySubscription" + window, want: 200})
+	s.do(t, call{method: "GET", path: svc + "/reports/byTime" + window + "&interval=PT15M", want: 200})
+	wantCode(t, s.do(t, call{method: "GET", path: svc + "/reports/byTime" + window + "&interval=PT30S", want: 400}), "ValidationError")
 
 	// Errors.
 	nf := s.do(t, call{method: "GET", path: svc + "/apis/missing", want: 404})
@@ -510,4 +526,22 @@ func names(t *testing.T, r mgmttest.Response) []string {
 		out = append(out, v.Name)
 	}
 	return out
+}
+
+// reportUsage stores a gateway node's usage of two APIs of the service named name.
+func reportUsage(t *testing.T, env *mgmttest.Env, name string) {
+	t.Helper()
+	ctx := context.Background()
+	var id string
+	if err := env.Pool.QueryRow(ctx, `SELECT id::text FROM services WHERE name = $1`, name).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	m := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	b := configwire.UsageBatch{NodeID: "n1", BatchID: "n1:1", ServiceID: id, Records: []configwire.UsageRecord{
+		{Minute: m, API: "echo", Subscription: "alice-starter", HandshakesSuccess: 2, MessagesIn: 4, BytesIn: 40, ConnectionMillis: 2500},
+		{Minute: m, API: "orders", HandshakesBlocked: 1},
+	}}
+	if _, err := reports.NewIngester(env.Pool, env.JS, nil).Store(ctx, &b); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -83,6 +83,8 @@ func (s *Server) routes(g *echo.Group) {
 	g.GET(p+"/users/:userId/subscriptions/:sid", s.userSubscription)
 	s.actionRoutes(g)
 	s.nodeRoutes(g)
+	s.reportRoutes(g)
+	s.connectionRoutes(g)
 }
 
 // ref is the service a request addresses.

@@ -16,11 +16,13 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"github.com/nats-io/nats.go"
 
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/management/internal/fleet"
 	"gatehouse.dev/management/internal/metrics"
+	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/openapi"
 	"gatehouse.dev/pkg/apierror"
 )
@@ -42,10 +44,15 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Fleet is the view of the gateway nodes served under .../gateways/{id}/nodes; nil lists none.
 	Fleet *fleet.Registry
+	// NATS carries live-connection requests to the gateway nodes (.../connections); nil asks
+	// no node, so no connection is listed or closed.
+	NATS *nats.Conn
 	// Metrics records each request's duration by route template and status; nil records none.
 	Metrics *metrics.Management
 	// MetricsHandler, if set, serves GET /metrics without authentication (docs/observability.md).
 	MetricsHandler http.Handler
+	// Reports answers the usage reports under .../reports; nil serves empty reports.
+	Reports *reports.Store
 }
 
 // Server is management's HTTP API.

@@ -63,6 +63,14 @@ type Query struct {
 	Names []string
 	// PropEquals matches top-level string properties case-insensitively.
 	PropEquals map[string]string
+	// PropIn matches top-level string properties against any of several values,
+	// case-insensitively.
+	PropIn map[string][]string
+	// NoSecrets leaves Secrets nil rather than opening them, for reads that need none.
+	NoSecrets bool
+	// Unordered, with All, returns matches in no particular order, sparing the sort of a large
+	// read.
+	Unordered bool
 	// KeyHash matches subscriptions holding a key with this hash.
 	KeyHash string
 	// Filter is an OData $filter over Kind.Filter fields.

@@ -29,6 +29,7 @@ import (
 	"gatehouse.dev/management/internal/metrics"
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/management/internal/outbox"
+	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/management/internal/secretbox"
 	"gatehouse.dev/management/internal/store"
 	"gatehouse.dev/management/internal/store/migrate"
@@ -102,6 +103,9 @@ func Start(t testing.TB, opts Options) *Env {
 	if err := outbox.EnsureStream(ctx, js, 1); err != nil {
 		t.Fatal(err)
 	}
+	if err := reports.EnsureStream(ctx, js, 1); err != nil {
+		t.Fatal(err)
+	}
 	logBuf := &SafeBuffer{}
 	log := slog.New(slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	box, err := secretbox.New(EncryptionKey)
@@ -133,8 +137,14 @@ func Start(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(api.Config{NATSURLs: []string{ns.ClientURL()}, Fleet: nodes, Metrics: mm, MetricsHandler: metrics.Handler(reg)},
-		cat, verifier, log)
+	srv := api.New(api.Config{NATSURLs: []string{ns.ClientURL()}, Fleet: nodes, NATS: nc, Metrics: mm, MetricsHandler: metrics.Handler(reg),
+		Reports: reports.NewStore(pool)}, cat, verifier, log)
+	// Usage batches published on NC are stored as a management process stores them.
+	ingester := reports.NewIngester(pool, js, log)
+	ictx, icancel := context.WithCancel(ctx)
+	idone := make(chan struct{})
+	go func() { defer close(idone); _ = ingester.Run(ictx) }()
+	t.Cleanup(func() { icancel(); <-idone })
 	hs := httptest.NewUnstartedServer(srv.Handler())
 	if opts.TLS {
 		hs.StartTLS()
