@@ -46,7 +46,7 @@ const managementShutdownBudget = 10
 // process's main package, so a deployment cannot pass a check against a stale list.
 func TestKnownEnvIsReadByBinaries(t *testing.T) {
 	t.Parallel()
-	envCall := regexp.MustCompile(`\benv(?:Duration|Int)?\("([A-Z0-9_]+)"`)
+	envCall := regexp.MustCompile(`\be\.(?:String|Duration|Int)\("([A-Z0-9_]+)"`)
 	for process, names := range knownEnv {
 		t.Run(process, func(t *testing.T) {
 			t.Parallel()

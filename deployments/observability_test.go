@@ -387,7 +387,7 @@ func defaultListen(t *testing.T, process, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`\benv\("` + name + `",\s*"([^"]+)"\)`).FindSubmatch(src)
+	m := regexp.MustCompile(`\be\.String\("` + name + `",\s*"([^"]+)"\)`).FindSubmatch(src)
 	if m == nil {
 		t.Fatalf("cmd/%s/main.go reads no %s with a default", process, name)
 	}

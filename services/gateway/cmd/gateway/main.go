@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -35,6 +34,7 @@ import (
 	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/gateway/internal/traffic"
 	"gatehouse.dev/gateway/internal/usage"
+	"gatehouse.dev/pkg/envflag"
 )
 
 type config struct {
@@ -59,54 +59,33 @@ type config struct {
 	otlpEndpoint, otlpTracesEndpoint string
 }
 
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
-}
-
-func envDuration(name string, def time.Duration) time.Duration {
-	if v, ok := os.LookupEnv(name); ok {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
-	}
-	return def
-}
-
-func envInt(name string, def int64) int64 {
-	if v, ok := os.LookupEnv(name); ok {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			return n
-		}
-	}
-	return def
-}
-
 func parseConfig(args []string) (config, error) {
 	var c config
+	var e envflag.Env
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
-	fs.StringVar(&c.token, "token", env("GATEWAY_TOKEN", ""), "gateway token from generateToken (GATEWAY_TOKEN)")
-	fs.StringVar(&c.managementURL, "management-url", env("MANAGEMENT_URL", "http://127.0.0.1:8080"), "management URL (MANAGEMENT_URL)")
-	fs.StringVar(&c.natsURL, "nats-url", env("NATS_URL", ""), "NATS servers; empty = as management advertises (NATS_URL)")
-	fs.StringVar(&c.listen, "listen", env("GATEWAY_LISTEN", "127.0.0.1:8081"), "API traffic listener (GATEWAY_LISTEN)")
-	fs.StringVar(&c.tlsCert, "tls-cert", env("GATEWAY_TLS_CERT", ""), "TLS certificate for wss/https (GATEWAY_TLS_CERT)")
-	fs.StringVar(&c.tlsKey, "tls-key", env("GATEWAY_TLS_KEY", ""), "TLS key (GATEWAY_TLS_KEY)")
-	fs.StringVar(&c.adminListen, "admin-listen", env("GATEWAY_ADMIN_LISTEN", "127.0.0.1:9091"), "admin listener: /healthz /readyz /metrics (GATEWAY_ADMIN_LISTEN)")
-	fs.StringVar(&c.cacheDir, "cache-dir", env("GATEWAY_CACHE_DIR", ""), "directory of the last good configuration; empty = a temp dir (GATEWAY_CACHE_DIR)")
-	fs.StringVar(&c.backendCABundle, "backend-ca-bundle", env("GATEWAY_BACKEND_CA_BUNDLE", ""), "PEM CA bundle trusted for wss/https backends, added to the system roots (GATEWAY_BACKEND_CA_BUNDLE)")
-	fs.DurationVar(&c.connectTimeout, "backend-connect-timeout", envDuration("GATEWAY_BACKEND_CONNECT_TIMEOUT", 10*time.Second), "backend dial and handshake timeout (GATEWAY_BACKEND_CONNECT_TIMEOUT)")
-	fs.Int64Var(&c.maxMessageBytes, "max-message-bytes", envInt("GATEWAY_MAX_MESSAGE_BYTES", 16<<20), "default maximum WebSocket message size; larger ones close with 1009 (GATEWAY_MAX_MESSAGE_BYTES)")
-	fs.DurationVar(&c.idleTimeout, "idle-timeout", envDuration("GATEWAY_IDLE_TIMEOUT", time.Hour), "default WebSocket idle timeout, 0 = none (GATEWAY_IDLE_TIMEOUT)")
-	fs.DurationVar(&c.pingInterval, "ping-interval", envDuration("GATEWAY_PING_INTERVAL", 0), "default keepalive ping interval toward both sides, 0 = none; <websocket-limits ping-interval> overrides per API (GATEWAY_PING_INTERVAL)")
-	fs.DurationVar(&c.drainTimeout, "drain-timeout", envDuration("GATEWAY_DRAIN_TIMEOUT", 30*time.Second), "time to drain connections on SIGTERM (GATEWAY_DRAIN_TIMEOUT)")
-	fs.DurationVar(&c.counterTimeout, "counter-timeout", envDuration("GATEWAY_COUNTER_TIMEOUT", clustercount.DefaultTimeout), "longest wait of a rate-limit or quota call for the fleet's counter in NATS; a slower one is counted on this node alone (GATEWAY_COUNTER_TIMEOUT)")
-	fs.StringVar(&c.region, "region", env("GATEWAY_REGION", ""), "region reported as context.Deployment.Region (GATEWAY_REGION)")
-	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
-	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", env("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "OTLP/HTTP collector base URL for trace export, e.g. http://collector:4318; empty = no tracing (OTEL_EXPORTER_OTLP_ENDPOINT)")
-	fs.StringVar(&c.otlpTracesEndpoint, "otlp-traces-endpoint", env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""), "OTLP/HTTP URL spans are posted to, overriding the base URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)")
+	fs.StringVar(&c.token, "token", e.String("GATEWAY_TOKEN", ""), "gateway token from generateToken (GATEWAY_TOKEN)")
+	fs.StringVar(&c.managementURL, "management-url", e.String("MANAGEMENT_URL", "http://127.0.0.1:8080"), "management URL (MANAGEMENT_URL)")
+	fs.StringVar(&c.natsURL, "nats-url", e.String("NATS_URL", ""), "NATS servers; empty = as management advertises (NATS_URL)")
+	fs.StringVar(&c.listen, "listen", e.String("GATEWAY_LISTEN", "127.0.0.1:8081"), "API traffic listener (GATEWAY_LISTEN)")
+	fs.StringVar(&c.tlsCert, "tls-cert", e.String("GATEWAY_TLS_CERT", ""), "TLS certificate for wss/https (GATEWAY_TLS_CERT)")
+	fs.StringVar(&c.tlsKey, "tls-key", e.String("GATEWAY_TLS_KEY", ""), "TLS key (GATEWAY_TLS_KEY)")
+	fs.StringVar(&c.adminListen, "admin-listen", e.String("GATEWAY_ADMIN_LISTEN", "127.0.0.1:9091"), "admin listener: /healthz /readyz /metrics (GATEWAY_ADMIN_LISTEN)")
+	fs.StringVar(&c.cacheDir, "cache-dir", e.String("GATEWAY_CACHE_DIR", ""), "directory of the last good configuration; empty = a temp dir (GATEWAY_CACHE_DIR)")
+	fs.StringVar(&c.backendCABundle, "backend-ca-bundle", e.String("GATEWAY_BACKEND_CA_BUNDLE", ""), "PEM CA bundle trusted for wss/https backends, added to the system roots (GATEWAY_BACKEND_CA_BUNDLE)")
+	fs.DurationVar(&c.connectTimeout, "backend-connect-timeout", e.Duration("GATEWAY_BACKEND_CONNECT_TIMEOUT", 10*time.Second), "backend dial and handshake timeout (GATEWAY_BACKEND_CONNECT_TIMEOUT)")
+	fs.Int64Var(&c.maxMessageBytes, "max-message-bytes", e.Int("GATEWAY_MAX_MESSAGE_BYTES", 16<<20), "default maximum WebSocket message size; larger ones close with 1009 (GATEWAY_MAX_MESSAGE_BYTES)")
+	fs.DurationVar(&c.idleTimeout, "idle-timeout", e.Duration("GATEWAY_IDLE_TIMEOUT", time.Hour), "default WebSocket idle timeout, 0 = none (GATEWAY_IDLE_TIMEOUT)")
+	fs.DurationVar(&c.pingInterval, "ping-interval", e.Duration("GATEWAY_PING_INTERVAL", 0), "default keepalive ping interval toward both sides, 0 = none; <websocket-limits ping-interval> overrides per API (GATEWAY_PING_INTERVAL)")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", e.Duration("GATEWAY_DRAIN_TIMEOUT", 30*time.Second), "time to drain connections on SIGTERM (GATEWAY_DRAIN_TIMEOUT)")
+	fs.DurationVar(&c.counterTimeout, "counter-timeout", e.Duration("GATEWAY_COUNTER_TIMEOUT", clustercount.DefaultTimeout), "longest wait of a rate-limit or quota call for the fleet's counter in NATS; a slower one is counted on this node alone (GATEWAY_COUNTER_TIMEOUT)")
+	fs.StringVar(&c.region, "region", e.String("GATEWAY_REGION", ""), "region reported as context.Deployment.Region (GATEWAY_REGION)")
+	fs.StringVar(&c.logLevel, "log-level", e.String("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
+	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", e.String("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "OTLP/HTTP collector base URL for trace export, e.g. http://collector:4318; empty = no tracing (OTEL_EXPORTER_OTLP_ENDPOINT)")
+	fs.StringVar(&c.otlpTracesEndpoint, "otlp-traces-endpoint", e.String("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""), "OTLP/HTTP URL spans are posted to, overriding the base URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)")
 	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if err := e.Err(); err != nil {
 		return c, err
 	}
 	if c.token == "" {

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -35,6 +34,7 @@ import (
 	"gatehouse.dev/management/internal/secretbox"
 	"gatehouse.dev/management/internal/store"
 	"gatehouse.dev/management/internal/store/migrate"
+	"gatehouse.dev/pkg/envflag"
 )
 
 type config struct {
@@ -55,41 +55,29 @@ type config struct {
 	streamReplicas int
 }
 
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
-}
-
-func envInt(name string, def int64) int64 {
-	if v, ok := os.LookupEnv(name); ok {
-		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
-			return n
-		}
-	}
-	return def
-}
-
 func parseConfig(args []string) (config, []string, error) {
 	var c config
+	var e envflag.Env
 	fs := flag.NewFlagSet("management", flag.ContinueOnError)
-	fs.StringVar(&c.databaseURL, "database-url", env("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gatehouse?sslmode=disable"), "Postgres URL (DATABASE_URL)")
-	fs.StringVar(&c.natsURL, "nats-url", env("NATS_URL", ""), "NATS server URLs, comma separated; empty starts an embedded server (NATS_URL)")
-	fs.StringVar(&c.natsEmbedded, "nats-embedded-listen", env("NATS_EMBEDDED_LISTEN", natsembed.DefaultListen), "listen address of the embedded NATS server (NATS_EMBEDDED_LISTEN)")
-	fs.StringVar(&c.natsStoreDir, "nats-store-dir", env("NATS_STORE_DIR", ""), "JetStream directory of the embedded NATS server; empty = temporary (NATS_STORE_DIR)")
-	fs.StringVar(&c.listen, "listen", env("MANAGEMENT_LISTEN", "127.0.0.1:8080"), "address of the ARM API (MANAGEMENT_LISTEN)")
-	fs.StringVar(&c.tlsCert, "tls-cert", env("MANAGEMENT_TLS_CERT", ""), "TLS certificate file (MANAGEMENT_TLS_CERT)")
-	fs.StringVar(&c.tlsKey, "tls-key", env("MANAGEMENT_TLS_KEY", ""), "TLS key file (MANAGEMENT_TLS_KEY)")
-	fs.StringVar(&c.adminToken, "admin-token", env("MANAGEMENT_ADMIN_TOKEN", ""), "static bearer token with full access (MANAGEMENT_ADMIN_TOKEN)")
-	fs.StringVar(&c.encryptionKey, "encryption-key", env("MANAGEMENT_ENCRYPTION_KEY", ""), "key sealing secrets at rest (MANAGEMENT_ENCRYPTION_KEY)")
-	fs.StringVar(&c.jwtIssuer, "jwt-issuer", env("MANAGEMENT_JWT_ISSUER", ""), "issuer of bearer JWTs; empty turns JWT auth off (MANAGEMENT_JWT_ISSUER)")
-	fs.StringVar(&c.jwtAudience, "jwt-audience", env("MANAGEMENT_JWT_AUDIENCE", ""), "audience bearer JWTs must carry (MANAGEMENT_JWT_AUDIENCE)")
-	fs.StringVar(&c.jwksURL, "jwks-url", env("MANAGEMENT_JWKS_URL", ""), "JWKS URL of the JWT issuer (MANAGEMENT_JWKS_URL)")
-	fs.StringVar(&c.jwtKey, "jwt-key", env("MANAGEMENT_JWT_KEY", ""), "HMAC secret or PEM public key of the JWT issuer (MANAGEMENT_JWT_KEY)")
-	fs.IntVar(&c.streamReplicas, "nats-stream-replicas", int(envInt("NATS_STREAM_REPLICAS", 1)), "replicas of the configuration stream on a NATS cluster (NATS_STREAM_REPLICAS)")
-	fs.StringVar(&c.logLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
+	fs.StringVar(&c.databaseURL, "database-url", e.String("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gatehouse?sslmode=disable"), "Postgres URL (DATABASE_URL)")
+	fs.StringVar(&c.natsURL, "nats-url", e.String("NATS_URL", ""), "NATS server URLs, comma separated; empty starts an embedded server (NATS_URL)")
+	fs.StringVar(&c.natsEmbedded, "nats-embedded-listen", e.String("NATS_EMBEDDED_LISTEN", natsembed.DefaultListen), "listen address of the embedded NATS server (NATS_EMBEDDED_LISTEN)")
+	fs.StringVar(&c.natsStoreDir, "nats-store-dir", e.String("NATS_STORE_DIR", ""), "JetStream directory of the embedded NATS server; empty = temporary (NATS_STORE_DIR)")
+	fs.StringVar(&c.listen, "listen", e.String("MANAGEMENT_LISTEN", "127.0.0.1:8080"), "address of the ARM API (MANAGEMENT_LISTEN)")
+	fs.StringVar(&c.tlsCert, "tls-cert", e.String("MANAGEMENT_TLS_CERT", ""), "TLS certificate file (MANAGEMENT_TLS_CERT)")
+	fs.StringVar(&c.tlsKey, "tls-key", e.String("MANAGEMENT_TLS_KEY", ""), "TLS key file (MANAGEMENT_TLS_KEY)")
+	fs.StringVar(&c.adminToken, "admin-token", e.String("MANAGEMENT_ADMIN_TOKEN", ""), "static bearer token with full access (MANAGEMENT_ADMIN_TOKEN)")
+	fs.StringVar(&c.encryptionKey, "encryption-key", e.String("MANAGEMENT_ENCRYPTION_KEY", ""), "key sealing secrets at rest (MANAGEMENT_ENCRYPTION_KEY)")
+	fs.StringVar(&c.jwtIssuer, "jwt-issuer", e.String("MANAGEMENT_JWT_ISSUER", ""), "issuer of bearer JWTs; empty turns JWT auth off (MANAGEMENT_JWT_ISSUER)")
+	fs.StringVar(&c.jwtAudience, "jwt-audience", e.String("MANAGEMENT_JWT_AUDIENCE", ""), "audience bearer JWTs must carry (MANAGEMENT_JWT_AUDIENCE)")
+	fs.StringVar(&c.jwksURL, "jwks-url", e.String("MANAGEMENT_JWKS_URL", ""), "JWKS URL of the JWT issuer (MANAGEMENT_JWKS_URL)")
+	fs.StringVar(&c.jwtKey, "jwt-key", e.String("MANAGEMENT_JWT_KEY", ""), "HMAC secret or PEM public key of the JWT issuer (MANAGEMENT_JWT_KEY)")
+	fs.IntVar(&c.streamReplicas, "nats-stream-replicas", int(e.Int("NATS_STREAM_REPLICAS", 1)), "replicas of the configuration stream on a NATS cluster (NATS_STREAM_REPLICAS)")
+	fs.StringVar(&c.logLevel, "log-level", e.String("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
+		return c, nil, err
+	}
+	if err := e.Err(); err != nil {
 		return c, nil, err
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
