@@ -48,6 +48,10 @@ bench:
 bench-management:
 	$(WITH_DB) scripts/bench-management.sh
 
+## scale: 10,000 APIs and 1,000,000 subscriptions: gateway cold start, memory, change propagation (long; docs/scale.md)
+scale: build
+	$(WITH_DB) scripts/scale.sh
+
 ## fuzz: run each Fuzz* target for FUZZTIME
 fuzz:
 	$(WITH_DB) FUZZTIME=$(FUZZTIME) scripts/fuzz.sh

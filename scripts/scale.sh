@@ -8,7 +8,8 @@
 # CHANGES (20) times, as p50/p99. It prints a table; logs stay in a temporary folder.
 # DATABASE_URL names the server (make scale passes one in). LARGE_APIS (10000), LARGE_SUBS
 # (1000000), SMALL_APIS (10), SMALL_SUBS (100) set the sizes; ONLY=small or ONLY=large runs one;
-# MANAGEMENT_BIN and GATEWAY_BIN (bin/management, bin/gateway) compare other builds.
+# MANAGEMENT_BIN and GATEWAY_BIN (bin/management, bin/gateway) compare other builds;
+# GATEWAY_GOMEMLIMIT sets the gateway's GOMEMLIMIT (Go's soft memory limit; default: none).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
@@ -22,6 +23,7 @@ CHANGES="${CHANGES:-20}"
 ONLY="${ONLY:-}"
 MANAGEMENT_BIN="${MANAGEMENT_BIN:-bin/management}"
 GATEWAY_BIN="${GATEWAY_BIN:-bin/gateway}"
+GATEWAY_GOMEMLIMIT="${GATEWAY_GOMEMLIMIT:-off}"
 
 command -v psql >/dev/null || die "psql is required (Debian package postgresql-client)"
 command -v curl >/dev/null || die "curl is required"
@@ -34,7 +36,7 @@ admin_token="scale-admin-token"
 psql_cmd() { PGCONNECT_TIMEOUT=5 psql "$admin_url" -v ON_ERROR_STOP=1 -qtAc "$1"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
-# kib PID FIELD prints a /proc status field (VmRSS, VmHWM) in MiB.
+# mib PID FIELD prints a /proc status field (VmRSS, VmHWM) in MiB.
 mib() { awk -v f="$2:" '$1 == f {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 
 pids=()
@@ -92,7 +94,7 @@ measure() {
 	log "$label: starting the gateway"
 	local gstart
 	gstart="$(now_ms)"
-	GATEWAY_TOKEN="$token" MANAGEMENT_URL="http://127.0.0.1:$mport" GATEWAY_LISTEN="127.0.0.1:$gport" \
+	GOMEMLIMIT="$GATEWAY_GOMEMLIMIT" GATEWAY_TOKEN="$token" MANAGEMENT_URL="http://127.0.0.1:$mport" GATEWAY_LISTEN="127.0.0.1:$gport" \
 		GATEWAY_ADMIN_LISTEN="127.0.0.1:$aport" GATEWAY_CACHE_DIR="$work/cache-$label" LOG_LEVEL=info \
 		"$GATEWAY_BIN" 2>"$work/gateway-$label.log" &
 	local gpid=$!
@@ -102,11 +104,13 @@ measure() {
 	local rss_ready hwm_ready
 	rss_ready="$(mib "$gpid" VmRSS)"
 	hwm_ready="$(mib "$gpid" VmHWM)"
-	local installed compile_ms keys
+	local installed compile_ms fetch_ms keys
 	installed="$(grep -m1 'configuration installed from snapshot' "$work/gateway-$label.log")"
-	compile_ms="$(sed -E 's/.*"took_ms":([0-9]+).*/\1/' <<<"$installed")"
-	keys="$(sed -E 's/.*"keys":([0-9]+).*/\1/' <<<"$installed")"
-	log "$label: ready in $cold_ms ms (compile $compile_ms ms, $keys keys), RSS $rss_ready MiB"
+	field() { sed -nE "s/.*\"$1\":([0-9]+).*/\1/p" <<<"$installed"; }
+	compile_ms="$(field took_ms)"
+	fetch_ms="$(field fetch_ms)"
+	keys="$(field keys)"
+	log "$label: ready in $cold_ms ms (fetch ${fetch_ms:--} ms, compile $compile_ms ms, $keys keys), RSS $rss_ready MiB (peak $hwm_ready MiB)"
 
 	# The node writes its cache after installing; memory has settled once the file exists.
 	for _ in $(seq 1 600); do
@@ -130,11 +134,14 @@ measure() {
 	prop="$(MANAGEMENT_ADMIN_TOKEN="$admin_token" bin/seedscale propagate -management-url "http://127.0.0.1:$mport" \
 		-gateway-url "http://127.0.0.1:$gport" -apis "$apis" -subscriptions "$subs" -n "$CHANGES" 2>"$work/propagate-$label.log")" ||
 		{ cat "$work/propagate-$label.log" >&2; die "$label: propagation run failed"; }
-	local p50 p99 pmax patch50
-	p50="$(sed -E 's/.*enforced_p50_ms=([0-9.]+).*/\1/' <<<"$prop")"
-	p99="$(sed -E 's/.*enforced_p99_ms=([0-9.]+).*/\1/' <<<"$prop")"
-	pmax="$(sed -E 's/.*enforced_max_ms=([0-9.]+).*/\1/' <<<"$prop")"
-	patch50="$(sed -E 's/.*patch_p50_ms=([0-9.]+).*/\1/' <<<"$prop")"
+	stat() { sed -nE "s/.*( |^)$1=([0-9.]+).*/\2/p" <<<"$prop"; }
+	local p50 p99 pmax patch50 after50 after99
+	p50="$(stat enforced_p50_ms)"
+	p99="$(stat enforced_p99_ms)"
+	pmax="$(stat enforced_max_ms)"
+	patch50="$(stat patch_p50_ms)"
+	after50="$(stat after_patch_p50_ms)"
+	after99="$(stat after_patch_p99_ms)"
 
 	local hwm_end rss_end mgmt_hwm
 	rss_end="$(mib "$gpid" VmRSS)"
@@ -145,7 +152,8 @@ measure() {
 	kill "$gpid" "$mpid"
 	wait "$gpid" 2>/dev/null || true
 	wait "$mpid" 2>/dev/null || true
-	rows+=("| $label | $apis | $subs | $seed_s s | $db_mib MiB | $snap_mib MiB | $fetch_s s | $cold_ms ms | $compile_ms ms | $rss_ready / $rss_settled / $rss_end MiB | $hwm_ready / $hwm_end MiB | $mgmt_hwm MiB | $p50 / $p99 / $pmax ms | $patch50 ms |")
+	rm -rf "$work/cache-$label" # as large as the snapshot
+	rows+=("| $label | $apis | $subs | $seed_s s | $db_mib MiB | $snap_mib MiB | $fetch_s s | $cold_ms ms | ${fetch_ms:--} / $compile_ms ms | $rss_ready / $rss_settled / $rss_end MiB | $hwm_end MiB | $mgmt_hwm MiB | $p50 / $p99 / $pmax ms | $patch50 ms | $after50 / $after99 ms |")
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), $(psql_cmd 'SHOW server_version')"
@@ -153,8 +161,8 @@ echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 [ "$ONLY" = small ] || measure large "$LARGE_APIS" "$LARGE_SUBS"
 
 echo
-echo "| config | APIs | subscriptions | seed | database | snapshot | snapshot fetch (mgmt) | cold start | compile | gateway RSS ready / settled / after changes | gateway VmHWM ready / end | management VmHWM | change → enforced p50 / p99 / max | PATCH p50 |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| config | APIs | subscriptions | seed | database | snapshot | snapshot from management | gateway cold start | of which fetch+load / compile | gateway RSS ready / settled / after changes | gateway peak RSS | management peak RSS | change → enforced p50 / p99 / max | of which PATCH p50 | PATCH response → enforced p50 / p99 |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 echo
 echo "logs: $work"

@@ -40,6 +40,8 @@ type Builder struct {
 	apisOf     map[string]map[string]bool
 	// subs holds subscriptions by lower-cased name (the entity map would double their memory).
 	subs map[string]*Subscription
+	// scopes interns subscription scopes: a million subscriptions share a few thousand.
+	scopes map[string]string
 
 	cur *Config
 }
@@ -85,7 +87,8 @@ type Loading struct {
 func (b *Builder) StartLoad() *Loading {
 	next := &Builder{env: b.env,
 		ents: map[string]configwire.Entity{}, docs: map[string]*policy.Document{}, children: map[string]map[string]bool{},
-		productsOf: map[string]map[string]bool{}, apisOf: map[string]map[string]bool{}, subs: map[string]*Subscription{}}
+		productsOf: map[string]map[string]bool{}, apisOf: map[string]map[string]bool{}, subs: map[string]*Subscription{},
+		scopes: map[string]string{}}
 	return &Loading{b: b, next: next, edit: (*subIndex)(nil).edit()}
 }
 
@@ -285,7 +288,7 @@ func (b *Builder) put(e configwire.Entity, edit *subEditor, u *undoLog) error {
 	k := key(e.Kind, e.Parent, e.Name)
 	switch e.Kind {
 	case configwire.KindSubscription:
-		s, err := decodeSubscription(e)
+		s, err := decodeSubscription(e, b.scopes)
 		if err != nil {
 			return err
 		}
@@ -346,7 +349,9 @@ func (b *Builder) remove(e configwire.Entity, edit *subEditor, u *undoLog) {
 	setIn(b.children, childKey(e.Kind, e.Parent), k, false, u)
 }
 
-func decodeSubscription(e configwire.Entity) (*Subscription, error) {
+// decodeSubscription decodes a subscription entity, taking its scope from scopes when it is
+// there and adding it when not.
+func decodeSubscription(e configwire.Entity, scopes map[string]string) (*Subscription, error) {
 	var p struct {
 		Scope       string `json:"scope"`
 		State       string `json:"state"`
@@ -357,8 +362,14 @@ func decodeSubscription(e configwire.Entity) (*Subscription, error) {
 	if err := json.Unmarshal(e.Properties, &p); err != nil {
 		return nil, fmt.Errorf("subscription %s: %w", e.Name, err)
 	}
-	// The scope is cut from the full ARM id: a copy keeps the id from being held a million times.
-	s := &Subscription{Name: e.Name, State: internState(p.State), Scope: strings.Clone(relativeScope(p.Scope)), OwnerID: p.OwnerID}
+	scope := relativeScope(p.Scope)
+	if shared, ok := scopes[scope]; ok {
+		scope = shared
+	} else {
+		scope = strings.Clone(scope) // not a slice of the full ARM id, which would stay alive
+		scopes[scope] = scope
+	}
+	s := &Subscription{Name: e.Name, State: internState(p.State), Scope: scope, OwnerID: p.OwnerID}
 	for _, d := range []string{p.StartDate, p.CreatedDate} {
 		if t, err := time.Parse(time.RFC3339, d); err == nil {
 			s.StartDate = t

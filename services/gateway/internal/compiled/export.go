@@ -16,32 +16,32 @@ import (
 func (b *Builder) Export() configwire.Snapshot {
 	c := b.Capture()
 	snap := c.header()
-	snap.Entities = append(make([]configwire.Entity, 0, len(c.ents)+len(c.subs)), c.ents...)
-	for _, s := range c.subs {
-		snap.Entities = append(snap.Entities, subscriptionEntity(s))
-	}
+	snap.Entities = append(make([]configwire.Entity, 0, len(c.ents)+c.subs.len()), c.ents...)
+	c.subs.each(func(s *Subscription) { snap.Entities = append(snap.Entities, subscriptionEntity(s)) })
 	return snap
 }
 
 // Capture is the Builder's state at one revision, taken cheaply so that it can be written out
-// on another goroutine while the Builder moves on: subscriptions are immutable and shared,
-// only pointers to them and the other entities (thousands, not millions) are copied.
+// on another goroutine while the Builder moves on: the subscriptions are those of the current
+// Config's key index, which is immutable, and only the other entities (thousands, not
+// millions) are copied. A subscription without a valid key hash, which no request can use, is
+// left out.
 type Capture struct {
 	serviceID, service, gateway string
 	revision                    int64
 	ents                        []configwire.Entity
-	subs                        []*Subscription
+	subs                        *subIndex
 }
 
 // Capture captures the Builder's current state, for the on-disk cache.
 func (b *Builder) Capture() *Capture {
 	c := &Capture{serviceID: b.serviceID, service: b.service, gateway: b.gateway, revision: b.revision,
-		ents: make([]configwire.Entity, 0, len(b.ents)), subs: make([]*Subscription, 0, len(b.subs))}
+		ents: make([]configwire.Entity, 0, len(b.ents))}
 	for _, e := range b.ents {
 		c.ents = append(c.ents, e)
 	}
-	for _, s := range b.subs {
-		c.subs = append(c.subs, s)
+	if b.cur != nil {
+		c.subs = b.cur.subs
 	}
 	return c
 }
@@ -82,10 +82,13 @@ func (c *Capture) Write(w io.Writer) error {
 			return err
 		}
 	}
-	for _, s := range c.subs {
-		if err := put(subscriptionEntity(s)); err != nil {
-			return err
+	c.subs.each(func(s *Subscription) {
+		if err == nil {
+			err = put(subscriptionEntity(s))
 		}
+	})
+	if err != nil {
+		return err
 	}
 	_, _ = bw.WriteString("]}\n")
 	return bw.Flush() // a failed write is sticky in bufio.Writer and surfaces here
@@ -93,8 +96,12 @@ func (c *Capture) Write(w io.Writer) error {
 
 // subscriptionEntity is s as management would send it, with the properties a Builder reads.
 func subscriptionEntity(s *Subscription) configwire.Entity {
-	props, _ := json.Marshal(map[string]string{"scope": "/" + s.Scope, "state": s.State, "ownerId": s.OwnerID,
-		"startDate": s.StartDate.UTC().Format(time.RFC3339)})
+	props, _ := json.Marshal(struct {
+		Scope     string `json:"scope"`
+		State     string `json:"state"`
+		OwnerID   string `json:"ownerId"`
+		StartDate string `json:"startDate"`
+	}{"/" + s.Scope, s.State, s.OwnerID, s.StartDate.UTC().Format(time.RFC3339)})
 	e := configwire.Entity{Kind: configwire.KindSubscription, Name: s.Name, Properties: props}
 	for _, h := range s.hashes {
 		e.KeyHashes = append(e.KeyHashes, hex.EncodeToString(h[:]))

@@ -44,6 +44,31 @@ func (x *subIndex) get(h [32]byte) *Subscription {
 	return nil
 }
 
+// each calls yield once for every subscription in x, at the first of its key hashes that
+// leads to it.
+func (x *subIndex) each(yield func(*Subscription)) {
+	if x == nil {
+		return
+	}
+	for _, m := range x.top {
+		if m == nil {
+			continue
+		}
+		for _, l := range m {
+			for _, e := range l {
+				for _, h := range e.sub.hashes {
+					if x.get(h) == e.sub {
+						if h == e.hash {
+							yield(e.sub)
+						}
+						break
+					}
+				}
+			}
+		}
+	}
+}
+
 func (x *subIndex) len() int {
 	if x == nil {
 		return 0
@@ -54,7 +79,7 @@ func (x *subIndex) len() int {
 // edit returns an editor of a copy of x that shares every node with x; the editor copies a
 // node the first time it writes to it.
 func (x *subIndex) edit() *subEditor {
-	e := &subEditor{next: &subIndex{}}
+	e := &subEditor{next: &subIndex{}, leaves: map[uint16]bool{}}
 	if x != nil {
 		*e.next = *x
 	}
@@ -63,8 +88,8 @@ func (x *subIndex) edit() *subEditor {
 
 type subEditor struct {
 	next   *subIndex
-	mids   [256]bool            // top-level slots whose middle node is the editor's own
-	leaves [1 << 16 / 64]uint64 // bit h[0]<<8 | h[1] is set when that leaf is the editor's own
+	mids   [256]bool       // top-level slots whose middle node is the editor's own
+	leaves map[uint16]bool // leaves (h[0]<<8 | h[1]) that are the editor's own
 }
 
 // leaf returns the editor's own, writable leaf for h.
@@ -78,9 +103,8 @@ func (e *subEditor) leaf(h [32]byte) *subLeaf {
 		m, e.next.top[h[0]], e.mids[h[0]] = cp, cp, true
 	}
 	k := uint16(h[0])<<8 | uint16(h[1])
-	if e.leaves[k/64]&(1<<(k%64)) == 0 {
-		m[h[1]] = slices.Clone(m[h[1]])
-		e.leaves[k/64] |= 1 << (k % 64)
+	if !e.leaves[k] {
+		m[h[1]], e.leaves[k] = slices.Clone(m[h[1]]), true
 	}
 	return &m[h[1]]
 }
@@ -113,15 +137,9 @@ func (e *subEditor) remove(s *Subscription) {
 // done returns the edited index. Leaves that grew by appending are cut to their length, so
 // that a Load does not leave up to half of their room unused.
 func (e *subEditor) done() *subIndex {
-	for w, bits := range e.leaves {
-		for b := 0; bits != 0; b, bits = b+1, bits>>1 {
-			if bits&1 == 0 {
-				continue
-			}
-			k := w*64 + b
-			if l := &e.next.top[k>>8][k&0xff]; cap(*l) > len(*l) {
-				*l = append(subLeaf(nil), *l...)
-			}
+	for k := range e.leaves {
+		if l := &e.next.top[k>>8][k&0xff]; cap(*l) > len(*l) {
+			*l = append(subLeaf(nil), *l...)
 		}
 	}
 	return e.next
