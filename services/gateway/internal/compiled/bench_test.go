@@ -3,7 +3,6 @@ package compiled
 import (
 	"fmt"
 	"testing"
-	"unsafe"
 
 	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/pkg/configwire"
@@ -111,7 +110,7 @@ func TestApplyCopiesLittle(t *testing.T) {
 				}
 				mids++
 				for j, l := range m {
-					if before.subs.top[i] == nil || unsafe.SliceData(l) != unsafe.SliceData(before.subs.top[i][j]) {
+					if before.subs.top[i] == nil || l != before.subs.top[i][j] {
 						leaves++
 					}
 				}

@@ -15,7 +15,7 @@ type subIndex struct {
 	n   int
 }
 
-type subMid [256]subLeaf
+type subMid [256]*subLeaf
 
 // subLeaf holds the keys of one two-byte prefix, sorted by hash.
 type subLeaf []subEntry
@@ -38,8 +38,11 @@ func (x *subIndex) get(h [32]byte) *Subscription {
 		return nil
 	}
 	l := m[h[1]]
+	if l == nil {
+		return nil
+	}
 	if i, ok := l.find(h); ok {
-		return l[i].sub
+		return (*l)[i].sub
 	}
 	return nil
 }
@@ -55,7 +58,10 @@ func (x *subIndex) each(yield func(*Subscription)) {
 			continue
 		}
 		for _, l := range m {
-			for _, e := range l {
+			if l == nil {
+				continue
+			}
+			for _, e := range *l {
 				for _, h := range e.sub.hashes {
 					if x.get(h) == e.sub {
 						if h == e.hash {
@@ -104,9 +110,13 @@ func (e *subEditor) leaf(h [32]byte) *subLeaf {
 	}
 	k := uint16(h[0])<<8 | uint16(h[1])
 	if !e.leaves[k] {
-		m[h[1]], e.leaves[k] = slices.Clone(m[h[1]]), true
+		cp := &subLeaf{}
+		if old := m[h[1]]; old != nil {
+			*cp = slices.Clone(*old)
+		}
+		m[h[1]], e.leaves[k] = cp, true
 	}
-	return &m[h[1]]
+	return m[h[1]]
 }
 
 func (e *subEditor) put(s *Subscription) {
@@ -138,7 +148,7 @@ func (e *subEditor) remove(s *Subscription) {
 // that a Load does not leave up to half of their room unused.
 func (e *subEditor) done() *subIndex {
 	for k := range e.leaves {
-		if l := &e.next.top[k>>8][k&0xff]; cap(*l) > len(*l) {
+		if l := e.next.top[k>>8][k&0xff]; cap(*l) > len(*l) {
 			*l = append(subLeaf(nil), *l...)
 		}
 	}
