@@ -791,14 +791,11 @@ func newHeaderNode(mode headerMode, name, def node) *headerNode {
 func (n *headerNode) eval(c *runCtx) (value, error) {
 	key := n.canon
 	if n.name != nil {
-		v, err := n.name.eval(c)
+		name, err := evalKey(c, n.name)
 		if err != nil {
 			return nullValue, err
 		}
-		if v.k != kString {
-			return nullValue, &evalError{"Value cannot be null."}
-		}
-		key = http.CanonicalHeaderKey(v.s)
+		key = http.CanonicalHeaderKey(name)
 	}
 	vals := c.req.Header[key]
 	switch n.mode {
@@ -836,14 +833,11 @@ type queryNode struct {
 }
 
 func (n *queryNode) eval(c *runCtx) (value, error) {
-	v, err := n.name.eval(c)
+	key, err := evalKey(c, n.name)
 	if err != nil {
 		return nullValue, err
 	}
-	if v.k != kString {
-		return nullValue, &evalError{"Value cannot be null."}
-	}
-	vals, ok := c.req.Query[v.s]
+	vals, ok := c.req.Query[key]
 	if n.has {
 		return boolValue(ok), nil
 	}
@@ -857,19 +851,16 @@ type varNode struct {
 }
 
 func (n *varNode) eval(c *runCtx) (value, error) {
-	v, err := n.name.eval(c)
+	key, err := evalKey(c, n.name)
 	if err != nil {
 		return nullValue, err
 	}
-	if v.k != kString {
-		return nullValue, &evalError{"Value cannot be null."}
-	}
-	x, ok := c.req.Variables[v.s]
+	x, ok := c.req.Variables[key]
 	if n.has {
 		return boolValue(ok), nil
 	}
 	if !ok {
-		return nullValue, &evalError{"The given key '" + v.s + "' was not present in the dictionary."}
+		return nullValue, &evalError{"The given key '" + key + "' was not present in the dictionary."}
 	}
 	return fromAny(x), nil
 }
@@ -881,14 +872,11 @@ type varGetNode struct {
 }
 
 func (n *varGetNode) eval(c *runCtx) (value, error) {
-	v, err := n.name.eval(c)
+	key, err := evalKey(c, n.name)
 	if err != nil {
 		return nullValue, err
 	}
-	if v.k != kString {
-		return nullValue, &evalError{"Value cannot be null."}
-	}
-	x, ok := c.req.Variables[v.s]
+	x, ok := c.req.Variables[key]
 	if !ok {
 		if n.def != nil {
 			return n.def.eval(c)
@@ -902,4 +890,17 @@ func (n *varGetNode) eval(c *runCtx) (value, error) {
 		return nullValue, nil
 	}
 	return convert(fromAny(x), n.want)
+}
+
+// evalKey evaluates the name argument of a header, query or variable lookup, which must be a
+// string (.NET throws "Value cannot be null." for a null key).
+func evalKey(c *runCtx, name node) (string, error) {
+	v, err := name.eval(c)
+	if err != nil {
+		return "", err
+	}
+	if v.k != kString {
+		return "", &evalError{"Value cannot be null."}
+	}
+	return v.s, nil
 }
