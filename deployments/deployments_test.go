@@ -33,7 +33,8 @@ var knownEnv = map[string][]string{
 		"GATEWAY_TOKEN", "MANAGEMENT_URL", "NATS_URL",
 		"GATEWAY_LISTEN", "GATEWAY_TLS_CERT", "GATEWAY_TLS_KEY", "GATEWAY_ADMIN_LISTEN", "GATEWAY_CACHE_DIR",
 		"GATEWAY_BACKEND_CA_BUNDLE", "GATEWAY_BACKEND_CONNECT_TIMEOUT", "GATEWAY_MAX_MESSAGE_BYTES",
-		"GATEWAY_IDLE_TIMEOUT", "GATEWAY_PING_INTERVAL", "GATEWAY_DRAIN_TIMEOUT", "GATEWAY_COUNTER_TIMEOUT", "GATEWAY_REGION",
+		"GATEWAY_IDLE_TIMEOUT", "GATEWAY_PING_INTERVAL", "GATEWAY_DRAIN_TIMEOUT", "GATEWAY_COUNTER_TIMEOUT", "GATEWAY_NATS_READY_TIMEOUT", "GATEWAY_REGION", "GATEWAY_PUBLIC_URL",
+		"GATEWAY_PPROF",
 		"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "LOG_LEVEL",
 	},
 }
@@ -46,7 +47,7 @@ const managementShutdownBudget = 10
 // process's main package, so a deployment cannot pass a check against a stale list.
 func TestKnownEnvIsReadByBinaries(t *testing.T) {
 	t.Parallel()
-	envCall := regexp.MustCompile(`\be\.(?:String|Duration|Int)\("([A-Z0-9_]+)"`)
+	envCall := regexp.MustCompile(`\be\.(?:String|Duration|Int|Bool)\("([A-Z0-9_]+)"`)
 	for process, names := range knownEnv {
 		t.Run(process, func(t *testing.T) {
 			t.Parallel()

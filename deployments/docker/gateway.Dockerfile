@@ -44,8 +44,9 @@ ENV GATEWAY_LISTEN=0.0.0.0:8081 \
     GATEWAY_CACHE_DIR=/var/cache/gatehouse
 EXPOSE 8081 9091
 USER 10001:10001
-# /readyz answers 200 once a configuration is installed and the node is not draining. The port
-# follows GATEWAY_ADMIN_LISTEN.
+# /readyz answers 200 once a configuration is installed and the node counts limits with the fleet
+# through NATS (or GATEWAY_NATS_READY_TIMEOUT has passed without NATS), and while the node is not
+# draining. The port follows GATEWAY_ADMIN_LISTEN.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD wget -q -O /dev/null "http://127.0.0.1:${GATEWAY_ADMIN_LISTEN##*:}/readyz" || exit 1
 ENTRYPOINT ["/usr/local/bin/gateway"]

@@ -82,6 +82,7 @@ type Connections struct {
 	opt  ConnectionsOptions
 	node string
 	kick chan struct{}
+	wake chan struct{} // Prepare: look for the JetStream context now
 	sync chan chan struct{}
 
 	mu       sync.Mutex
@@ -166,7 +167,7 @@ func NewConnections(opt ConnectionsOptions) (*Connections, error) {
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Connections{opt: opt, node: node, kick: make(chan struct{}, 1), sync: make(chan chan struct{}),
+	return &Connections{opt: opt, node: node, kick: make(chan struct{}, 1), wake: make(chan struct{}, 1), sync: make(chan chan struct{}),
 		counters: make(map[string]*connCounter), fleet: make(map[string]map[string]fleetEntry),
 		snaps: make(map[string][]fleetSnap), advanced: make(chan struct{})}, nil
 }
@@ -296,6 +297,16 @@ func (c *Connections) Shared() bool {
 	return c.live
 }
 
+// Prepare makes Run look for the JetStream context now rather than at its next poll (every
+// Refresh/4), such as when the node has just connected to NATS, so that the node counts with
+// the fleet as soon as it can. It never blocks.
+func (c *Connections) Prepare() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
 func (c *Connections) poke() {
 	select {
 	case c.kick <- struct{}{}:
@@ -318,6 +329,7 @@ func (c *Connections) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-c.wake:
 		case <-time.After(c.opt.Refresh / 4):
 		}
 	}

@@ -220,3 +220,31 @@ func TestEvictOldest(t *testing.T) {
 		t.Errorf("c counts %d connections, want %d", n, limit)
 	}
 }
+
+// TestConnectionsPrepare checks that Prepare makes a running Connections follow the fleet as
+// soon as the node has a JetStream context, not at its next poll.
+func TestConnectionsPrepare(t *testing.T) {
+	t.Parallel()
+	srv := startNATS(t)
+	n := connect(t, srv)
+	js := n.js.Swap(nil)
+	// Run looks for the JetStream context every Refresh/4: 15 s here.
+	conns, err := clustercount.NewConnections(clustercount.ConnectionsOptions{NodeID: "prepared", JetStream: n.jetStream,
+		Refresh: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- conns.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	time.Sleep(100 * time.Millisecond) // Run is waiting for its next poll
+	if conns.Shared() {
+		t.Fatal("Shared before NATS is known")
+	}
+	n.js.Store(js)
+	start := time.Now()
+	conns.Prepare()
+	eventually(t, 5*time.Second, "Shared after Prepare", conns.Shared)
+	t.Logf("shared %v after Prepare", time.Since(start).Round(time.Millisecond))
+}

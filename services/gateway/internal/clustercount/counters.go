@@ -91,11 +91,19 @@ var _ pipeline.Counters = (*Counters)(nil)
 
 const slotShards = 32
 
-// buckets are the two KV buckets of one JetStream context.
+// buckets are the two KV buckets of one JetStream context, bound while its connection had
+// reconnected reconnects times. A reconnection may reach a NATS server that lost the
+// memory-stored bucket (a restarted one), so the buckets are bound again after it.
 type buckets struct {
 	js             jetstream.JetStream
+	reconnects     uint64
 	rates, quotas  jetstream.KeyValue
 	ratePre, qtPre string // subject prefix of each bucket's keys
+}
+
+// current reports whether b are the buckets of js as it is connected now.
+func (b *buckets) current(js jetstream.JetStream) bool {
+	return b != nil && b.js == js && b.reconnects == js.Conn().Stats().Reconnects
 }
 
 type slotShard struct {
@@ -172,6 +180,22 @@ func (c *Counters) Prepare(ctx context.Context) {
 	if js := c.opt.JetStream(); js != nil && js.Conn().Status() == nats.CONNECTED {
 		_, _ = c.buckets(ctx)
 	}
+}
+
+// Shared reports whether calls are decided through NATS now: NATS is connected and the KV
+// buckets of the current JetStream context are bound. A call may still be counted locally
+// when NATS is slower than Timeout, and for Backoff after that.
+func (c *Counters) Shared() bool {
+	if c.opt.JetStream == nil {
+		return false
+	}
+	js := c.opt.JetStream()
+	if js == nil || js.Conn().Status() != nats.CONNECTED {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ready.current(js)
 }
 
 // Fallbacks returns how many calls were counted locally because NATS was unavailable or slow
@@ -293,7 +317,7 @@ func (c *Counters) buckets(ctx context.Context) (*buckets, <-chan struct{}) {
 	if time.Now().Before(c.downUntil) {
 		return nil, nil
 	}
-	if c.ready != nil && c.ready.js == js {
+	if c.ready.current(js) {
 		return c.ready, nil
 	}
 	if c.settingUp != js {
@@ -310,6 +334,7 @@ func (c *Counters) setup(ctx context.Context, js jetstream.JetStream, done chan 
 	defer close(done)
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
+	reconnects := js.Conn().Stats().Reconnects
 	b, err := c.createBuckets(ctx, js)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -322,6 +347,7 @@ func (c *Counters) setup(ctx context.Context, js jetstream.JetStream, done chan 
 		c.noteLocked(fmt.Errorf("KV buckets: %w", err))
 		return
 	}
+	b.reconnects = reconnects
 	c.ready = b
 }
 

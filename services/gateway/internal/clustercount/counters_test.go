@@ -286,3 +286,42 @@ func TestCountersExpire(t *testing.T) {
 		t.Errorf("quota that never renews: allowed %v, remaining %d; want true, 9", ok, rem)
 	}
 }
+
+// TestCountersShared checks what Shared reports: false until the node knows NATS and its
+// buckets are bound, true once Prepare has bound them, false while NATS is down.
+func TestCountersShared(t *testing.T) {
+	t.Parallel()
+	srv := startNATS(t)
+	n := connect(t, srv)
+	js := n.js.Swap(nil) // NATS not known yet, as before a node's first snapshot
+	c := clustercount.NewCounters(clustercount.CountersOptions{JetStream: n.jetStream, Timeout: 2 * time.Second})
+	c.Prepare(t.Context())
+	if c.Shared() {
+		t.Fatal("Shared before NATS is known")
+	}
+	n.js.Store(js)
+	c.Prepare(t.Context())
+	eventually(t, 5*time.Second, "Shared after Prepare", c.Shared)
+	before := c.Fallbacks()
+	c.Fixed(t.Context(), "q|shared", 10, 0, time.Time{}, 1)
+	if c.Fallbacks() != before {
+		t.Error("a call counted locally while Shared")
+	}
+
+	// A restarted server lost the memory-stored rate bucket: the counters bind again, as
+	// the gateway has them do while they are not shared, before they say they are.
+	srv.stop()
+	eventually(t, 5*time.Second, "not Shared with NATS down", func() bool { return !c.Shared() })
+	srv.start()
+	eventually(t, 10*time.Second, "Shared again once NATS is back", func() bool {
+		if c.Shared() {
+			return true
+		}
+		c.Prepare(t.Context())
+		return false
+	})
+	before = c.Fallbacks()
+	if ok, _, _ := c.Sliding(t.Context(), "rl|after-restart", 10, time.Minute, 1); !ok || c.Fallbacks() != before {
+		t.Errorf("first rate-limit call after NATS restarted: allowed %v, counted locally %v", ok, c.Fallbacks() != before)
+	}
+}

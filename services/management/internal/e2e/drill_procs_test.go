@@ -41,9 +41,10 @@ type proc struct {
 	exited chan struct{}
 }
 
-// startProc starts bin with args and env added to a clean environment; its cleanup ends it
-// with SIGTERM (SIGKILL after 10 s).
-func startProc(t *testing.T, name, bin string, env []string, args ...string) *proc {
+// startProc starts bin with args and env added to a clean environment. The process lives until
+// owner ends: owner's cleanup ends it with SIGTERM (SIGKILL after 10 s). owner is t, or a parent
+// of t when a subtest restarts a process the rest of the test needs.
+func startProc(t, owner *testing.T, name, bin string, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, log: &mgmttest.SafeBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
@@ -53,7 +54,7 @@ func startProc(t *testing.T, name, bin string, env []string, args ...string) *pr
 		t.Fatalf("starting %s: %v", name, err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() {
+	owner.Cleanup(func() {
 		select {
 		case <-p.exited:
 			return
@@ -65,7 +66,7 @@ func startProc(t *testing.T, name, bin string, env []string, args ...string) *pr
 		case <-time.After(10 * time.Second):
 			_ = p.cmd.Process.Kill()
 			<-p.exited
-			t.Errorf("%s did not exit within 10 s of SIGTERM", name)
+			owner.Errorf("%s did not exit within 10 s of SIGTERM", name)
 		}
 	})
 	return p
@@ -104,10 +105,10 @@ func (p *proc) waitLog(t *testing.T, d time.Duration, what string, match func(li
 func (p *proc) logCount(s string) int { return strings.Count(p.log.String(), s) }
 
 // startNATS starts the natsd helper on addr with JetStream in storeDir and waits until it
-// accepts clients.
-func startNATS(t *testing.T, bin, addr, storeDir string) *proc {
+// accepts clients. It runs until owner ends (see startProc).
+func startNATS(t, owner *testing.T, bin, addr, storeDir string) *proc {
 	t.Helper()
-	p := startProc(t, "nats", bin, nil, addr, storeDir)
+	p := startProc(t, owner, "nats", bin, nil, addr, storeDir)
 	p.waitLog(t, 15*time.Second, "ready", func(l string) bool { return strings.HasPrefix(l, "ready ") })
 	return p
 }
@@ -121,7 +122,7 @@ type mgmtProc struct {
 // startManagement starts a management process on dbURL and natsURL and waits until it listens.
 func startManagement(t *testing.T, bin, name, dbURL, natsURL string) *mgmtProc {
 	t.Helper()
-	p := startProc(t, name, bin, []string{
+	p := startProc(t, t, name, bin, []string{
 		"DATABASE_URL=" + dbURL,
 		"NATS_URL=" + natsURL,
 		"MANAGEMENT_LISTEN=127.0.0.1:0",

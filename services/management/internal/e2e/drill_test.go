@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 
 	"gatehouse.dev/management/internal/dbtest"
@@ -150,6 +150,7 @@ type wireTap struct {
 // subscription key, gateway key or secret named value appears in any process's log or in any
 // NATS message.
 func TestFailureDrills(t *testing.T) {
+	drills := t // owns what a drill restarts: the drills after it need it too
 	bin := t.TempDir()
 	natsBin := buildBinary(t, bin, "natsd", "./testdata/natsd")
 	mgmtBin := buildBinary(t, bin, "management", "gatehouse.dev/management/cmd/management")
@@ -170,7 +171,8 @@ func TestFailureDrills(t *testing.T) {
 	natsAddr := closedAddr(t)
 	natsURL := "nats://" + natsAddr
 	natsStore := t.TempDir()
-	natsProc := startNATS(t, natsBin, natsAddr, natsStore)
+	natsProc := startNATS(t, t, natsBin, natsAddr, natsStore)
+	natsProcs := []*proc{natsProc}
 
 	tap := &wireTap{}
 	tapConn, err := nats.Connect(natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
@@ -215,37 +217,52 @@ func TestFailureDrills(t *testing.T) {
 	s.converge(t, 3)
 	sessions := map[*node]*watched{}
 	for _, n := range nodes {
-		sessions[n] = watchSession(t, n, "session on "+n.name, "/echo?conn="+n.name, keyHeader(sessKey))
+		sessions[n] = keepSession(t, t, n, sessKey)
 	}
 
 	w := newDrillWriter(s.svc, []string{m1.url, m2.url}, s.secret)
 	go w.run()
 	stopWriter := sync.OnceFunc(func() { close(w.stop); <-w.done })
 	t.Cleanup(stopWriter)
-	alive := func() []*node {
-		var out []*node
+	// running checks that the fleet still has its three nodes: none of them may have exited
+	// but the one the node drill kills, which it replaces.
+	running := func(t *testing.T) {
+		t.Helper()
 		for _, n := range nodes {
 			select {
 			case <-n.exited:
+				t.Fatalf("gateway node %s exited (%v):\n%s", n.name, n.err, n.log)
 			default:
-				out = append(out, n)
 			}
 		}
-		return out
+	}
+	// echoAll checks that the session opened on each node is still up.
+	echoAll := func(t *testing.T, when string) {
+		t.Helper()
+		for _, n := range nodes {
+			if err := sessions[n].echo(when, 10*time.Second); err != nil {
+				t.Error(err)
+			}
+		}
 	}
 	// recovered checks what a user checks after an incident.
 	recovered := func(t *testing.T) {
 		t.Helper()
 		time.Sleep(500 * time.Millisecond) // a few writes after the recovery
-		convergeAlive(t, s, len(alive()))
-		checkAcked(t, s, w, alive())
-		for _, n := range alive() {
-			if sess := sessions[n]; sess != nil {
-				if err := sess.echo("after the drill "+t.Name(), 10*time.Second); err != nil {
-					t.Error(err)
+		running(t)
+		convergeAlive(t, s, len(nodes))
+		checkAcked(t, s, w, nodes)
+		echoAll(t, "after the drill "+t.Name())
+		// Every node reports itself healthy again: it reaches management and counts limits
+		// with the fleet through NATS.
+		eventually(t, 15*time.Second, func() string {
+			for _, nd := range s.fleet(t, "").live() {
+				if !nd.Properties.Healthy {
+					return fmt.Sprintf("node %s reports unhealthy: %s", nd.Name, nd.Properties.LastError)
 				}
 			}
-		}
+			return ""
+		})
 	}
 
 	t.Run("kill a management process", func(t *testing.T) {
@@ -260,14 +277,15 @@ func TestFailureDrills(t *testing.T) {
 		_ = victim.cmd.Process.Kill()
 		<-victim.exited
 		time.Sleep(time.Second)
-		for _, n := range alive() {
+		for _, n := range nodes[:2] {
 			if err := sessions[n].echo("while "+victim.name+" is down", 10*time.Second); err != nil {
 				t.Error(err)
 			}
 		}
-		restarted := s.startNode(t, victim.name+"-restarted", nodeOptions{token: tok, cacheDir: victim.cacheDir})
+		// The restarted node and its session serve the drills that follow.
+		restarted := s.startNode(t, victim.name+"-restarted", nodeOptions{token: tok, cacheDir: victim.cacheDir, owner: drills})
 		nodes[2] = restarted
-		sessions[restarted] = watchSession(t, restarted, "session on "+restarted.name, "/echo?conn="+restarted.name, keyHeader(sessKey))
+		sessions[restarted] = keepSession(t, drills, restarted, sessKey)
 		recovered(t)
 	})
 	t.Run("restart Postgres", func(t *testing.T) {
@@ -304,22 +322,39 @@ func TestFailureDrills(t *testing.T) {
 	})
 
 	t.Run("kill NATS", func(t *testing.T) {
-		if os.Getenv("GATEHOUSE_DRILL_NATS") == "" {
-			t.Skip("known failure, opt in with GATEHOUSE_DRILL_NATS=1: after NATS is killed and restarted, management " +
-				"intermittently stops receiving gateway heartbeats, so every node turns stale and convergence cannot be shown")
+		time.Sleep(time.Second)
+		ackedBefore, _ := w.snapshot()
+		natsProc.kill()
+		// The data path does not need NATS: open sessions stay up and new ones open with a
+		// key the nodes already know.
+		time.Sleep(time.Second)
+		echoAll(t, "while NATS is down")
+		for _, n := range nodes {
+			c, err := dialSession(n.ws("/echo?conn=nats-down-"+n.name), keyHeader(sessKey))
+			if err != nil {
+				t.Errorf("%s: a new session while NATS is down: %v", n.name, err)
+				continue
+			}
+			c.Close()
 		}
 		time.Sleep(time.Second)
-		natsProc.kill()
-		time.Sleep(2 * time.Second)
-		natsProc = startNATS(t, natsBin, natsAddr, natsStore)
+		// Management keeps accepting writes: they wait in the outbox until NATS is back.
+		if acked, _ := w.snapshot(); len(acked) == len(ackedBefore) {
+			t.Error("no write was acknowledged while NATS was down")
+		}
+		// The new server is another process with the same store: streams and KV buckets
+		// survive, core NATS subscriptions do not (the clients send them again).
+		natsProc = startNATS(t, drills, natsBin, natsAddr, natsStore)
+		natsProcs = append(natsProcs, natsProc)
 		recovered(t)
 	})
 	stopWriter()
 	t.Run("final convergence", func(t *testing.T) {
 		acked, failed := w.snapshot()
 		t.Logf("%d writes acknowledged, %d failed", len(acked), failed)
-		convergeAlive(t, s, len(alive()))
-		checkAcked(t, s, w, alive())
+		running(t)
+		convergeAlive(t, s, len(nodes))
+		checkAcked(t, s, w, nodes)
 	})
 	t.Run("no plaintext secrets", func(t *testing.T) {
 		acked, _ := w.snapshot()
@@ -341,9 +376,12 @@ func TestFailureDrills(t *testing.T) {
 		for _, m := range mgmts {
 			logs[m.name] = m.log.String()
 		}
+		for i, p := range natsProcs {
+			logs[fmt.Sprint("NATS server ", i+1)] = p.log.String()
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		t.Logf("scanning %d NATS messages (%d bytes) and %d management logs for %d secrets", tap.messages.Load(), len(wire), len(logs), len(s.secrets))
+		t.Logf("scanning %d NATS messages (%d bytes) and %d management and NATS logs for %d secrets", tap.messages.Load(), len(wire), len(logs), len(s.secrets))
 		for v, what := range s.secrets {
 			if strings.Contains(wire, v) {
 				t.Errorf("NATS traffic carried %s in plaintext", what)
@@ -360,6 +398,22 @@ func TestFailureDrills(t *testing.T) {
 			}
 		}
 	})
+}
+
+// keepSession opens a session with key on n, retrying for the propagation window, and keeps it
+// open until owner ends (t or a parent of t).
+func keepSession(t, owner *testing.T, n *node, key string) *watched {
+	t.Helper()
+	var c *websocket.Conn
+	eventually(t, propagation, func() string {
+		var err error
+		if c, err = dialSession(n.ws("/echo?conn="+n.name), keyHeader(key)); err != nil {
+			return fmt.Sprintf("session on %s: %v", n.name, err)
+		}
+		return ""
+	})
+	owner.Cleanup(func() { c.Close() })
+	return watch(c, n.name, "session on "+n.name)
 }
 
 // convergeAlive waits until n live nodes serve at least the service's revision as of the call.

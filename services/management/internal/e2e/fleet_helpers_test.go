@@ -202,6 +202,7 @@ type fleetNode struct {
 		Revision    int64  `json:"revision"`
 		Connections int    `json:"connections"`
 		Healthy     bool   `json:"healthy"`
+		LastError   string `json:"lastError"`
 		Status      string `json:"status"`
 	} `json:"properties"`
 }

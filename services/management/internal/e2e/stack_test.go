@@ -140,6 +140,9 @@ type nodeOptions struct {
 	noWait, noListen bool
 	// env adds settings, e.g. "NATS_URL=...".
 	env []string
+	// owner is the test whose end stops the node; nil means the t given to startNode. A
+	// subtest that restarts a node the rest of the test needs passes its parent.
+	owner *testing.T
 }
 
 // node is a gateway process.
@@ -186,7 +189,10 @@ func (s *stack) startNode(t *testing.T, name string, o nodeOptions) *node {
 	s.mu.Lock()
 	s.nodes = append(s.nodes, n)
 	s.mu.Unlock()
-	t.Cleanup(func() { n.stop(t) })
+	if o.owner == nil {
+		o.owner = t
+	}
+	o.owner.Cleanup(func() { n.stop(o.owner) })
 	if o.noListen {
 		return n
 	}

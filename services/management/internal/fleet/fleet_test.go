@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -303,5 +304,64 @@ func TestWait(t *testing.T) {
 		if behind, err := none.Wait(ctx, "svc-1", "edge", 100); err != nil || behind != nil || none.Nodes("svc-1", "") != nil {
 			t.Errorf("a nil Registry waited or knew nodes: %v, %v", behind, err)
 		}
+	})
+}
+
+// TestHeartbeatsAcrossNATSRestart kills the NATS server under the Registry and starts another
+// one (a new server identity, the same address and store): core NATS keeps no subscription
+// across that, so heartbeats arrive again only because the client sends its subscription
+// anew when it reconnects.
+func TestHeartbeatsAcrossNATSRestart(t *testing.T) {
+	t.Parallel()
+	store := t.TempDir()
+	startNATS := func(listen string) *natsembed.Server {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ns, err := natsembed.Start(ctx, natsembed.Options{Listen: listen, StoreDir: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ns
+	}
+	ns := startNATS("127.0.0.1:0")
+	url := ns.ClientURL()
+	conn := func() *nats.Conn {
+		// As management and the gateway connect: reconnecting for ever.
+		nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc
+	}
+	reg := fleet.New(fleet.Options{})
+	sub, err := reg.Subscribe(conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	h := &harness{reg: reg, pub: conn()}
+	revision := func() int64 {
+		for _, n := range reg.Nodes("svc", "gw") {
+			return n.Revision
+		}
+		return 0
+	}
+
+	h.send(t, beat("n1", "svc", "gw", 1))
+	eventually(t, "the first heartbeat arrives", func() bool { return revision() == 1 })
+	ns.Shutdown()
+	ns = startNATS(strings.TrimPrefix(url, "nats://"))
+	t.Cleanup(ns.Shutdown)
+	// The node keeps reporting; a heartbeat sent while its connection is down waits in the
+	// client's reconnect buffer.
+	eventually(t, "a heartbeat after the restart arrives", func() bool {
+		raw, err := json.Marshal(beat("n1", "svc", "gw", 2))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = h.pub.Publish(bus.HeartbeatSubject("svc", "gw"), raw)
+		time.Sleep(20 * time.Millisecond)
+		return revision() == 2
 	})
 }
