@@ -18,7 +18,7 @@ MODULE_DIRS = $(patsubst $(CURDIR)/%,%,$(shell $(GO) list -m -f '{{.Dir}}'))
 # WITH_DB exports the DATABASE_URL that scripts/postgres.sh finds or starts; prefix a recipe line.
 WITH_DB = url="$$(scripts/postgres.sh)"; export DATABASE_URL="$$url";
 
-.PHONY: help build test run bench bench-management fuzz lint fmt-check vet clean postgres-stop
+.PHONY: help build test run bench bench-go bench-management fuzz lint fmt-check vet clean postgres-stop
 
 ## help: list these targets
 help:
@@ -40,8 +40,12 @@ test: fmt-check vet
 run: build
 	$(WITH_DB) scripts/run.sh
 
-## bench: every Go benchmark in the workspace, BENCHTIME each
+## bench: the WebSocket benchmark against direct, nginx and HAProxy (scripts/bench/run.sh; BENCH_RUNS, BENCH_QUICK=1; docs/performance.md)
 bench:
+	$(WITH_DB) scripts/bench/run.sh
+
+## bench-go: every Go micro-benchmark in the workspace, BENCHTIME each
+bench-go:
 	$(WITH_DB) $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) work
 
 ## bench-management: the management service's benchmarks (scripts/bench-management.sh)

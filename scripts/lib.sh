@@ -59,3 +59,22 @@ as_pg() {
 		(cd / && "$@") 3>&-
 	fi
 }
+
+# arm_request BASE TOKEN METHOD PATH [BODY]: one call of management's ARM API (api-version
+# 2024-05-01) at BASE+PATH with the admin TOKEN; prints the answer's body and fails on a non-2xx.
+arm_request() {
+	local base="$1" token="$2" method="$3" path="$4" body="${5:-}" out code
+	out="$(mktemp)"
+	code="$(curl -k -s -o "$out" -w '%{http_code}' -X "$method" -H "Authorization: Bearer $token" \
+		-H 'Content-Type: application/json' ${body:+-d "$body"} "$base$path?api-version=2024-05-01")"
+	if [ "${code:0:1}" != 2 ]; then
+		log "$method $path answered $code: $(cat "$out")"
+		rm -f "$out"
+		return 1
+	fi
+	cat "$out"
+	rm -f "$out"
+}
+
+# json_field NAME prints the first string value of "NAME" in the JSON read from stdin.
+json_field() { sed -nE "s/.*\"$1\" *: *\"([^\"]*)\".*/\1/p" | head -1; }

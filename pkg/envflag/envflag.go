@@ -53,5 +53,20 @@ func (e *Env) Duration(name string, def time.Duration) time.Duration {
 	return d
 }
 
+// Bool returns the variable name as a boolean (1, t, true, 0, f, false, any case, as
+// strconv.ParseBool reads them), or def when it is not set.
+func (e *Env) Bool(name string, def bool) bool {
+	v, ok := os.LookupEnv(name)
+	if !ok {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q is not a boolean such as true or false", name, v))
+		return def
+	}
+	return b
+}
+
 // Err reports every malformed variable read so far, or nil.
 func (e *Env) Err() error { return errors.Join(e.errs...) }

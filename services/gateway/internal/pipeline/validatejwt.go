@@ -51,7 +51,8 @@ type validateJWTStep struct {
 	issuers   []text
 	claims    []requiredClaim
 
-	parser *jwt.Parser
+	parser   *jwt.Parser
+	verified verifiedTokens // only used without openid-config keys (jwtcache.go)
 }
 
 // requiredClaim is a <claim> of required-claims.
@@ -171,7 +172,9 @@ func (b *builder) validateJWT(in *info, p *policy.ValidateJWT) (step, error) {
 	if !s.requireSigned {
 		methods = append(methods[:len(methods):len(methods)], "none")
 	}
-	s.parser = jwt.NewParser(jwt.WithValidMethods(methods), jwt.WithoutClaimsValidation())
+	// Numbers stay json.Number: claims are read as text or as NumericDate (jwtvalue.go), and
+	// decoding every number as a float64 was a sizeable part of a handshake's cost.
+	s.parser = jwt.NewParser(jwt.WithValidMethods(methods), jwt.WithoutClaimsValidation(), jwt.WithJSONNumber())
 	return s, nil
 }
 
@@ -238,13 +241,10 @@ func (s *validateJWTStep) extract(c *runCtx) (string, error) {
 
 // validate checks the token's signature, lifetime, audience, issuer and required claims.
 func (s *validateJWTStep) validate(c *runCtx, raw string) (*Jwt, *jwtFailure) {
-	token, err := s.parser.ParseWithClaims(raw, jwt.MapClaims{}, func(t *jwt.Token) (any, error) {
-		return s.keyFor(c, t)
-	})
-	if err != nil {
-		return nil, classify(token, err)
+	tok, f := s.verify(c, raw)
+	if f != nil {
+		return nil, f
 	}
-	tok := &Jwt{Raw: raw, Header: token.Header, Claims: token.Claims.(jwt.MapClaims)}
 	now := c.now
 	exp, hasExp := tok.timeClaim("exp")
 	if _, present := tok.Claims["exp"]; present && !hasExp {
@@ -270,6 +270,28 @@ func (s *validateJWTStep) validate(c *runCtx, raw string) (*Jwt, *jwtFailure) {
 	}
 	if f := s.checkClaims(c, tok); f != nil {
 		return nil, f
+	}
+	return tok, nil
+}
+
+// verify decodes raw and checks its signature, unless the step verified the same text before
+// and its keys cannot have changed since (no openid-config).
+func (s *validateJWTStep) verify(c *runCtx, raw string) (*Jwt, *jwtFailure) {
+	fixedKeys := len(s.openid) == 0
+	if fixedKeys {
+		if tok := s.verified.get(raw, c.now); tok != nil {
+			return tok, nil
+		}
+	}
+	token, err := s.parser.ParseWithClaims(raw, jwt.MapClaims{}, func(t *jwt.Token) (any, error) {
+		return s.keyFor(c, t)
+	})
+	if err != nil {
+		return nil, classify(token, err)
+	}
+	tok := &Jwt{Raw: raw, Header: token.Header, Claims: token.Claims.(jwt.MapClaims)}
+	if fixedKeys {
+		s.verified.put(tok, c.now)
 	}
 	return tok, nil
 }

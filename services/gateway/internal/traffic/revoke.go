@@ -60,7 +60,7 @@ func revocation(cfg *compiled.Config, info ConnInfo) string {
 	case sub == nil:
 		return "subscription key revoked"
 	case !sub.Active():
-		return "subscription " + sub.State
+		return "subscription " + sub.State()
 	}
 	ok, product := sub.Covers(api)
 	if !ok {

@@ -5,6 +5,7 @@
 package traffic
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
@@ -61,6 +62,10 @@ type Options struct {
 	// Tracer traces handshakes and REST requests and forwards their trace context to the
 	// backend; nil traces nothing and forwards the client's traceparent as it came.
 	Tracer *tracing.Tracer
+	// Context is what a WebSocket session and its close record use once the handshake's
+	// request has returned; its cancellation is ignored. nil means the request's own
+	// context, which then stays in memory for the whole session.
+	Context context.Context
 }
 
 // Handler is the traffic listener's http.Handler. It is safe for concurrent use.
@@ -110,6 +115,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	secure := r.TLS != nil
 	if api := cfg.LookupWebSocket(r.URL.Path); api != nil && allows(api, secure) {
+		growStack()
 		h.serveWebSocket(w, r, cfg, api, id)
 		return
 	}
@@ -223,7 +229,7 @@ func (h *Handler) prepare(r *http.Request, cfg *compiled.Config, api *compiled.A
 		pr.Product = &pipeline.ProductInfo{ID: acc.product.Name, Name: acc.product.DisplayName}
 	}
 	if acc.sub != nil {
-		pr.Subscription = &pipeline.SubscriptionInfo{ID: acc.sub.Name, Name: acc.sub.Name, Key: acc.key, StartDate: acc.sub.StartDate}
+		pr.Subscription = &pipeline.SubscriptionInfo{ID: acc.sub.Name, Name: acc.sub.Name, Key: acc.key, StartDate: acc.sub.StartDate()}
 		if acc.sub.OwnerID != "" {
 			pr.User = &pipeline.UserInfo{ID: acc.sub.OwnerID[strings.LastIndexByte(acc.sub.OwnerID, '/')+1:]}
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -37,7 +38,7 @@ const (
 // when the session opens and one when it closes; none holds a key, token, query string or
 // header value.
 func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *compiled.Config, api *compiled.API, id string) {
-	hs := &handshake{h: h, r: r, api: api.Name, id: id, start: time.Now()}
+	hs := &handshake{h: h, ctx: r.Context(), clientIP: clientIP(r), api: api.Name, id: id, start: time.Now()}
 	ctx, span := h.opt.Tracer.Handshake(r.Context(), r.Header, api.Name, id)
 	hs.span = span
 	if !validUpgrade(r) {
@@ -85,7 +86,14 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		hs.reject(w, http.StatusTooManyRequests, reasonConnLimit, msgConnectionLimit, nil)
 		return
 	}
-	defer release()
+	// From here the connection places are released when the handshake fails or, once it
+	// succeeded, when the session ends.
+	opened := false
+	defer func() {
+		if !opened {
+			release()
+		}
+	}()
 	proto := "ws"
 	if r.TLS != nil {
 		proto = "wss"
@@ -125,8 +133,8 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 	}
 	h.opt.Metrics.BackendDial(api.Name, metrics.DialUpgraded, time.Since(dialStart))
 	copyHeaders(w.Header(), pr.ResponseHeader)
-	opened := time.Now()
-	limits, hooks, end, endCode, endReason := h.sessionControls(pr, hs.subscription, opened)
+	openedAt := time.Now()
+	limits, hooks, end, endCode, endReason := h.sessionControls(pr, hs.subscription, openedAt)
 	conn, br, err := wsproxy.Upgrade(w, r, be)
 	if err != nil {
 		if errors.Is(err, wsproxy.ErrBadHandshake) { // nothing was written to the client yet
@@ -152,16 +160,16 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		}
 	}
 	sess := wsproxy.NewSession(conn, br, be, limits, hooks)
+	var expiry *time.Timer
 	if !end.IsZero() {
 		expired := metrics.ReasonExpired
-		t := time.AfterFunc(time.Until(end), func() {
+		expiry = time.AfterFunc(time.Until(end), func() {
 			cause.CompareAndSwap(nil, &expired)
 			sess.Close(endCode, endReason)
 		})
-		defer t.Stop()
 	}
 	info := ConnInfo{API: api.Name, APIPath: api.Path, RequestID: pr.RequestID, Subscription: hs.subscription, Product: hs.product,
-		ClientIP: clientIP(r)}
+		ClientIP: hs.clientIP}
 	if acc.sub != nil {
 		info.KeyHash, info.HasKey = sha256.Sum256([]byte(acc.key)), true
 	}
@@ -169,7 +177,6 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		info.Counters = append(info.Counters, l.Counter)
 	}
 	slot := h.conns.add(sess, info, &cause)
-	defer h.conns.remove(slot)
 	// A configuration installed between the key check and the registration above was not
 	// applied to this session by Revoke: check it against the newest one now.
 	if reason := revocation(h.cfg.Load(), info); reason != "" {
@@ -179,36 +186,68 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 	used := h.opt.Usage.Open(api.Name, hs.subscription, func() usage.Traffic { return usage.Traffic(trafficOf(sess.Stats())) })
 	h.opt.Metrics.Handshake(api.Name, http.StatusSwitchingProtocols, "", time.Since(hs.start))
 	tracing.End(span, http.StatusSwitchingProtocols, "")
-	h.opt.Log.LogAttrs(r.Context(), slog.LevelInfo, "websocket opened",
-		hs.attrs(slog.Float64("handshake_ms", ms(time.Since(hs.start))))...)
-
-	// The session outlives the handler's request context on purpose: it ends when either side
-	// closes or the gateway closes it through the registry.
-	stats := sess.Run(context.WithoutCancel(r.Context()))
-	reason := closeReason(stats, cause.Load())
-	counted.End(reason)
-	used.End()
-	detail := ""
-	if stats.ClosedBy == wsproxy.ByGateway || stats.CloseCode == frame.CloseAbnormal {
-		detail = stats.Reason // the gateway's own words; a peer's close reason is not logged
+	if h.opt.Log.Enabled(hs.ctx, slog.LevelInfo) { // spares building the record at LOG_LEVEL=warn
+		h.opt.Log.LogAttrs(hs.ctx, slog.LevelInfo, "websocket opened",
+			hs.attrs(slog.Float64("handshake_ms", ms(time.Since(hs.start))))...)
 	}
-	h.opt.Log.LogAttrs(r.Context(), slog.LevelInfo, "websocket closed", hs.attrs(
-		slog.Float64("duration_ms", ms(time.Since(opened))),
-		slog.Int64("messages_in", stats.MessagesIn), slog.Int64("messages_out", stats.MessagesOut),
-		slog.Int64("bytes_in", stats.BytesIn), slog.Int64("bytes_out", stats.BytesOut),
-		slog.Int("close_code", int(stats.CloseCode)), slog.String("closed_by", stats.ClosedBy),
-		slog.String("reason", string(reason)), slog.String("detail", detail))...)
+
+	// The session outlives the handler on purpose: the handler returns now, which lets
+	// net/http drop its goroutine and buffers, and the session ends when either side closes
+	// or the gateway closes it through the registry. Nothing below holds the request.
+	opened = true
+	if h.opt.Context != nil {
+		hs.ctx = h.opt.Context
+	}
+	hs.ctx = context.WithoutCancel(hs.ctx)
+	sess.Start(hs.ctx, func(stats wsproxy.Stats) {
+		if expiry != nil {
+			expiry.Stop()
+		}
+		h.conns.remove(slot)
+		release()
+		reason := closeReason(stats, cause.Load())
+		counted.End(reason)
+		used.End()
+		if !h.opt.Log.Enabled(hs.ctx, slog.LevelInfo) {
+			return
+		}
+		detail := ""
+		if stats.ClosedBy == wsproxy.ByGateway || stats.CloseCode == frame.CloseAbnormal {
+			detail = stats.Reason // the gateway's own words; a peer's close reason is not logged
+		}
+		h.opt.Log.LogAttrs(hs.ctx, slog.LevelInfo, "websocket closed", hs.attrs(
+			slog.Float64("duration_ms", ms(time.Since(openedAt))),
+			slog.Int64("messages_in", stats.MessagesIn), slog.Int64("messages_out", stats.MessagesOut),
+			slog.Int64("bytes_in", stats.BytesIn), slog.Int64("bytes_out", stats.BytesOut),
+			slog.Int("close_code", int(stats.CloseCode)), slog.String("closed_by", stats.ClosedBy),
+			slog.String("reason", string(reason)), slog.String("detail", detail))...)
+	})
 }
+
+// growStack grows the calling goroutine's stack at once to what a handshake needs: its 8 KiB
+// frame makes the runtime double a fresh stack to 16 KiB, from a pool. net/http starts each
+// connection's goroutine with a small stack, which the handshake (policies, the backend's
+// net.Dial, reading its response) outgrew twice, each time copying a stack that was deep by
+// then (7% of a handshake's CPU); growing it before, while the stack is shallow, costs half.
+//
+//go:noinline
+func growStack() byte {
+	var pad [8 << 10]byte
+	return pad[growStackIndex] // read, so that the compiler keeps pad
+}
+
+var growStackIndex int
 
 // handshake is what the log records of one WebSocket handshake say about it. Fields are
 // filled in as the handshake learns them; unknown ones are logged empty.
 type handshake struct {
-	h     *Handler
-	r     *http.Request
-	api   string
-	id    string
-	start time.Time
-	span  trace.Span // ended with the handshake, before the session runs
+	h        *Handler
+	ctx      context.Context // the request's, for the log records
+	clientIP netip.Addr
+	api      string
+	id       string
+	start    time.Time
+	span     trace.Span // ended with the handshake, before the session runs
 
 	operation, product, subscription, user, backend, subprotocol string
 }
@@ -216,8 +255,8 @@ type handshake struct {
 // attrs are the fields every record of the handshake carries, then extra.
 func (hs *handshake) attrs(extra ...slog.Attr) []slog.Attr {
 	ip := ""
-	if a := clientIP(hs.r); a.IsValid() {
-		ip = a.String()
+	if hs.clientIP.IsValid() {
+		ip = hs.clientIP.String()
 	}
 	a := make([]slog.Attr, 0, 10+len(extra))
 	a = append(a, slog.String("correlation_id", hs.id), slog.String("node", hs.h.opt.Node),
@@ -249,7 +288,7 @@ func (hs *handshake) rejected(status int, reason string, err error) {
 	if err != nil {
 		extra = append(extra, slog.String("err", err.Error()))
 	}
-	hs.h.opt.Log.LogAttrs(hs.r.Context(), level, "handshake rejected", hs.attrs(extra...)...)
+	hs.h.opt.Log.LogAttrs(hs.ctx, level, "handshake rejected", hs.attrs(extra...)...)
 }
 
 // keyReason is APIM's context.LastError.Reason for resolveKey's refusal message.

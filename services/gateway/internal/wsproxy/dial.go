@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -56,8 +57,8 @@ type DialRequest struct {
 // Backend is an upgraded backend connection, ready to relay frames.
 type Backend struct {
 	Conn net.Conn
-	// Reader reads from Conn and may already hold frames the backend sent right after its
-	// 101; read the connection only through it.
+	// Reader, if not nil, holds frames the backend sent right after its 101, to be read
+	// before Conn; nil means none came. NewSession takes them over.
 	Reader *bufio.Reader
 	// Response is the backend's 101 response (its Body is empty).
 	Response *http.Response
@@ -152,7 +153,8 @@ func Dial(ctx context.Context, req DialRequest) (*Backend, *Refused, error) {
 	if _, err := conn.Write(wire.Bytes()); err != nil {
 		return nil, nil, ctxErr(fmt.Errorf("wsproxy: write upgrade request to %s: %w", addr, err))
 	}
-	br := bufio.NewReaderSize(conn, readerSize)
+	br := respReaders.Get().(*bufio.Reader)
+	br.Reset(conn)
 	resp, err := readResponse(br)
 	if err != nil {
 		return nil, nil, ctxErr(fmt.Errorf("wsproxy: read upgrade response from %s: %w", addr, err))
@@ -175,12 +177,19 @@ func Dial(ctx context.Context, req DialRequest) (*Backend, *Refused, error) {
 		return nil, nil, fmt.Errorf("wsproxy: %s: %w", addr, err)
 	}
 	ok = true
-	return &Backend{Conn: conn, Reader: br, Response: resp}, nil, nil
+	be := &Backend{Conn: conn, Response: resp}
+	if br.Buffered() > 0 {
+		be.Reader = br // frames the backend sent right after its 101
+	} else {
+		br.Reset(nil)
+		respReaders.Put(br)
+	}
+	return be, nil, nil
 }
 
-// readerSize is the size of the buffered readers a session reads frames through; it must
-// hold a whole control frame.
-const readerSize = 4096
+// respReaders are the buffered readers upgrade responses are read through; one that holds
+// no bytes past the response goes back once the 101 is read.
+var respReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
 func target(u *url.URL) (secure bool, addr string, err error) {
 	var port string
@@ -234,8 +243,11 @@ func writeUpgrade(w *bytes.Buffer, uri, host, key string, h http.Header) error {
 	if !validValue(uri) || strings.ContainsAny(uri, " \t") || !validValue(host) {
 		return errors.New("wsproxy: dial: invalid request URI or host")
 	}
-	fmt.Fprintf(w, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n", uri, host, key)
+	w.Grow(512)
+	for _, s := range [...]string{"GET ", uri, " HTTP/1.1\r\nHost: ", host,
+		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ", key, "\r\nSec-WebSocket-Version: 13\r\n"} {
+		w.WriteString(s)
+	}
 	for name, values := range h {
 		if skipRequestHeader[http.CanonicalHeaderKey(name)] {
 			continue
@@ -247,7 +259,10 @@ func writeUpgrade(w *bytes.Buffer, uri, host, key string, h http.Header) error {
 			if !validValue(v) {
 				return fmt.Errorf("wsproxy: dial: invalid value for header %s", name)
 			}
-			fmt.Fprintf(w, "%s: %s\r\n", name, v)
+			w.WriteString(name)
+			w.WriteString(": ")
+			w.WriteString(v)
+			w.WriteString("\r\n")
 		}
 	}
 	w.WriteString("\r\n")

@@ -108,14 +108,21 @@ const (
 )
 
 // side is one connection of a session. Its reader belongs to the goroutine relaying frames
-// from it; writes to it, relayed or injected, hold wmu for a whole frame so that injected
-// control frames never land inside a relayed one.
+// from it (or to the parker while the side is parked); writes to it, relayed or injected,
+// hold wmu for a whole frame so that injected control frames never land inside a relayed
+// one.
 type side struct {
 	name       string
 	conn       net.Conn
-	r          *bufio.Reader
+	r          *reader
 	fromClient bool   // frames from this side are masked; frames to it are not
-	ping       []byte // the keepalive ping frame for this side
+	ping       []byte // the keepalive ping frame for this side, when pings are on
+
+	// State of the message being read from this side, kept here so that a relay that parks
+	// and resumes picks up where it was.
+	inMessage bool  // a fragmented message is open
+	dropping  bool  // the open message is not being relayed
+	size      int64 // payload bytes of the open message so far
 
 	wmu       sync.Mutex
 	closeSent atomic.Bool // a close frame was written to conn (set under wmu)
@@ -133,6 +140,11 @@ type side struct {
 	heard   atomic.Int64
 	pinging atomic.Bool
 	pingAt  atomic.Int64
+
+	// parked is set while the parker waits for conn on the relay's behalf, with its token;
+	// both under Session.mu.
+	parked bool
+	token  uint64
 }
 
 // writable reports whether a frame may be written to x now; x.wmu must be held.
@@ -148,14 +160,18 @@ type injection struct {
 }
 
 // Session relays frames between a client and a backend connection. Create it with
-// NewSession, call Run once, and call Close from any goroutine to end it early. Every
-// method is safe for concurrent use.
+// NewSession, call Start or Run once, and call Close from any goroutine to end it early.
+// Every method is safe for concurrent use.
+//
+// A session has no goroutine of its own: one relays each direction while frames flow. Where
+// parking is available (Linux, plain TCP) a direction waits in a process-wide epoll set
+// instead, from the start and again after a second without frames, so an idle session holds
+// no goroutine, no stack and no buffer. Timers and state changes run short-lived goroutines.
 type Session struct {
 	sides  [2]side
 	limits Limits
 	hooks  Hooks
 	start  time.Time
-	wake   chan struct{} // tells Run that state changed; capacity 1, never blocks a sender
 
 	messages [2]atomic.Int64 // by Direction
 	bytes    [2]atomic.Int64
@@ -163,56 +179,86 @@ type Session struct {
 	stopping atomic.Bool  // the gateway is closing the session: relay nothing more
 	sending  atomic.Int32 // injected close frames being written
 
+	// Wakeups: a state change sets dirty and makes sure one goroutine runs react.
+	started atomic.Bool
+	dirty   atomic.Bool
+	driving atomic.Bool
+
 	mu       sync.Mutex
 	closed   Stats // only CloseCode, ClosedBy, Reason; the first close wins
 	inject   [2]injection
-	finished bool // Run has torn the session down
+	finished bool // the session is torn down: connections closed, nothing new starts
+	// Timers, set by Start and under mu after: idle timeout, keepalive, closing grace; and
+	// the stop function of ctx's AfterFunc.
+	idleTimer, pingTimer, graceTimer *time.Timer
+	graceOver                        bool
+	stopCtx                          func() bool
+	done                             func(Stats)
 
-	wg sync.WaitGroup // relaying and writing goroutines; Add only from Run
+	// workers counts the goroutines (and parked relays) that use the session: relays,
+	// writes of close frames and pings. The one that brings it to zero after teardown calls
+	// done. Increments happen under mu while not finished.
+	workers  atomic.Int32
+	doneOnce sync.Once
 }
 
 // NewSession prepares a session between the hijacked client connection (with the reader
 // Upgrade returned, or nil) and the upgraded backend. The session owns both connections
-// from now on: Run closes them before it returns.
+// from now on: it closes them when it ends. Bytes already buffered by clientReader or
+// be.Reader are relayed first; the readers themselves are not used again.
 func NewSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits Limits, hooks Hooks) *Session {
 	if limits.CloseTimeout <= 0 {
 		limits.CloseTimeout = DefaultCloseTimeout
 	}
-	s := &Session{limits: limits, hooks: hooks, start: time.Now(), wake: make(chan struct{}, 1)}
+	s := &Session{limits: limits, hooks: hooks, start: time.Now()}
 
 	c := &s.sides[clientSide]
 	c.name, c.conn, c.fromClient = ByClient, client, true
-	if clientReader == nil {
-		clientReader = bufio.NewReaderSize(client, readerSize)
-	}
-	// Control frames are read whole from the buffer, so it must hold one; NewReaderSize
-	// returns clientReader itself when it is already big enough.
-	c.r = bufio.NewReaderSize(clientReader, minReaderSize)
-	c.ping, _ = frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPing}, []byte(keepalivePayload))
+	c.r = newReader(client, clientReader)
 
 	b := &s.sides[backendSide]
 	b.name, b.conn = ByBackend, be.Conn
-	b.r = be.Reader
-	if b.r == nil {
-		b.r = bufio.NewReaderSize(be.Conn, readerSize)
+	b.r = newReader(be.Conn, be.Reader)
+	if limits.PingInterval > 0 {
+		c.ping, _ = frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPing}, []byte(keepalivePayload))
+		var key [4]byte
+		rand.Read(key[:])
+		b.ping, _ = frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPing, Masked: true, Mask: key}, []byte(keepalivePayload))
 	}
-	b.r = bufio.NewReaderSize(b.r, minReaderSize)
-	var key [4]byte
-	rand.Read(key[:])
-	b.ping, _ = frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPing, Masked: true, Mask: key}, []byte(keepalivePayload))
 	return s
 }
-
-// minReaderSize fits the largest control frame.
-const minReaderSize = 256
 
 // clock returns the time since the session started, in nanoseconds, from the monotonic clock.
 func (s *Session) clock() int64 { return int64(time.Since(s.start)) }
 
+// wakeup makes react run soon on a goroutine of its own, so that callers may hold locks.
+// Wakeups while react runs make it run again; before Start they wait for it.
 func (s *Session) wakeup() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
+	s.dirty.Store(true)
+	if s.started.Load() && s.driving.CompareAndSwap(false, true) {
+		go s.drive()
+	}
+}
+
+// poke is wakeup for a caller that holds none of the session's locks: it runs react on the
+// calling goroutine (unless another goroutine is running it, which then runs it again),
+// sparing a goroutine per state change.
+func (s *Session) poke() {
+	s.dirty.Store(true)
+	if s.started.Load() && s.driving.CompareAndSwap(false, true) {
+		s.drive()
+	}
+}
+
+// drive runs react until no wakeup is pending.
+func (s *Session) drive() {
+	for {
+		s.dirty.Store(false)
+		s.react()
+		s.driving.Store(false)
+		if !s.dirty.Load() || !s.driving.CompareAndSwap(false, true) {
+			return
+		}
 	}
 }
 
@@ -266,78 +312,163 @@ func (s *Session) Stats() Stats {
 	return st
 }
 
-// Run relays frames until the session is over and returns its Stats. It ends after both
-// sides have exchanged close frames, after one connection ends (the other side then gets
-// close 1001 "going away"; 1005 and 1006 are never sent), or after a gateway close
-// (Close, a limit, a hook, the idle timeout, or ctx ending, which acts as
-// Close(1001, "going away")) has been answered by both sides; a closing session waits at
-// most Limits.CloseTimeout. Run closes both connections before it returns.
+// Run relays frames until the session is over and returns its Stats: it is Start followed
+// by waiting for the session to end.
 func (s *Session) Run(ctx context.Context) Stats {
-	s.wg.Add(2)
-	go s.relay(&s.sides[clientSide], &s.sides[backendSide], FromClient)
-	go s.relay(&s.sides[backendSide], &s.sides[clientSide], FromBackend)
+	ended := make(chan Stats, 1)
+	s.Start(ctx, func(st Stats) { ended <- st })
+	return <-ended
+}
 
-	var idle, ping, grace <-chan time.Time
-	var idleTimer, graceTimer *time.Timer
+// Start starts relaying and returns at once; done is called once, on some goroutine, with the
+// session's Stats when it is over. The session ends after both sides have exchanged close
+// frames, after one connection ends (the other side then gets close 1001 "going away"; 1005
+// and 1006 are never sent), or after a gateway close (Close, a limit, a hook, the idle
+// timeout, or ctx ending, which acts as Close(1001, "going away")) has been answered by both
+// sides; a closing session waits at most Limits.CloseTimeout. Both connections are closed,
+// and every goroutine that relayed or wrote for the session has ended, before done is
+// called. done must not block; it may call any method of the session.
+func (s *Session) Start(ctx context.Context, done func(Stats)) {
+	s.mu.Lock()
+	s.done = done
 	if s.limits.IdleTimeout > 0 {
-		idleTimer = time.NewTimer(s.limits.IdleTimeout)
-		defer idleTimer.Stop()
-		idle = idleTimer.C
+		s.idleTimer = time.AfterFunc(s.limits.IdleTimeout, s.idleTick)
 	}
 	if s.limits.PingInterval > 0 {
-		t := time.NewTicker(s.limits.PingInterval)
-		defer t.Stop()
-		ping = t.C
+		s.pingTimer = time.AfterFunc(s.limits.PingInterval, s.pingTick)
 	}
-	done := ctx.Done()
-	for {
-		closing, settled := s.step()
-		if settled {
-			break
-		}
-		if closing && graceTimer == nil {
-			graceTimer = time.NewTimer(s.limits.CloseTimeout)
-			grace = graceTimer.C
-			ping = nil
-		}
-		select {
-		case <-s.wake:
-		case <-done:
-			done = nil
-			s.Close(frame.CloseGoingAway, "going away")
-		case <-idle:
-			if quiet := time.Duration(s.clock() - s.activity.Load()); quiet < s.limits.IdleTimeout {
-				idleTimer.Reset(s.limits.IdleTimeout - quiet)
-			} else {
-				s.Close(frame.CloseGoingAway, "idle timeout")
-			}
-		case <-ping:
-			s.keepalive()
-		case <-grace:
-			settled = true
-		}
-		if settled {
-			break
+	if ctx.Done() != nil {
+		s.stopCtx = context.AfterFunc(ctx, func() { s.Close(frame.CloseGoingAway, "going away") })
+	}
+	// A side with nothing buffered starts parked: a session that stays quiet never has a
+	// goroutine (nor a stack) of its own.
+	s.workers.Add(2)
+	var run [2]bool
+	for i := range s.sides {
+		x, y := &s.sides[i], &s.sides[1-i]
+		run[i] = x.r.buffered() > 0 || !x.r.parkable || !s.parkLocked(x, y, Direction(i))
+	}
+	s.mu.Unlock()
+	for i := range s.sides {
+		if run[i] {
+			go s.relay(&s.sides[i], &s.sides[1-i], Direction(i))
 		}
 	}
-	if graceTimer != nil {
-		graceTimer.Stop()
-	}
+	s.started.Store(true)
+	s.poke()
+}
+
+// idleTick ends a session quiet for Limits.IdleTimeout, or waits for the rest of it.
+func (s *Session) idleTick() {
 	s.mu.Lock()
+	if s.finished {
+		s.mu.Unlock()
+		return
+	}
+	quiet := time.Duration(s.clock() - s.activity.Load())
+	if quiet < s.limits.IdleTimeout {
+		s.idleTimer.Reset(s.limits.IdleTimeout - quiet)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	s.Close(frame.CloseGoingAway, "idle timeout")
+}
+
+// pingTick runs keepalive every Limits.PingInterval until the session closes.
+func (s *Session) pingTick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.finished || s.graceTimer != nil {
+		return
+	}
+	s.keepaliveLocked()
+	s.pingTimer.Reset(s.limits.PingInterval)
+}
+
+// react answers state changes (step) and tears the session down once it is over.
+func (s *Session) react() {
+	s.mu.Lock()
+	if s.finished {
+		s.mu.Unlock()
+		return
+	}
+	closing, settled := s.stepLocked()
+	if !settled && closing && s.graceTimer == nil {
+		s.graceTimer = time.AfterFunc(s.limits.CloseTimeout, func() {
+			s.mu.Lock()
+			s.graceOver = true
+			s.mu.Unlock()
+			s.poke()
+		})
+		if s.pingTimer != nil {
+			s.pingTimer.Stop()
+		}
+	}
+	if !settled && !s.graceOver {
+		s.mu.Unlock()
+		return
+	}
 	s.finished = true
+	for _, t := range []*time.Timer{s.idleTimer, s.pingTimer, s.graceTimer} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	if s.stopCtx != nil {
+		s.stopCtx()
+	}
+	// A parked side has no goroutine to see its connection close: take it back from the
+	// parker. If the parker has just woken it, its relay is on its way and ends by itself.
+	for i := range s.sides {
+		if x := &s.sides[i]; x.parked && unpark(x.token) {
+			x.parked = false
+			x.eof.Store(true)
+			x.r.release()
+			s.workers.Add(-1)
+		}
+	}
 	s.mu.Unlock()
 	for i := range s.sides {
 		s.sides[i].conn.Close()
 	}
-	s.wg.Wait()
-	return s.Stats()
+	s.workerDone(0)
 }
 
-// step reacts to state changes: it answers a side that vanished, starts queued close
-// frames, and reports whether the session is closing and whether it is over.
-func (s *Session) step() (closing, settled bool) {
+// workerDone records that a worker ended (n = 1; 0 only checks) and calls done once the
+// session is torn down and no worker is left.
+func (s *Session) workerDone(n int32) {
+	if s.workers.Add(-n) != 0 {
+		return
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	finished := s.finished
+	s.mu.Unlock()
+	if finished {
+		s.doneOnce.Do(func() {
+			if s.done != nil {
+				s.done(s.Stats())
+			}
+		})
+	}
+}
+
+// spawnLocked starts fn as a worker unless the session is torn down; s.mu must be held.
+func (s *Session) spawnLocked(fn func()) {
+	if s.finished {
+		return
+	}
+	s.workers.Add(1)
+	go func() {
+		defer s.workerDone(1)
+		fn()
+	}()
+}
+
+// stepLocked reacts to state changes: it answers a side that vanished, starts queued close
+// frames, and reports whether the session is closing and whether it is over. s.mu must be
+// held.
+func (s *Session) stepLocked() (closing, settled bool) {
 	// A side went away without a closing handshake (RFC 6455 §7.1.5: abnormal, 1006). A
 	// connection that ended is the cause; one broken by a write is checked second, as a
 	// frame cut short by the other side's end also breaks it.
@@ -354,8 +485,8 @@ func (s *Session) step() (closing, settled bool) {
 		if inj := s.inject[i]; inj.pending {
 			s.inject[i].pending = false
 			s.sending.Add(1)
-			s.wg.Add(1)
-			go s.sendClose(&s.sides[i], inj.code, inj.reason)
+			x := &s.sides[i]
+			s.spawnLocked(func() { s.sendClose(x, inj.code, inj.reason) })
 		}
 	}
 	closing = s.stopping.Load()
@@ -372,8 +503,7 @@ func (s *Session) step() (closing, settled bool) {
 // sendClose writes the gateway's close frame to x unless x already had one or can take no
 // more frames.
 func (s *Session) sendClose(x *side, code uint16, reason string) {
-	defer s.wg.Done()
-	defer s.wakeup()
+	defer s.poke()
 	defer s.sending.Add(-1)
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
@@ -392,11 +522,11 @@ func (s *Session) sendClose(x *side, code uint16, reason string) {
 	x.closeSent.Store(true)
 }
 
-// keepalive pings both sides, or ends the session when one has left a ping unanswered: it
-// was written at least an interval ago, nothing has arrived from the side since, and the
-// relay is waiting for the side (not blocked writing elsewhere, which would leave an
-// answer unread).
-func (s *Session) keepalive() {
+// keepaliveLocked pings both sides, or ends the session when one has left a ping
+// unanswered: it was written at least an interval ago, nothing has arrived from the side
+// since, and the relay is waiting for the side (not blocked writing elsewhere, which would
+// leave an answer unread). s.mu must be held.
+func (s *Session) keepaliveLocked() {
 	if s.stopping.Load() {
 		return
 	}
@@ -408,22 +538,20 @@ func (s *Session) keepalive() {
 		}
 		if at := x.pingAt.Load(); at > x.heard.Load() && now-at >= int64(s.limits.PingInterval) {
 			x.failed.Store(true)
-			s.stop(x.name, frame.CloseAbnormal, "ping timeout",
-				[2]uint16{frame.CloseGoingAway, frame.CloseGoingAway}, [2]string{"going away", "going away"})
+			s.recordLocked(x.name, frame.CloseAbnormal, "ping timeout")
+			s.stopLocked([2]uint16{frame.CloseGoingAway, frame.CloseGoingAway}, [2]string{"going away", "going away"})
 			return
 		}
 	}
 	for i := range s.sides {
 		if x := &s.sides[i]; !x.pinging.Swap(true) {
-			s.wg.Add(1)
-			go s.ping(x)
+			s.spawnLocked(func() { s.ping(x) })
 		}
 	}
 }
 
 // ping writes a keepalive ping to x once the frame being written to it, if any, is done.
 func (s *Session) ping(x *side) {
-	defer s.wg.Done()
 	defer x.pinging.Store(false)
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
@@ -441,40 +569,76 @@ func (s *Session) ping(x *side) {
 	}
 }
 
-// relay copies frames from src to dst until reading src ends.
+// relay copies frames from src to dst until reading src ends, or until src is quiet and
+// its wait is handed to the parker, which calls relay again when src has something to read.
 func (s *Session) relay(src, dst *side, dir Direction) {
-	defer s.wg.Done()
-	// How reading ended matters only as a close frame seen or not, which step judges.
-	_ = s.pump(src, dst, dir)
+	for {
+		// How reading ended matters only as a close frame seen or not, which step judges.
+		err := s.pump(src, dst, dir)
+		if err != errPark {
+			break
+		}
+		if s.park(src, dst, dir) {
+			return
+		}
+		src.r.parkable = false // parking failed: wait here from now on
+	}
+	src.r.release()
 	src.eof.Store(true)
-	s.wakeup()
+	s.poke()
+	s.workerDone(1)
 }
 
-// pump relays frames from src to dst and returns the error that ended reading src.
+// park hands src's wait to the parker; it reports false when the session is torn down or
+// the parker cannot take it.
+func (s *Session) park(src, dst *side, dir Direction) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.parkLocked(src, dst, dir)
+}
+
+// parkLocked is park with s.mu held.
+func (s *Session) parkLocked(src, dst *side, dir Direction) bool {
+	if s.finished {
+		return false
+	}
+	src.waiting.Store(true)
+	token, ok := parkConn(src.r.raw, &src.r.registered, func() {
+		s.mu.Lock()
+		src.parked = false
+		s.mu.Unlock()
+		s.relay(src, dst, dir)
+	})
+	if ok {
+		src.parked, src.token = true, token
+	}
+	return ok
+}
+
+// pump relays frames from src to dst and returns the error that ended reading src, or
+// errPark when src has been quiet long enough to park.
 func (s *Session) pump(src, dst *side, dir Direction) error {
 	r := src.r
-	var (
-		inMessage bool  // a fragmented message is open
-		dropping  bool  // the open message is not being relayed
-		size      int64 // payload bytes of the open message so far
-	)
 	for {
 		src.heard.Store(s.clock())
 		src.waiting.Store(true)
-		p, err := r.Peek(2)
-		src.waiting.Store(false)
+		p, err := r.awaitFrame()
 		if err != nil {
+			if err != errPark {
+				src.waiting.Store(false)
+			}
 			return err
 		}
+		src.waiting.Store(false)
 		hl := frame.HeaderLen(p[0], p[1])
-		if p, err = r.Peek(hl); err != nil {
+		if p, err = r.peek(hl); err != nil {
 			return err
 		}
 		h, _, err := frame.Parse(p)
 		if err == nil {
 			err = h.CheckMask(src.fromClient)
 		}
-		if err == nil && !h.Opcode.Control() && (h.Opcode == frame.OpContinuation) != inMessage {
+		if err == nil && !h.Opcode.Control() && (h.Opcode == frame.OpContinuation) != src.inMessage {
 			err = errFragment
 		}
 		if err != nil {
@@ -486,13 +650,13 @@ func (s *Session) pump(src, dst *side, dir Direction) error {
 		forward := true
 		if h.Opcode.Control() {
 			// At most 139 bytes: read the whole frame.
-			if p, err = r.Peek(int(total)); err != nil {
+			if p, err = r.peek(int(total)); err != nil {
 				return err
 			}
 			switch h.Opcode {
 			case frame.OpPong:
 				if s.limits.PingInterval > 0 && isKeepalive(h, p[hl:]) {
-					r.Discard(int(total))
+					r.discard(int(total))
 					continue
 				}
 			case frame.OpClose:
@@ -500,32 +664,32 @@ func (s *Session) pump(src, dst *side, dir Direction) error {
 			}
 		} else {
 			if h.Opcode != frame.OpContinuation {
-				inMessage, dropping, size = true, false, 0
+				src.inMessage, src.dropping, src.size = true, false, 0
 				if s.hooks.MessageStart != nil {
 					if code, reason := s.hooks.MessageStart(dir); code != 0 {
 						s.Close(code, reason)
-						dropping = true
+						src.dropping = true
 					}
 				}
 			}
-			if max := s.limits.MaxMessageBytes; max > 0 && !dropping {
-				if h.Length > max-size {
+			if max := s.limits.MaxMessageBytes; max > 0 && !src.dropping {
+				if h.Length > max-src.size {
 					s.stop(ByGateway, frame.CloseMessageTooBig, "message too big",
 						[2]uint16{frame.CloseMessageTooBig, frame.CloseMessageTooBig},
 						[2]string{"message too big", "message too big"})
-					dropping = true
+					src.dropping = true
 				}
-				size += h.Length
+				src.size += h.Length
 			}
-			inMessage = !h.Fin
-			forward = !dropping
+			src.inMessage = !h.Fin
+			forward = !src.dropping
 		}
 		s.activity.Store(now)
 		var sent bool
-		if total <= int64(r.Size()) {
+		if total <= bufSize {
 			sent, err = s.copySmall(src, dst, int(total), forward, h.Opcode == frame.OpClose)
 		} else {
-			sent, err = s.copyLarge(src, dst, hl, total, forward)
+			sent, err = s.copyLarge(src, dst, total, forward)
 		}
 		if err != nil {
 			return err
@@ -554,15 +718,8 @@ func (s *Session) violation(src *side, err error) error {
 	}
 	codes[i], reasons[i] = frame.CloseProtocolError, "protocol error"
 	s.stop(ByGateway, frame.CloseProtocolError, "protocol error from "+src.name+": "+err.Error(), codes, reasons)
-	_, err = src.r.WriteTo(discard{})
-	return err
+	return src.r.drain()
 }
-
-// discard is io.Discard without its io.ReaderFrom, which would read src.r's buffer through
-// a second one.
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // closeFrom records a close frame from src.
 func (s *Session) closeFrom(src *side, h frame.Header, payload []byte) {
@@ -581,7 +738,7 @@ func (s *Session) closeFrom(src *side, h frame.Header, payload []byte) {
 		s.recordLocked(src.name, code, string(reason))
 	}
 	s.mu.Unlock()
-	s.wakeup()
+	s.poke()
 }
 
 // isKeepalive reports whether a pong with header h and payload answers a keepalive ping.
@@ -600,81 +757,73 @@ func isKeepalive(h frame.Header, payload []byte) bool {
 // copySmall relays a frame that fits src's buffer: it waits for the whole frame and
 // writes it in one call straight from the buffer. It reports whether the frame was written.
 func (s *Session) copySmall(src, dst *side, total int, forward, isClose bool) (bool, error) {
-	p, err := src.r.Peek(total)
+	p, err := src.r.peek(total)
 	if err != nil {
 		return false, err
 	}
+	changed := false // dst broke or got its close frame
 	if forward {
 		dst.wmu.Lock()
 		if forward = dst.writable(s); forward {
 			if _, err := dst.conn.Write(p); err != nil {
 				forward = false
 				dst.broken.Store(true)
-				s.wakeup()
+				changed = true
 			} else if isClose {
 				dst.closeSent.Store(true)
-				s.wakeup()
+				changed = true
 			}
 		}
 		dst.wmu.Unlock()
 	}
-	src.r.Discard(total)
+	src.r.discard(total)
+	if changed {
+		s.poke()
+	}
 	return forward, nil
 }
 
-// bufPool holds the buffers large frames are streamed through. A *[]byte is pooled so that
-// Put does not allocate. Buffers are taken per frame, so quiet connections hold none.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-// copyLarge streams a frame bigger than src's buffer through a pooled buffer, writing each
-// chunk as it arrives, and holds dst's write lock for the whole frame. It reports whether
-// the frame was written.
-func (s *Session) copyLarge(src, dst *side, hl int, total int64, forward bool) (bool, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+// copyLarge streams a frame bigger than src's buffer through it, writing what has arrived
+// each time, and holds dst's write lock for the whole frame. It reports whether the frame
+// was written.
+func (s *Session) copyLarge(src, dst *side, total int64, forward bool) (bool, error) {
+	broke := false
 	if forward {
 		dst.wmu.Lock()
-		defer dst.wmu.Unlock()
+		defer func() {
+			dst.wmu.Unlock()
+			if broke {
+				s.poke()
+			}
+		}()
 		forward = dst.writable(s)
 	}
-	p, err := src.r.Peek(hl)
-	if err != nil {
-		return false, err
-	}
-	m := copy(buf, p)
-	src.r.Discard(hl)
-	left := total - int64(hl)
+	r := src.r
 	wrote := false
-	for left > 0 {
-		k := len(buf) - m
-		if int64(k) > left {
-			k = int(left)
-		}
-		n, err := src.r.Read(buf[m : m+k])
-		m += n
-		left -= int64(n)
-		if n > 0 {
+	for left := total; left > 0; {
+		if r.buffered() == 0 {
+			if err := r.fill(false); err != nil {
+				if forward && wrote {
+					dst.broken.Store(true) // dst holds part of a frame
+					broke = true
+				}
+				return false, err
+			}
 			now := s.clock()
 			src.heard.Store(now)
 			s.activity.Store(now)
-			if forward {
-				if _, werr := dst.conn.Write(buf[:m]); werr != nil {
-					forward = false
-					dst.broken.Store(true)
-					s.wakeup()
-				}
-				wrote = true
-			}
-			m = 0
 		}
-		if err != nil {
-			if forward && wrote {
-				dst.broken.Store(true) // dst holds part of a frame
-				s.wakeup()
+		chunk := (*r.buf)[r.r : r.r+int(min(int64(r.buffered()), left))]
+		if forward {
+			if _, err := dst.conn.Write(chunk); err != nil {
+				forward = false
+				dst.broken.Store(true)
+				broke = true
 			}
-			return false, err
+			wrote = true
 		}
+		r.discard(len(chunk))
+		left -= int64(len(chunk))
 	}
 	return forward, nil
 }

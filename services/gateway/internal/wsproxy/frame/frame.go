@@ -240,10 +240,24 @@ func AppendFrame(b []byte, h Header, payload []byte) ([]byte, error) {
 // MaskBytes XORs b with key as RFC 6455 §5.3 describes, starting at payload offset pos, and
 // returns the offset after b. Masking and unmasking are the same operation.
 func MaskBytes(key [4]byte, pos int, b []byte) int {
-	for i := range b {
+	end := pos + len(b)
+	// Byte by byte up to a multiple of 4 bytes into the payload, then eight bytes at a time
+	// with the key rotated to match, then the tail.
+	i := 0
+	for ; i < len(b) && (pos+i)&3 != 0; i++ {
 		b[i] ^= key[(pos+i)&3]
 	}
-	return pos + len(b)
+	if len(b)-i >= 8 {
+		k := uint64(binary.LittleEndian.Uint32(key[:]))
+		k |= k << 32
+		for ; len(b)-i >= 8; i += 8 {
+			binary.LittleEndian.PutUint64(b[i:], binary.LittleEndian.Uint64(b[i:])^k)
+		}
+	}
+	for ; i < len(b); i++ {
+		b[i] ^= key[(pos+i)&3]
+	}
+	return end
 }
 
 // Close status codes (RFC 6455 §7.4.1) a relay uses or must recognise.

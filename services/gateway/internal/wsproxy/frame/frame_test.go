@@ -245,3 +245,34 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestMaskBytes checks the word-at-a-time masking against RFC 6455 §5.3's byte-by-byte
+// definition at every start offset and a range of lengths, and that masking twice restores
+// the payload.
+func TestMaskBytes(t *testing.T) {
+	t.Parallel()
+	key := [4]byte{0x12, 0x9a, 0x07, 0xfe}
+	for pos := range 8 {
+		for n := range 40 {
+			b := make([]byte, n)
+			for i := range b {
+				b[i] = byte(i*31 + 7)
+			}
+			want := make([]byte, n)
+			for i := range want {
+				want[i] = b[i] ^ key[(pos+i)%4]
+			}
+			got := append([]byte(nil), b...)
+			if end := MaskBytes(key, pos, got); end != pos+n {
+				t.Fatalf("MaskBytes(pos %d, %d bytes) returned %d, want %d", pos, n, end, pos+n)
+			}
+			if string(got) != string(want) {
+				t.Fatalf("MaskBytes(pos %d, %d bytes) = %x, want %x", pos, n, got, want)
+			}
+			MaskBytes(key, pos, got)
+			if string(got) != string(b) {
+				t.Fatalf("masking twice at pos %d, %d bytes did not restore the payload", pos, n)
+			}
+		}
+	}
+}
