@@ -112,23 +112,10 @@ DEMOHUB_ACCESS_TOKEN="${DEMOHUB_ACCESS_TOKEN:-demo-access-token}"
 GATEWAY_LISTENS=("${GATEWAY_LISTEN_1:-127.0.0.1:8081}" "${GATEWAY_LISTEN_2:-127.0.0.1:8082}")
 GATEWAY_ADMIN_LISTENS=("${GATEWAY_ADMIN_LISTEN_1:-127.0.0.1:9091}" "${GATEWAY_ADMIN_LISTEN_2:-127.0.0.1:9092}")
 DEMO_KEY=""
+DEMO_CONSUMER_TOKEN=""
 
-# arm METHOD PATH [BODY]: one management call; prints the body, fails on a non-2xx answer.
-arm() {
-	local method="$1" path="$2" body="${3:-}" out code
-	out="$(mktemp)"
-	code="$(curl -k -s -o "$out" -w '%{http_code}' -X "$method" -H "Authorization: Bearer $MANAGEMENT_ADMIN_TOKEN" \
-		-H 'Content-Type: application/json' ${body:+-d "$body"} "$MANAGEMENT_BASE$DEMO_SERVICE_PATH$path?api-version=2024-05-01")"
-	if [ "${code:0:1}" != 2 ]; then
-		log "$method $path answered $code: $(cat "$out")"
-		rm -f "$out"
-		return 1
-	fi
-	cat "$out"
-	rm -f "$out"
-}
-
-json_field() { sed -nE "s/.*\"$1\" *: *\"([^\"]*)\".*/\1/p" | head -1; }
+# arm METHOD PATH [BODY]: one management call on the demo service (arm_request, lib.sh).
+arm() { arm_request "$MANAGEMENT_BASE" "$MANAGEMENT_ADMIN_TOKEN" "$1" "$DEMO_SERVICE_PATH$2" "${3:-}"; }
 
 seed_demo() {
 	log "seeding the demo service"
@@ -136,7 +123,8 @@ seed_demo() {
 	arm PUT /apis/chat "{\"properties\":{\"displayName\":\"Chat hub\",\"type\":\"websocket\",\"path\":\"chat\",\"protocols\":[\"ws\",\"wss\"],\"serviceUrl\":\"ws://$DEMOHUB_LISTEN/client/hubs/chat\"}}" >/dev/null
 	arm PUT /products/starter '{"properties":{"displayName":"Starter","state":"published","subscriptionRequired":true}}' >/dev/null
 	arm PUT /products/starter/apis/chat >/dev/null
-	arm PUT /subscriptions/demo '{"properties":{"displayName":"Demo subscription","scope":"/products/starter","state":"active"}}' >/dev/null
+	arm PUT /users/demo '{"properties":{"email":"dev@example.com","firstName":"Demo","lastName":"Developer"}}' >/dev/null
+	arm PUT /subscriptions/demo '{"properties":{"displayName":"Demo subscription","scope":"/products/starter","ownerId":"/users/demo","state":"active"}}' >/dev/null
 	DEMO_KEY="$(arm POST /subscriptions/demo/listSecrets | json_field primaryKey)"
 	arm PUT /gateways/local '{"properties":{"locationData":{"name":"local"},"description":"make run"}}' >/dev/null
 	arm PUT /gateways/local/apis/chat >/dev/null
@@ -149,6 +137,7 @@ start_edge() {
 	seed_demo
 	local expiry token i
 	expiry="$(date -u -d '+29 days' +%Y-%m-%dT%H:%M:%SZ)"
+	DEMO_CONSUMER_TOKEN="$(arm POST /users/demo/token "{\"properties\":{\"keyType\":\"primary\",\"expiry\":\"$expiry\"}}" | json_field value)"
 	token="$(arm POST /gateways/local/generateToken "{\"keyType\":\"primary\",\"expiry\":\"$expiry\"}" | json_field value)"
 	[ -n "$token" ] || die "generateToken returned no token"
 	for i in 0 1; do
@@ -188,6 +177,11 @@ Gatehouse is ready.
 
 Connect through a gateway node (type lines to send; "broadcast:..." goes to every client):
   bin/wscat 'ws://${GATEWAY_LISTENS[0]}/chat?subscription-key=$DEMO_KEY&access_token=$DEMOHUB_ACCESS_TOKEN'
+
+The portal, with the test console (sign in with the admin token, or as the demo developer with
+the consumer token below):
+  $base/portal/
+  consumer token: $DEMO_CONSUMER_TOKEN
 
 List the demo service's APIs:
   curl -s -H '$auth' '$service/apis?api-version=2024-05-01'

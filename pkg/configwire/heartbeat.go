@@ -3,6 +3,7 @@ package configwire
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"time"
 	"unicode/utf8"
 )
@@ -34,6 +35,9 @@ type Heartbeat struct {
 	Interval time.Duration `json:"intervalNs,omitempty"`
 	Version  string        `json:"version,omitempty"`
 	Hostname string        `json:"hostname,omitempty"`
+	// URL is where clients reach the node's traffic listener (GATEWAY_PUBLIC_URL): a ws:// or
+	// wss:// URL that ValidNodeURL accepts, or empty. Management's test console connects there.
+	URL string `json:"url,omitempty"`
 	// Stopping is set on the last heartbeat of a node that shuts down: management forgets the
 	// node at once instead of waiting for it to go stale.
 	Stopping bool `json:"stopping,omitempty"`
@@ -59,6 +63,7 @@ func (h *Heartbeat) Validate() error {
 		{"version", h.Version, false, maxHeartbeatIDBytes},
 		{"hostname", h.Hostname, false, maxHeartbeatIDBytes},
 		{"lastError", h.LastError, false, MaxHeartbeatErrorBytes},
+		{"url", h.URL, false, maxNodeURLBytes},
 	} {
 		switch {
 		case f.required && f.value == "":
@@ -71,6 +76,34 @@ func (h *Heartbeat) Validate() error {
 	}
 	if h.Revision < 0 || h.Connections < 0 || h.Interval < 0 {
 		return errors.New("heartbeat: negative revision, connections or interval")
+	}
+	if h.URL != "" {
+		if err := ValidNodeURL(h.URL); err != nil {
+			return fmt.Errorf("heartbeat: %w", err)
+		}
+	}
+	return nil
+}
+
+// maxNodeURLBytes bounds a node's URL.
+const maxNodeURLBytes = 1024
+
+// ValidNodeURL reports whether s can be a gateway node's public URL: absolute ws:// or wss://
+// with a host, and no user information, query or fragment. A path is allowed, for a node behind
+// a proxy that routes on a prefix; an API's path is appended to it.
+func ValidNodeURL(s string) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("node URL %q: %w", s, err)
+	case u.Scheme != "ws" && u.Scheme != "wss":
+		return fmt.Errorf("node URL %q: the scheme must be ws or wss", s)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("node URL %q has no host", s)
+	case u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "":
+		return fmt.Errorf("node URL %q must not carry user information, a query or a fragment", s)
+	case len(s) > maxNodeURLBytes:
+		return fmt.Errorf("node URL is longer than %d bytes", maxNodeURLBytes)
 	}
 	return nil
 }

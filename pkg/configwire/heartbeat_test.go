@@ -26,6 +26,17 @@ func TestHeartbeatValidate(t *testing.T) {
 		{"bad UTF-8", func(h *configwire.Heartbeat) { h.Hostname = "\xff" }, "hostname is not valid UTF-8"},
 		{"negative connections", func(h *configwire.Heartbeat) { h.Connections = -1 }, "negative"},
 		{"negative revision", func(h *configwire.Heartbeat) { h.Revision = -1 }, "negative"},
+		{"ws URL", func(h *configwire.Heartbeat) { h.URL = "ws://127.0.0.1:8081" }, ""},
+		{"wss URL with a path prefix", func(h *configwire.Heartbeat) { h.URL = "wss://gw.example.com/edge" }, ""},
+		{"IPv6 URL", func(h *configwire.Heartbeat) { h.URL = "ws://[::1]:8081" }, ""},
+		{"http URL", func(h *configwire.Heartbeat) { h.URL = "http://127.0.0.1:8081" }, "scheme must be ws or wss"},
+		{"relative URL", func(h *configwire.Heartbeat) { h.URL = "/edge" }, "scheme must be ws or wss"},
+		{"URL without host", func(h *configwire.Heartbeat) { h.URL = "ws:///edge" }, "has no host"},
+		{"URL with user information", func(h *configwire.Heartbeat) { h.URL = "ws://user:pw@gw.example.com" }, "user information"},
+		{"URL with a query", func(h *configwire.Heartbeat) { h.URL = "ws://gw.example.com/?subscription-key=k" }, "a query"},
+		{"URL with a fragment", func(h *configwire.Heartbeat) { h.URL = "ws://gw.example.com/#x" }, "a fragment"},
+		{"malformed URL", func(h *configwire.Heartbeat) { h.URL = "ws://gw.example.com:port" }, "node URL"},
+		{"long URL", func(h *configwire.Heartbeat) { h.URL = "ws://gw.example.com/" + strings.Repeat("x", 1024) }, "url is longer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

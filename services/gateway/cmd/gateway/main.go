@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync/atomic"
@@ -34,6 +35,7 @@ import (
 	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/gateway/internal/traffic"
 	"gatehouse.dev/gateway/internal/usage"
+	"gatehouse.dev/pkg/configwire"
 	"gatehouse.dev/pkg/envflag"
 )
 
@@ -42,8 +44,10 @@ type config struct {
 	managementURL   string
 	natsURL         string
 	listen          string
+	publicURL       string
 	tlsCert, tlsKey string
 	adminListen     string
+	pprof           bool
 	cacheDir        string
 	backendCABundle string
 	connectTimeout  time.Duration
@@ -52,6 +56,7 @@ type config struct {
 	pingInterval    time.Duration
 	drainTimeout    time.Duration
 	counterTimeout  time.Duration
+	natsReady       time.Duration
 	region          string
 	logLevel        string
 	// otlpEndpoint and otlpTracesEndpoint are the standard OpenTelemetry variables; with
@@ -67,9 +72,11 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.managementURL, "management-url", e.String("MANAGEMENT_URL", "http://127.0.0.1:8080"), "management URL (MANAGEMENT_URL)")
 	fs.StringVar(&c.natsURL, "nats-url", e.String("NATS_URL", ""), "NATS servers; empty = as management advertises (NATS_URL)")
 	fs.StringVar(&c.listen, "listen", e.String("GATEWAY_LISTEN", "127.0.0.1:8081"), "API traffic listener (GATEWAY_LISTEN)")
+	fs.StringVar(&c.publicURL, "public-url", e.String("GATEWAY_PUBLIC_URL", ""), "ws:// or wss:// URL clients reach this node at, reported to management for its test console; empty = the traffic listener's (GATEWAY_PUBLIC_URL)")
 	fs.StringVar(&c.tlsCert, "tls-cert", e.String("GATEWAY_TLS_CERT", ""), "TLS certificate for wss/https (GATEWAY_TLS_CERT)")
 	fs.StringVar(&c.tlsKey, "tls-key", e.String("GATEWAY_TLS_KEY", ""), "TLS key (GATEWAY_TLS_KEY)")
 	fs.StringVar(&c.adminListen, "admin-listen", e.String("GATEWAY_ADMIN_LISTEN", "127.0.0.1:9091"), "admin listener: /healthz /readyz /metrics (GATEWAY_ADMIN_LISTEN)")
+	fs.BoolVar(&c.pprof, "pprof", e.Bool("GATEWAY_PPROF", false), "serve Go's profiles under /debug/pprof/ on the admin listener (GATEWAY_PPROF)")
 	fs.StringVar(&c.cacheDir, "cache-dir", e.String("GATEWAY_CACHE_DIR", ""), "directory of the last good configuration; empty = a temp dir (GATEWAY_CACHE_DIR)")
 	fs.StringVar(&c.backendCABundle, "backend-ca-bundle", e.String("GATEWAY_BACKEND_CA_BUNDLE", ""), "PEM CA bundle trusted for wss/https backends, added to the system roots (GATEWAY_BACKEND_CA_BUNDLE)")
 	fs.DurationVar(&c.connectTimeout, "backend-connect-timeout", e.Duration("GATEWAY_BACKEND_CONNECT_TIMEOUT", 10*time.Second), "backend dial and handshake timeout (GATEWAY_BACKEND_CONNECT_TIMEOUT)")
@@ -78,6 +85,7 @@ func parseConfig(args []string) (config, error) {
 	fs.DurationVar(&c.pingInterval, "ping-interval", e.Duration("GATEWAY_PING_INTERVAL", 0), "default keepalive ping interval toward both sides, 0 = none; <websocket-limits ping-interval> overrides per API (GATEWAY_PING_INTERVAL)")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", e.Duration("GATEWAY_DRAIN_TIMEOUT", 30*time.Second), "time to drain connections on SIGTERM (GATEWAY_DRAIN_TIMEOUT)")
 	fs.DurationVar(&c.counterTimeout, "counter-timeout", e.Duration("GATEWAY_COUNTER_TIMEOUT", clustercount.DefaultTimeout), "longest wait of a rate-limit or quota call for the fleet's counter in NATS; a slower one is counted on this node alone (GATEWAY_COUNTER_TIMEOUT)")
+	fs.DurationVar(&c.natsReady, "nats-ready-timeout", e.Duration("GATEWAY_NATS_READY_TIMEOUT", defaultNATSReadyTimeout), "longest wait after the first configuration for the fleet's counters in NATS before the node turns ready and counts limits on its own (GATEWAY_NATS_READY_TIMEOUT)")
 	fs.StringVar(&c.region, "region", e.String("GATEWAY_REGION", ""), "region reported as context.Deployment.Region (GATEWAY_REGION)")
 	fs.StringVar(&c.logLevel, "log-level", e.String("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", e.String("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "OTLP/HTTP collector base URL for trace export, e.g. http://collector:4318; empty = no tracing (OTEL_EXPORTER_OTLP_ENDPOINT)")
@@ -93,6 +101,11 @@ func parseConfig(args []string) (config, error) {
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		return c, errors.New("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together")
+	}
+	if c.publicURL != "" {
+		if err := configwire.ValidNodeURL(c.publicURL); err != nil {
+			return c, fmt.Errorf("GATEWAY_PUBLIC_URL: %w", err)
+		}
 	}
 	return c, nil
 }
@@ -147,6 +160,10 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Every request gets a random correlation id: draw their randomness many ids at a time
+	// rather than with one getrandom call each. The gateway's UUIDs are ids, never secrets,
+	// so a pool on the heap is fine. Set once, before any goroutine uses uuid.
+	uuid.EnableRandPool()
 	node := uuid.NewString()
 	tracer, stopTracing, err := tracing.Setup(ctx, tracing.Options{Endpoint: cfg.otlpEndpoint,
 		TracesEndpoint: cfg.otlpTracesEndpoint, ServiceName: "gatehouse-gateway", InstanceID: node})
@@ -192,7 +209,7 @@ func run(ctx context.Context, args []string) error {
 	}})
 	handler = traffic.New(&current, traffic.Options{BackendTLS: backendTLS, ConnectTimeout: cfg.connectTimeout,
 		MaxMessageBytes: cfg.maxMessageBytes, IdleTimeout: cfg.idleTimeout, PingInterval: cfg.pingInterval, Region: cfg.region, Log: log,
-		Node: node, Metrics: gm, Connections: sessions, Tracer: tracer, Usage: collector})
+		Node: node, Metrics: gm, Connections: sessions, Tracer: tracer, Usage: collector, Context: ctx})
 	liveConns := liveconn.New(handler.Connections(), liveconn.Options{NodeID: node, Log: log, Gateway: func() string {
 		if c := current.Load(); c != nil {
 			return c.Gateway
@@ -200,8 +217,15 @@ func run(ctx context.Context, args []string) error {
 		return ""
 	}})
 	var syncer *configsync.Syncer
-	hb := heartbeat.New(nil, heartbeat.Options{NodeID: node, Log: log, State: func() heartbeat.State {
-		st := heartbeat.State{Connections: handler.Connections().Len()}
+	var hb *heartbeat.Publisher
+	gate := &fleetGate{timeout: cfg.natsReady, log: log,
+		configured: func() bool { return current.Load() != nil },
+		shared:     func() bool { return counters.Shared() && sessions.Shared() },
+		prepare:    func() { counters.Prepare(ctx); sessions.Prepare() },
+		changed:    func() { hb.Notify() }}
+	publicURL := cfg.publicURL // set before hb.Run starts, from the listener when not configured
+	hb = heartbeat.New(nil, heartbeat.Options{NodeID: node, Log: log, State: func() heartbeat.State {
+		st := heartbeat.State{Connections: handler.Connections().Len(), URL: publicURL}
 		c := current.Load()
 		if c != nil {
 			st.ServiceID, st.Gateway, st.Revision = c.ServiceID, c.Gateway, c.Revision
@@ -211,6 +235,7 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			st.LastError = err.Error()
 		}
+		gate.report(&st)
 		return st
 	}})
 	install := func(c *compiled.Config) {
@@ -226,6 +251,7 @@ func run(ctx context.Context, args []string) error {
 			if j, err := jetstream.New(nc); err == nil {
 				js.Store(&j)
 				counters.Prepare(ctx)
+				sessions.Prepare()
 			}
 			// Live connections: management lists and closes this node's sessions over NATS.
 			// The first snapshot is installed by now unless it did not compile.
@@ -241,17 +267,33 @@ func run(ctx context.Context, args []string) error {
 	admin := http.NewServeMux()
 	admin.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
 	admin.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if current.Load() == nil || draining.Load() {
+		if current.Load() == nil || !gate.Ready() || draining.Load() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		if !gate.shared() {
+			_, _ = w.Write([]byte("ready; " + countingAlone))
 			return
 		}
 		_, _ = w.Write([]byte("ready"))
 	})
 	admin.Handle("GET /metrics", metrics.Handler(reg))
+	if cfg.pprof {
+		// The admin listener is for operators only (loopback by default); profiles show no
+		// secrets but cost CPU while taken.
+		admin.HandleFunc("GET /debug/pprof/", pprof.Index)
+		admin.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		admin.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		admin.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		admin.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 
 	trafficLn, err := net.Listen("tcp", cfg.listen)
 	if err != nil {
 		return err
+	}
+	if publicURL == "" {
+		publicURL = listenerURL(trafficLn.Addr(), cfg.tlsCert != "")
 	}
 	adminLn, err := net.Listen("tcp", cfg.adminListen)
 	if err != nil {
@@ -280,6 +322,7 @@ func run(ctx context.Context, args []string) error {
 	g.Go(func() error { defer close(usageDone); return collector.Run(usageCtx) })
 	g.Go(func() error { return hb.Run(gctx) })
 	g.Go(func() error { return sessions.Run(gctx) })
+	g.Go(func() error { gate.run(gctx); return nil })
 	g.Go(func() error {
 		var err error
 		if cfg.tlsCert != "" {
@@ -316,4 +359,36 @@ func run(ctx context.Context, args []string) error {
 		return adminSrv.Shutdown(shutCtx)
 	})
 	return g.Wait()
+}
+
+// listenerURL is the ws:// (wss:// with TLS) URL of a listener's address, with an unspecified
+// host (0.0.0.0, ::) replaced by 127.0.0.1: the default of GATEWAY_PUBLIC_URL.
+// reachableHostname names this machine for a listener on every interface: its hostname when
+// that resolves (a container's name in compose, a VM's name), else 127.0.0.1.
+func reachableHostname() string {
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		return "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if addrs, err := net.DefaultResolver.LookupHost(ctx, name); err != nil || len(addrs) == 0 {
+		return "127.0.0.1"
+	}
+	return name
+}
+
+func listenerURL(addr net.Addr, tls bool) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = reachableHostname()
+	}
+	scheme := "ws"
+	if tls {
+		scheme = "wss"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }

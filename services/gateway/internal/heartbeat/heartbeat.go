@@ -40,6 +40,8 @@ type State struct {
 	Healthy     bool
 	// LastError must hold no secret; it is cut to configwire.MaxHeartbeatErrorBytes.
 	LastError string
+	// URL is where clients reach the node (GATEWAY_PUBLIC_URL); empty for none.
+	URL string
 }
 
 // Options configure a Publisher.
@@ -250,6 +252,7 @@ func (p *Publisher) publish(nc *nats.Conn, stopping bool) error {
 		Version:     truncate(p.opt.Version, 256),
 		Hostname:    truncate(p.opt.Hostname, 256),
 		Stopping:    stopping,
+		URL:         st.URL,
 	}
 	raw, err := json.Marshal(hb)
 	if err != nil {

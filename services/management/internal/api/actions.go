@@ -8,8 +8,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"gatehouse.dev/pkg/apierror"
-	"gatehouse.dev/pkg/bus"
-	"gatehouse.dev/pkg/configwire"
 )
 
 // actionRoutes serves the POST actions that reveal or rotate secrets. They are writes for
@@ -23,6 +21,7 @@ func (s *Server) actionRoutes(g *echo.Group) {
 	g.POST(p+"/gateways/:gatewayId/regenerateKey", s.regenerateGatewayKey)
 	g.POST(p+"/gateways/:gatewayId/generateToken", s.generateGatewayToken)
 	g.POST(p+"/namedValues/:namedValueId/listValue", s.listNamedValue)
+	g.POST(p+"/users/:userId/token", s.generateUserToken)
 }
 
 func (s *Server) listSubscriptionSecrets(c echo.Context) error {
@@ -86,15 +85,24 @@ func (s *Server) generateGatewayToken(c echo.Context) error {
 	if err := decodeAction(c, &in); err != nil {
 		return err
 	}
-	exp, err := time.Parse(time.RFC3339Nano, in.Expiry)
+	exp, err := parseExpiry(in.Expiry, "expiry")
 	if err != nil {
-		return apierror.Validation("expiry", "expiry must be an ISO 8601 date-time such as 2030-01-01T00:00:00Z")
+		return err
 	}
 	token, err := s.cat.GenerateGatewayToken(c.Request().Context(), ref(c), c.Param("gatewayId"), in.KeyType, exp)
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]string{"value": token})
+}
+
+// parseExpiry reads the expiry of a token request, the field target.
+func parseExpiry(v, target string) (time.Time, error) {
+	exp, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return exp, apierror.Validation(target, "%s must be an ISO 8601 date-time such as 2030-01-01T00:00:00Z", target)
+	}
+	return exp, nil
 }
 
 func (s *Server) listNamedValue(c echo.Context) error {
@@ -104,23 +112,4 @@ func (s *Server) listNamedValue(c echo.Context) error {
 	}
 	c.Response().Header().Set("ETag", r.ETag)
 	return c.JSON(http.StatusOK, map[string]string{"value": v})
-}
-
-// GatewayConfigPath is where a gateway node fetches its configuration snapshot, presenting
-// "Authorization: GatewayKey <token from generateToken>".
-const GatewayConfigPath = "/gatehouse/gateway/v1/config"
-
-func (s *Server) gatewayConfig(c echo.Context) error {
-	ctx := c.Request().Context()
-	node, err := s.cat.VerifyGatewayToken(ctx, c.Request().Header.Get(echo.HeaderAuthorization))
-	if err != nil {
-		return err
-	}
-	snap, err := s.cat.Snapshot(ctx, node)
-	if err != nil {
-		return err
-	}
-	snap.NATS = configwire.NATSInfo{URLs: s.cfg.NATSURLs, Stream: bus.ConfigStream, Subject: bus.ConfigSubject(snap.ServiceID)}
-	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(http.StatusOK, snap)
 }

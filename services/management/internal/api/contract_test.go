@@ -22,6 +22,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"gatehouse.dev/management/internal/mgmttest"
+	"gatehouse.dev/management/internal/portal"
 	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/openapi"
 	"gatehouse.dev/pkg/configwire"
@@ -73,7 +74,8 @@ func TestContractRoutes(t *testing.T) {
 
 	var inCode, inSpec []string
 	for _, r := range env.Server.Routes() {
-		if r.Method == echo.RouteNotFound {
+		// The portal's static files (/portal, /portal/*) are a web page, not an API operation.
+		if r.Method == echo.RouteNotFound || r.Path == "/portal" || strings.HasPrefix(r.Path, portal.Path) {
 			continue
 		}
 		inCode = append(inCode, r.Method+" "+echoParam.ReplaceAllString(r.Path, "{$1}"))
@@ -341,6 +343,26 @@ func TestContractSession(t *testing.T) {
 	s.do(t, call{method: "GET", path: svc + "/products/starter/subscriptions", want: 200})
 	s.do(t, call{method: "GET", path: svc + "/users/alice/subscriptions", want: 200})
 	s.do(t, call{method: "GET", path: svc + "/users/alice/subscriptions/alice-starter", want: 200})
+
+	// Alice as an API consumer, on the portal API.
+	utok, _ := s.do(t, call{method: "POST", path: svc + "/users/alice/token", want: 200, body: props(map[string]any{
+		"keyType": "primary", "expiry": time.Now().Add(time.Hour).UTC().Format(time.RFC3339)})}).JSON()["value"].(string)
+	alice := []string{"Authorization", "Bearer " + utok}
+	portal := "/gatehouse/portal/v1"
+	s.do(t, call{method: "GET", path: portal + "/me", want: 200, headers: alice})
+	s.do(t, call{method: "GET", path: portal + "/me", want: 200})
+	s.do(t, call{method: "GET", path: portal + "/subscriptions?$top=10", want: 200, headers: alice})
+	s.do(t, call{method: "POST", path: portal + "/subscriptions/alice-starter/listSecrets", want: 200, headers: alice})
+	s.do(t, call{method: "POST", path: portal + "/subscriptions/alice-starter/regeneratePrimaryKey", want: 204, headers: alice})
+	s.do(t, call{method: "POST", path: portal + "/subscriptions/alice-starter/regenerateSecondaryKey", want: 204, headers: alice})
+	s.do(t, call{method: "GET", path: portal + "/apis", want: 200, headers: alice})
+	s.do(t, call{method: "GET", path: portal + "/services/contract/consolenodes", want: 200, headers: alice})
+	s.do(t, call{method: "GET", path: portal + "/services/contract/consolenodes?subscriptionId=contract-sub&resourceGroup=rg1", want: 200})
+	wantCode(t, s.do(t, call{method: "GET", path: portal + "/subscriptions", want: 403}), "AuthorizationFailed")
+	wantCode(t, s.do(t, call{method: "POST", path: portal + "/subscriptions/missing/listSecrets", want: 404, headers: alice}), "ResourceNotFound")
+	wantCode(t, s.do(t, call{method: "GET", path: svc + "/apis", want: 403, headers: alice}), "AuthorizationFailed")
+	wantCode(t, s.do(t, call{method: "GET", path: portal + "/me", want: 401, offContract: true, headers: []string{"Authorization", ""}}), "AuthenticationFailed")
+	wantCode(t, s.do(t, call{method: "GET", path: portal + "/console", want: 400}), "InvalidRequestContent")
 
 	// A secret named value and policies that reference it.
 	s.do(t, call{method: "PUT", path: svc + "/namedValues/tenant", want: 201, body: props(map[string]any{

@@ -53,6 +53,8 @@ type nodeProperties struct {
 	Started       time.Time `json:"started"`
 	Hostname      string    `json:"hostname,omitempty"`
 	Version       string    `json:"version,omitempty"`
+	// URL is where clients reach the node (its GATEWAY_PUBLIC_URL), when it reports one.
+	URL string `json:"url,omitempty"`
 	// Status is "live" while the node reports, "stale" once it has been silent too long.
 	Status string `json:"status"`
 }
@@ -134,7 +136,7 @@ func (s *Server) gatewayNodes(c echo.Context) error {
 		}
 		items = append(items, nodeResource{ID: base + n.NodeID, Type: NodeType, Name: n.NodeID, Properties: nodeProperties{
 			Revision: n.Revision, Connections: n.Connections, Healthy: n.Healthy, LastError: n.LastError,
-			LastHeartbeat: n.LastSeen.UTC(), Started: n.Started.UTC(), Hostname: n.Hostname, Version: n.Version, Status: status,
+			LastHeartbeat: n.LastSeen.UTC(), Started: n.Started.UTC(), Hostname: n.Hostname, Version: n.Version, URL: n.URL, Status: status,
 		}})
 	}
 	if wait != nil {

@@ -22,6 +22,7 @@ import (
 	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/management/internal/fleet"
 	"gatehouse.dev/management/internal/metrics"
+	"gatehouse.dev/management/internal/portal"
 	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/openapi"
 	"gatehouse.dev/pkg/apierror"
@@ -91,9 +92,11 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 		return c.Blob(http.StatusOK, "application/yaml", openapi.Management)
 	})
 	e.GET(GatewayConfigPath, s.gatewayConfig)
+	portal.Register(e)
 
 	arm := e.Group("", decodeParams, s.authenticate, s.requireAPIVersion)
 	s.routes(arm)
+	s.portalRoutes(e)
 	return s
 }
 
@@ -141,12 +144,12 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 type principalKey struct{}
 
 // authenticate checks the bearer token, then that the caller may act on the path's tenant:
-// reads need any role, writes and list* secret reads need Contributor.
+// reads need any role, writes and list* secret reads need Contributor. A consumer may act on
+// no tenant here: it uses the portal API.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		p, err := s.auth.Authenticate(c.Request().Header.Get(echo.HeaderAuthorization))
+		p, err := s.identifyRequest(c)
 		if err != nil {
-			s.log.InfoContext(c.Request().Context(), "authentication failed", "route", c.Path(), "err", err)
 			return err
 		}
 		sub := c.Param("subscriptionId")
@@ -157,7 +160,7 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 				"The client '%s' does not have authorization to perform action '%s %s' over scope '/subscriptions/%s' or the scope is invalid.",
 				p.Subject, method, action, sub)
 		}
-		c.Set("principal", p)
+		c.Set("principal", p.Principal)
 		return next(c)
 	}
 }

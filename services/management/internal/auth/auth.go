@@ -1,6 +1,7 @@
-// Package auth decides who calls management: the static admin token, or a bearer JWT from the
+// Package auth decides who calls management: the static admin token, a bearer JWT from the
 // configured issuer whose claims name the ARM subscriptions (tenants) the caller may touch
-// ("subscriptions": ids or ["*"]) and its role ("roles": Contributor or Reader).
+// ("subscriptions": ids or ["*"]) and its role ("roles": Contributor or Reader), or a consumer:
+// a user of one service signed in with a user token (issue 6), who may use the portal API only.
 package auth
 
 import (
@@ -24,19 +25,42 @@ import (
 // Role is what a principal may do within its tenants.
 type Role string
 
-// Roles.
+// Roles. A Consumer may touch no tenant through the ARM API.
 const (
 	Reader      Role = "Reader"
 	Contributor Role = "Contributor"
+	Consumer    Role = "Consumer"
+)
+
+// Kind says how a principal signed in.
+type Kind string
+
+// Kinds of principal.
+const (
+	KindAdmin    Kind = "admin"
+	KindTenant   Kind = "tenant"
+	KindConsumer Kind = "consumer"
 )
 
 // Principal is an authenticated caller.
 type Principal struct {
-	// Subject identifies the caller in logs ("admin" or the JWT's sub).
+	Kind Kind
+	// Subject identifies the caller in logs ("admin", the JWT's sub, or a consumer's user id).
 	Subject string
-	// Subscriptions are the ARM subscription ids the caller may touch; "*" means all.
+	// Subscriptions are the ARM subscription ids the caller may touch; "*" means all. A
+	// consumer has none.
 	Subscriptions []string
 	Role          Role
+	// ServiceID and User are, for a consumer only, the internal id of its service and its user
+	// id (the user's name) there.
+	ServiceID string
+	User      string
+}
+
+// NewConsumer returns the principal of user of the service with internal id serviceID, whose
+// user token the caller has verified.
+func NewConsumer(serviceID, user string) Principal {
+	return Principal{Kind: KindConsumer, Subject: user, Role: Consumer, ServiceID: serviceID, User: user}
 }
 
 // CanAccess reports whether p may touch resources of the ARM subscription id sub.
@@ -129,15 +153,25 @@ type claims struct {
 	Roles         []string `json:"roles"`
 }
 
-// Authenticate checks an Authorization header value.
-func (v *Verifier) Authenticate(header string) (Principal, error) {
+// BearerToken returns the token of an Authorization header value "Bearer <token>".
+func BearerToken(header string) (string, error) {
 	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return Principal{}, fmt.Errorf("%w: no bearer token", ErrUnauthenticated)
+		return "", fmt.Errorf("%w: no bearer token", ErrUnauthenticated)
+	}
+	return token, nil
+}
+
+// Authenticate checks an Authorization header value: the admin token or a JWT. Consumer tokens
+// are the catalog's to verify.
+func (v *Verifier) Authenticate(header string) (Principal, error) {
+	token, err := BearerToken(header)
+	if err != nil {
+		return Principal{}, err
 	}
 	if v.cfg.AdminToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(v.cfg.AdminToken)) == 1 {
-		return Principal{Subject: "admin", Subscriptions: []string{"*"}, Role: Contributor}, nil
+		return Principal{Kind: KindAdmin, Subject: "admin", Subscriptions: []string{"*"}, Role: Contributor}, nil
 	}
 	if v.parser == nil {
 		return Principal{}, fmt.Errorf("%w: not the admin token and JWT auth is off", ErrUnauthenticated)
@@ -146,7 +180,7 @@ func (v *Verifier) Authenticate(header string) (Principal, error) {
 	if _, err := v.parser.ParseWithClaims(token, &c, v.keyfunc); err != nil {
 		return Principal{}, fmt.Errorf("%w: %v", ErrUnauthenticated, err)
 	}
-	p := Principal{Subject: c.Subject, Subscriptions: c.Subscriptions, Role: Reader}
+	p := Principal{Kind: KindTenant, Subject: c.Subject, Subscriptions: c.Subscriptions, Role: Reader}
 	for _, r := range c.Roles {
 		if strings.EqualFold(r, string(Contributor)) {
 			p.Role = Contributor

@@ -158,23 +158,23 @@ func TestHMACKey(t *testing.T) {
 	past := time.Now().Add(-2 * time.Hour)
 	runCases(t, v, []authCase{
 		{name: "contributor", header: bearer(claims()),
-			want: auth.Principal{Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Contributor}},
+			want: auth.Principal{Kind: auth.KindTenant, Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Contributor}},
 		{name: "reader", header: bearer(claims(set("roles", []string{"Reader"}))),
-			want: auth.Principal{Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Reader}},
+			want: auth.Principal{Kind: auth.KindTenant, Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Reader}},
 		{name: "no roles claim is a reader", header: bearer(claims(del("roles"))),
-			want: auth.Principal{Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Reader}},
+			want: auth.Principal{Kind: auth.KindTenant, Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Reader}},
 		{name: "unknown role is a reader", header: bearer(claims(set("roles", []string{"Owner"}))),
-			want: auth.Principal{Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Reader}},
+			want: auth.Principal{Kind: auth.KindTenant, Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Reader}},
 		{name: "contributor among roles, any case", header: bearer(claims(set("roles", []string{"Reader", "contributor"}))),
-			want: auth.Principal{Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Contributor}},
+			want: auth.Principal{Kind: auth.KindTenant, Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Contributor}},
 		{name: "several tenants", header: bearer(claims(set("subscriptions", []string{"sub-a", "sub-b"}))),
-			want: auth.Principal{Subject: "alice", Subscriptions: []string{"sub-a", "sub-b"}, Role: auth.Contributor}},
+			want: auth.Principal{Kind: auth.KindTenant, Subject: "alice", Subscriptions: []string{"sub-a", "sub-b"}, Role: auth.Contributor}},
 		{name: "all tenants", header: bearer(claims(set("subscriptions", []string{"*"}))),
-			want: auth.Principal{Subject: "alice", Subscriptions: []string{"*"}, Role: auth.Contributor}},
+			want: auth.Principal{Kind: auth.KindTenant, Subject: "alice", Subscriptions: []string{"*"}, Role: auth.Contributor}},
 		{name: "lower-case scheme", header: "bearer " + signHS(t, key, claims()),
-			want: auth.Principal{Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Contributor}},
+			want: auth.Principal{Kind: auth.KindTenant, Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Contributor}},
 		{name: "admin token", header: "Bearer admin-secret",
-			want: auth.Principal{Subject: "admin", Subscriptions: []string{"*"}, Role: auth.Contributor}},
+			want: auth.Principal{Kind: auth.KindAdmin, Subject: "admin", Subscriptions: []string{"*"}, Role: auth.Contributor}},
 
 		{name: "empty header", header: "", fail: true},
 		{name: "scheme only", header: "Bearer", fail: true},
@@ -215,7 +215,7 @@ func TestPEMPublicKey(t *testing.T) {
 	}
 	runCases(t, v, []authCase{
 		{name: "RS256", header: "Bearer " + signRS(t, key, "any-kid", claims()),
-			want: auth.Principal{Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Contributor}},
+			want: auth.Principal{Kind: auth.KindTenant, Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Contributor}},
 		{name: "other RSA key", header: "Bearer " + signRS(t, rsaKey(t), "", claims()), fail: true},
 		// The classic algorithm confusion: an HS256 token keyed with the public key's PEM.
 		{name: "HS256 keyed with the public PEM", header: "Bearer " + signHS(t, []byte(pubPEM), claims()), fail: true},
@@ -228,7 +228,7 @@ func TestPEMPublicKey(t *testing.T) {
 	ecv := newVerifier(t, auth.Config{Issuer: issuer, Key: publicPEM(t, &ecKey.PublicKey)})
 	runCases(t, ecv, []authCase{
 		{name: "ES256 with an EC key", header: "Bearer " + es256,
-			want: auth.Principal{Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Contributor}},
+			want: auth.Principal{Kind: auth.KindTenant, Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Contributor}},
 		{name: "RS256 with an EC key", header: "Bearer " + signRS(t, key, "", claims()), fail: true},
 	})
 }
@@ -241,9 +241,9 @@ func TestJWKSURL(t *testing.T) {
 	pubPEM := publicPEM(t, &key.PublicKey)
 	runCases(t, v, []authCase{
 		{name: "RS256 with the key's kid", header: "Bearer " + signRS(t, key, "key-1", claims(set("roles", []string{"Reader"}))),
-			want: auth.Principal{Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Reader}},
+			want: auth.Principal{Kind: auth.KindTenant, Subject: "alice", Subscriptions: []string{"sub-a"}, Role: auth.Reader}},
 		{name: "admin token", header: "Bearer admin-secret",
-			want: auth.Principal{Subject: "admin", Subscriptions: []string{"*"}, Role: auth.Contributor}},
+			want: auth.Principal{Kind: auth.KindAdmin, Subject: "admin", Subscriptions: []string{"*"}, Role: auth.Contributor}},
 		{name: "another key under the same kid", header: "Bearer " + signRS(t, rsaKey(t), "key-1", claims()), fail: true},
 		{name: "unknown kid", header: "Bearer " + signRS(t, rsaKey(t), "key-2", claims()), fail: true},
 		{name: "HS256", header: "Bearer " + signHS(t, []byte(hmacKey), claims()), fail: true},
@@ -261,7 +261,7 @@ func TestJWTAuthOff(t *testing.T) {
 	v := newVerifier(t, auth.Config{AdminToken: "admin-secret"})
 	runCases(t, v, []authCase{
 		{name: "admin token", header: "Bearer admin-secret",
-			want: auth.Principal{Subject: "admin", Subscriptions: []string{"*"}, Role: auth.Contributor}},
+			want: auth.Principal{Kind: auth.KindAdmin, Subject: "admin", Subscriptions: []string{"*"}, Role: auth.Contributor}},
 		{name: "a well-formed JWT", header: "Bearer " + signHS(t, []byte(hmacKey), claims()), fail: true},
 		{name: "alg none", header: "Bearer " + unsigned(t, claims()), fail: true},
 	})
@@ -317,6 +317,8 @@ func TestPrincipal(t *testing.T) {
 		{name: "wildcard", p: auth.Principal{Subscriptions: []string{"*"}, Role: auth.Reader}, sub: "anything", access: true},
 		{name: "no tenants", p: auth.Principal{Role: auth.Contributor}, sub: "sub-a", canWrite: true},
 		{name: "zero role", p: auth.Principal{Subscriptions: []string{"*"}}, sub: "sub-a", access: true},
+		{name: "consumer", p: auth.NewConsumer("7b0c4e57-5b1e-4bd4-8f1a-0c6a3f0d9a11", "alice"), sub: "sub-a"},
+		{name: "consumer and the empty tenant", p: auth.NewConsumer("7b0c4e57-5b1e-4bd4-8f1a-0c6a3f0d9a11", "alice"), sub: ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

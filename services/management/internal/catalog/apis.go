@@ -339,6 +339,17 @@ func ServiceID(ref ServiceRef) string {
 		ref.Subscription, ref.ResourceGroup, ref.Name)
 }
 
+// ParseServiceID reads a service's ARM id as ServiceID writes it, its fixed segments in any case.
+func ParseServiceID(id string) (ServiceRef, bool) {
+	parts := strings.Split(id, "/")
+	if len(parts) != 9 || parts[0] != "" || !strings.EqualFold(parts[1], "subscriptions") || !strings.EqualFold(parts[3], "resourceGroups") ||
+		!strings.EqualFold(parts[5], "providers") || !strings.EqualFold(parts[6], "Microsoft.ApiManagement") || !strings.EqualFold(parts[7], "service") {
+		return ServiceRef{}, false
+	}
+	ref := ServiceRef{Subscription: parts[2], ResourceGroup: parts[4], Name: parts[8]}
+	return ref, ref.Subscription != "" && ref.ResourceGroup != "" && ref.Name != ""
+}
+
 // apiShape and operationShape type the nested objects that APIProperties and
 // OperationProperties keep as raw JSON (reference/apim.md §2.7), so that decodeProps refuses a
 // field of the wrong type there too. Unknown fields pass.

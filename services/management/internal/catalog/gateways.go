@@ -115,32 +115,90 @@ func (c *Catalog) RegenerateGatewayKey(ctx context.Context, ref ServiceRef, name
 // the gateway's internal id so management can find it without knowing the service; the
 // signature is Base64(HMAC-SHA512(key, "{id}\n{expiry}")).
 func (c *Catalog) GenerateGatewayToken(ctx context.Context, ref ServiceRef, name, keyType string, expiry time.Time) (string, error) {
-	secret, err := keyName(keyType)
+	secret, err := c.checkTokenRequest(keyType, expiry)
 	if err != nil {
 		return "", err
-	}
-	now := c.now()
-	if expiry.IsZero() {
-		return "", invalid("expiry", "expiry is required")
-	}
-	if !expiry.After(now) {
-		return "", invalid("expiry", "expiry must be in the future")
-	}
-	if expiry.After(now.Add(MaxGatewayTokenLifetime)) {
-		return "", invalid("expiry", "Maximum token expiry time is set to 30 days")
 	}
 	r, err := c.Get(ctx, ref, KindGateway, "", name)
 	if err != nil {
 		return "", err
 	}
+	return newSignedToken(r.ID, expiry, r.Secrets[secret]), nil
+}
+
+// checkTokenRequest enforces APIM's rules on a token request: a primary or secondary key, and
+// an expiry in the future and at most MaxGatewayTokenLifetime ahead. It returns the name of
+// the key to sign with.
+func (c *Catalog) checkTokenRequest(keyType string, expiry time.Time) (string, error) {
+	key, err := keyName(keyType)
+	if err != nil {
+		return "", err
+	}
+	now := c.now()
+	switch {
+	case expiry.IsZero():
+		return "", invalid("expiry", "expiry is required")
+	case !expiry.After(now):
+		return "", invalid("expiry", "expiry must be in the future")
+	case expiry.After(now.Add(MaxGatewayTokenLifetime)):
+		return "", invalid("expiry", "Maximum token expiry time is set to 30 days")
+	}
+	return key, nil
+}
+
+// newSignedToken returns the token "{id}&{yyyyMMddHHmm}&{signature}" signed with key.
+func newSignedToken(id string, expiry time.Time, key string) string {
 	exp := expiry.UTC().Format(tokenExpiryFormat)
-	return r.ID + "&" + exp + "&" + signToken(r.Secrets[secret], r.ID, exp), nil
+	return id + "&" + exp + "&" + signToken(key, id, exp)
 }
 
 func signToken(key, id, exp string) string {
 	m := hmac.New(sha512.New, []byte(key))
 	fmt.Fprintf(m, "%s\n%s", id, exp)
 	return base64.StdEncoding.EncodeToString(m.Sum(nil))
+}
+
+// signedToken is a parsed token of newSignedToken's shape, not yet checked against a key.
+type signedToken struct {
+	id, exp, sig string
+	expiry       time.Time
+}
+
+// parseSignedToken splits token and checks that it has not expired at now.
+func parseSignedToken(token string, now time.Time) (signedToken, bool) {
+	parts := strings.Split(token, "&")
+	if len(parts) != 3 {
+		return signedToken{}, false
+	}
+	exp, err := time.Parse(tokenExpiryFormat, parts[1])
+	if err != nil || !exp.After(now) {
+		return signedToken{}, false
+	}
+	return signedToken{id: parts[0], exp: parts[1], sig: parts[2], expiry: exp}, true
+}
+
+// signedBy reports, in constant time per key, whether one of keys signed t.
+func (t signedToken) signedBy(keys ...string) bool {
+	ok := false
+	for _, k := range keys {
+		ok = hmac.Equal([]byte(signToken(k, t.id, t.exp)), []byte(t.sig)) || ok
+	}
+	return ok
+}
+
+// tokenHolder parses a token of newSignedToken's shape that has not expired and reads the
+// resource of kind it names, not yet checking the signature. A malformed or expired token, or
+// one naming no such resource, is the error invalid.
+func (c *Catalog) tokenHolder(ctx context.Context, token string, kind *Kind, invalid error) (signedToken, Resource, error) {
+	t, ok := parseSignedToken(token, c.now())
+	if !ok {
+		return t, Resource{}, invalid
+	}
+	r, err := c.store.GetByID(ctx, t.id)
+	if errors.Is(err, ErrNotFound) || err == nil && r.Kind != kind {
+		return t, r, invalid
+	}
+	return t, r, err
 }
 
 // GatewayNode is a verified gateway token's holder.
@@ -155,34 +213,18 @@ type GatewayNode struct {
 // caller learns nothing about which part was wrong.
 func (c *Catalog) VerifyGatewayToken(ctx context.Context, token string) (GatewayNode, error) {
 	token = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(token), "GatewayKey "))
-	parts := strings.Split(token, "&")
-	if len(parts) != 3 {
-		return GatewayNode{}, ErrInvalidToken
-	}
-	exp, err := time.Parse(tokenExpiryFormat, parts[1])
-	if err != nil || !exp.After(c.now()) {
-		return GatewayNode{}, ErrInvalidToken
-	}
-	r, err := c.store.GetByID(ctx, parts[0])
-	if errors.Is(err, ErrNotFound) || err == nil && r.Kind != KindGateway {
-		return GatewayNode{}, ErrInvalidToken
-	}
+	t, r, err := c.tokenHolder(ctx, token, KindGateway, ErrInvalidToken)
 	if err != nil {
 		return GatewayNode{}, err
 	}
-	ok := false
-	for _, k := range []string{secretGatewayPrimary, secretGatewaySecondary} {
-		want := signToken(r.Secrets[k], r.ID, parts[1])
-		ok = ok || hmac.Equal([]byte(want), []byte(parts[2]))
-	}
-	if !ok {
+	if !t.signedBy(r.Secrets[secretGatewayPrimary], r.Secrets[secretGatewaySecondary]) {
 		return GatewayNode{}, ErrInvalidToken
 	}
 	svc, err := c.store.GetServiceByID(ctx, r.ServiceID)
 	if err != nil {
 		return GatewayNode{}, err
 	}
-	return GatewayNode{Service: svc, Gateway: r, Expiry: exp}, nil
+	return GatewayNode{Service: svc, Gateway: r, Expiry: t.expiry}, nil
 }
 
 // NamedValueProperties are the ARM properties of a named value. For a secret one, Value is

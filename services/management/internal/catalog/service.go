@@ -49,6 +49,12 @@ func (c *Catalog) ListServices(ctx context.Context, subscription, resourceGroup 
 	return c.store.ListServices(ctx, subscription, resourceGroup, page)
 }
 
+// ListServicesIn lists the services of the tenants subscriptions, or of every tenant when
+// subscriptions holds "*", sorted by tenant, resource group and name.
+func (c *Catalog) ListServicesIn(ctx context.Context, subscriptions []string, page Page) ([]Service, int, error) {
+	return c.store.ListServicesIn(ctx, subscriptions, page)
+}
+
 // PutService creates or replaces a service. It reports whether it created.
 func (c *Catalog) PutService(ctx context.Context, ref ServiceRef, in ServiceInput, opts Options) (Service, bool, error) {
 	if err := ValidServiceName(ref.Name); err != nil {

@@ -14,6 +14,11 @@ type Store interface {
 	GetServiceByID(ctx context.Context, id string) (Service, error)
 	// ListServices lists a tenant's services; an empty resource group lists all of them.
 	ListServices(ctx context.Context, subscription, resourceGroup string, page Page) ([]Service, int, error)
+	// ListServicesIn lists the services of several tenants; "*" among them lists every tenant's.
+	ListServicesIn(ctx context.Context, subscriptions []string, page Page) ([]Service, int, error)
+	// ServiceSecrets returns the secrets of the service itself (sealed at rest like a resource's),
+	// storing create's first when the service has none yet.
+	ServiceSecrets(ctx context.Context, serviceID string, create func() map[string]string) (map[string]string, error)
 	// PutService inserts s when s.ID is empty (setting it) and updates it otherwise.
 	PutService(ctx context.Context, s *Service) error
 	// DeleteService removes the service and everything in it, publishing a deleteService change.
@@ -26,13 +31,21 @@ type Store interface {
 	// transaction is rolled back and no revision is spent.
 	Write(ctx context.Context, serviceID string, fn func(ctx context.Context, tx Tx) error) (revision int64, err error)
 	// Snapshot runs fn on a consistent read-only view of the service at its current revision.
-	Snapshot(ctx context.Context, serviceID string, fn func(ctx context.Context, r Reader, revision int64) error) error
+	Snapshot(ctx context.Context, serviceID string, fn func(ctx context.Context, r SnapshotReader, revision int64) error) error
 }
 
 // Reader reads resources of one service.
 type Reader interface {
 	Get(ctx context.Context, kind *Kind, parent, name string) (Resource, error)
 	List(ctx context.Context, q Query) ([]Resource, int, error)
+}
+
+// SnapshotReader reads a service at one revision, large reads included.
+type SnapshotReader interface {
+	Reader
+	// Each calls fn with every resource q selects, in no particular order, as they are read,
+	// so that a large read is never held whole (q's Page, All and Unordered do not apply).
+	Each(ctx context.Context, q Query, fn func(Resource) error) error
 }
 
 // Tx is a write transaction on one service. Put and Delete record the change for the outbox.
@@ -71,6 +84,9 @@ type Query struct {
 	// Unordered, with All, returns matches in no particular order, sparing the sort of a large
 	// read.
 	Unordered bool
+	// Fields, with Each, reads only these top-level properties, as text ("" when absent), into
+	// Resource.Fields in this order, instead of Properties and secrets.
+	Fields []string
 	// KeyHash matches subscriptions holding a key with this hash.
 	KeyHash string
 	// Filter is an OData $filter over Kind.Filter fields.
@@ -112,10 +128,13 @@ type Resource struct {
 	Properties json.RawMessage
 	Secrets    map[string]string
 	KeyHashes  []string
-	ETag       string
-	Revision   int64
-	Created    time.Time
-	Updated    time.Time
+	// Fields are the properties Query.Fields asked for; their Resource has no Properties, ID,
+	// ETag nor dates.
+	Fields   []string
+	ETag     string
+	Revision int64
+	Created  time.Time
+	Updated  time.Time
 }
 
 // Path is the resource path below the service ("apis/echo/operations/onHandshake").

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -114,10 +115,26 @@ func (s *Store) GetServiceByID(ctx context.Context, id string) (catalog.Service,
 
 // ListServices implements catalog.Store.
 func (s *Store) ListServices(ctx context.Context, subscription, resourceGroup string, page catalog.Page) ([]catalog.Service, int, error) {
+	return s.listServices(ctx, `lower(subscription_id) = lower($1) AND ($2 = '' OR lower(resource_group) = lower($2))`,
+		[]any{subscription, resourceGroup}, page)
+}
+
+// ListServicesIn implements catalog.Store.
+func (s *Store) ListServicesIn(ctx context.Context, subscriptions []string, page catalog.Page) ([]catalog.Service, int, error) {
+	lower := make([]string, len(subscriptions))
+	for i, sub := range subscriptions {
+		lower[i] = strings.ToLower(sub)
+	}
+	return s.listServices(ctx, `($1 OR lower(subscription_id) = ANY($2))`, []any{slices.Contains(subscriptions, "*"), lower}, page)
+}
+
+// listServices lists a page of the services matching where, whose placeholders are args.
+func (s *Store) listServices(ctx context.Context, where string, args []any, page catalog.Page) ([]catalog.Service, int, error) {
 	top, skip := pageOf(page)
-	rows, err := s.pool.Query(ctx, `SELECT `+serviceColumns+`, count(*) OVER () FROM services
-		WHERE lower(subscription_id) = lower($1) AND ($2 = '' OR lower(resource_group) = lower($2))
-		ORDER BY lower(resource_group), lower(name) LIMIT $3 OFFSET $4`, subscription, resourceGroup, top, skip)
+	n := len(args)
+	rows, err := s.pool.Query(ctx, `SELECT `+serviceColumns+`, count(*) OVER () FROM services WHERE `+where+
+		fmt.Sprintf(` ORDER BY lower(subscription_id), lower(resource_group), lower(name) LIMIT $%d OFFSET $%d`, n+1, n+2),
+		append(args, top, skip)...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -139,10 +156,43 @@ func (s *Store) ListServices(ctx context.Context, subscription, resourceGroup st
 		return nil, 0, err
 	}
 	if len(out) == 0 && skip > 0 {
-		err = s.pool.QueryRow(ctx, `SELECT count(*) FROM services WHERE lower(subscription_id) = lower($1)
-			AND ($2 = '' OR lower(resource_group) = lower($2))`, subscription, resourceGroup).Scan(&total)
+		err = s.pool.QueryRow(ctx, `SELECT count(*) FROM services WHERE `+where, args...).Scan(&total)
 	}
 	return out, total, err
+}
+
+// ServiceSecrets implements catalog.Store. The first caller's secrets win: a concurrent caller
+// reads back the ones stored, so every replica signs with the same keys.
+func (s *Store) ServiceSecrets(ctx context.Context, serviceID string, create func() map[string]string) (map[string]string, error) {
+	if _, err := uuid.Parse(serviceID); err != nil {
+		return nil, &catalog.NotFoundError{What: "Service"}
+	}
+	aad := []byte("services/" + serviceID)
+	var sealed []byte
+	err := s.pool.QueryRow(ctx, `SELECT sealed FROM services WHERE id = $1`, serviceID).Scan(&sealed)
+	if err == nil && sealed == nil {
+		plain, merr := json.Marshal(create())
+		if merr != nil {
+			return nil, merr
+		}
+		err = s.pool.QueryRow(ctx, `UPDATE services SET sealed = coalesce(sealed, $2) WHERE id = $1 RETURNING sealed`,
+			serviceID, s.box.Seal(plain, aad)).Scan(&sealed)
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, &catalog.NotFoundError{What: "Service"}
+	}
+	if err != nil {
+		return nil, err
+	}
+	plain, err := s.box.Open(sealed, aad)
+	if err != nil {
+		return nil, fmt.Errorf("store: open secrets of service %s: %w", serviceID, err)
+	}
+	var secrets map[string]string
+	if err := json.Unmarshal(plain, &secrets); err != nil {
+		return nil, fmt.Errorf("store: secrets of service %s: %w", serviceID, err)
+	}
+	return secrets, nil
 }
 
 // PutService implements catalog.Store.
@@ -267,49 +317,87 @@ func (s *Store) List(ctx context.Context, serviceID string, q catalog.Query) ([]
 // propName guards property names spliced into SQL; they come from code, never from clients.
 var propName = regexp.MustCompile(`^[A-Za-z]+$`)
 
-func (s *Store) list(ctx context.Context, db querier, serviceID string, q catalog.Query) ([]catalog.Resource, int, error) {
-	where := []string{"service_id = $1", "kind = $2"}
-	args := []any{serviceID, q.Kind.Name}
-	arg := func(v any) string {
-		args = append(args, v)
-		return fmt.Sprintf("$%d", len(args))
+// selection is the WHERE clause of a read of resources, with its arguments.
+type selection struct {
+	where []string
+	args  []any
+	// plan is set when the conditions are served by partial expression and GIN indexes that a
+	// cached generic plan (chosen after five executions of a statement) does not use: it would
+	// scan every subscription of the service, seconds at a million. The unnamed statement of
+	// DescribeExec is planned for its parameters every time.
+	plan bool
+}
+
+func (sel *selection) arg(v any) string {
+	sel.args = append(sel.args, v)
+	return fmt.Sprintf("$%d", len(sel.args))
+}
+
+// queryArgs are the arguments of a query on the selection and then more.
+func (sel *selection) queryArgs() []any {
+	if sel.plan {
+		return append([]any{pgx.QueryExecModeDescribeExec}, sel.args...)
 	}
+	return sel.args
+}
+
+// selectionOf builds the selection of q, with q's Page and Fields left to the caller. It asks
+// db to lower-case the values of q.PropIn.
+func selectionOf(ctx context.Context, db querier, serviceID string, q catalog.Query) (*selection, error) {
+	sel := &selection{where: []string{"service_id = $1", "kind = $2"}, args: []any{serviceID, q.Kind.Name},
+		plan: len(q.PropEquals) > 0 || len(q.PropIn) > 0 || q.KeyHash != ""}
 	if !q.AnyParent {
-		where = append(where, "lower(parent) = lower("+arg(q.Parent)+")")
+		sel.where = append(sel.where, "lower(parent) = lower("+sel.arg(q.Parent)+")")
 	}
 	if q.Name != "" {
-		where = append(where, "lower(name) = lower("+arg(q.Name)+")")
+		sel.where = append(sel.where, "lower(name) = lower("+sel.arg(q.Name)+")")
 	}
 	if q.Names != nil {
 		lower := make([]string, len(q.Names))
 		for i, n := range q.Names {
 			lower[i] = strings.ToLower(n)
 		}
-		where = append(where, "lower(name) = ANY("+arg(lower)+")")
+		sel.where = append(sel.where, "lower(name) = ANY("+sel.arg(lower)+")")
 	}
 	for prop, v := range q.PropEquals {
 		if !propName.MatchString(prop) {
-			return nil, 0, fmt.Errorf("store: bad property name %q", prop)
+			return nil, fmt.Errorf("store: bad property name %q", prop)
 		}
-		where = append(where, "lower(properties ->> '"+prop+"') = lower("+arg(v)+")")
+		sel.where = append(sel.where, "lower(properties ->> '"+prop+"') = lower("+sel.arg(v)+")")
 	}
 	for prop, vs := range q.PropIn {
 		if !propName.MatchString(prop) {
-			return nil, 0, fmt.Errorf("store: bad property name %q", prop)
+			return nil, fmt.Errorf("store: bad property name %q", prop)
 		}
-		where = append(where, "lower(properties ->> '"+prop+"') = ANY(ARRAY(SELECT lower(v) FROM unnest("+arg(vs)+"::text[]) AS v))")
+		// The values go lower-cased by Postgres, as the property is, but as a parameter rather
+		// than a subquery: the planner then sees how many rows match (all of a million, or a
+		// few) and checks each row against a hash of the values, not a list of thousands.
+		var lower []string
+		if err := db.QueryRow(ctx, `SELECT COALESCE(array_agg(lower(v)), '{}') FROM unnest($1::text[]) AS v`, vs).Scan(&lower); err != nil {
+			return nil, err
+		}
+		sel.where = append(sel.where, "lower(properties ->> '"+prop+"') = ANY("+sel.arg(lower)+"::text[])")
 	}
 	if q.KeyHash != "" {
-		where = append(where, "key_hashes @> ARRAY["+arg(q.KeyHash)+"]::text[]")
+		sel.where = append(sel.where, "key_hashes @> ARRAY["+sel.arg(q.KeyHash)+"]::text[]")
 	}
 	if q.Filter != "" {
-		cond, fargs, err := filterSQL(q.Kind, q.Filter, len(args)+1)
+		cond, fargs, err := filterSQL(q.Kind, q.Filter, len(sel.args)+1)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
-		where = append(where, "("+cond+")")
-		args = append(args, fargs...)
+		sel.where = append(sel.where, "("+cond+")")
+		sel.args = append(sel.args, fargs...)
 	}
+	return sel, nil
+}
+
+func (s *Store) list(ctx context.Context, db querier, serviceID string, q catalog.Query) ([]catalog.Resource, int, error) {
+	sel, err := selectionOf(ctx, db, serviceID, q)
+	if err != nil {
+		return nil, 0, err
+	}
+	where := strings.Join(sel.where, " AND ")
 	// A page counts every match with a window. All needs no count, and Unordered no sort:
 	// Postgres would materialize a million rows (on disk) for either.
 	var total int
@@ -321,20 +409,13 @@ func (s *Store) list(ctx context.Context, db querier, serviceID string, q catalo
 	if q.Unordered && q.All {
 		order = ""
 	}
-	sql := `SELECT ` + columns + ` FROM resources WHERE ` + strings.Join(where, " AND ") + order
+	sql := `SELECT ` + columns + ` FROM resources WHERE ` + where + order
+	countArgs := sel.args
 	if !q.All {
 		top, skip := pageOf(q.Page)
-		sql += " LIMIT " + arg(top) + " OFFSET " + arg(skip)
+		sql += " LIMIT " + sel.arg(top) + " OFFSET " + sel.arg(skip)
 	}
-	qargs := args
-	if len(q.PropEquals) > 0 || len(q.PropIn) > 0 || q.KeyHash != "" {
-		// These conditions are served by partial expression and GIN indexes that a cached
-		// generic plan (chosen after five executions of a statement) does not use: it would
-		// scan every subscription of the service, seconds at a million. The unnamed statement
-		// of DescribeExec is planned for its parameters every time.
-		qargs = append([]any{pgx.QueryExecModeDescribeExec}, args...)
-	}
-	rows, err := db.Query(ctx, sql, qargs...)
+	rows, err := db.Query(ctx, sql, sel.queryArgs()...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -355,10 +436,55 @@ func (s *Store) list(ctx context.Context, db querier, serviceID string, q catalo
 	}
 	if len(out) == 0 && q.Page.Skip > 0 && !q.All {
 		// Past the last page: count without the window.
-		cnt := `SELECT count(*) FROM resources WHERE ` + strings.Join(where, " AND ")
-		err = db.QueryRow(ctx, cnt, args[:len(args)-2]...).Scan(&total)
+		err = db.QueryRow(ctx, `SELECT count(*) FROM resources WHERE `+where, countArgs...).Scan(&total)
 	}
 	return out, total, err
+}
+
+// each calls fn with every resource q selects, in no particular order, as the rows arrive.
+// With q.Fields it reads only those properties (catalog.Query.Fields).
+func (s *Store) each(ctx context.Context, db querier, serviceID string, q catalog.Query, fn func(catalog.Resource) error) error {
+	sel, err := selectionOf(ctx, db, serviceID, q)
+	if err != nil {
+		return err
+	}
+	columns := resourceColumns
+	if q.Fields != nil {
+		columns = `parent, name, key_hashes, revision`
+		for _, f := range q.Fields {
+			if !propName.MatchString(f) {
+				return fmt.Errorf("store: bad property name %q", f)
+			}
+			columns += `, COALESCE(properties ->> '` + f + `', '')`
+		}
+	}
+	rows, err := db.Query(ctx, `SELECT `+columns+` FROM resources WHERE `+strings.Join(sel.where, " AND "), sel.queryArgs()...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var dest []any
+	for rows.Next() {
+		var r catalog.Resource
+		if q.Fields == nil {
+			if r, err = s.scanResource(rows, !q.NoSecrets); err != nil {
+				return err
+			}
+		} else {
+			r.ServiceID, r.Kind, r.Fields = serviceID, q.Kind, make([]string, len(q.Fields))
+			dest = append(dest[:0], &r.Parent, &r.Name, &r.KeyHashes, &r.Revision)
+			for i := range r.Fields {
+				dest = append(dest, &r.Fields[i])
+			}
+			if err := rows.Scan(dest...); err != nil {
+				return err
+			}
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
 }
 
 func pageOf(p catalog.Page) (top, skip int) {
@@ -428,7 +554,7 @@ func (s *Store) Write(ctx context.Context, serviceID string, fn func(ctx context
 var errNoChange = errors.New("no change")
 
 // Snapshot implements catalog.Store with a repeatable-read, read-only transaction.
-func (s *Store) Snapshot(ctx context.Context, serviceID string, fn func(ctx context.Context, r catalog.Reader, revision int64) error) error {
+func (s *Store) Snapshot(ctx context.Context, serviceID string, fn func(ctx context.Context, r catalog.SnapshotReader, revision int64) error) error {
 	return pgx.BeginTxFunc(ctx, s.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(ptx pgx.Tx) error {
 		var rev int64
 		if err := ptx.QueryRow(ctx, `SELECT revision FROM services WHERE id = $1`, serviceID).Scan(&rev); err != nil {
@@ -455,6 +581,10 @@ func (t *txn) Get(ctx context.Context, kind *catalog.Kind, parent, name string) 
 
 func (t *txn) List(ctx context.Context, q catalog.Query) ([]catalog.Resource, int, error) {
 	return t.s.list(ctx, t.tx, t.serviceID, q)
+}
+
+func (t *txn) Each(ctx context.Context, q catalog.Query, fn func(catalog.Resource) error) error {
+	return t.s.each(ctx, t.tx, t.serviceID, q, fn)
 }
 
 func (t *txn) Put(ctx context.Context, r *catalog.Resource) error {
