@@ -3,3 +3,5 @@ module gatehouse.dev/pkg
 go 1.26.8
 
 require github.com/google/go-cmp v0.7.0
+
+require google.golang.org/protobuf v1.36.12

@@ -2,13 +2,13 @@ package compiled
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"slices"
 	"strings"
-	"time"
 
 	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/pkg/configwire"
@@ -38,10 +38,13 @@ type Builder struct {
 	// productsOf and apisOf index product↔API links by lower-cased names.
 	productsOf map[string]map[string]bool
 	apisOf     map[string]map[string]bool
-	// subs holds subscriptions by lower-cased name (the entity map would double their memory).
-	subs map[string]*Subscription
-	// scopes interns subscription scopes: a million subscriptions share a few thousand.
-	scopes map[string]string
+	// names indexes the subscriptions of the current Config by name (the entity map would
+	// double their memory, a map of names cost 57 bytes a subscription).
+	names    *subIndex
+	nameHash nameHasher
+	// kinds interns the scopes and states of subscriptions: a million subscriptions share a
+	// few thousand.
+	kinds map[subKind]*subKind
 
 	cur *Config
 }
@@ -75,25 +78,51 @@ func (b *Builder) Load(snap configwire.Snapshot) (*Config, error) {
 }
 
 // Loading is a snapshot being loaded one entity at a time, so that a large snapshot (a million
-// subscriptions are 500 MB of JSON) never has to be held whole: a subscription entity is
-// reduced to its compiled form as it arrives. The Builder is untouched until Finish succeeds;
-// a Loading that is dropped changes nothing. It is used by the Builder's goroutine only.
+// subscriptions are 120 MB even as a stream) never has to be held whole: a subscription is
+// reduced to its compiled form as it arrives, and indexed with the others when the load
+// finishes, in one pass rather than a million insertions. The Builder is untouched until
+// Finish succeeds; a Loading that is dropped changes nothing. It is used by the Builder's
+// goroutine only.
 type Loading struct {
 	b, next *Builder
-	edit    *subEditor
+	subs    []*Subscription
 }
+
+// subEdit edits the subscriptions: the key index of the next Config and the name index of the
+// Builder, which it keeps when the edit succeeds.
+type subEdit struct{ keys, names *subEditor }
 
 // StartLoad begins a Load whose entities are then given to Add.
 func (b *Builder) StartLoad() *Loading {
 	next := &Builder{env: b.env,
 		ents: map[string]configwire.Entity{}, docs: map[string]*policy.Document{}, children: map[string]map[string]bool{},
-		productsOf: map[string]map[string]bool{}, apisOf: map[string]map[string]bool{}, subs: map[string]*Subscription{},
-		scopes: map[string]string{}}
-	return &Loading{b: b, next: next, edit: (*subIndex)(nil).edit()}
+		productsOf: map[string]map[string]bool{}, apisOf: map[string]map[string]bool{}, nameHash: newNameHasher(),
+		kinds: map[subKind]*subKind{}}
+	return &Loading{b: b, next: next}
 }
 
 // Add adds one entity of the snapshot.
-func (l *Loading) Add(e configwire.Entity) error { return l.next.put(e, l.edit, nil) }
+func (l *Loading) Add(e configwire.Entity) error {
+	if e.Kind != configwire.KindSubscription {
+		return l.next.put(e, nil, nil)
+	}
+	s, err := configwire.SubscriptionOf(e)
+	if err != nil {
+		return err
+	}
+	return l.AddSubscription(s)
+}
+
+// AddSubscription adds one subscription of the snapshot. Of subscriptions of one name, the
+// last added counts; of subscriptions holding one key, the last added has it.
+func (l *Loading) AddSubscription(ws configwire.Subscription) error {
+	s, err := l.next.newSubscription(ws)
+	if err != nil {
+		return err
+	}
+	l.subs = append(l.subs, s)
+	return nil
+}
 
 // Finish compiles the entities added, with the identity and revision of h (its Entities are
 // ignored), and makes the result the Builder's state and current Config. On error the Builder
@@ -101,7 +130,10 @@ func (l *Loading) Add(e configwire.Entity) error { return l.next.put(e, l.edit, 
 func (l *Loading) Finish(h configwire.Snapshot) (*Config, error) {
 	next := l.next
 	next.serviceID, next.service, next.gateway, next.revision = h.ServiceID, h.Service, h.Gateway, h.Revision
-	cfg := &Config{Revision: h.Revision, ServiceID: h.ServiceID, Service: h.Service, Gateway: h.Gateway, subs: l.edit.done()}
+	var keys *subIndex
+	next.names, keys = buildSubIndexes(l.subs, next.nameHash)
+	l.subs = nil
+	cfg := &Config{Revision: h.Revision, ServiceID: h.ServiceID, Service: h.Service, Gateway: h.Gateway, subs: keys}
 	if err := next.compileAPIs(cfg, nil, nil); err != nil {
 		return nil, err
 	}
@@ -126,20 +158,21 @@ func (b *Builder) Apply(ch configwire.Change) (*Config, error) {
 		return nil, fmt.Errorf("%w: revision %d after %d", ErrResync, ch.Revision, b.revision)
 	}
 	var undo undoLog
-	cfg, err := b.apply(ch, &undo)
+	edit := &subEdit{keys: b.cur.subs.edit(), names: b.names.edit()}
+	cfg, err := b.apply(ch, edit, &undo)
 	if err != nil {
 		undo.run()
 		return nil, err
 	}
-	b.revision, b.cur = ch.Revision, cfg
+	b.revision, b.cur, b.names = ch.Revision, cfg, edit.names.done()
 	return cfg, nil
 }
 
-// apply does the work of Apply, recording in undo how to restore the Builder's state.
-func (b *Builder) apply(ch configwire.Change, undo *undoLog) (*Config, error) {
+// apply does the work of Apply with edit, recording in undo how to restore the Builder's other
+// state.
+func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Config, error) {
 	affected := map[string]bool{}
 	all := false
-	edit := b.cur.subs.edit()
 	for _, it := range ch.Items {
 		e := it.Entity
 		switch it.Op {
@@ -197,7 +230,7 @@ func (b *Builder) apply(ch configwire.Change, undo *undoLog) (*Config, error) {
 			return nil, err
 		}
 	}
-	cfg := &Config{Revision: ch.Revision, ServiceID: b.serviceID, Service: b.service, Gateway: b.gateway, subs: edit.done()}
+	cfg := &Config{Revision: ch.Revision, ServiceID: b.serviceID, Service: b.service, Gateway: b.gateway, subs: edit.keys.done()}
 	switch {
 	case all:
 		affected = nil
@@ -284,21 +317,15 @@ func setIn(m map[string]map[string]bool, from, to string, present bool, u *undoL
 	set(inner, to, true, !present, u)
 }
 
-func (b *Builder) put(e configwire.Entity, edit *subEditor, u *undoLog) error {
+func (b *Builder) put(e configwire.Entity, edit *subEdit, u *undoLog) error {
 	k := key(e.Kind, e.Parent, e.Name)
 	switch e.Kind {
 	case configwire.KindSubscription:
-		s, err := decodeSubscription(e, b.scopes)
+		s, err := configwire.SubscriptionOf(e)
 		if err != nil {
 			return err
 		}
-		name := strings.ToLower(e.Name)
-		if old := b.subs[name]; old != nil {
-			edit.remove(old)
-		}
-		set(b.subs, name, s, false, u)
-		edit.put(s)
-		return nil
+		return b.putSubscription(s, edit)
 	case configwire.KindUser:
 		return nil // users matter only as owner ids, which subscriptions carry
 	case configwire.KindPolicy:
@@ -326,13 +353,13 @@ func (b *Builder) put(e configwire.Entity, edit *subEditor, u *undoLog) error {
 	return nil
 }
 
-func (b *Builder) remove(e configwire.Entity, edit *subEditor, u *undoLog) {
+func (b *Builder) remove(e configwire.Entity, edit *subEdit, u *undoLog) {
 	switch e.Kind {
 	case configwire.KindSubscription:
-		name := strings.ToLower(e.Name)
-		if old := b.subs[name]; old != nil {
-			edit.remove(old)
-			set(b.subs, name, nil, true, u)
+		h, named := b.nameHash.lookup(e.Name)
+		if old := edit.names.next.get(h, named); old != nil {
+			edit.keys.removeKeys(old)
+			edit.names.remove(h, old)
 		}
 		return
 	case configwire.KindUser:
@@ -349,61 +376,43 @@ func (b *Builder) remove(e configwire.Entity, edit *subEditor, u *undoLog) {
 	setIn(b.children, childKey(e.Kind, e.Parent), k, false, u)
 }
 
-// decodeSubscription decodes a subscription entity, taking its scope from scopes when it is
-// there and adding it when not.
-func decodeSubscription(e configwire.Entity, scopes map[string]string) (*Subscription, error) {
-	var p struct {
-		Scope       string `json:"scope"`
-		State       string `json:"state"`
-		OwnerID     string `json:"ownerId"`
-		StartDate   string `json:"startDate"`
-		CreatedDate string `json:"createdDate"`
+// newSubscription compiles a subscription. Its scope and state are shared with the others
+// that have them.
+func (b *Builder) newSubscription(ws configwire.Subscription) (*Subscription, error) {
+	if len(ws.KeyHashes) > maxKeys {
+		return nil, fmt.Errorf("subscription %s: %d keys, at most %d", ws.Name, len(ws.KeyHashes), maxKeys)
 	}
-	if err := json.Unmarshal(e.Properties, &p); err != nil {
-		return nil, fmt.Errorf("subscription %s: %w", e.Name, err)
+	kind := b.kinds[subKind{ws.Scope, ws.State}]
+	if kind == nil {
+		// Copies, not slices of larger strings, which would stay alive.
+		kind = &subKind{scope: strings.Clone(ws.Scope), state: strings.Clone(ws.State)}
+		b.kinds[*kind] = kind
 	}
-	scope := relativeScope(p.Scope)
-	if shared, ok := scopes[scope]; ok {
-		scope = shared
-	} else {
-		scope = strings.Clone(scope) // not a slice of the full ARM id, which would stay alive
-		scopes[scope] = scope
+	s := &Subscription{Name: ws.Name, OwnerID: ws.OwnerID, kind: kind}
+	if !ws.StartDate.IsZero() {
+		s.start = ws.StartDate.Unix()
 	}
-	s := &Subscription{Name: e.Name, State: internState(p.State), Scope: scope, OwnerID: p.OwnerID}
-	for _, d := range []string{p.StartDate, p.CreatedDate} {
-		if t, err := time.Parse(time.RFC3339, d); err == nil {
-			s.StartDate = t
-			break
+	for i, k := range ws.KeyHashes {
+		if k == [sha256.Size]byte{} {
+			return nil, fmt.Errorf("subscription %s: a key hash of zeros", ws.Name)
 		}
-	}
-	for _, h := range e.KeyHashes {
-		if hb, ok := parseHash(h); ok {
-			s.hashes = append(s.hashes, hb)
-		}
+		s.hashes[i] = k
 	}
 	return s, nil
 }
 
-// internState returns the shared copy of a known subscription state.
-func internState(state string) string {
-	for _, known := range []string{"active", "suspended", "submitted", "rejected", "cancelled", "expired"} {
-		if state == known {
-			return known
-		}
+// putSubscription adds or replaces a subscription.
+func (b *Builder) putSubscription(ws configwire.Subscription, edit *subEdit) error {
+	s, err := b.newSubscription(ws)
+	if err != nil {
+		return err
 	}
-	return state
-}
-
-// relativeScope turns a full ARM scope id into "apis", "apis/{id}" or "products/{id}".
-func relativeScope(scope string) string {
-	s := strings.ToLower(scope)
-	if i := strings.Index(s, "/providers/microsoft.apimanagement/service/"); i >= 0 {
-		rest := s[i+len("/providers/microsoft.apimanagement/service/"):]
-		if j := strings.IndexByte(rest, '/'); j >= 0 {
-			return rest[j+1:]
-		}
+	h, named := b.nameHash.lookup(ws.Name)
+	if old := edit.names.put(h, s, named); old != nil {
+		edit.keys.removeKeys(old)
 	}
-	return strings.TrimPrefix(s, "/")
+	edit.keys.putKeys(s)
+	return nil
 }
 
 // namedValues returns the named values by lower-cased name and display name.

@@ -5,7 +5,7 @@
 package compiled
 
 import (
-	"encoding/hex"
+	"crypto/sha256"
 	"net/url"
 	"strings"
 	"time"
@@ -71,30 +71,60 @@ type Product struct {
 	SubscriptionRequired bool
 }
 
-// Subscription is a subscription as the gateway knows it: no keys, only their hashes.
+// Subscription is a subscription as the gateway knows it: no keys, only their hashes. A
+// million of them are most of a node's memory: each takes 112 bytes, its scope and state
+// shared with others.
 type Subscription struct {
-	Name  string
-	State string
-	// Scope is the scope below the service: "apis", "apis/{id}" or "products/{id}", lower-cased.
-	Scope   string
+	Name    string
 	OwnerID string
-	// StartDate is when the subscription became active (or was created); quota periods count from it.
-	StartDate time.Time
-	hashes    [][32]byte
+	kind    *subKind
+	start   int64 // Unix seconds; 0 when unknown
+	// hashes are the SHA-256 hashes of the keys; a zero one (no key has it) is none.
+	hashes [maxKeys][sha256.Size]byte
+}
+
+// subKind is what many subscriptions share.
+type subKind struct{ scope, state string }
+
+// maxKeys is how many keys a subscription has: a primary and a secondary one.
+const maxKeys = 2
+
+// keyHashes returns the hashes of s's keys.
+func (s *Subscription) keyHashes() [][sha256.Size]byte {
+	n := 0
+	for n < maxKeys && s.hashes[n] != [sha256.Size]byte{} {
+		n++
+	}
+	return s.hashes[:n]
+}
+
+// State is the subscription's state: "active", "suspended" and so on.
+func (s *Subscription) State() string { return s.kind.state }
+
+// Scope is the scope below the service: "apis", "apis/{id}" or "products/{id}", lower-cased.
+func (s *Subscription) Scope() string { return s.kind.scope }
+
+// StartDate is when the subscription became active (or was created), to the second, or zero
+// when unknown; quota periods count from it.
+func (s *Subscription) StartDate() time.Time {
+	if s.start == 0 {
+		return time.Time{}
+	}
+	return time.Unix(s.start, 0).UTC()
 }
 
 // Active reports whether the subscription may call APIs.
-func (s *Subscription) Active() bool { return s.State == "active" }
+func (s *Subscription) Active() bool { return s.kind.state == "active" }
 
 // Covers reports whether the subscription's scope includes api, and in which product context.
 func (s *Subscription) Covers(api *API) (ok bool, product *Product) {
-	switch {
-	case s.Scope == "apis":
+	switch scope := s.kind.scope; {
+	case scope == "apis":
 		return true, nil
-	case strings.HasPrefix(s.Scope, "apis/"):
-		return strings.EqualFold(s.Scope[len("apis/"):], api.Name), nil
-	case strings.HasPrefix(s.Scope, "products/"):
-		p := api.Products[s.Scope[len("products/"):]]
+	case strings.HasPrefix(scope, "apis/"):
+		return strings.EqualFold(scope[len("apis/"):], api.Name), nil
+	case strings.HasPrefix(scope, "products/"):
+		p := api.Products[scope[len("products/"):]]
 		return p != nil, p
 	}
 	return false, nil
@@ -147,16 +177,7 @@ func (c *Config) API(path string) *API { return c.apis.get(strings.ToLower(strin
 func (c *Config) APIs() int { return c.apis.len() }
 
 // Subscription resolves a presented key (by its SHA-256 hash).
-func (c *Config) Subscription(keyHash [32]byte) *Subscription { return c.subs.get(keyHash) }
+func (c *Config) Subscription(keyHash [32]byte) *Subscription { return c.subs.byKey(keyHash) }
 
 // Keys returns how many subscription keys the config resolves.
 func (c *Config) Keys() int { return c.subs.len() }
-
-func parseHash(h string) ([32]byte, bool) {
-	var out [32]byte
-	if len(h) != 64 {
-		return out, false
-	}
-	_, err := hex.Decode(out[:], []byte(h))
-	return out, err == nil
-}

@@ -179,12 +179,12 @@ func TestSubscription(t *testing.T) {
 			if s == nil {
 				t.Fatalf("Subscription(%q) = nil, want %s", tc.key, tc.wantName)
 			}
-			if s.Name != tc.wantName || s.Active() != tc.wantActive || s.Scope != tc.wantScope {
-				t.Errorf("Subscription(%q) = %s active=%v scope=%q; want %s %v %q", tc.key, s.Name, s.Active(), s.Scope,
+			if s.Name != tc.wantName || s.Active() != tc.wantActive || s.Scope() != tc.wantScope {
+				t.Errorf("Subscription(%q) = %s active=%v scope=%q; want %s %v %q", tc.key, s.Name, s.Active(), s.Scope(),
 					tc.wantName, tc.wantActive, tc.wantScope)
 			}
-			if want := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC); !s.StartDate.Equal(want) {
-				t.Errorf("StartDate = %v, want %v (the created date)", s.StartDate, want)
+			if want := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC); !s.StartDate().Equal(want) {
+				t.Errorf("StartDate = %v, want %v (the created date)", s.StartDate(), want)
 			}
 			if want := svcARM + "/users/u-" + tc.wantName; s.OwnerID != want {
 				t.Errorf("OwnerID = %q, want %q", s.OwnerID, want)

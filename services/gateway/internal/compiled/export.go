@@ -1,13 +1,7 @@
 package compiled
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"io"
-	"time"
 
 	"gatehouse.dev/pkg/configwire"
 )
@@ -17,7 +11,7 @@ func (b *Builder) Export() configwire.Snapshot {
 	c := b.Capture()
 	snap := c.header()
 	snap.Entities = append(make([]configwire.Entity, 0, len(c.ents)+c.subs.len()), c.ents...)
-	c.subs.each(func(s *Subscription) { snap.Entities = append(snap.Entities, subscriptionEntity(s)) })
+	c.subs.eachSub(func(s *Subscription) { snap.Entities = append(snap.Entities, s.wire().Entity()) })
 	return snap
 }
 
@@ -53,60 +47,33 @@ func (c *Capture) header() configwire.Snapshot {
 	return configwire.Snapshot{ServiceID: c.serviceID, Service: c.service, Gateway: c.gateway, Revision: c.revision}
 }
 
-// Write writes the capture to w as the JSON document of a configwire.Snapshot, one entity at
-// a time, so that memory does not grow with the size of the configuration.
+// Write writes the capture to w as a snapshot stream (configwire.SnapshotStream), one entity
+// at a time, so that memory does not grow with the size of the configuration.
 func (c *Capture) Write(w io.Writer) error {
-	snap := c.header()
-	snap.Entities = []configwire.Entity{}
-	head, err := json.Marshal(snap)
+	sw, err := configwire.NewSnapshotWriter(w, configwire.SnapshotStream, c.header())
 	if err != nil {
 		return err
 	}
-	// head ends with the empty entity list, `[]}`: the entities go between its brackets.
-	if !bytes.HasSuffix(head, []byte("[]}")) {
-		return errors.New("compiled: the snapshot encoding does not end with its entities")
-	}
-	bw := bufio.NewWriterSize(w, 64<<10)
-	enc := json.NewEncoder(bw)
-	_, _ = bw.Write(head[:len(head)-2])
-	n := 0
-	put := func(e configwire.Entity) error {
-		if n > 0 {
-			_ = bw.WriteByte(',')
-		}
-		n++
-		return enc.Encode(e)
-	}
 	for _, e := range c.ents {
-		if err := put(e); err != nil {
+		if err := sw.WriteEntity(e); err != nil {
 			return err
 		}
 	}
-	c.subs.each(func(s *Subscription) {
+	c.subs.eachSub(func(s *Subscription) {
 		if err == nil {
-			err = put(subscriptionEntity(s))
+			err = sw.WriteSubscription(s.wire())
 		}
 	})
 	if err != nil {
 		return err
 	}
-	_, _ = bw.WriteString("]}\n")
-	return bw.Flush() // a failed write is sticky in bufio.Writer and surfaces here
+	return sw.Close()
 }
 
-// subscriptionEntity is s as management would send it, with the properties a Builder reads.
-func subscriptionEntity(s *Subscription) configwire.Entity {
-	props, _ := json.Marshal(struct {
-		Scope     string `json:"scope"`
-		State     string `json:"state"`
-		OwnerID   string `json:"ownerId"`
-		StartDate string `json:"startDate"`
-	}{"/" + s.Scope, s.State, s.OwnerID, s.StartDate.UTC().Format(time.RFC3339)})
-	e := configwire.Entity{Kind: configwire.KindSubscription, Name: s.Name, Properties: props}
-	for _, h := range s.hashes {
-		e.KeyHashes = append(e.KeyHashes, hex.EncodeToString(h[:]))
-	}
-	return e
+// wire is s as management sends it.
+func (s *Subscription) wire() configwire.Subscription {
+	return configwire.Subscription{Name: s.Name, Scope: s.Scope(), State: s.State(), OwnerID: s.OwnerID, StartDate: s.StartDate(),
+		KeyHashes: s.keyHashes()}
 }
 
 // Empty returns a Config serving nothing at revision rev (the service was deleted) and resets

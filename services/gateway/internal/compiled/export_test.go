@@ -2,7 +2,6 @@ package compiled
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
@@ -43,10 +42,7 @@ func TestCaptureWrite(t *testing.T) {
 	if err := c.Write(&buf); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
-	var got configwire.Snapshot
-	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
-		t.Fatalf("Write wrote no snapshot: %v\n%s", err, buf.Bytes())
-	}
+	got := readBack(t, buf.Bytes())
 	if got.Revision != testRevision+1 || got.ServiceID != testServiceID || got.Service != "svc" || got.Gateway != "gw1" {
 		t.Errorf("identity = %d %q %q %q", got.Revision, got.ServiceID, got.Service, got.Gateway)
 	}
@@ -92,10 +88,19 @@ func TestCaptureWriteEmpty(t *testing.T) {
 	if err := NewBuilder(pipeline.Env{}).Capture().Write(&buf); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
-	var got configwire.Snapshot
-	if err := json.Unmarshal(buf.Bytes(), &got); err != nil || len(got.Entities) != 0 {
-		t.Errorf("Write of an empty Builder = %s (%v), want a snapshot without entities", buf.Bytes(), err)
+	if got := readBack(t, buf.Bytes()); len(got.Entities) != 0 {
+		t.Errorf("Write of an empty Builder = %+v, want a snapshot without entities", got)
 	}
+}
+
+// readBack reads a snapshot that Write wrote, its subscriptions as entities.
+func readBack(t *testing.T, raw []byte) configwire.Snapshot {
+	t.Helper()
+	snap, err := configwire.DecodeSnapshot(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatalf("Write wrote no snapshot: %v", err)
+	}
+	return snap
 }
 
 func TestLoading(t *testing.T) {
@@ -149,7 +154,7 @@ func TestScopesShared(t *testing.T) {
 	if a == nil || b == nil {
 		t.Fatal("subscriptions not loaded")
 	}
-	if a.Scope != "apis/chat" || unsafe.StringData(a.Scope) != unsafe.StringData(b.Scope) {
-		t.Errorf("scopes %q and %q are not one shared string", a.Scope, b.Scope)
+	if a.Scope() != "apis/chat" || unsafe.StringData(a.Scope()) != unsafe.StringData(b.Scope()) {
+		t.Errorf("scopes %q and %q are not one shared string", a.Scope(), b.Scope())
 	}
 }

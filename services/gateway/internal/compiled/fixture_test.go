@@ -207,7 +207,7 @@ func view(t testing.TB, c *Config) []string {
 			out = append(out, "key "+k+" → none")
 			continue
 		}
-		line := fmt.Sprintf("key %s → %s %s %s", k, s.Name, s.State, s.Scope)
+		line := fmt.Sprintf("key %s → %s %s %s", k, s.Name, s.State(), s.Scope())
 		for _, path := range []string{"chat", "shop/orders", "shop", "public"} {
 			if a := c.API(path); a != nil {
 				ok, prod := s.Covers(a)

@@ -8,6 +8,7 @@ package configsync
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -115,6 +117,7 @@ func (s *Syncer) setErr(err error) {
 // the token when it first answers (at once, or after an outage during which the node started
 // from its cache); later refusals are logged and the node keeps serving what it has.
 func (s *Syncer) Run(ctx context.Context) error {
+	s.dropLegacyCache(ctx)
 	f, err := s.fetch(ctx)
 	switch {
 	case errors.Is(err, ErrUnauthorized):
@@ -174,8 +177,9 @@ func (f *fetched) discard() {
 }
 
 // fetch reads a snapshot from management. Its entities go to a Loading as they are decoded,
-// and its bytes to a temporary cache file, so that the node never holds the whole document:
-// at a million subscriptions it is 500 MB of JSON. The Builder is not changed.
+// and its bytes to a temporary cache file, so that the node never holds the whole snapshot:
+// at a million subscriptions it is 120 MB as a stream, 500 MB as JSON. The Builder is not
+// changed.
 func (s *Syncer) fetch(ctx context.Context) (*fetched, error) {
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
@@ -185,6 +189,9 @@ func (s *Syncer) fetch(ctx context.Context) (*fetched, error) {
 		return nil, err
 	}
 	req.Header.Set("Authorization", "GatewayKey "+s.opt.Token)
+	// A management of an earlier version ignores the stream type and sends JSON, which
+	// readSnapshot reads too.
+	req.Header.Set("Accept", configwire.SnapshotStreamType+", application/json;q=0.5")
 	resp, err := s.opt.HTTP.Do(req)
 	if err != nil {
 		return nil, err
@@ -208,9 +215,9 @@ func (s *Syncer) fetch(ctx context.Context) (*fetched, error) {
 	if cw != nil {
 		body = io.TeeReader(body, cw)
 	}
-	f.snap, err = decodeSnapshot(body, f.load.Add)
+	f.snap, err = readSnapshot(body, loader(f.load))
 	if err == nil && cw != nil {
-		// The rest of the body (a final newline) belongs in the copy too.
+		// The rest of the body (a JSON document's final newline) belongs in the copy too.
 		_, _ = io.Copy(io.Discard, io.LimitReader(body, 1<<20))
 	}
 	if cw != nil {
@@ -227,103 +234,110 @@ type readerFunc func(p []byte) (int, error)
 
 func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
 
-// decodeSnapshot reads the JSON document of a configwire.Snapshot from r, handing each entity
-// to add as it is decoded, and returns the rest of the snapshot (Entities is nil).
-func decodeSnapshot(r io.Reader, add func(configwire.Entity) error) (configwire.Snapshot, error) {
-	var snap configwire.Snapshot
-	dec := json.NewDecoder(bufio.NewReaderSize(r, 64<<10))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return snap, fmt.Errorf("not a JSON object (%v)", err)
-	}
-	rest := map[string]json.RawMessage{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return snap, err
-		}
-		key, _ := t.(string)
-		if !strings.EqualFold(key, "entities") {
-			var v json.RawMessage
-			if err := dec.Decode(&v); err != nil {
-				return snap, err
-			}
-			rest[key] = v
-			continue
-		}
-		if t, err = dec.Token(); err != nil {
-			return snap, err
-		}
-		if t == nil {
-			continue // null: no entities
-		}
-		if t != json.Delim('[') {
-			return snap, errors.New("entities is not an array")
-		}
-		if err := decodeEntities(dec, add); err != nil {
-			return snap, err
-		}
-		if _, err := dec.Token(); err != nil { // ]
-			return snap, err
-		}
-	}
-	if _, err := dec.Token(); err != nil { // }
-		return snap, err
-	}
-	raw, err := json.Marshal(rest)
-	if err != nil {
-		return snap, err
-	}
-	return snap, json.Unmarshal(raw, &snap)
+// loader hands the items of a snapshot to l.
+func loader(l *compiled.Loading) configwire.SnapshotHandler {
+	return configwire.SnapshotHandler{Entity: l.Add, Subscription: l.AddSubscription}
 }
 
-// entityBatch is how many entities the decoder hands over at a time.
-const entityBatch = 256
+// itemBatch is how many items the decoder hands over at a time.
+const itemBatch = 256
 
-// decodeEntities decodes the elements of the array dec is in and hands them to add, in
-// order. Decoding runs on a goroutine of its own, a batch ahead of add: the two halves of
-// loading a large snapshot take as long as each other.
-func decodeEntities(dec *json.Decoder, add func(configwire.Entity) error) error {
-	batches := make(chan []configwire.Entity, 4)
+// batch is items of a snapshot, entities and subscriptions apart: neither depends on the
+// other until the snapshot is compiled. Batches are used again once loaded, so that reading a
+// million subscriptions makes little garbage.
+type batch struct {
+	ents []configwire.Entity
+	subs []configwire.Subscription
+	// hashes holds the key hashes of subs, which the reader reuses.
+	hashes [][sha256.Size]byte
+}
+
+func (b *batch) len() int { return len(b.ents) + len(b.subs) }
+
+func (b *batch) addSubscription(s configwire.Subscription) {
+	start := len(b.hashes)
+	b.hashes = append(b.hashes, s.KeyHashes...)
+	s.KeyHashes = b.hashes[start:len(b.hashes):len(b.hashes)]
+	b.subs = append(b.subs, s)
+}
+
+// load hands the items of b to h, then empties b.
+func (b *batch) load(h configwire.SnapshotHandler) error {
+	for _, e := range b.ents {
+		if err := h.Entity(e); err != nil {
+			return err
+		}
+	}
+	for _, s := range b.subs {
+		if err := h.Subscription(s); err != nil {
+			return err
+		}
+	}
+	clear(b.ents) // no references to what was loaded
+	clear(b.subs)
+	b.ents, b.subs, b.hashes = b.ents[:0], b.subs[:0], b.hashes[:0]
+	return nil
+}
+
+// readSnapshot reads a snapshot from r (configwire.ReadSnapshot), handing its items to h in
+// order. Decoding runs on a goroutine of its own, a batch ahead of h.
+func readSnapshot(r io.Reader, h configwire.SnapshotHandler) (configwire.Snapshot, error) {
+	full := make(chan *batch, 4)
+	empty := make(chan *batch, cap(full)+2)
+	for range cap(empty) {
+		empty <- &batch{}
+	}
 	stop := make(chan struct{})
+	var snap configwire.Snapshot
 	var decErr error
 	go func() {
-		defer close(batches)
-		send := func(b []configwire.Entity) bool {
+		defer close(full)
+		b := <-empty
+		flush := func() error {
 			select {
-			case batches <- b:
-				return true
+			case full <- b:
 			case <-stop:
-				return false
+				return errStopped
 			}
+			select {
+			case b = <-empty:
+			case <-stop:
+				return errStopped
+			}
+			return nil
 		}
-		batch := make([]configwire.Entity, 0, entityBatch)
-		for dec.More() {
-			var e configwire.Entity
-			if decErr = dec.Decode(&e); decErr != nil {
-				return
-			}
-			if batch = append(batch, e); len(batch) == entityBatch {
-				if !send(batch) {
-					return
+		snap, decErr = configwire.ReadSnapshot(r, configwire.SnapshotHandler{
+			Entity: func(e configwire.Entity) error {
+				if b.ents = append(b.ents, e); b.len() == itemBatch {
+					return flush()
 				}
-				batch = make([]configwire.Entity, 0, entityBatch)
-			}
+				return nil
+			},
+			Subscription: func(s configwire.Subscription) error {
+				if b.addSubscription(s); b.len() == itemBatch {
+					return flush()
+				}
+				return nil
+			},
+		})
+		if decErr == nil && b.len() > 0 {
+			decErr = flush()
 		}
-		send(batch)
 	}()
-	var err error
-	for batch := range batches {
-		for _, e := range batch {
-			if err = add(e); err != nil {
-				close(stop)
-				for range batches { // until the decoder has stopped
-				}
-				return err
+	for b := range full {
+		if err := b.load(h); err != nil {
+			close(stop)
+			for range full { // until the decoder has stopped
 			}
+			return snap, err
 		}
+		empty <- b
 	}
-	return decErr // set before batches was closed
+	return snap, decErr // set before full was closed
 }
+
+// errStopped ends a decoder whose batches are no longer wanted.
+var errStopped = errors.New("configsync: decoding stopped")
 
 // install compiles and publishes a fetched snapshot and makes its copy the cache.
 func (s *Syncer) install(ctx context.Context, f *fetched) error {
@@ -341,10 +355,38 @@ func (s *Syncer) install(ctx context.Context, f *fetched) error {
 	if f.tmp != "" {
 		s.commitCache(ctx, f.tmp, f.snap.Revision)
 	}
+	releaseLoadGarbage()
 	return nil
 }
 
-func (s *Syncer) cacheFile() string { return filepath.Join(s.opt.CacheDir, "config.json") }
+// releaseLoadGarbage collects the garbage of a load and returns its memory to the OS: decoding
+// and indexing a million subscriptions leave about 100 MB of it, which the runtime would
+// otherwise keep until it needed it again.
+func releaseLoadGarbage() { debug.FreeOSMemory() }
+
+// cacheName is the cache file in the cache folder: a snapshot stream, or a JSON snapshot when
+// management sent one.
+const cacheName = "config.snapshot"
+
+// legacyCacheName is the JSON cache file of earlier versions, which a node removes unread.
+const legacyCacheName = "config.json"
+
+func (s *Syncer) cacheFile() string { return filepath.Join(s.opt.CacheDir, cacheName) }
+
+// dropLegacyCache removes the cache file of an earlier version: it would otherwise stay behind,
+// holding secret named values, and could serve a configuration long gone.
+func (s *Syncer) dropLegacyCache(ctx context.Context) {
+	if s.opt.CacheDir == "" {
+		return
+	}
+	err := os.Remove(filepath.Join(s.opt.CacheDir, legacyCacheName))
+	switch {
+	case err == nil:
+		s.opt.Log.InfoContext(ctx, "removed the configuration cache of an earlier version, unread", "file", legacyCacheName)
+	case !errors.Is(err, os.ErrNotExist):
+		s.opt.Log.WarnContext(ctx, "removing the configuration cache of an earlier version failed", "err", err)
+	}
+}
 
 // cacheWriter is a temporary cache file being written. Its Write never fails: the first error
 // is kept and reported by close, so that a full disk does not stop a node from loading its
@@ -365,7 +407,7 @@ func (s *Syncer) newCacheWriter(ctx context.Context) *cacheWriter {
 		s.opt.Log.WarnContext(ctx, "writing the configuration cache failed", "dir", s.opt.CacheDir, "err", err)
 		return nil
 	}
-	f, err := os.CreateTemp(s.opt.CacheDir, "config-*.json")
+	f, err := os.CreateTemp(s.opt.CacheDir, "config-*.snapshot")
 	if err != nil {
 		s.opt.Log.WarnContext(ctx, "writing the configuration cache failed", "dir", s.opt.CacheDir, "err", err)
 		return nil
@@ -441,7 +483,7 @@ func (s *Syncer) loadCache(ctx context.Context) bool {
 	}
 	defer file.Close()
 	load := s.builder.StartLoad()
-	snap, err := decodeSnapshot(file, load.Add)
+	snap, err := readSnapshot(file, loader(load))
 	if err != nil {
 		s.opt.Log.WarnContext(ctx, "cached configuration unreadable", "err", err)
 		return false
@@ -453,6 +495,7 @@ func (s *Syncer) loadCache(ctx context.Context) bool {
 	}
 	s.opt.Install(cfg)
 	s.opt.Log.InfoContext(ctx, "configuration installed from cache", "revision", snap.Revision)
+	releaseLoadGarbage()
 	return true
 }
 

@@ -1,7 +1,6 @@
 package configsync_test
 
 import (
-	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -65,7 +64,7 @@ func TestColdStartThenChanges(t *testing.T) {
 		cached = readCache(t, cache)
 		return cached.Revision == 7
 	})
-	fi, err := os.Stat(filepath.Join(cache, "config.json"))
+	fi, err := os.Stat(filepath.Join(cache, cacheFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,18 +85,23 @@ func TestColdStartThenChanges(t *testing.T) {
 	}
 }
 
-// readCache returns the cached snapshot, or a zero one while there is none.
+// cacheFile is where a node keeps its cache in its cache folder.
+const cacheFile = "config.snapshot"
+
+// readCache returns the cached snapshot, its subscriptions as entities, or a zero one while
+// there is none.
 func readCache(t *testing.T, dir string) configwire.Snapshot {
 	t.Helper()
-	var snap configwire.Snapshot
-	raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	f, err := os.Open(filepath.Join(dir, cacheFile))
 	if errors.Is(err, os.ErrNotExist) {
-		return snap
+		return configwire.Snapshot{}
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := json.Unmarshal(raw, &snap); err != nil {
+	defer f.Close()
+	snap, err := configwire.DecodeSnapshot(f)
+	if err != nil {
 		t.Fatalf("cache file: %v", err)
 	}
 	return snap
@@ -241,10 +245,25 @@ func TestUnauthorized(t *testing.T) {
 	}
 }
 
+// TestFailStatic runs against a management that serves snapshot streams and against one of
+// an earlier version that serves JSON only, whose cache file is JSON.
 func TestFailStatic(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name     string
+		jsonOnly bool
+	}{{"stream", false}, {"JSON", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			failStatic(t, tc.jsonOnly)
+		})
+	}
+}
+
+func failStatic(t *testing.T, jsonOnly bool) {
 	natsURL, js := startJetStream(t)
 	m := newManagement(t)
+	m.setJSONOnly(jsonOnly)
 	cache := t.TempDir()
 	m.set(snapshot(natsURL, 5, sub("a", "active", "key-a")))
 
@@ -253,6 +272,9 @@ func TestFailStatic(t *testing.T) {
 	first.shutdown(t)
 	if got := readCache(t, cache).Revision; got != 5 {
 		t.Fatalf("cache holds revision %d, want 5", got)
+	}
+	if streams := m.streams.Load(); jsonOnly != (streams == 0) {
+		t.Errorf("%d snapshots served as streams", streams)
 	}
 
 	// Management is down: a new node starts from the cache, then converges once it is back.
@@ -329,7 +351,7 @@ func TestDeleteService(t *testing.T) {
 	if cfg.APIs() != 0 || cfg.LookupWebSocket("/chat") != nil || keyState(cfg, "key-a") != "none" {
 		t.Errorf("after deleteService: %d APIs, key-a %s", cfg.APIs(), keyState(cfg, "key-a"))
 	}
-	if _, err := os.Stat(filepath.Join(cache, "config.json")); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(filepath.Join(cache, cacheFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the cache of a deleted service remains: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 package configsync
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,95 +18,97 @@ import (
 	"gatehouse.dev/pkg/configwire"
 )
 
-func TestDecodeSnapshot(t *testing.T) {
+// stream writes a snapshot of n entities and n subscriptions, alternating, in format.
+func stream(t *testing.T, format configwire.SnapshotFormat, n int) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	w, err := configwire.NewSnapshotWriter(&buf, format, configwire.Snapshot{ServiceID: "svc-1", Revision: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if err := w.WriteEntity(configwire.Entity{Kind: configwire.KindAPI, Name: fmt.Sprint("a", i)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.WriteSubscription(configwire.Subscription{Name: fmt.Sprint("s", i), Scope: "apis", State: "active"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestReadSnapshot(t *testing.T) {
 	t.Parallel()
-	many := make([]string, 0, 3*entityBatch+1)
-	for i := range cap(many) {
-		many = append(many, fmt.Sprintf(`{"kind":"subscriptions","name":"s%d"}`, i))
-	}
-	tests := []struct {
-		name    string
-		doc     string
-		want    configwire.Snapshot
-		names   []string
-		wantErr string
-	}{
-		{name: "header first",
-			doc:   `{"serviceId":"svc-1","service":"svc","gateway":"gw","revision":7,"nats":{"stream":"S","subject":"x"},"entities":[{"kind":"apis","name":"a"},{"kind":"subscriptions","name":"b"}]}`,
-			want:  configwire.Snapshot{ServiceID: "svc-1", Service: "svc", Gateway: "gw", Revision: 7, NATS: configwire.NATSInfo{Stream: "S", Subject: "x"}},
-			names: []string{"a", "b"}},
-		{name: "header last, keys in another case",
-			doc:   `{"Entities":[{"kind":"apis","name":"a"}],"Revision":8,"serviceId":"svc-1"}`,
-			want:  configwire.Snapshot{ServiceID: "svc-1", Revision: 8},
-			names: []string{"a"}},
-		{name: "no entities", doc: `{"revision":3,"entities":null}`, want: configwire.Snapshot{Revision: 3}},
-		{name: "empty entities", doc: `{"revision":3,"entities":[]}`, want: configwire.Snapshot{Revision: 3}},
-		{name: "several batches, in order",
-			doc:  `{"revision":4,"entities":[` + strings.Join(many, ",") + `]}`,
-			want: configwire.Snapshot{Revision: 4},
-			names: func() []string {
-				var n []string
-				for i := range many {
-					n = append(n, fmt.Sprintf("s%d", i))
-				}
-				return n
-			}()},
-		{name: "not an object", doc: `[1]`, wantErr: "not a JSON object"},
-		{name: "entities not an array", doc: `{"entities":{}}`, wantErr: "not an array"},
-		{name: "cut short", doc: `{"revision":3,"entities":[{"kind":"apis","name":"a"},{"kind":`, wantErr: "EOF"},
-		{name: "bad entity", doc: `{"entities":[{"kind":1}]}`, wantErr: "cannot unmarshal"},
-	}
-	for _, tc := range tests {
+	for _, tc := range []struct {
+		name   string
+		format configwire.SnapshotFormat
+	}{{"stream", configwire.SnapshotStream}, {"JSON", configwire.SnapshotJSON}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			var names []string
-			got, err := decodeSnapshot(strings.NewReader(tc.doc), func(e configwire.Entity) error {
-				names = append(names, e.Name)
-				return nil
-			})
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("err = %v, want one containing %q", err, tc.wantErr)
-				}
-				return
+			n := 3*itemBatch + 1 // several batches, the last one short
+			var ents, subs, wantEnts, wantSubs []string
+			for i := range n {
+				wantEnts, wantSubs = append(wantEnts, fmt.Sprint("a", i)), append(wantSubs, fmt.Sprint("s", i))
 			}
+			snap, err := readSnapshot(bytes.NewReader(stream(t, tc.format, n)), configwire.SnapshotHandler{
+				Entity: func(e configwire.Entity) error {
+					ents = append(ents, e.Name)
+					return nil
+				},
+				Subscription: func(s configwire.Subscription) error {
+					subs = append(subs, s.Name)
+					return nil
+				},
+			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("snapshot (-want +got):\n%s", diff)
+			if snap.ServiceID != "svc-1" || snap.Revision != 4 {
+				t.Errorf("header = %+v", snap)
 			}
-			if diff := cmp.Diff(tc.names, names); diff != "" {
-				t.Errorf("entities added (-want +got):\n%s", diff)
+			if diff := cmp.Diff(wantEnts, ents); diff != "" {
+				t.Errorf("entities, in order (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(wantSubs, subs); diff != "" {
+				t.Errorf("subscriptions, in order (-want +got):\n%s", diff)
 			}
 		})
 	}
 }
 
-func TestDecodeSnapshotAddFails(t *testing.T) {
+func TestReadSnapshotFails(t *testing.T) {
 	t.Parallel()
-	var doc strings.Builder
-	doc.WriteString(`{"entities":[`)
-	for i := range 10 * entityBatch {
-		if i > 0 {
-			doc.WriteString(",")
-		}
-		fmt.Fprintf(&doc, `{"kind":"subscriptions","name":"s%d"}`, i)
-	}
-	doc.WriteString(`]}`)
+	raw := stream(t, configwire.SnapshotStream, 10*itemBatch)
 	errStop := errors.New("stop")
 	added := 0
-	_, err := decodeSnapshot(strings.NewReader(doc.String()), func(e configwire.Entity) error {
-		if added++; added == entityBatch+3 {
+	count := func() error {
+		if added++; added == itemBatch+3 {
 			return errStop
 		}
 		return nil
+	}
+	_, err := readSnapshot(bytes.NewReader(raw), configwire.SnapshotHandler{
+		Entity:       func(configwire.Entity) error { return count() },
+		Subscription: func(configwire.Subscription) error { return count() },
 	})
 	if !errors.Is(err, errStop) {
-		t.Errorf("err = %v, want the error of add", err)
+		t.Errorf("err = %v, want the error of the handler", err)
 	}
-	if added != entityBatch+3 {
-		t.Errorf("add called %d times, want it not called after it failed", added)
+	if added != itemBatch+3 {
+		t.Errorf("handler called %d times, want it not called after it failed", added)
+	}
+
+	// A snapshot cut short is an error, after the items before the cut.
+	added = 0
+	_, err = readSnapshot(bytes.NewReader(raw[:len(raw)/2]), configwire.SnapshotHandler{
+		Entity:       func(configwire.Entity) error { added++; return nil },
+		Subscription: func(configwire.Subscription) error { added++; return nil },
+	})
+	if err == nil || !strings.Contains(err.Error(), "ends before its end frame") {
+		t.Errorf("err = %v for a cut stream", err)
 	}
 }
 
@@ -127,7 +130,7 @@ func TestCacheNeverGoesBack(t *testing.T) {
 		s.commitCache(ctx, tmp, rev)
 	}
 	cached := func() string {
-		raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+		raw, err := os.ReadFile(filepath.Join(dir, cacheName))
 		if errors.Is(err, os.ErrNotExist) {
 			return "none"
 		}
@@ -146,5 +149,30 @@ func TestCacheNeverGoesBack(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "config-*")); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
+	}
+}
+
+// TestLegacyCacheRemoved checks that the JSON cache file of an earlier version is removed, with
+// a log line, and not read.
+func TestLegacyCacheRemoved(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	legacy := filepath.Join(dir, "config.json")
+	if err := os.WriteFile(legacy, []byte(`{"revision":3,"entities":[]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	s := New(Options{CacheDir: dir, Log: slog.New(slog.NewTextHandler(&logs, nil)), Install: func(*compiled.Config) {
+		t.Error("a configuration was installed from the legacy cache")
+	}}, compiled.NewBuilder(pipeline.Env{}))
+	s.dropLegacyCache(t.Context())
+	if _, err := os.Stat(legacy); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the legacy cache is still there: %v", err)
+	}
+	if !strings.Contains(logs.String(), "removed the configuration cache of an earlier version") {
+		t.Errorf("log = %q, want a line about the removed cache", logs.String())
+	}
+	if s.loadCache(t.Context()) {
+		t.Error("loadCache found a cache")
 	}
 }

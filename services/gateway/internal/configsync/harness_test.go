@@ -66,16 +66,20 @@ func startJetStream(t *testing.T) (url string, js jetstream.JetStream) {
 }
 
 // management is a double of management's snapshot endpoint: it serves the snapshot it was
-// last given to callers presenting the gateway token. The real endpoint is exercised by the
-// end-to-end tests.
+// last given to callers presenting the gateway token, as a stream to those that accept one
+// unless it is set to JSON only (a management of an earlier version). The real endpoint is
+// exercised by the end-to-end tests.
 type management struct {
 	srv     *httptest.Server
 	token   string
 	fetches atomic.Int64
+	// streams counts the snapshots served as streams.
+	streams atomic.Int64
 
-	mu   sync.Mutex
-	snap configwire.Snapshot
-	down bool
+	mu       sync.Mutex
+	snap     configwire.Snapshot
+	down     bool
+	jsonOnly bool
 }
 
 func newManagement(t *testing.T) *management {
@@ -87,7 +91,7 @@ func newManagement(t *testing.T) *management {
 
 func (m *management) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m.mu.Lock()
-	snap, down := m.snap, m.down
+	snap, down, jsonOnly := m.snap, m.down, m.jsonOnly
 	m.mu.Unlock()
 	switch {
 	case down:
@@ -98,11 +102,38 @@ func (m *management) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)
 		_, _ = w.Write([]byte(`{"error":{"code":"Unauthorized","message":"Invalid gateway token."}}`))
+	case !jsonOnly && strings.Contains(r.Header.Get("Accept"), configwire.SnapshotStreamType):
+		m.fetches.Add(1)
+		m.streams.Add(1)
+		w.Header().Set("Content-Type", configwire.SnapshotStreamType)
+		sw, err := configwire.NewSnapshotWriter(w, configwire.SnapshotStream, snap)
+		if err != nil {
+			panic(err)
+		}
+		for _, e := range snap.Entities {
+			if e.Kind == configwire.KindSubscription {
+				s, err := configwire.SubscriptionOf(e)
+				if err != nil {
+					panic(err)
+				}
+				_ = sw.WriteSubscription(s)
+				continue
+			}
+			_ = sw.WriteEntity(e)
+		}
+		_ = sw.Close()
 	default:
 		m.fetches.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(snap)
 	}
+}
+
+// setJSONOnly makes m serve JSON whatever the client accepts.
+func (m *management) setJSONOnly(jsonOnly bool) {
+	m.mu.Lock()
+	m.jsonOnly = jsonOnly
+	m.mu.Unlock()
 }
 
 func (m *management) set(snap configwire.Snapshot) {
@@ -333,5 +364,5 @@ func keyState(c *compiled.Config, key string) string {
 	if s == nil {
 		return "none"
 	}
-	return s.Name + " " + s.State
+	return s.Name + " " + s.State()
 }

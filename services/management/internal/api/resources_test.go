@@ -865,6 +865,7 @@ func TestGateways(t *testing.T) {
 				}
 			}
 		}
+		checkStreamMatches(t, env, primaryToken, snap)
 		gwKeys := c.must(http.StatusOK, http.MethodPost, "/gateways/gw/listKeys", nil).JSON()
 		if strings.Contains(string(r.Body), gwKeys["primary"].(string)) || strings.Contains(string(r.Body), gwKeys["secondary"].(string)) {
 			t.Error("snapshot contains a gateway key")

@@ -9,55 +9,65 @@ import (
 	"gatehouse.dev/pkg/configwire"
 )
 
-// Snapshot returns the configuration a gateway node needs (configwire.Snapshot), read at one
-// revision: the APIs linked to its gateway resource with their operations and policies, the
-// products containing those APIs with their policies and links, the subscriptions that can reach
-// them (key hashes only), the global policy and the named values (secret values included; the
-// snapshot travels only over the authenticated management API).
-func (c *Catalog) Snapshot(ctx context.Context, node GatewayNode) (configwire.Snapshot, error) {
-	snap := configwire.Snapshot{ServiceID: node.Service.ID, Service: node.Service.Ref.Name, Gateway: node.Gateway.Name}
-	err := c.store.Snapshot(ctx, node.Service.ID, func(ctx context.Context, r Reader, revision int64) error {
-		snap.Revision = revision
-		b := snapshotBuilder{r: r, svc: node.Service}
-		err := b.build(ctx, node.Gateway)
-		snap.Entities = b.out
-		return err
+// SnapshotSink receives a snapshot as Snapshot reads it (a configwire.SnapshotWriter).
+type SnapshotSink interface {
+	WriteEntity(configwire.Entity) error
+	WriteSubscription(configwire.Subscription) error
+}
+
+// Snapshot reads the configuration a gateway node needs (configwire.Snapshot) at one revision
+// and hands it over as it reads it, so that it is never held whole (a million subscriptions):
+// the APIs linked to the node's gateway resource with their operations and policies, the
+// products containing those APIs with their policies and links, the subscriptions that can
+// reach them (key hashes only), the global policy and the named values (secret values
+// included; the snapshot travels only over the authenticated management API). start is
+// called first, with the snapshot's header (no entities), and returns where the entities go.
+// With compact, subscriptions go in their compact form, read without the properties gateways
+// do not use; otherwise as entities.
+func (c *Catalog) Snapshot(ctx context.Context, node GatewayNode, compact bool, start func(configwire.Snapshot) (SnapshotSink, error)) error {
+	return c.store.Snapshot(ctx, node.Service.ID, func(ctx context.Context, r SnapshotReader, revision int64) error {
+		sink, err := start(configwire.Snapshot{ServiceID: node.Service.ID, Service: node.Service.Ref.Name, Gateway: node.Gateway.Name,
+			Revision: revision})
+		if err != nil {
+			return err
+		}
+		b := snapshotBuilder{r: r, svc: node.Service, sink: sink, compact: compact}
+		return b.build(ctx, node.Gateway)
 	})
-	return snap, err
 }
 
 type snapshotBuilder struct {
-	r   Reader
-	svc Service
-	out []configwire.Entity
+	r       SnapshotReader
+	svc     Service
+	sink    SnapshotSink
+	compact bool
 }
 
 func (b *snapshotBuilder) list(ctx context.Context, q Query) ([]Resource, error) {
-	q.All = true
-	rs, _, err := b.r.List(ctx, q)
-	if err == nil {
-		b.out = slices.Grow(b.out, len(rs))
-		for _, r := range rs {
-			b.out = append(b.out, WireEntity(r, true))
-		}
-	}
-	return rs, err
+	return b.listWhere(ctx, q, func(Resource) bool { return true })
 }
 
-// listWhere adds the resources q selects that keep accepts.
-func (b *snapshotBuilder) listWhere(ctx context.Context, q Query, keep func(Resource) bool) error {
+// listWhere hands over the resources q selects that keep accepts, and returns all of them.
+func (b *snapshotBuilder) listWhere(ctx context.Context, q Query, keep func(Resource) bool) ([]Resource, error) {
 	q.All = true
 	rs, _, err := b.r.List(ctx, q)
+	if err != nil {
+		return nil, err
+	}
 	for _, r := range rs {
 		if keep(r) {
-			b.out = append(b.out, WireEntity(r, true))
+			if err := b.sink.WriteEntity(WireEntity(r, true)); err != nil {
+				return nil, err
+			}
 		}
 	}
-	return err
+	return rs, nil
 }
 
 func (b *snapshotBuilder) build(ctx context.Context, gw Resource) error {
-	b.out = append(b.out, WireEntity(gw, false))
+	if err := b.sink.WriteEntity(WireEntity(gw, false)); err != nil {
+		return err
+	}
 	links, err := b.list(ctx, Query{Kind: KindGatewayAPI, Parent: gw.Path()})
 	if err != nil {
 		return err
@@ -95,17 +105,16 @@ func (b *snapshotBuilder) build(ctx context.Context, gw Resource) error {
 		}
 		// Operations and policies are read in one query each, not one per API: a gateway with
 		// 10,000 APIs would otherwise wait for 30,000 round trips.
-		ops, _, err := b.r.List(ctx, Query{Kind: KindOperation, AnyParent: true, All: true})
-		if err != nil {
+		if _, err := b.listWhere(ctx, Query{Kind: KindOperation, AnyParent: true}, func(op Resource) bool {
+			if !served[strings.ToLower(op.Parent)] {
+				return false
+			}
+			served[strings.ToLower(op.Path())] = true
+			return true
+		}); err != nil {
 			return err
 		}
-		for _, op := range ops {
-			if served[strings.ToLower(op.Parent)] {
-				b.out = append(b.out, WireEntity(op, true))
-				served[strings.ToLower(op.Path())] = true
-			}
-		}
-		if err := b.listWhere(ctx, Query{Kind: KindPolicy, AnyParent: true}, func(r Resource) bool { return served[strings.ToLower(r.Parent)] }); err != nil {
+		if _, err := b.listWhere(ctx, Query{Kind: KindPolicy, AnyParent: true}, func(r Resource) bool { return served[strings.ToLower(r.Parent)] }); err != nil {
 			return err
 		}
 	} else if _, err := b.list(ctx, Query{Kind: KindPolicy, Parent: ""}); err != nil {
@@ -114,10 +123,37 @@ func (b *snapshotBuilder) build(ctx context.Context, gw Resource) error {
 	if _, err := b.list(ctx, Query{Kind: KindNamedValue}); err != nil {
 		return err
 	}
-	// One query for the subscriptions of every scope; their keys stay sealed (only their hashes
-	// travel).
-	_, err = b.list(ctx, Query{Kind: KindSubscription, PropIn: map[string][]string{"scope": scopes}, NoSecrets: true, Unordered: true})
-	return err
+	return b.subscriptions(ctx, scopes)
+}
+
+// subscriptions hands over the subscriptions of scopes (full ARM ids) as they are read, in one
+// query; their keys stay sealed (only their hashes travel).
+func (b *snapshotBuilder) subscriptions(ctx context.Context, scopes []string) error {
+	q := Query{Kind: KindSubscription, PropIn: map[string][]string{"scope": scopes}}
+	if !b.compact {
+		q.NoSecrets = true
+		return b.r.Each(ctx, q, func(r Resource) error { return b.sink.WriteEntity(WireEntity(r, false)) })
+	}
+	q.Fields = []string{"scope", "state", "ownerId", "startDate", "createdDate"}
+	var hashes [][32]byte           // reused: the sink is done with a subscription when it returns
+	relative := map[string]string{} // a million subscriptions have a few thousand scopes
+	return b.r.Each(ctx, q, func(r Resource) error {
+		f := r.Fields
+		scope, ok := relative[f[0]]
+		if !ok {
+			scope = configwire.RelativeScope(f[0])
+			relative[f[0]] = scope
+		}
+		s := configwire.Subscription{Name: r.Name, Scope: scope, State: f[1], OwnerID: f[2], StartDate: configwire.StartDate(f[3], f[4])}
+		hashes = hashes[:0]
+		for _, h := range r.KeyHashes {
+			if hb, ok := configwire.ParseKeyHash(h); ok {
+				hashes = append(hashes, hb)
+			}
+		}
+		s.KeyHashes = hashes
+		return b.sink.WriteSubscription(s)
+	})
 }
 
 // WireEntity is r as gateways see it: no secrets but key hashes, and for a secret named value

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -62,16 +61,23 @@ func TestFailStatic(t *testing.T) {
 		if waitForCache {
 			// Incremental changes reach the cache file after a short delay (5 s by default).
 			eventually(t, 10*time.Second, func() string {
-				raw, _ := os.ReadFile(filepath.Join(first.cacheDir, "config.json"))
-				var snap configwire.Snapshot
-				_ = json.Unmarshal(raw, &snap)
-				for _, e := range snap.Entities {
-					var p struct{ State string }
-					if e.Kind == configwire.KindSubscription && e.Name == name && json.Unmarshal(e.Properties, &p) == nil && p.State == "suspended" {
-						return ""
-					}
+				f, err := os.Open(filepath.Join(first.cacheDir, "config.snapshot"))
+				if err != nil {
+					return "no cache file yet"
 				}
-				return "the cache does not hold the suspension yet"
+				defer f.Close()
+				suspended := false
+				_, _ = configwire.ReadSnapshot(f, configwire.SnapshotHandler{
+					Entity: func(configwire.Entity) error { return nil },
+					Subscription: func(s configwire.Subscription) error {
+						suspended = suspended || s.Name == name && s.State == "suspended"
+						return nil
+					},
+				})
+				if !suspended {
+					return "the cache does not hold the suspension yet"
+				}
+				return ""
 			})
 		}
 		first.stop(t)

@@ -1,10 +1,13 @@
 package store_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -147,6 +150,66 @@ func TestListNoSecretsUnordered(t *testing.T) {
 	}
 }
 
+// TestSnapshotEach checks that Each reads what List does, one resource at a time, and with
+// Fields only the properties asked for.
+func TestSnapshotEach(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	scope := func(rel string) string { return catalog.ServiceID(w.svc.Ref) + "/" + rel }
+	q := catalog.Query{Kind: catalog.KindSubscription, PropIn: map[string][]string{"scope": {scope("apis"), scope("apis/chat")}}}
+	lq := q
+	lq.All = true
+	want, _, err := w.st.List(t.Context(), w.svc.ID, lq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errStop := errors.New("stop")
+	err = w.st.Snapshot(t.Context(), w.svc.ID, func(ctx context.Context, r catalog.SnapshotReader, _ int64) error {
+		var all []catalog.Resource
+		if err := r.Each(ctx, q, func(res catalog.Resource) error {
+			all = append(all, res)
+			return nil
+		}); err != nil {
+			return err
+		}
+		slices.SortFunc(all, func(a, b catalog.Resource) int { return strings.Compare(a.Name, b.Name) })
+		// Kinds are shared: the same pointer.
+		if diff := cmp.Diff(want, all, cmp.Comparer(func(a, b *catalog.Kind) bool { return a == b })); diff != "" {
+			t.Errorf("Each (-List +Each):\n%s", diff)
+		}
+
+		fq := q
+		fq.Fields = []string{"scope", "state", "missing"}
+		got := map[string][]string{}
+		if err := r.Each(ctx, fq, func(res catalog.Resource) error {
+			if res.Properties != nil || res.Secrets != nil || res.ID != "" {
+				t.Errorf("%s: Fields read more than the fields: %+v", res.Name, res)
+			}
+			if want := []string{configwire.KeyHash(w.keys[res.Name]), configwire.KeyHash("second-" + res.Name)}; !cmp.Equal(want, res.KeyHashes) {
+				t.Errorf("%s: key hashes %v, want those of its keys", res.Name, res.KeyHashes)
+			}
+			got[res.Name] = res.Fields
+			return nil
+		}); err != nil {
+			return err
+		}
+		wantFields := map[string][]string{"all": {scope("apis"), "submitted", ""}, "chat-1": {scope("apis/chat"), "submitted", ""},
+			"chat-2": {scope("apis/chat"), "submitted", ""}}
+		if diff := cmp.Diff(wantFields, got); diff != "" {
+			t.Errorf("Fields (-want +got):\n%s", diff)
+		}
+
+		calls := 0
+		if err := r.Each(ctx, q, func(catalog.Resource) error { calls++; return errStop }); !errors.Is(err, errStop) || calls != 1 {
+			t.Errorf("Each after fn failed: %v, %d calls", err, calls)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestIndexedQueriesPlannedEachTime checks that lists by property or key hash are never cached
 // as prepared statements: after five executions Postgres may switch a prepared statement to a
 // generic plan, which cannot use the partial indexes these lists need, and scans every
@@ -165,6 +228,13 @@ func TestIndexedQueriesPlannedEachTime(t *testing.T) {
 			if _, _, err := w.st.List(ctx, w.svc.ID, q); err != nil {
 				t.Fatal(err)
 			}
+		}
+		// A snapshot's read of every subscription of its scopes, too.
+		if err := w.st.Snapshot(ctx, w.svc.ID, func(ctx context.Context, r catalog.SnapshotReader, _ int64) error {
+			return r.Each(ctx, catalog.Query{Kind: catalog.KindSubscription, PropIn: map[string][]string{"scope": {fmt.Sprint("/apis/", i)}},
+				Fields: []string{"state"}}, func(catalog.Resource) error { return nil })
+		}); err != nil {
+			t.Fatal(err)
 		}
 	}
 	var indexed, plain int
