@@ -290,7 +290,7 @@ func TestFailureDrills(t *testing.T) {
 	})
 	t.Run("restart Postgres", func(t *testing.T) {
 		if pg == nil {
-			t.Skipf("no private Postgres to restart: %s", noPG)
+			skipOutsideCI(t, "no private Postgres to restart: %s", noPG)
 		}
 		_, failedBefore := w.snapshot()
 		w.dbDown.Store(true)
