@@ -5,3 +5,5 @@ go 1.26.8
 require github.com/google/go-cmp v0.7.0
 
 require google.golang.org/protobuf v1.36.12
+
+require github.com/golang-jwt/jwt/v5 v5.3.1

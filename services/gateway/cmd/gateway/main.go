@@ -31,12 +31,12 @@ import (
 	"gatehouse.dev/gateway/internal/heartbeat"
 	"gatehouse.dev/gateway/internal/liveconn"
 	"gatehouse.dev/gateway/internal/metrics"
-	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/gateway/internal/traffic"
 	"gatehouse.dev/gateway/internal/usage"
 	"gatehouse.dev/pkg/configwire"
 	"gatehouse.dev/pkg/envflag"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 type config struct {

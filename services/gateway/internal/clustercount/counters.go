@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"gatehouse.dev/gateway/internal/pipeline"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 // Defaults of CountersOptions.

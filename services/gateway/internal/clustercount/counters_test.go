@@ -9,7 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"gatehouse.dev/gateway/internal/clustercount"
-	"gatehouse.dev/gateway/internal/pipeline"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 // newCounters returns Counters over n's connection, waiting until they count through NATS.

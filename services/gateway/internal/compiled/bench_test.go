@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"testing"
 
-	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 // bigSnapshot is a service of apis WebSocket APIs (each with onHandshake and an API policy,

@@ -10,8 +10,8 @@ import (
 	"slices"
 	"strings"
 
-	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/pipeline"
 	"gatehouse.dev/pkg/policy"
 )
 

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"gatehouse.dev/gateway/internal/pipeline"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 // Config is one compiled revision. It is immutable and safe for concurrent use.

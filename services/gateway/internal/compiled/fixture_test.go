@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 // svcARM is the service id prefix management puts in subscription scopes and owner ids.

@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 // nearHash is a key hash whose first eight bytes, the key index's hash, are those of every

@@ -14,8 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"gatehouse.dev/gateway/internal/compiled"
-	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 // stream writes a snapshot of n entities and n subscriptions, alternating, in format.

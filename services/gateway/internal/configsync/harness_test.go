@@ -21,9 +21,9 @@ import (
 
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/configsync"
-	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 const (

@@ -18,10 +18,10 @@ import (
 
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/liveconn"
-	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/gateway/internal/traffic"
 	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 const (

@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 
 	"gatehouse.dev/gateway/internal/metrics"
-	"gatehouse.dev/gateway/internal/pipeline"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 // ConnectionLimiter counts sessions per counter across the fleet (clustercount.Connections).

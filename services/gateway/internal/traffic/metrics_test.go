@@ -23,9 +23,9 @@ import (
 
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/metrics"
-	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/gateway/internal/traffic"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 // Secrets the client or the configuration hands the gateway; no log record may hold them.

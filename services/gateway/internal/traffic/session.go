@@ -4,8 +4,8 @@ import (
 	"sync"
 	"time"
 
-	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/gateway/internal/wsproxy"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 // Close codes of the gateway's session controls (docs/policies.md).

@@ -24,10 +24,10 @@ import (
 
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/metrics"
-	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/gateway/internal/usage"
 	"gatehouse.dev/pkg/apierror"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 // HealthPath is APIM's gateway health probe, answered on the traffic listener.

@@ -14,12 +14,12 @@ import (
 
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/metrics"
-	"gatehouse.dev/gateway/internal/pipeline"
 	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/gateway/internal/usage"
 	"gatehouse.dev/gateway/internal/wsproxy"
 	"gatehouse.dev/gateway/internal/wsproxy/frame"
 	"gatehouse.dev/pkg/apierror"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 // Handshake reasons the gateway gives itself, beside APIM's and the policies' (the reason
