@@ -38,14 +38,35 @@ type Heartbeat struct {
 	// URL is where clients reach the node's traffic listener (GATEWAY_PUBLIC_URL): a ws:// or
 	// wss:// URL that ValidNodeURL accepts, or empty. Management's test console connects there.
 	URL string `json:"url,omitempty"`
+	// PolicyFailures lists, at most MaxHeartbeatFailures of them, the policies the node could
+	// not compile in the revision it serves: their APIs fail closed there (500) while the
+	// rest of the revision is enforced. FailedAPIs counts every API with one, listed or not.
+	PolicyFailures []PolicyFailure `json:"policyFailures,omitempty"`
+	FailedAPIs     int             `json:"failedApis,omitempty"`
 	// Stopping is set on the last heartbeat of a node that shuts down: management forgets the
 	// node at once instead of waiting for it to go stale.
 	Stopping bool `json:"stopping,omitempty"`
 }
 
+// PolicyFailure is one effective policy a node could not compile: the scope holding the
+// document at fault, the element, where it stands in that document, and why. The error
+// quotes no secret named value.
+type PolicyFailure struct {
+	API       string `json:"api"`
+	Operation string `json:"operation,omitempty"`
+	Product   string `json:"product,omitempty"`
+	// Scope is "global", "product:{id}", "api:{id}" or "operation:{api}/{id}".
+	Scope  string `json:"scope"`
+	Policy string `json:"policy,omitempty"`
+	Line   int    `json:"line,omitempty"`
+	Column int    `json:"column,omitempty"`
+	Error  string `json:"error"`
+}
+
 // Bounds of a Heartbeat's fields, so that a receiver keeps a bounded amount per node.
 const (
 	MaxHeartbeatErrorBytes = 1024
+	MaxHeartbeatFailures   = 50
 	maxHeartbeatIDBytes    = 256
 )
 
@@ -72,6 +93,19 @@ func (h *Heartbeat) Validate() error {
 			return fmt.Errorf("heartbeat: %s is longer than %d bytes", f.name, f.max)
 		case !utf8.ValidString(f.value):
 			return fmt.Errorf("heartbeat: %s is not valid UTF-8", f.name)
+		}
+	}
+	if len(h.PolicyFailures) > MaxHeartbeatFailures || h.FailedAPIs < 0 {
+		return fmt.Errorf("heartbeat: more than %d policy failures, or a negative count", MaxHeartbeatFailures)
+	}
+	for _, f := range h.PolicyFailures {
+		for _, v := range []string{f.API, f.Operation, f.Product, f.Scope, f.Policy} {
+			if len(v) > maxHeartbeatIDBytes || !utf8.ValidString(v) {
+				return errors.New("heartbeat: a policy failure's name is too long or not UTF-8")
+			}
+		}
+		if len(f.Error) > MaxHeartbeatErrorBytes || !utf8.ValidString(f.Error) {
+			return errors.New("heartbeat: a policy failure's error is too long or not UTF-8")
 		}
 	}
 	if h.Revision < 0 || h.Connections < 0 || h.Interval < 0 {

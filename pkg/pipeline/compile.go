@@ -39,6 +39,9 @@ type Env struct {
 	// Backends maps backend entity ids to base URLs for set-backend-service backend-id. Nil
 	// means backend entities are not configured and backend-id fails Compile.
 	Backends map[string]string
+	// Secrets are the values of secret named values. A compile error never quotes one: each
+	// is replaced with "***" (values shorter than four bytes excepted).
+	Secrets []string
 	// Log receives expression failures and key-fetch problems. Nil discards them.
 	Log *slog.Logger
 	// Now is the clock used when Request.Now is zero. Nil means time.Now.
@@ -48,6 +51,8 @@ type Env struct {
 // Pipeline is the compiled inbound policy of one operation. It is immutable and safe for
 // concurrent use.
 type Pipeline struct {
+	// failure is set on a pipeline made by Failed, which refuses every request.
+	failure error
 	steps   []step
 	skipped []string
 	session SessionLimits
@@ -67,6 +72,9 @@ func (p *Pipeline) Skipped() []string { return p.skipped }
 func (p *Pipeline) Run(ctx context.Context, req *Request) *Response {
 	if p == nil {
 		return nil
+	}
+	if p.failure != nil {
+		return p.refuse(ctx, req)
 	}
 	req.Session = p.session
 	c := &runCtx{ctx: ctx, req: req, now: req.Now, log: p.log}
@@ -259,7 +267,7 @@ func (b *builder) policy(p policy.Policy, path string, substitute bool) (step, e
 	}
 	name, pos := p.ElementName(), p.Position()
 	fail := func(err error) error {
-		return &CompileError{Scope: b.scope, Policy: name, Pos: pos, Err: err}
+		return &CompileError{Scope: b.scope, Policy: name, Pos: pos, Err: redact(err, b.env.Secrets)}
 	}
 	if substitute {
 		sp, err := b.namedValues(p)

@@ -229,6 +229,7 @@ func run(ctx context.Context, args []string) error {
 		c := current.Load()
 		if c != nil {
 			st.ServiceID, st.Gateway, st.Revision = c.ServiceID, c.Gateway, c.Revision
+			st.PolicyFailures, st.FailedAPIs = c.Failures(), c.FailedAPIs()
 		}
 		err := syncer.LastError()
 		st.Healthy = c != nil && err == nil
@@ -240,7 +241,7 @@ func run(ctx context.Context, args []string) error {
 	}})
 	install := func(c *compiled.Config) {
 		current.Store(c)
-		gm.ConfigInstalled(c.Revision)
+		gm.ConfigInstalled(c.Revision, len(c.Failures()), c.FailedAPIs())
 		gm.Revoked(handler.Revoke(c)) // live revocation: sessions the new configuration no longer allows end with 1008
 		hb.Notify()
 	}

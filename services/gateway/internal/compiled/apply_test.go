@@ -3,6 +3,7 @@ package compiled
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -334,47 +335,92 @@ func assertUnchanged(t *testing.T, b *Builder, before *Config, beforeView []stri
 	}
 }
 
-func TestApplyCompileError(t *testing.T) {
+// TestApplyFailsClosed checks that a change with a policy or API this node cannot compile is
+// applied whole: its subscriptions, keys and links take effect, the APIs it breaks refuse
+// requests and are listed in Failures, and the rest serves on (issue 11).
+func TestApplyFailsClosed(t *testing.T) {
 	t.Parallel()
+	refused := "[<refused 500 PolicyCompileFailure>]"
 	tests := []struct {
 		name  string
 		items []configwire.Item
+		// want are lines the view must hold after the change; failed the APIs that fail.
+		want   []string
+		failed []string
 	}{
 		{"named value in use deleted", []configwire.Item{
 			put(subEnt("new", "/apis", "active", "key-new")),
 			del(configwire.KindSubscription, "", "all"),
 			del(configwire.KindNamedValue, "", "greeting-nv"),
-		}},
+		}, []string{"key key-all-1 → none", "op chat/onHandshake GET /: " + refused, "op chat/onHandshake in starter: " + refused,
+			"op orders/latest GET /latest: [X-Global=g X-Secret=s3cr3t]"}, []string{"chat"}},
 		{"policy referencing a missing named value", []configwire.Item{
 			put(policyEnt("products/starter", "X-Product", "v2")),
 			put(policyEnt("apis/shop", "X", "{{missing}}")),
-		}},
+		}, []string{"op orders/latest in starter: [X-Global=g X-Product=v2 X-Secret=s3cr3t]", "op shop/any GET /{*rest}: " + refused}, []string{"shop"}},
 		{"policy that does not parse", []configwire.Item{
 			put(subEnt("all", "/apis", "suspended", "key-all-1")),
 			put(ent(configwire.KindPolicy, "apis/shop", "policy", obj{"value": "<policies><inbound>", "format": "xml"})),
-		}},
+		}, []string{"key key-all-1 → all suspended apis chat:true/- orders:true/- shop:true/- public:true/-", "op shop/any GET /{*rest}: " + refused}, []string{"shop"}},
+		{"global policy that does not compile", []configwire.Item{
+			put(subEnt("new", "/apis", "active", "key-new")),
+			put(ent(configwire.KindPolicy, "", "policy", obj{"value": `<policies><inbound><set-header name="X" exists-action="override"><value>@((((</value></set-header></inbound></policies>`, "format": "xml"})),
+		}, []string{"key key-new → new active apis chat:true/- orders:true/- shop:true/- public:true/-", "op shop/any GET /{*rest}: " + refused,
+			"op public/get GET /{*rest}: " + refused}, []string{"chat", "orders", "public", "shop"}},
 		{"API with a bad serviceUrl after a path change", []configwire.Item{
 			put(apiEnt("chat", "chat-moved", "websocket", nil)),
 			del(configwire.KindProductAPI, "products/starter", "orders"),
 			put(apiEnt("shop", "shop", "http", obj{"serviceUrl": "http://[::1"})),
-		}},
-		{"undecodable subscription", []configwire.Item{
-			put(subEnt("new", "/apis", "active", "key-new")),
-			put(configwire.Entity{Kind: configwire.KindSubscription, Name: "bad", Properties: []byte(`[`)}),
-		}},
+		}, []string{"ws chat → ", "http shop/x → shop \"x\"", "op shop/any GET /{*rest}: " + refused}, []string{"shop"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			b, before := load(t, testSnapshot())
-			beforeView := view(t, before)
+			b, _ := load(t, testSnapshot())
 			cfg, err := b.Apply(change(testRevision+1, tc.items...))
-			if err == nil || errors.Is(err, ErrResync) {
-				t.Fatalf("Apply = %v, %v; want a compile error", cfg, err)
+			if err != nil {
+				t.Fatalf("Apply = %v; want the change applied", err)
 			}
-			assertUnchanged(t, b, before, beforeView)
+			if b.Revision() != testRevision+1 || b.Current() != cfg {
+				t.Fatalf("Revision = %d after Apply", b.Revision())
+			}
+			got := view(t, cfg)
+			for _, w := range tc.want {
+				if !slices.Contains(got, w) {
+					t.Errorf("view lacks %q:\n%s", w, strings.Join(got, "\n"))
+				}
+			}
+			var failed []string
+			for _, f := range cfg.Failures() {
+				if !slices.Contains(failed, f.API) {
+					failed = append(failed, f.API)
+				}
+			}
+			if diff := cmp.Diff(tc.failed, failed); diff != "" {
+				t.Errorf("failed APIs (-want +got):\n%s", diff)
+			}
+			// A later data change applies incrementally on top, failures and all.
+			next, err := b.Apply(change(testRevision+2, put(subEnt("later", "/apis", "active", "key-new-2"))))
+			if err != nil || next.Subscription(hash("key-new-2")) == nil || len(next.Failures()) != len(cfg.Failures()) {
+				t.Errorf("Apply after the failure = %v; key-new-2 resolves: %v", err, next != nil && next.Subscription(hash("key-new-2")) != nil)
+			}
 		})
 	}
+}
+
+// TestApplyUndecodable checks that a change with an entity that cannot be decoded at all is
+// refused whole and leaves the Builder as it was.
+func TestApplyUndecodable(t *testing.T) {
+	t.Parallel()
+	b, before := load(t, testSnapshot())
+	beforeView := view(t, before)
+	cfg, err := b.Apply(change(testRevision+1,
+		put(subEnt("new", "/apis", "active", "key-new")),
+		put(configwire.Entity{Kind: configwire.KindSubscription, Name: "bad", Properties: []byte(`[`)})))
+	if err == nil || errors.Is(err, ErrResync) {
+		t.Fatalf("Apply = %v, %v; want a decode error", cfg, err)
+	}
+	assertUnchanged(t, b, before, beforeView)
 }
 
 func TestApplyRedelivery(t *testing.T) {

@@ -31,8 +31,11 @@ type Builder struct {
 
 	// ents holds every entity but subscriptions and users, by key(kind, parent, name).
 	ents map[string]configwire.Entity
-	// docs caches parsed policy documents by entity key.
+	// docs caches parsed policy documents by entity key; bad holds, by the same key, why a
+	// policy entity could not be parsed (a node older than management meeting a newer
+	// element): the pipelines that include it fail closed.
 	docs map[string]*policy.Document
+	bad  map[string]error
 	// children indexes ents by kind and lower-cased parent: kind|parent → set of keys.
 	children map[string]map[string]bool
 	// productsOf and apisOf index product↔API links by lower-cased names.
@@ -95,7 +98,7 @@ type subEdit struct{ keys, names *subEditor }
 // StartLoad begins a Load whose entities are then given to Add.
 func (b *Builder) StartLoad() *Loading {
 	next := &Builder{env: b.env,
-		ents: map[string]configwire.Entity{}, docs: map[string]*policy.Document{}, children: map[string]map[string]bool{},
+		ents: map[string]configwire.Entity{}, docs: map[string]*policy.Document{}, bad: map[string]error{}, children: map[string]map[string]bool{},
 		productsOf: map[string]map[string]bool{}, apisOf: map[string]map[string]bool{}, nameHash: newNameHasher(),
 		kinds: map[subKind]*subKind{}}
 	return &Loading{b: b, next: next}
@@ -134,9 +137,7 @@ func (l *Loading) Finish(h configwire.Snapshot) (*Config, error) {
 	next.names, keys = buildSubIndexes(l.subs, next.nameHash)
 	l.subs = nil
 	cfg := &Config{Revision: h.Revision, ServiceID: h.ServiceID, Service: h.Service, Gateway: h.Gateway, subs: keys}
-	if err := next.compileAPIs(cfg, nil, nil); err != nil {
-		return nil, err
-	}
+	next.compileAPIs(cfg, nil, nil)
 	*l.b = *next
 	l.b.cur = cfg
 	return cfg, nil
@@ -145,8 +146,11 @@ func (l *Loading) Finish(h configwire.Snapshot) (*Config, error) {
 // Apply applies the change of the next revision and returns the new current Config, compiling
 // only what the change affects. A revision already applied is a no-op that returns the current
 // Config. Apply returns an error wrapping ErrResync when the change cannot be applied
-// incrementally, and a compile error when the result does not compile. On any error the
-// Builder is unchanged: Current and Revision still describe the previous Config.
+// incrementally, or an error for an entity that cannot be decoded at all. A policy that does
+// not parse or compile is no error: the pipelines that include it fail closed and the Config
+// lists it in Failures, so one bad policy never holds back the keys, subscriptions and APIs
+// of later changes (issue 11). On any error the Builder is unchanged: Current and Revision
+// still describe the previous Config.
 func (b *Builder) Apply(ch configwire.Change) (*Config, error) {
 	if b.cur == nil || ch.ServiceID != b.serviceID {
 		return nil, ErrResync
@@ -236,12 +240,10 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 		affected = nil
 	case len(affected) == 0:
 		// Nothing compiled changes: share the API maps, which no one modifies.
-		cfg.apis, cfg.byName = b.cur.apis, b.cur.byName
+		cfg.apis, cfg.byName, cfg.failed = b.cur.apis, b.cur.byName, b.cur.failed
 		return cfg, nil
 	}
-	if err := b.compileAPIs(cfg, b.cur, affected); err != nil {
-		return nil, err
-	}
+	b.compileAPIs(cfg, b.cur, affected)
 	return cfg, nil
 }
 
@@ -329,19 +331,9 @@ func (b *Builder) put(e configwire.Entity, edit *subEdit, u *undoLog) error {
 	case configwire.KindUser:
 		return nil // users matter only as owner ids, which subscriptions carry
 	case configwire.KindPolicy:
-		var p struct{ Value, Format string }
-		if err := json.Unmarshal(e.Properties, &p); err != nil {
-			return fmt.Errorf("policy of %q: %w", e.Parent, err)
-		}
-		format := policy.Format(strings.ToLower(p.Format))
-		if format == "" {
-			format = policy.FormatXML
-		}
-		doc, err := policy.Parse(p.Value, format)
-		if err != nil {
-			return fmt.Errorf("policy of %q: %w", e.Parent, err)
-		}
-		set(b.docs, k, doc, false, u)
+		doc, err := parsePolicy(e)
+		set(b.docs, k, doc, err != nil, u)
+		set(b.bad, k, err, err == nil, u)
 	case configwire.KindProductAPI:
 		product := strings.ToLower(strings.TrimPrefix(strings.ToLower(e.Parent), "products/"))
 		api := strings.ToLower(e.Name)
@@ -373,7 +365,21 @@ func (b *Builder) remove(e configwire.Entity, edit *subEdit, u *undoLog) {
 	k := key(e.Kind, e.Parent, e.Name)
 	set(b.ents, k, configwire.Entity{}, true, u)
 	set(b.docs, k, nil, true, u)
+	set(b.bad, k, nil, true, u)
 	setIn(b.children, childKey(e.Kind, e.Parent), k, false, u)
+}
+
+// parsePolicy parses a policy entity's document.
+func parsePolicy(e configwire.Entity) (*policy.Document, error) {
+	var p struct{ Value, Format string }
+	if err := json.Unmarshal(e.Properties, &p); err != nil {
+		return nil, fmt.Errorf("the policy entity does not decode: %w", err)
+	}
+	format := policy.Format(strings.ToLower(p.Format))
+	if format == "" {
+		format = policy.FormatXML
+	}
+	return policy.Parse(p.Value, format)
 }
 
 // newSubscription compiles a subscription. Its scope and state are shared with the others
@@ -415,9 +421,11 @@ func (b *Builder) putSubscription(ws configwire.Subscription, edit *subEdit) err
 	return nil
 }
 
-// namedValues returns the named values by lower-cased name and display name.
-func (b *Builder) namedValues() map[string]string {
+// namedValues returns the named values by lower-cased name and display name, and the values
+// of the secret ones, which compile errors must not quote.
+func (b *Builder) namedValues() (map[string]string, []string) {
 	out := map[string]string{}
+	var secrets []string
 	for k := range b.children[childKey(configwire.KindNamedValue, "")] {
 		e := b.ents[k]
 		var p struct {
@@ -433,23 +441,28 @@ func (b *Builder) namedValues() map[string]string {
 		if p.DisplayName != "" {
 			out[strings.ToLower(p.DisplayName)] = v
 		}
+		if e.Secret {
+			secrets = append(secrets, v)
+		}
 	}
-	return out
+	return out, secrets
 }
 
 // compileAPIs sets cfg's APIs: those of prev with the APIs named in only recompiled, or all
-// APIs compiled afresh when only is nil (prev is then unused). An API that is gone or no longer linked to this
-// gateway is left out.
-func (b *Builder) compileAPIs(cfg *Config, prev *Config, only map[string]bool) error {
+// APIs compiled afresh when only is nil (prev is then unused). An API that is gone or no
+// longer linked to this gateway is left out. It never fails: what does not compile fails
+// closed and is listed in cfg's failures.
+func (b *Builder) compileAPIs(cfg *Config, prev *Config, only map[string]bool) {
 	env := b.env
-	env.NamedValues = b.namedValues()
-	global := b.docs[key(configwire.KindPolicy, "", "policy")]
+	env.NamedValues, env.Secrets = b.namedValues()
+	gk := key(configwire.KindPolicy, "", "policy")
+	global := scopeDoc{doc: b.docs[gk], err: b.bad[gk]}
 	names := only
-	var apis, byName *cowEditor[*API]
+	var apis, byName, failed *cowEditor[*API]
 	if names != nil {
-		apis, byName = prev.apis.edit(), prev.byName.edit()
+		apis, byName, failed = prev.apis.edit(), prev.byName.edit(), prev.failed.edit()
 	} else {
-		apis, byName = (*cowMap[*API])(nil).edit(), (*cowMap[*API])(nil).edit()
+		apis, byName, failed = (*cowMap[*API])(nil).edit(), (*cowMap[*API])(nil).edit(), (*cowMap[*API])(nil).edit()
 		names = map[string]bool{}
 		for k := range b.children[childKey(configwire.KindAPI, "")] {
 			names[strings.ToLower(b.ents[k].Name)] = true
@@ -458,6 +471,7 @@ func (b *Builder) compileAPIs(cfg *Config, prev *Config, only map[string]bool) e
 	// Drop every old entry first (under its old path): an API may have moved or gone, and
 	// two APIs may have swapped paths.
 	for name := range names {
+		failed.delete(name)
 		if old := byName.get(name); old != nil {
 			byName.delete(name)
 			if p := strings.ToLower(old.Path); apis.get(p) == old {
@@ -470,18 +484,31 @@ func (b *Builder) compileAPIs(cfg *Config, prev *Config, only map[string]bool) e
 		if !ok || !b.serves(name) {
 			continue
 		}
-		api, err := b.compileAPI(e, global, env)
-		if err != nil {
-			return fmt.Errorf("API %s: %w", e.Name, err)
+		api := b.compileAPI(e, global, env)
+		if len(api.Failures) > 0 {
+			failed.set(name, api)
+		}
+		if api.Path == "" && api.Type == "" {
+			continue // its properties did not decode: there is nothing to route to it
 		}
 		apis.set(strings.ToLower(api.Path), api)
 		byName.set(name, api)
 	}
-	cfg.apis, cfg.byName = apis.done(), byName.done()
-	return nil
+	cfg.apis, cfg.byName, cfg.failed = apis.done(), byName.done(), failed.done()
 }
 
-func (b *Builder) compileAPI(e configwire.Entity, global *policy.Document, env pipeline.Env) (*API, error) {
+// scopeDoc is the policy document of one scope, or why it could not be parsed.
+type scopeDoc struct {
+	doc *policy.Document
+	err error
+}
+
+// compileAPI compiles one API. A pipeline that cannot be compiled, because a document in its
+// composition does not parse or does not compile, is replaced by one that refuses every
+// request (pipeline.Failed), and the API lists the failure; the API's other operations and
+// product contexts are unaffected. An API whose properties do not decode comes back with only
+// its name and the failure.
+func (b *Builder) compileAPI(e configwire.Entity, global scopeDoc, env pipeline.Env) *API {
 	var p struct {
 		DisplayName                   string   `json:"displayName"`
 		Path                          string   `json:"path"`
@@ -495,7 +522,7 @@ func (b *Builder) compileAPI(e configwire.Entity, global *policy.Document, env p
 		} `json:"subscriptionKeyParameterNames"`
 	}
 	if err := json.Unmarshal(e.Properties, &p); err != nil {
-		return nil, err
+		return &API{Name: e.Name, Failures: []Failure{{API: e.Name, Scope: "api:" + e.Name, Error: "the API's properties do not decode: " + err.Error()}}}
 	}
 	api := &API{Name: e.Name, DisplayName: p.DisplayName, Path: strings.Trim(p.Path, "/"), Type: p.Type, Protocols: p.Protocols,
 		SubscriptionRequired: p.SubscriptionRequired == nil || *p.SubscriptionRequired,
@@ -507,10 +534,13 @@ func (b *Builder) compileAPI(e configwire.Entity, global *policy.Document, env p
 	if api.KeyQuery == "" {
 		api.KeyQuery = "subscription-key"
 	}
+	// apiErr fails every pipeline of the API: nothing it would send to the backend is known.
+	var apiErr error
 	if p.ServiceURL != "" {
 		u, err := url.Parse(p.ServiceURL)
 		if err != nil {
-			return nil, fmt.Errorf("serviceUrl: %w", err)
+			apiErr = fmt.Errorf("serviceUrl: %w", err)
+			api.Failures = append(api.Failures, Failure{API: e.Name, Scope: "api:" + e.Name, Error: apiErr.Error()})
 		}
 		api.ServiceURL = u
 	}
@@ -534,7 +564,7 @@ func (b *Builder) compileAPI(e configwire.Entity, global *policy.Document, env p
 		}
 	}
 	apiPath := "apis/" + e.Name
-	apiDoc := b.docs[key(configwire.KindPolicy, apiPath, "policy")]
+	apiDoc := b.scopeDoc(apiPath)
 	for k := range b.children[childKey(configwire.KindOperation, apiPath)] {
 		oe := b.ents[k]
 		var op struct {
@@ -542,35 +572,92 @@ func (b *Builder) compileAPI(e configwire.Entity, global *policy.Document, env p
 			Method      string `json:"method"`
 			URLTemplate string `json:"urlTemplate"`
 		}
-		if err := json.Unmarshal(oe.Properties, &op); err != nil {
-			return nil, fmt.Errorf("operation %s: %w", oe.Name, err)
+		opErr := apiErr
+		if err := json.Unmarshal(oe.Properties, &op); err != nil && opErr == nil {
+			opErr = fmt.Errorf("the operation's properties do not decode: %w", err)
+			api.Failures = append(api.Failures, Failure{API: e.Name, Operation: oe.Name, Scope: "operation:" + e.Name + "/" + oe.Name, Error: opErr.Error()})
 		}
 		o := &Operation{Name: oe.Name, DisplayName: op.DisplayName, Method: op.Method, URLTemplate: op.URLTemplate,
 			template: parseTemplate(op.URLTemplate), pipelines: map[string]*pipeline.Pipeline{}}
-		opDoc := b.docs[key(configwire.KindPolicy, apiPath+"/operations/"+oe.Name, "policy")]
-		scopes := pipeline.Scopes{Global: global, API: apiDoc, Operation: opDoc,
-			IDs: pipeline.ScopeIDs{API: e.Name, Operation: e.Name + "/" + oe.Name}}
-		base, err := pipeline.Compile(scopes, env)
-		if err != nil {
-			return nil, fmt.Errorf("operation %s: %w", oe.Name, err)
-		}
+		c := composition{b: b, api: api, op: oe.Name, env: env, failed: opErr,
+			docs: [4]scopeDoc{global, {}, apiDoc, b.scopeDoc(apiPath + "/operations/" + oe.Name)},
+			ids:  pipeline.ScopeIDs{API: e.Name, Operation: e.Name + "/" + oe.Name}}
+		base := c.compile(nil)
 		o.pipelines[""] = base
 		for prod, product := range api.Products {
-			doc := b.docs[key(configwire.KindPolicy, "products/"+product.Name, "policy")]
-			if doc == nil {
-				o.pipelines[prod] = base
+			if d := b.scopeDoc("products/" + product.Name); d.doc != nil || d.err != nil {
+				c.docs[1] = d
+				o.pipelines[prod] = c.compile(product)
 				continue
 			}
-			scopes.Product, scopes.IDs.Product = doc, product.Name
-			pl, err := pipeline.Compile(scopes, env)
-			if err != nil {
-				return nil, fmt.Errorf("operation %s in product %s: %w", oe.Name, product.Name, err)
-			}
-			o.pipelines[prod] = pl
+			o.pipelines[prod] = base
 		}
 		api.Operations = append(api.Operations, o)
 	}
 	// Map order is random; equally specific operations must match the same way every time.
 	slices.SortFunc(api.Operations, func(x, y *Operation) int { return cmp.Compare(strings.ToLower(x.Name), strings.ToLower(y.Name)) })
-	return api, nil
+	slices.SortFunc(api.Failures, func(x, y Failure) int {
+		return cmp.Or(cmp.Compare(x.Operation, y.Operation), cmp.Compare(x.Product, y.Product), cmp.Compare(x.Scope, y.Scope))
+	})
+	return api
+}
+
+// scopeDoc returns the policy document of the scope at path ("apis/echo", "products/starter").
+func (b *Builder) scopeDoc(path string) scopeDoc {
+	k := key(configwire.KindPolicy, path, "policy")
+	return scopeDoc{doc: b.docs[k], err: b.bad[k]}
+}
+
+// composition compiles the effective pipelines of one operation.
+type composition struct {
+	b      *Builder
+	api    *API
+	op     string
+	env    pipeline.Env
+	failed error // set when the operation cannot be served whatever its policies
+	docs   [4]scopeDoc
+	ids    pipeline.ScopeIDs
+}
+
+// compile returns the pipeline of the operation in the context of product (nil = none), or a
+// failed one recorded in the API's failures.
+func (c *composition) compile(product *Product) *pipeline.Pipeline {
+	if c.failed != nil {
+		return pipeline.Failed(c.failed, c.env.Log)
+	}
+	ids := c.ids
+	scopes := [4]string{"global", "", "api:" + c.api.Name, "operation:" + c.api.Name + "/" + c.op}
+	f := Failure{API: c.api.Name, Operation: c.op}
+	if product != nil {
+		ids.Product = product.Name
+		scopes[1] = "product:" + product.Name
+		f.Product = product.Name
+	}
+	for i, d := range c.docs {
+		if d.err != nil && (product != nil || i != 1) {
+			f.Scope, f.Error = scopes[i], d.err.Error()
+			if se := (*policy.SyntaxError)(nil); errors.As(d.err, &se) {
+				f.Policy, f.Line, f.Column = se.Element, se.Line, se.Column
+			}
+			return c.fail(f, d.err)
+		}
+	}
+	s := pipeline.Scopes{Global: c.docs[0].doc, API: c.docs[2].doc, Operation: c.docs[3].doc, IDs: ids}
+	if product != nil {
+		s.Product = c.docs[1].doc
+	}
+	pl, err := pipeline.Compile(s, c.env)
+	if err == nil {
+		return pl
+	}
+	f.Error = err.Error()
+	if ce := (*pipeline.CompileError)(nil); errors.As(err, &ce) {
+		f.Scope, f.Policy, f.Line, f.Column, f.Error = ce.Scope, ce.Policy, ce.Pos.Line, ce.Pos.Column, ce.Err.Error()
+	}
+	return c.fail(f, err)
+}
+
+func (c *composition) fail(f Failure, err error) *pipeline.Pipeline {
+	c.api.Failures = append(c.api.Failures, f)
+	return pipeline.Failed(err, c.env.Log)
 }

@@ -5,11 +5,14 @@
 package compiled
 
 import (
+	"cmp"
 	"crypto/sha256"
+	"slices"
 	"net/url"
 	"strings"
 	"time"
 
+	"gatehouse.dev/pkg/configwire"
 	"gatehouse.dev/pkg/pipeline"
 )
 
@@ -24,8 +27,30 @@ type Config struct {
 	// lower-cased names to them, so a change replaces an API without a scan.
 	apis   *cowMap[*API]
 	byName *cowMap[*API]
+	// failed maps the lower-cased names of the APIs with Failures to them.
+	failed *cowMap[*API]
 	subs   *subIndex
 }
+
+// Failure is a policy (or an API's own settings) that this node could not compile. The
+// pipelines it belongs to refuse every request with 500 until a later change fixes it.
+type Failure = configwire.PolicyFailure
+
+// Failures returns what this revision could not compile, by API name, operation, product and
+// scope; empty when everything compiled.
+func (c *Config) Failures() []Failure {
+	var out []Failure
+	for _, a := range c.failed.all() {
+		out = append(out, a.Failures...)
+	}
+	slices.SortFunc(out, func(x, y Failure) int {
+		return cmp.Or(cmp.Compare(x.API, y.API), cmp.Compare(x.Operation, y.Operation), cmp.Compare(x.Product, y.Product), cmp.Compare(x.Scope, y.Scope))
+	})
+	return out
+}
+
+// FailedAPIs returns how many APIs have at least one Failure.
+func (c *Config) FailedAPIs() int { return c.failed.len() }
 
 // API is a served API with its compiled pipelines.
 type API struct {
@@ -42,6 +67,8 @@ type API struct {
 	// OpenProduct is a product without subscription requirement containing the API, if any.
 	OpenProduct *Product
 	Operations  []*Operation
+	// Failures lists what of the API did not compile: those pipelines fail closed.
+	Failures []Failure
 }
 
 // Operation is an API operation with the pipelines of each product context.

@@ -1,6 +1,8 @@
 package compiled
 
 import (
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -280,47 +282,143 @@ func TestPipelines(t *testing.T) {
 	}
 }
 
+// TestLoadErrors checks that a snapshot with an entity that cannot be decoded at all is not
+// installed, and that the Builder keeps its state.
 func TestLoadErrors(t *testing.T) {
 	t.Parallel()
+	b, cfg := load(t, testSnapshot())
+	before := view(t, cfg)
+	snap := testSnapshot()
+	snap.Revision++
+	snap.Entities = append(snap.Entities, configwire.Entity{Kind: configwire.KindSubscription, Name: "x", Properties: []byte(`"x"`)})
+	if got, err := b.Load(snap); err == nil {
+		t.Fatalf("Load = revision %d, want an error", got.Revision)
+	}
+	if b.Current() != cfg || b.Revision() != testRevision {
+		t.Fatalf("after a failed Load: Current changed or Revision = %d", b.Revision())
+	}
+	if diff := cmp.Diff(before, view(t, b.Current())); diff != "" {
+		t.Errorf("Config changed (-before +after):\n%s", diff)
+	}
+	// The Builder still applies the next revision on top of the good state.
+	if _, err := b.Apply(change(testRevision+1, put(subEnt("new", "/apis", "active", "key-new")))); err != nil {
+		t.Errorf("Apply after a failed Load: %v", err)
+	}
+}
+
+// TestLoadFailsClosed checks that a snapshot with a policy or API this node cannot compile is
+// installed: that API's pipelines refuse every request, the failure is listed with where it
+// stands, and every other API serves as before (issue 11).
+func TestLoadFailsClosed(t *testing.T) {
+	t.Parallel()
+	refused := "[<refused 500 PolicyCompileFailure>]"
 	tests := []struct {
 		name string
 		edit func(*configwire.Snapshot)
+		// want are the lines of view that change, and the failure listed.
+		want    []string
+		failure Failure
 	}{
 		{"missing named value", func(s *configwire.Snapshot) {
 			s.Entities = append(s.Entities, policyEnt("apis/shop", "X", "{{missing}}"))
-		}},
+		}, []string{"op shop/any GET /{*rest}: " + refused},
+			Failure{API: "shop", Operation: "any", Scope: "api:shop", Policy: "set-header", Line: 1, Column: 28, Error: "the named value 'missing' is not defined"}},
 		{"policy that does not parse", func(s *configwire.Snapshot) {
 			s.Entities = append(s.Entities, ent(configwire.KindPolicy, "apis/shop", "policy", obj{"value": "<policies><inbound>", "format": "xml"}))
-		}},
+		}, []string{"op shop/any GET /{*rest}: " + refused},
+			Failure{API: "shop", Operation: "any", Scope: "api:shop", Line: 1, Column: 20, Error: "Unexpected end of file"}},
 		{"bad serviceUrl", func(s *configwire.Snapshot) {
 			s.Entities = append(s.Entities, apiEnt("shop", "shop", "http", obj{"serviceUrl": "http://[::1"}))
-		}},
-		{"undecodable subscription", func(s *configwire.Snapshot) {
-			s.Entities = append(s.Entities, configwire.Entity{Kind: configwire.KindSubscription, Name: "x", Properties: []byte(`"x"`)})
-		}},
+		}, []string{"op shop/any GET /{*rest}: " + refused},
+			Failure{API: "shop", Scope: "api:shop"}},
+		{"product policy that does not compile", func(s *configwire.Snapshot) {
+			s.Entities = append(s.Entities, ent(configwire.KindPolicy, "products/starter", "policy", obj{"format": "xml",
+				"value": `<policies><inbound><base /><set-header name="X" exists-action="override"><value>@(context.Request.Url.Path.Normalize())</value></set-header></inbound></policies>`}))
+		}, []string{"op chat/onHandshake in starter: " + refused, "op orders/latest in starter: " + refused,
+			"op chat/onHandshake GET /: [X-Api=hello X-Global=g X-Op=hs]", "op orders/latest GET /latest: [X-Global=g X-Secret=s3cr3t]"},
+			Failure{API: "chat", Operation: "onHandshake", Product: "starter", Scope: "product:starter", Policy: "set-header", Line: 1, Column: 28}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			b, cfg := load(t, testSnapshot())
-			before := view(t, cfg)
+			_, good := load(t, testSnapshot())
 			snap := testSnapshot()
-			snap.Revision++
 			tc.edit(&snap)
-			if got, err := b.Load(snap); err == nil {
-				t.Fatalf("Load = revision %d, want an error", got.Revision)
+			b, cfg := load(t, snap)
+			got := view(t, cfg)
+			for _, w := range tc.want {
+				if !slices.Contains(got, w) {
+					t.Errorf("view lacks %q:\n%s", w, strings.Join(got, "\n"))
+				}
 			}
-			if b.Current() != cfg || b.Revision() != testRevision {
-				t.Fatalf("after a failed Load: Current changed or Revision = %d", b.Revision())
+			failures := cfg.Failures()
+			if len(failures) == 0 {
+				t.Fatalf("Failures() is empty")
 			}
-			if diff := cmp.Diff(before, view(t, b.Current())); diff != "" {
-				t.Errorf("Config changed (-before +after):\n%s", diff)
+			f := failures[0]
+			if f.Error == "" || !strings.Contains(f.Error, tc.failure.Error) {
+				t.Errorf("failure error = %q, want it to contain %q", f.Error, tc.failure.Error)
 			}
-			// The Builder still applies the next revision on top of the good state.
-			if _, err := b.Apply(change(testRevision+1, put(subEnt("new", "/apis", "active", "key-new")))); err != nil {
-				t.Errorf("Apply after a failed Load: %v", err)
+			f.Error = tc.failure.Error
+			if diff := cmp.Diff(tc.failure, f); diff != "" {
+				t.Errorf("failure (-want +got):\n%s", diff)
+			}
+			wantAPIs := 1
+			if f.Product != "" {
+				wantAPIs = 2 // chat and orders, both in starter
+			}
+			if cfg.FailedAPIs() != wantAPIs {
+				t.Errorf("FailedAPIs = %d, want %d", cfg.FailedAPIs(), wantAPIs)
+			}
+			// Everything else serves as in the good configuration.
+			for _, line := range view(t, good) {
+				api := strings.Fields(line)
+				if len(api) > 1 && api[0] == "op" && f.Product == "" && strings.HasPrefix(strings.ToLower(api[1]), strings.ToLower(f.API)+"/") {
+					continue
+				}
+				if f.Product != "" && strings.Contains(line, " in "+f.Product+":") {
+					continue
+				}
+				if strings.HasPrefix(line, "api shop") && tc.name == "bad serviceUrl" {
+					continue
+				}
+				if !slices.Contains(got, line) {
+					t.Errorf("line %q of the good configuration is gone", line)
+				}
+			}
+			// A later change that fixes the policy (or API) ends the failure.
+			fix := put(policyEnt("apis/shop", "X", "fixed"))
+			switch tc.name {
+			case "bad serviceUrl":
+				fix = put(apiEnt("shop", "shop", "http", nil))
+			case "product policy that does not compile":
+				fix = put(policyEnt("products/starter", "X-Product", "starter"))
+			}
+			fixed, err := b.Apply(change(testRevision+1, fix))
+			if err != nil {
+				t.Fatalf("Apply of the fix: %v", err)
+			}
+			if f := fixed.Failures(); len(f) != 0 || fixed.FailedAPIs() != 0 {
+				t.Errorf("after the fix Failures() = %+v", f)
 			}
 		})
+	}
+}
+
+// TestFailureRedactsSecrets checks that a compile error quoting a substituted secret named
+// value lists it as ***: failures go to logs and heartbeats.
+func TestFailureRedactsSecrets(t *testing.T) {
+	t.Parallel()
+	snap := testSnapshot()
+	snap.Entities = append(snap.Entities, ent(configwire.KindPolicy, "apis/shop", "policy", obj{"format": "xml",
+		"value": `<policies><inbound><base /><ip-filter action="allow"><address>{{sec}}</address></ip-filter></inbound></policies>`}))
+	_, cfg := load(t, snap)
+	f := cfg.Failures()
+	if len(f) != 1 {
+		t.Fatalf("Failures() = %+v, want one", f)
+	}
+	if strings.Contains(f[0].Error, "s3cr3t") || !strings.Contains(f[0].Error, "***") {
+		t.Errorf("failure error = %q: want the secret replaced by ***", f[0].Error)
 	}
 }
 

@@ -116,8 +116,11 @@ func TestLoading(t *testing.T) {
 			t.Fatalf("Add: %v", err)
 		}
 	}
-	if err := b.StartLoad().Add(ent(configwire.KindPolicy, "apis/chat", "policy", obj{"value": "<policies>", "format": "xml"})); err == nil {
-		t.Error("Add of a policy that does not parse succeeded")
+	if err := b.StartLoad().Add(ent(configwire.KindPolicy, "apis/chat", "policy", obj{"value": "<policies>", "format": "xml"})); err != nil {
+		t.Errorf("Add of a policy that does not parse = %v; want it kept, to fail closed", err)
+	}
+	if err := b.StartLoad().Add(configwire.Entity{Kind: configwire.KindSubscription, Name: "x", Properties: []byte(`"x"`)}); err == nil {
+		t.Error("Add of a subscription that does not decode succeeded")
 	}
 	assertUnchanged(t, b, before, beforeView)
 

@@ -179,6 +179,9 @@ func headers(t testing.TB, pl *pipeline.Pipeline) []string {
 	req := &pipeline.Request{HTTP: httptest.NewRequest(http.MethodGet, "http://gw.example/x", nil), Header: http.Header{},
 		Query: url.Values{}, Now: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)}
 	if r := pl.Run(context.Background(), req); r != nil {
+		if r.Reason == "PolicyCompileFailure" {
+			return []string{fmt.Sprintf("<refused %d %s>", r.Status, r.Reason)}
+		}
 		t.Fatalf("pipeline Run = %+v", r)
 	}
 	var out []string
@@ -234,6 +237,9 @@ func view(t testing.TB, c *Config) []string {
 		}
 	}
 	out = append(out, fmt.Sprintf("revision %d apis %d keys %d", c.Revision, c.APIs(), c.Keys()))
+	for _, f := range c.Failures() {
+		out = append(out, fmt.Sprintf("failure %+v", f))
+	}
 	return out
 }
 

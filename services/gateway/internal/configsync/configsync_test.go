@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -356,6 +357,21 @@ func TestDeleteService(t *testing.T) {
 	}
 }
 
+// failedAPIs lists the APIs of cfg that fail closed, and whether every failure names want.
+func failedAPIs(cfg *compiled.Config, want string) ([]string, bool) {
+	var apis []string
+	named := true
+	for _, f := range cfg.Failures() {
+		if !slices.Contains(apis, f.API) {
+			apis = append(apis, f.API)
+		}
+		named = named && strings.Contains(f.Error, want)
+	}
+	return apis, named
+}
+
+// TestSnapshotThatDoesNotCompile checks that a snapshot with a policy the node cannot compile
+// is installed and cached: the API it belongs to fails closed, the rest is served (issue 11).
 func TestSnapshotThatDoesNotCompile(t *testing.T) {
 	t.Parallel()
 	natsURL, js := startJetStream(t)
@@ -363,29 +379,30 @@ func TestSnapshotThatDoesNotCompile(t *testing.T) {
 	cache := t.TempDir()
 	m.set(withoutGreeting(snapshot(natsURL, 5, sub("a", "active", "key-a"))))
 	n := startNode(t, m, cache)
-	waitFor(t, "LastError to report the compile error", func() bool { return n.syncer.LastError() != nil })
-	if err := n.syncer.LastError(); !strings.Contains(err.Error(), "greeting") {
-		t.Errorf("LastError = %v, want it to name the missing named value", err)
+	cfg := n.waitRevision(t, 5)
+	if apis, named := failedAPIs(cfg, "greeting"); len(apis) != 1 || !named {
+		t.Errorf("failed APIs %v (each naming the missing named value: %v), want one", apis, named)
 	}
-	waitConsumers(t, js, 0)
-	if got := n.installed(); len(got) != 0 {
-		t.Fatalf("installed %v from a snapshot that does not compile", got)
-	}
-	if got := readCache(t, cache).Revision; got != 0 {
-		t.Errorf("cached revision %d that does not compile", got)
-	}
-
-	// Management fixes it: the next change makes the node fetch a snapshot that compiles.
-	m.set(snapshot(natsURL, 6, sub("a", "active", "key-a")))
-	publish(t, js, change(6, put(greeting("hello"))))
-	if got := keyState(n.waitRevision(t, 6), "key-a"); got != "a active" {
+	if got := keyState(cfg, "key-a"); got != "a active" {
 		t.Errorf("key-a = %s", got)
 	}
 	if err := n.syncer.LastError(); err != nil {
-		t.Errorf("LastError = %v after a good snapshot", err)
+		t.Errorf("LastError = %v: the snapshot was installed", err)
+	}
+	if got := readCache(t, cache).Revision; got != 5 {
+		t.Errorf("cached revision %d, want 5", got)
+	}
+	waitConsumers(t, js, 0)
+
+	// Management fixes it: the change applies and the failure ends.
+	publish(t, js, change(6, put(greeting("hello"))))
+	if apis, _ := failedAPIs(n.waitRevision(t, 6), ""); len(apis) != 0 {
+		t.Errorf("failed APIs %v after the fix", apis)
 	}
 }
 
+// TestChangeThatDoesNotCompile checks that a change that breaks a policy still applies whole:
+// its other items (here a suspension) take effect at once, and later changes apply after it.
 func TestChangeThatDoesNotCompile(t *testing.T) {
 	t.Parallel()
 	natsURL, js := startJetStream(t)
@@ -393,28 +410,31 @@ func TestChangeThatDoesNotCompile(t *testing.T) {
 	cache := t.TempDir()
 	m.set(snapshot(natsURL, 5, sub("a", "active", "key-a")))
 	n := startNode(t, m, cache)
-	good := n.waitRevision(t, 5)
+	n.waitRevision(t, 5)
 	waitConsumers(t, js, 0)
 
-	// Revision 6 deletes a named value in use (and suspends a): it does not compile.
-	m.set(withoutGreeting(snapshot(natsURL, 6, sub("a", "suspended", "key-a"))))
+	// Revision 6 deletes a named value in use and suspends a.
 	publish(t, js, change(6, put(sub("a", "suspended", "key-a")),
 		configwire.Item{Op: configwire.OpDelete, Entity: configwire.Entity{Kind: configwire.KindNamedValue, Name: "greeting"}}))
-	waitFor(t, "LastError to report the compile error", func() bool { return n.syncer.LastError() != nil })
-	if cur := n.cur.Load(); cur != good || keyState(cur, "key-a") != "a active" {
-		t.Errorf("the previous config was replaced or changed: revision %d, key-a %s", cur.Revision, keyState(cur, "key-a"))
+	cfg := n.waitRevision(t, 6)
+	if got := keyState(cfg, "key-a"); got != "a suspended" {
+		t.Errorf("key-a = %s: the suspension in the change that broke a policy was not applied", got)
 	}
-	if got := readCache(t, cache).Revision; got != 5 {
-		t.Errorf("cache at revision %d, want the last good one, 5", got)
+	if apis, named := failedAPIs(cfg, "greeting"); len(apis) != 1 || !named {
+		t.Errorf("failed APIs %v (naming greeting: %v), want one", apis, named)
 	}
 
-	// Revision 7 restores it.
-	m.set(snapshot(natsURL, 7, sub("a", "suspended", "key-a")))
+	// Revision 7 restores it; revision 8, a plain data change, applies after it.
 	publish(t, js, change(7, put(greeting("hello again"))))
-	if got := keyState(n.waitRevision(t, 7), "key-a"); got != "a suspended" {
+	publish(t, js, change(8, put(sub("a", "active", "key-a"))))
+	cfg = n.waitRevision(t, 8)
+	if got := keyState(cfg, "key-a"); got != "a active" {
 		t.Errorf("key-a = %s", got)
 	}
-	if diff := cmp.Diff([]int64{5, 7}, n.installed()); diff != "" {
+	if apis, _ := failedAPIs(cfg, ""); len(apis) != 0 {
+		t.Errorf("failed APIs %v after the fix", apis)
+	}
+	if diff := cmp.Diff([]int64{5, 6, 7, 8}, n.installed()); diff != "" {
 		t.Errorf("installed revisions (-want +got):\n%s", diff)
 	}
 	if err := n.syncer.LastError(); err != nil {

@@ -42,6 +42,10 @@ type State struct {
 	LastError string
 	// URL is where clients reach the node (GATEWAY_PUBLIC_URL); empty for none.
 	URL string
+	// PolicyFailures are what the served revision could not compile (the first
+	// configwire.MaxHeartbeatFailures are sent), FailedAPIs how many APIs fail closed.
+	PolicyFailures []configwire.PolicyFailure
+	FailedAPIs     int
 }
 
 // Options configure a Publisher.
@@ -253,6 +257,14 @@ func (p *Publisher) publish(nc *nats.Conn, stopping bool) error {
 		Hostname:    truncate(p.opt.Hostname, 256),
 		Stopping:    stopping,
 		URL:         st.URL,
+		FailedAPIs:  st.FailedAPIs,
+	}
+	for _, f := range st.PolicyFailures[:min(len(st.PolicyFailures), configwire.MaxHeartbeatFailures)] {
+		f.Error = truncate(f.Error, configwire.MaxHeartbeatErrorBytes)
+		for _, s := range []*string{&f.API, &f.Operation, &f.Product, &f.Scope, &f.Policy} {
+			*s = truncate(*s, 256)
+		}
+		hb.PolicyFailures = append(hb.PolicyFailures, f)
 	}
 	raw, err := json.Marshal(hb)
 	if err != nil {

@@ -89,6 +89,8 @@ type Gateway struct {
 	sessionDur   *prometheus.HistogramVec
 	revocations  prometheus.Counter
 	revision     prometheus.Gauge
+	failures     prometheus.Gauge
+	failedAPIs   prometheus.Gauge
 	applyDur     prometheus.Histogram
 
 	sessions sessions
@@ -119,13 +121,17 @@ func NewGateway(reg prometheus.Registerer) (*Gateway, error) {
 			Help: "WebSocket sessions closed because a new configuration no longer allows them."}),
 		revision: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "config_revision",
 			Help: "Revision of the configuration being served (0 before the first one)."}),
+		failures: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "config_policy_failures",
+			Help: "Effective policies of the served configuration that this node could not compile; each fails closed (500)."}),
+		failedAPIs: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "config_failed_apis",
+			Help: "APIs of the served configuration with at least one policy this node could not compile."}),
 		applyDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "config_apply_duration_seconds",
 			Help:    "Time to decode, compile and install one configuration change received from management.",
 			Buckets: applyBuckets}),
 	}
 	m.sessions.init()
 	for _, c := range []prometheus.Collector{m.handshakes, m.handshakeDur, m.policyDur, m.dialDur, m.closes, m.sessionDur,
-		m.revocations, m.revision, m.applyDur, &m.sessions} {
+		m.revocations, m.revision, m.failures, m.failedAPIs, m.applyDur, &m.sessions} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -173,12 +179,15 @@ func (m *Gateway) Revoked(n int) {
 	m.revocations.Add(float64(n))
 }
 
-// ConfigInstalled records the revision now served.
-func (m *Gateway) ConfigInstalled(revision int64) {
+// ConfigInstalled records the revision now served, how many of its effective policies this
+// node could not compile, and how many APIs those belong to.
+func (m *Gateway) ConfigInstalled(revision int64, failures, failedAPIs int) {
 	if m == nil {
 		return
 	}
 	m.revision.Set(float64(revision))
+	m.failures.Set(float64(failures))
+	m.failedAPIs.Set(float64(failedAPIs))
 }
 
 // ConfigApplied observes the apply latency of one configuration change.

@@ -95,7 +95,7 @@ func TestNilGateway(t *testing.T) {
 	m.Policy("a", time.Millisecond)
 	m.BackendDial("a", metrics.DialUpgraded, time.Millisecond)
 	m.Revoked(1)
-	m.ConfigInstalled(3)
+	m.ConfigInstalled(3, 0, 0)
 	m.ConfigApplied(time.Millisecond)
 	m.Open("a", func() metrics.Traffic { return metrics.Traffic{} }).End(metrics.ReasonNormal)
 }
@@ -111,13 +111,15 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.ConfigInstalled(41)
-	m.ConfigInstalled(42)
+	m.ConfigInstalled(41, 0, 0)
+	m.ConfigInstalled(42, 2, 1)
 	m.ConfigApplied(3 * time.Millisecond)
 	m.Revoked(2)
 	m.Revoked(0)
 	want := map[string]float64{
 		"gatehouse_gateway_config_revision":                                   42,
+		"gatehouse_gateway_config_policy_failures":                            2,
+		"gatehouse_gateway_config_failed_apis":                                1,
 		"gatehouse_gateway_config_apply_duration_seconds_count":               1,
 		"gatehouse_gateway_config_apply_duration_seconds_sum":                 0.003,
 		`gatehouse_gateway_config_apply_duration_seconds_bucket{le="0.0025"}`: 0,

@@ -349,6 +349,8 @@ func TestScriptedSession(t *testing.T) {
 		`gatehouse_gateway_revocations_total`:                                                        0,
 		`gatehouse_gateway_config_revision`:                                                          0,
 		`gatehouse_gateway_config_apply_duration_seconds_count`:                                      0,
+		`gatehouse_gateway_config_failed_apis`:                                                       0,
+		`gatehouse_gateway_config_policy_failures`:                                                   0,
 	}
 	if diff := cmp.Diff(want, e.scrape(t)); diff != "" {
 		t.Errorf("metrics (-want +got):\n%s", diff)
