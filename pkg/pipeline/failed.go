@@ -53,6 +53,9 @@ func Check(doc *policy.Document, scope string, env Env) error {
 	if env.Counters == nil {
 		env.Counters = noCounters{}
 	}
+	if env.Keys == nil {
+		env.Keys = NewKeySource(nil, nil) // never asked for a key: nothing Check compiles runs
+	}
 	b := &builder{env: env, reg: policy.NewRegistry(), docs: [4]*policy.Document{3: doc}, scopes: [4]string{3: scope}}
 	if env.Log == nil {
 		b.env.Log = slog.New(slog.DiscardHandler)

@@ -659,5 +659,10 @@ func (c *composition) compile(product *Product) *pipeline.Pipeline {
 
 func (c *composition) fail(f Failure, err error) *pipeline.Pipeline {
 	c.api.Failures = append(c.api.Failures, f)
+	if c.env.Log != nil {
+		c.env.Log.Error("policy does not compile on this node; its requests are refused with 500 until a change fixes it",
+			"api", f.API, "operation", f.Operation, "product", f.Product, "scope", f.Scope, "policy", f.Policy,
+			"line", f.Line, "column", f.Column, "err", f.Error)
+	}
 	return pipeline.Failed(err, c.env.Log)
 }

@@ -275,6 +275,24 @@ var namedValueBehaviour = behaviour{
 				return invalid("properties.displayName", "a named value with display name '%s' already exists", p.DisplayName)
 			}
 		}
+		// {{x}} resolves by name or display name: one must not be another's other.
+		all, _, err := w.tx.List(ctx, Query{Kind: KindNamedValue, All: true, NoSecrets: true})
+		if err != nil {
+			return err
+		}
+		for _, o := range all {
+			_, display, _, _ := namedValueOf(o)
+			switch {
+			case strings.EqualFold(o.Name, r.Name):
+			case strings.EqualFold(o.Name, p.DisplayName):
+				return invalid("properties.displayName", "the display name '%s' is the name of another named value: {{%s}} would be ambiguous", p.DisplayName, p.DisplayName)
+			case strings.EqualFold(display, r.Name):
+				return invalid("name", "the name '%s' is the display name of another named value: {{%s}} would be ambiguous", r.Name, r.Name)
+			}
+		}
+		if err := w.checkNamedValueChange(ctx, r.Name, p.DisplayName, *p.Value, p.Secret, old); err != nil {
+			return err
+		}
 		p.ProvisioningState = "Succeeded"
 		r.Secrets = nil
 		if p.Secret {

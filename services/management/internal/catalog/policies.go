@@ -63,6 +63,13 @@ var policyBehaviour = behaviour{
 		if err := w.checkNamedValues(ctx, doc.NamedValues()); err != nil {
 			return err
 		}
+		env, err := w.policyEnv(ctx)
+		if err != nil {
+			return err
+		}
+		if err := compilePolicy(doc, r.Parent, env); err != nil {
+			return err
+		}
 		r.Name = PolicyName
 		r.Properties = mustJSON(PolicyProperties{Value: p.Value, Format: string(format)})
 		return nil

@@ -1,0 +1,143 @@
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"gatehouse.dev/pkg/pipeline"
+	"gatehouse.dev/pkg/policy"
+)
+
+// A policy is checked at write time with the compiler every gateway node runs
+// (pipeline.Check), so that management never stores a document a node of the same version
+// cannot enforce (issue 11). A write that changes what a stored policy refers to (a named
+// value's value or display name) compiles those policies again and is refused, naming the
+// policy, when one would no longer compile; deleting a named value a policy uses is refused
+// the same way (namedValueBehaviour.beforeDelete). A node that still cannot compile a policy
+// (an older node during a rolling upgrade) fails that API closed; see docs/policies.md.
+
+// policyEnv is the compile environment of the service's policies: its named values by
+// lower-cased name and display name, and the secret ones' values, which errors never quote.
+// Backends are not configured yet, so backend-id is refused as a node refuses it.
+func (w *write) policyEnv(ctx context.Context) (pipeline.Env, error) {
+	nvs, _, err := w.tx.List(ctx, Query{Kind: KindNamedValue, All: true})
+	if err != nil {
+		return pipeline.Env{}, err
+	}
+	env := pipeline.Env{NamedValues: make(map[string]string, 2*len(nvs))}
+	for _, nv := range nvs {
+		name, display, value, secret := namedValueOf(nv)
+		env.NamedValues[strings.ToLower(name)] = value
+		env.NamedValues[strings.ToLower(display)] = value
+		if secret {
+			env.Secrets = append(env.Secrets, value)
+		}
+	}
+	return env, nil
+}
+
+// namedValueOf returns a stored named value's name, display name, value and whether it is secret.
+func namedValueOf(r Resource) (name, display, value string, secret bool) {
+	var p NamedValueProperties
+	_ = json.Unmarshal(r.Properties, &p)
+	value = r.Secrets[secretValue]
+	if p.Value != nil {
+		value = *p.Value
+	}
+	return r.Name, p.DisplayName, value, p.Secret
+}
+
+// policyScope names the scope of a policy whose parent path is parent, as nodes name it in
+// their failures: "global", "product:{id}", "api:{id}" or "operation:{api}/{id}".
+func policyScope(parent string) string {
+	parts := strings.Split(parent, "/")
+	switch {
+	case parent == "":
+		return "global"
+	case len(parts) == 2 && parts[0] == "products":
+		return "product:" + parts[1]
+	case len(parts) == 2:
+		return "api:" + parts[1]
+	case len(parts) == 4:
+		return "operation:" + parts[1] + "/" + parts[3]
+	}
+	return parent
+}
+
+// compilePolicy compiles doc as a node would and returns APIM's ValidationError, naming the
+// element, line and column, for anything a node could not compile.
+func compilePolicy(doc *policy.Document, parent string, env pipeline.Env) error {
+	err := pipeline.Check(doc, policyScope(parent), env)
+	if err == nil {
+		return nil
+	}
+	var ce *pipeline.CompileError
+	if errors.As(err, &ce) {
+		return invalid("representation", "Error in element '%s' on line %d, column %d: %s", ce.Policy, ce.Pos.Line, ce.Pos.Column, ce.Err)
+	}
+	return invalid("representation", "%s", err.Error())
+}
+
+// recheckPolicies compiles again, with env, every stored policy that references one of the
+// named values in names (lower-cased names or display names), and refuses the write that
+// would break one, naming it.
+func (w *write) recheckPolicies(ctx context.Context, env pipeline.Env, names map[string]bool, what string) error {
+	policies, _, err := w.tx.List(ctx, Query{Kind: KindPolicy, AnyParent: true, All: true})
+	if err != nil {
+		return err
+	}
+	for _, pol := range policies {
+		doc, _, err := ParsePolicy(policyValue(pol))
+		if err != nil {
+			continue // stored before write-time checks and never valid: nodes fail it closed already
+		}
+		uses := false
+		for _, ref := range doc.NamedValues() {
+			uses = uses || names[strings.ToLower(ref)]
+		}
+		if !uses {
+			continue
+		}
+		if err := compilePolicy(doc, pol.Parent, env); err != nil {
+			var ve *ValidationError
+			msg := err.Error()
+			if errors.As(err, &ve) {
+				msg = ve.Message
+			}
+			return invalid("properties", "%s would break the policy of '%s': %s", what, policyOwner(pol.Parent), msg)
+		}
+	}
+	return nil
+}
+
+// policyOwner names the scope of a policy for messages: "the service" or its parent path.
+func policyOwner(parent string) string {
+	if parent == "" {
+		return "the service"
+	}
+	return parent
+}
+
+// checkNamedValueChange compiles the policies that use the named value being written (under
+// its old or new name or display name) with its new value, before the write is stored.
+func (w *write) checkNamedValueChange(ctx context.Context, name, display, value string, secret bool, old *Resource) error {
+	env, err := w.policyEnv(ctx)
+	if err != nil {
+		return err
+	}
+	names := map[string]bool{strings.ToLower(name): true, strings.ToLower(display): true}
+	if old != nil {
+		_, oldDisplay, _, _ := namedValueOf(*old)
+		names[strings.ToLower(oldDisplay)] = true
+		delete(env.NamedValues, strings.ToLower(oldDisplay))
+	}
+	env.NamedValues[strings.ToLower(name)] = value
+	env.NamedValues[strings.ToLower(display)] = value
+	if secret {
+		env.Secrets = append(env.Secrets, value)
+	}
+	return w.recheckPolicies(ctx, env, names, fmt.Sprintf("The named value '%s'", display))
+}
