@@ -11,6 +11,7 @@ import (
 
 	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/pkg/apierror"
+	"gatehouse.dev/pkg/configwire"
 )
 
 // Headers of the gateway nodes list, a Gatehouse extension.
@@ -57,6 +58,11 @@ type nodeProperties struct {
 	URL string `json:"url,omitempty"`
 	// Status is "live" while the node reports, "stale" once it has been silent too long.
 	Status string `json:"status"`
+	// PolicyFailures are the policies the node could not compile in the revision it serves
+	// (at most 50 listed): their APIs fail closed on that node, answering 500, while it
+	// enforces the rest of the revision. FailedAPIs counts the APIs concerned.
+	PolicyFailures []configwire.PolicyFailure `json:"policyFailures"`
+	FailedAPIs     int                        `json:"failedApis"`
 }
 
 // nodesWait is a parsed waitForRevision request.
@@ -137,6 +143,7 @@ func (s *Server) gatewayNodes(c echo.Context) error {
 		items = append(items, nodeResource{ID: base + n.NodeID, Type: NodeType, Name: n.NodeID, Properties: nodeProperties{
 			Revision: n.Revision, Connections: n.Connections, Healthy: n.Healthy, LastError: n.LastError,
 			LastHeartbeat: n.LastSeen.UTC(), Started: n.Started.UTC(), Hostname: n.Hostname, Version: n.Version, URL: n.URL, Status: status,
+			PolicyFailures: append([]configwire.PolicyFailure{}, n.PolicyFailures...), FailedAPIs: n.FailedAPIs,
 		}})
 	}
 	if wait != nil {
