@@ -7,8 +7,8 @@ package compiled
 import (
 	"cmp"
 	"crypto/sha256"
-	"slices"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
