@@ -694,9 +694,10 @@ func (p *parser) stringStatic(t token) (operand, error) {
 }
 
 // wantType checks that an operand of static type got can be used where want is needed.
-// Unknown (object) types are checked at run time; null passes where a string is wanted.
+// Unknown (object) types are checked at run time; null passes where a string is wanted; an
+// object parameter (Equals) takes any value, as C# boxes it.
 func wantType(got, want typ, pos int, what string) error {
-	if got == want || got == tyObject || got == tyNull && (want == tyString || want == tyJwt || want == tyObject) {
+	if got == want || want == tyObject || got == tyObject || got == tyNull && (want == tyString || want == tyJwt) {
 		return nil
 	}
 	return errAt(pos, "%s must be of type '%s', not '%s'.", what, want, got)
