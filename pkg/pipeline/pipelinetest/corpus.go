@@ -29,7 +29,9 @@ type Entry struct {
 type Document string
 
 // With returns the document with BACKEND replaced by backend.
-func (d Document) With(backend string) string { return strings.ReplaceAll(string(d), "BACKEND", backend) }
+func (d Document) With(backend string) string {
+	return strings.ReplaceAll(string(d), "BACKEND", backend)
+}
 
 // NamedValues are the named values the corpus refers to, by name: value and whether it is secret.
 var NamedValues = map[string]struct {
