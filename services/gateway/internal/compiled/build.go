@@ -424,10 +424,21 @@ func (b *Builder) putSubscription(ws configwire.Subscription, edit *subEdit) err
 // namedValues returns the named values by lower-cased name and display name, and the values
 // of the secret ones, which compile errors must not quote.
 func (b *Builder) namedValues() (map[string]string, []string) {
+	var ents []configwire.Entity
+	for k := range b.children[childKey(configwire.KindNamedValue, "")] {
+		ents = append(ents, b.ents[k])
+	}
+	return b.namedValuesOf(ents)
+}
+
+// namedValuesOf is namedValues of the named value entities among ents.
+func (b *Builder) namedValuesOf(ents []configwire.Entity) (map[string]string, []string) {
 	out := map[string]string{}
 	var secrets []string
-	for k := range b.children[childKey(configwire.KindNamedValue, "")] {
-		e := b.ents[k]
+	for _, e := range ents {
+		if e.Kind != configwire.KindNamedValue {
+			continue
+		}
 		var p struct {
 			DisplayName string  `json:"displayName"`
 			Value       *string `json:"value"`
