@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5"
 
 	"gatehouse.dev/management/internal/catalog"
@@ -32,6 +33,7 @@ func TestPolicyIntegrity(t *testing.T) {
 	keyA := s.subscription(t, "a", "/apis", "active")
 	keyB := s.subscription(t, "b", "/apis", "active")
 	keyC := s.subscription(t, "c", "/apis", "active")
+	keyD := s.subscription(t, "d", "/apis", "active")
 	nodes := s.startNodes(t, "gw", 2, nodeOptions{})
 	s.converge(t, 2)
 
@@ -58,6 +60,12 @@ func TestPolicyIntegrity(t *testing.T) {
 	// The skewed policy: a validate-jwt this node version cannot compile, saved over a policy
 	// the nodes enforce.
 	s.handshakePolicy(t, "poisoned", `<policies><inbound><base /><set-header name="X-Before" exists-action="override"><value>1</value></set-header></inbound></policies>`)
+	// Sessions opened before the skew: a policy change applies to new handshakes only, so they
+	// stay open, and a data change still revokes them.
+	var open []*watched
+	for _, n := range nodes {
+		open = append(open, watchSession(t, n, "opened before", "/poisoned", keyHeader(keyD)))
+	}
 	publishUnchecked(t, s, "apis/poisoned/operations/onHandshake", `<policies><inbound><base />
 		<validate-jwt header-name="Authorization"><issuer-signing-keys><key certificate-id="next-version-cert" /></issuer-signing-keys></validate-jwt>
 	</inbound></policies>`)
@@ -73,12 +81,18 @@ func TestPolicyIntegrity(t *testing.T) {
 		}
 	}
 	wantFailures(t, s, 2, "poisoned")
+	for _, w := range open {
+		if err := w.echo("still relayed", propagation); err != nil {
+			t.Errorf("a session opened before the skewed policy: %v", err)
+		}
+	}
 
 	// Later changes apply on both nodes, at once.
 	start := time.Now()
 	s.wsAPI(t, "fresh", "fresh", be.wsURL("/fresh"), nil)
 	s.must(t, []int{200, 204}, http.MethodPost, "/subscriptions/a/regeneratePrimaryKey", nil)
 	s.must(t, []int{200}, http.MethodPatch, "/subscriptions/b", map[string]any{"properties": map[string]any{"state": "suspended"}}, "If-Match", "*")
+	s.must(t, []int{200}, http.MethodPatch, "/subscriptions/d", map[string]any{"properties": map[string]any{"state": "suspended"}}, "If-Match", "*")
 	s.must(t, []int{200, 204}, http.MethodDelete, "/subscriptions/c", nil, "If-Match", "*")
 	written := time.Since(start)
 	took := eventually(t, 15*time.Second, func() string {
@@ -92,9 +106,19 @@ func TestPolicyIntegrity(t *testing.T) {
 				}
 			}
 		}
+		for _, w := range open {
+			if !w.closed() {
+				return fmt.Sprintf("%s on %s: still open after its subscription was suspended", w.label, w.node)
+			}
+		}
 		return ""
 	})
-	t.Logf("four writes took %v; enforced on both nodes %v after the last", written, took)
+	for _, w := range open {
+		if w.code != websocket.ClosePolicyViolation {
+			t.Errorf("%s on %s: %s, want close 1008", w.label, w.node, w.describeClose())
+		}
+	}
+	t.Logf("five writes took %v; enforced on both nodes %v after the last", written, took)
 	if bound := latencyBound(time.Second); took > bound {
 		t.Errorf("changes after the poisoned policy took %v to be enforced on both nodes, want at most %v", took, bound)
 	}
