@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -225,6 +226,10 @@ type builder struct {
 	// where is the policy being compiled, for errors: its scope's name and level.
 	scope string
 	level int
+	// expanded counts the bytes named values added to each level's document.
+	expanded [4]int
+	// secret names the secret named value substituted into the policy being compiled.
+	secret string
 }
 
 // section returns the steps of the inbound section at level (0 global … 3 operation) with
@@ -266,7 +271,15 @@ func (b *builder) policy(p policy.Policy, path string, substitute bool) (step, e
 		return nil, nil
 	}
 	name, pos := p.ElementName(), p.Position()
+	if substitute {
+		// Policies nested in choose were substituted with it: they keep its b.secret.
+		defer func() { b.secret = "" }()
+	}
 	fail := func(err error) error {
+		if b.secret != "" {
+			// The message could quote any part of the value, trimmed, split or escaped.
+			err = fmt.Errorf("does not compile with the secret named value '%s' substituted (the details are withheld, so as not to reveal it)", b.secret)
+		}
 		return &CompileError{Scope: b.scope, Policy: name, Pos: pos, Err: redact(err, b.env.Secrets)}
 	}
 	if substitute {
@@ -340,16 +353,35 @@ func policyID(p policy.Policy) string {
 	return id
 }
 
+// MaxNamedValueExpansion bounds the bytes that {{named value}} references may add to one
+// policy document (APIM's document limit): a document referring to a long value thousands of
+// times would otherwise cost memory and time on management and on every node, per composed
+// pipeline, at each change of the value.
+const MaxNamedValueExpansion = policy.MaxSize
+
+// substitution is what namedValues learnt while replacing references.
+type substitution struct {
+	// missing is the first name that is not defined.
+	missing string
+	// secret is the name of a secret named value that was substituted, if any.
+	secret string
+}
+
 // namedValues returns p with its {{named value}} references replaced, decoded again so that
 // substituted values are validated like literals. Unsupported policies nested in choose are
-// left alone: they are skipped, so their references need not resolve.
+// left alone: they are skipped, so their references need not resolve. It sets b.secret to the
+// secret named value substituted into p, if any, so that errors about p show none of it.
 func (b *builder) namedValues(p policy.Policy) (policy.Policy, error) {
 	e := p.Encode()
-	var missing string
-	e2, changed := b.substitute(e, &missing)
-	if missing != "" {
-		return nil, fmt.Errorf("the named value '%s' is not defined", missing)
+	var sub substitution
+	e2, changed := b.substitute(e, &sub)
+	if sub.missing != "" {
+		return nil, fmt.Errorf("the named value '%s' is not defined", sub.missing)
 	}
+	if b.expanded[b.level] > MaxNamedValueExpansion {
+		return nil, fmt.Errorf("named values expand the document by more than %d bytes", MaxNamedValueExpansion)
+	}
+	b.secret = sub.secret
 	if !changed {
 		return p, nil
 	}
@@ -361,8 +393,9 @@ func (b *builder) namedValues(p policy.Policy) (policy.Policy, error) {
 }
 
 // substitute returns a copy of e with named values replaced, and whether anything changed.
-// The first missing name is stored in *missing.
-func (b *builder) substitute(e *policy.Element, missing *string) (*policy.Element, bool) {
+// What it adds counts toward b.expanded of the current level; past MaxNamedValueExpansion it
+// stops substituting.
+func (b *builder) substitute(e *policy.Element, sub *substitution) (*policy.Element, bool) {
 	if b.unsupported(e.Name) {
 		return e, false
 	}
@@ -378,8 +411,14 @@ func (b *builder) substitute(e *policy.Element, missing *string) (*policy.Elemen
 			if !ok {
 				v, ok = b.env.NamedValues[strings.ToLower(name)]
 			}
-			if !ok && *missing == "" {
-				*missing = name
+			if !ok && sub.missing == "" {
+				sub.missing = name
+			}
+			if b.expanded[b.level] += len(v); b.expanded[b.level] > MaxNamedValueExpansion {
+				return ""
+			}
+			if sub.secret == "" && b.isSecret(v) {
+				sub.secret = name
 			}
 			return v
 		})
@@ -391,7 +430,7 @@ func (b *builder) substitute(e *policy.Element, missing *string) (*policy.Elemen
 	cp.Nodes = make([]policy.Node, len(e.Nodes))
 	for i, n := range e.Nodes {
 		if n.Elem != nil {
-			c, ch := b.substitute(n.Elem, missing)
+			c, ch := b.substitute(n.Elem, sub)
 			changed = changed || ch
 			cp.Nodes[i] = policy.Node{Elem: c}
 			continue
@@ -399,6 +438,11 @@ func (b *builder) substitute(e *policy.Element, missing *string) (*policy.Elemen
 		cp.Nodes[i] = policy.Node{Text: replace(n.Text)}
 	}
 	return &cp, changed
+}
+
+// isSecret reports whether v is the value of a secret named value.
+func (b *builder) isSecret(v string) bool {
+	return v != "" && slices.Contains(b.env.Secrets, v)
 }
 
 // unsupported reports whether the registry decodes elements called name to *Unsupported.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,7 +85,14 @@ func (noCounters) Fixed(context.Context, string, int64, time.Duration, time.Time
 func redact(err error, secrets []string) error {
 	msg := err.Error()
 	out := msg
+	// Longest first, so that a secret that begins another leaves nothing of the longer one;
+	// trimmed too, as parsers quote a value without its surrounding space.
+	var forms []string
 	for _, s := range secrets {
+		forms = append(forms, s, strings.TrimSpace(s))
+	}
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	for _, s := range forms {
 		if len(s) >= 4 {
 			out = strings.ReplaceAll(out, s, "***")
 		}

@@ -499,8 +499,8 @@ func (b *Builder) compileAPIs(cfg *Config, prev *Config, only map[string]bool) {
 		if len(api.Failures) > 0 {
 			failed.set(name, api)
 		}
-		if api.Path == "" && api.Type == "" {
-			continue // its properties did not decode: there is nothing to route to it
+		if api.Broken() && api.Path == "" {
+			continue // not even its path decoded: there is nothing to route to it
 		}
 		apis.set(strings.ToLower(api.Path), api)
 		byName.set(name, api)
@@ -533,7 +533,16 @@ func (b *Builder) compileAPI(e configwire.Entity, global scopeDoc, env pipeline.
 		} `json:"subscriptionKeyParameterNames"`
 	}
 	if err := json.Unmarshal(e.Properties, &p); err != nil {
-		return &API{Name: e.Name, Failures: []Failure{{API: e.Name, Scope: "api:" + e.Name, Error: "the API's properties do not decode: " + err.Error()}}}
+		// Routed by its path if that much decodes, so that requests for it fail closed rather
+		// than reach an API whose path is a prefix of it.
+		var raw struct {
+			Path json.RawMessage `json:"path"`
+		}
+		var path string
+		if json.Unmarshal(e.Properties, &raw) == nil && json.Unmarshal(raw.Path, &path) == nil {
+			path = strings.Trim(path, "/")
+		}
+		return &API{Name: e.Name, Path: path, Failures: []Failure{{API: e.Name, Scope: "api:" + e.Name, Error: "the API's properties do not decode: " + err.Error()}}}
 	}
 	api := &API{Name: e.Name, DisplayName: p.DisplayName, Path: strings.Trim(p.Path, "/"), Type: p.Type, Protocols: p.Protocols,
 		SubscriptionRequired: p.SubscriptionRequired == nil || *p.SubscriptionRequired,

@@ -71,6 +71,10 @@ type API struct {
 	Failures []Failure
 }
 
+// Broken reports whether the API's properties did not decode (a node older than management):
+// it is routed by its path only, and every request for it fails closed.
+func (a *API) Broken() bool { return a.Type == "" }
+
 // Operation is an API operation with the pipelines of each product context.
 type Operation struct {
 	Name        string
@@ -157,17 +161,19 @@ func (s *Subscription) Covers(api *API) (ok bool, product *Product) {
 	return false, nil
 }
 
-// LookupWebSocket returns the API whose path equals path exactly (no extra segments).
+// LookupWebSocket returns the API whose path equals path exactly (no extra segments), or a
+// broken API there.
 func (c *Config) LookupWebSocket(path string) *API {
 	a := c.apis.get(strings.ToLower(strings.Trim(path, "/")))
-	if a == nil || a.Type != "websocket" {
+	if a == nil || (a.Type != "websocket" && !a.Broken()) {
 		return nil
 	}
 	return a
 }
 
 // LookupHTTP returns the HTTP API with the longest path that is a segment prefix of path, and
-// the rest of the path after it (without a leading slash). Paths compare case-insensitively.
+// the rest of the path after it (without a leading slash); a broken API stops the search.
+// Paths compare case-insensitively.
 func (c *Config) LookupHTTP(path string) (*API, string) {
 	p := strings.Trim(path, "/")
 	// Lower-casing keeps byte offsets of ASCII text only; other paths are lowered per prefix.
@@ -178,7 +184,7 @@ func (c *Config) LookupHTTP(path string) (*API, string) {
 		if !ascii {
 			k = strings.ToLower(p[:end])
 		}
-		if a := c.apis.get(k); a != nil && a.Type == "http" {
+		if a := c.apis.get(k); a != nil && (a.Type == "http" || a.Broken()) {
 			return a, strings.TrimPrefix(p[end:], "/")
 		}
 		if end == 0 {

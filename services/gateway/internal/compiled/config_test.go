@@ -417,8 +417,43 @@ func TestFailureRedactsSecrets(t *testing.T) {
 	if len(f) != 1 {
 		t.Fatalf("Failures() = %+v, want one", f)
 	}
-	if strings.Contains(f[0].Error, "s3cr3t") || !strings.Contains(f[0].Error, "***") {
-		t.Errorf("failure error = %q: want the secret replaced by ***", f[0].Error)
+	if strings.Contains(f[0].Error, "s3cr3t") || !strings.Contains(f[0].Error, "secret named value 'sec'") {
+		t.Errorf("failure error = %q: want the details withheld, naming the secret named value", f[0].Error)
+	}
+}
+
+// TestBrokenAPIFailsClosed checks that an API whose properties this node cannot decode (a
+// newer management's shape) keeps its path, so that its requests are refused instead of
+// reaching the API whose path is a prefix of it (orders at shop/orders, shop at shop, which
+// needs no subscription).
+func TestBrokenAPIFailsClosed(t *testing.T) {
+	t.Parallel()
+	b, _ := load(t, testSnapshot())
+	cfg, err := b.Apply(change(testRevision+1, put(ent(configwire.KindAPI, "", "orders",
+		obj{"path": "shop/orders", "type": "http", "protocols": "https"}))))
+	if err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	api, _ := cfg.LookupHTTP("/shop/orders/latest")
+	if api == nil || api.Name != "orders" || !api.Broken() {
+		t.Fatalf("LookupHTTP(/shop/orders/latest) = %+v, want the broken orders API", api)
+	}
+	if ws := cfg.LookupWebSocket("/shop/orders"); ws == nil || !ws.Broken() {
+		t.Errorf("LookupWebSocket(/shop/orders) = %+v, want the broken orders API", ws)
+	}
+	if f := cfg.Failures(); len(f) != 1 || f[0].API != "orders" || !strings.Contains(f[0].Error, "do not decode") {
+		t.Errorf("Failures() = %+v", f)
+	}
+	if api, _ := cfg.LookupHTTP("/shop/other"); api == nil || api.Name != "shop" {
+		t.Errorf("LookupHTTP(/shop/other) = %+v, want shop", api)
+	}
+	// The fix routes it again.
+	cfg, err = b.Apply(change(testRevision+2, put(apiEnt("orders", "/shop/orders/", "http", nil))))
+	if err != nil {
+		t.Fatalf("Apply of the fix: %v", err)
+	}
+	if api, _ := cfg.LookupHTTP("/shop/orders/latest"); api == nil || api.Broken() || len(cfg.Failures()) != 0 {
+		t.Errorf("after the fix: %+v, failures %+v", api, cfg.Failures())
 	}
 }
 

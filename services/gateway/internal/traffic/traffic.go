@@ -114,16 +114,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	secure := r.TLS != nil
-	if api := cfg.LookupWebSocket(r.URL.Path); api != nil && allows(api, secure) {
+	if api := cfg.LookupWebSocket(r.URL.Path); api != nil && api.Broken() {
+		h.refuseBroken(w, r, api)
+		return
+	} else if api != nil && allows(api, secure) {
 		growStack()
 		h.serveWebSocket(w, r, cfg, api, id)
 		return
 	}
-	if api, rest := cfg.LookupHTTP(r.URL.Path); api != nil && allows(api, secure) {
+	if api, rest := cfg.LookupHTTP(r.URL.Path); api != nil && api.Broken() {
+		h.refuseBroken(w, r, api)
+		return
+	} else if api != nil && allows(api, secure) {
 		h.serveREST(w, r, cfg, api, rest, id)
 		return
 	}
 	WriteError(w, http.StatusNotFound, apierror.MsgNotFound)
+}
+
+// refuseBroken answers a request for an API whose configuration this node could not decode:
+// 500, failing closed (Config.Failures names the API).
+func (h *Handler) refuseBroken(w http.ResponseWriter, r *http.Request, api *compiled.API) {
+	h.opt.Log.LogAttrs(r.Context(), slog.LevelError, "API configuration not understood by this node; request refused",
+		slog.String("api", api.Name))
+	WriteError(w, http.StatusInternalServerError, "Internal server error")
 }
 
 // allows reports whether the API's protocols include the request's scheme.

@@ -571,6 +571,41 @@ func TestPolicies(t *testing.T) {
 		c.must(http.StatusCreated, http.MethodPut, "/policies/policy", policyDoc(byName, "xml"))
 		wantError(t, c.do(http.MethodDelete, "/namedValues/backend-key", nil, "If-Match", "*"), http.StatusConflict, "Conflict", "", "")
 	})
+
+	t.Run("named value changes re-check their policies", func(t *testing.T) {
+		t.Parallel()
+		c := setup(t, "pol-recheck")
+		nv := func(name, value string, secret bool) map[string]any {
+			return map[string]any{"properties": map[string]any{"displayName": name, "value": value, "secret": secret}}
+		}
+		inbound := func(body string) map[string]any {
+			return policyDoc("<policies><inbound><base />"+body+"</inbound></policies>", "xml")
+		}
+		// A value a policy uses as a number must stay one.
+		c.must(http.StatusCreated, http.MethodPut, "/namedValues/calls", nv("calls", "5", false))
+		c.must(http.StatusCreated, http.MethodPut, "/apis/chat/operations/onHandshake/policies/policy",
+			inbound(`<rate-limit calls="{{calls}}" renewal-period="60" />`))
+		wantError(t, c.do(http.MethodPut, "/namedValues/calls", nv("calls", "five", false), "If-Match", "*"),
+			http.StatusBadRequest, "ValidationError", "", "would break the policy of 'apis/chat/operations/onHandshake'")
+		if got := armProps(t, c.must(http.StatusOK, http.MethodGet, "/namedValues/calls", nil))["value"]; got != "5" {
+			t.Errorf("after the refused change the value is %v, want 5", got)
+		}
+		// A value that grows must not multiply a document past the limit (memory and time on
+		// management and every node).
+		c.must(http.StatusCreated, http.MethodPut, "/namedValues/grow", nv("grow", "x", false))
+		c.must(http.StatusCreated, http.MethodPut, "/apis/rest/policies/policy",
+			inbound(`<set-header name="X" exists-action="override"><value>`+strings.Repeat("{{grow}}", 200)+`</value></set-header>`))
+		wantError(t, c.do(http.MethodPut, "/namedValues/grow", nv("grow", strings.Repeat("x", 4096), false), "If-Match", "*"),
+			http.StatusBadRequest, "ValidationError", "", "expand the document")
+		// A refusal never reveals a secret value, even a part of it.
+		const secret = "hunter2 correct-horse"
+		c.must(http.StatusCreated, http.MethodPut, "/namedValues/pw", nv("pw", secret, true))
+		r := c.do(http.MethodPut, "/policies/policy", inbound(`<set-header name="X" exists-action="override"><value>@({{pw}})</value></set-header>`))
+		wantError(t, r, http.StatusBadRequest, "ValidationError", "", "secret named value 'pw'")
+		if strings.Contains(string(r.Body), "hunter2") || strings.Contains(string(r.Body), "horse") {
+			t.Errorf("the refusal reveals the secret: %s", r.Body)
+		}
+	})
 }
 
 func TestNamedValues(t *testing.T) {
