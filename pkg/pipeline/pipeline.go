@@ -2,7 +2,8 @@
 // gateway runs on each WebSocket handshake or REST request, and the limits of the WebSocket
 // session that follows (SessionLimits), composing global → product → API → operation scopes
 // through <base/>. Parsing and compilation happen once per configuration; Run does only the
-// per-request work. Policy expressions are the C# subset described in EXPRESSIONS.md.
+// per-request work. Policy expressions are the C# subset described in EXPRESSIONS.md,
+// compiled and evaluated by package expr, which reads the request through expr.Context.
 package pipeline
 
 import (
