@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"gatehouse.dev/pkg/pipeline/ratecount"
 )
 
 // BenchmarkRunKeyAndJWT measures the handshake path of a typical secured API: an HS256 JWT,
@@ -11,7 +13,7 @@ import (
 // client that reconnects: after the first run validate-jwt finds it verified (jwtcache.go).
 func BenchmarkRunKeyAndJWT(b *testing.B) {
 	env := testEnv()
-	env.Counters = NewMemoryCounters()
+	env.Counters = ratecount.NewMemory()
 	p := compileInbound(b, env, `
 		<validate-jwt header-name="Authorization" require-scheme="Bearer">
 			<issuer-signing-keys><key>`+hsKeyB64+`</key></issuer-signing-keys>

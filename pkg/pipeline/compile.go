@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"gatehouse.dev/pkg/pipeline/ratecount"
 	"gatehouse.dev/pkg/policy"
 )
 
@@ -32,7 +33,7 @@ type Env struct {
 	// a reference is looked up as written, then in lower case. A missing one fails Compile.
 	NamedValues map[string]string
 	// Counters holds rate-limit and quota state; required when a limit policy is present.
-	Counters Counters
+	Counters ratecount.Counters
 	// Keys fetches and caches openid-config signing keys; required when validate-jwt uses
 	// openid-config.
 	Keys *KeySource

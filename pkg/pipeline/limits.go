@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"gatehouse.dev/pkg/pipeline/expr"
+	"gatehouse.dev/pkg/pipeline/ratecount"
 	"gatehouse.dev/pkg/policy"
 )
 
@@ -115,7 +116,7 @@ func ceilSeconds(d time.Duration) int64 {
 	return max(s, 1)
 }
 
-func (b *builder) counters() (Counters, error) {
+func (b *builder) counters() (ratecount.Counters, error) {
 	if b.env.Counters == nil {
 		return nil, errors.New("limit policies need counters, and Env.Counters is nil")
 	}
@@ -152,7 +153,7 @@ func slidingPeriod(s string) (time.Duration, error) {
 // applies it "only when an API is accessed using a subscription key".
 type rateLimitStep struct {
 	in       *info
-	counters Counters
+	counters ratecount.Counters
 	calls    int64
 	period   time.Duration
 	apis     []limitScope
@@ -315,7 +316,7 @@ func (k *byKey) count(c *runCtx, prefix string) (key string, n int64, alreadyCou
 // rateLimitByKeyStep is <rate-limit-by-key>.
 type rateLimitByKeyStep struct {
 	in       *info
-	counters Counters
+	counters ratecount.Counters
 	calls    expr.Number
 	period   expr.Number
 	byKey
@@ -384,7 +385,7 @@ func (s *rateLimitByKeyStep) run(c *runCtx) *Response {
 // enforced: a handshake has no body to measure, and frames are not counted against them.
 type quotaStep struct {
 	in       *info
-	counters Counters
+	counters ratecount.Counters
 	calls    int64
 	hasCalls bool
 	period   time.Duration
@@ -485,7 +486,7 @@ func (s *quotaStep) run(c *runCtx) *Response {
 }
 
 // quotaCheck counts n against a fixed-window quota and returns APIM's 403 when it is out.
-func quotaCheck(c *runCtx, cs Counters, key string, limit int64, period time.Duration, start time.Time, n int64) *Response {
+func quotaCheck(c *runCtx, cs ratecount.Counters, key string, limit int64, period time.Duration, start time.Time, n int64) *Response {
 	ok, _, retry := cs.Fixed(c.ctx, key, limit, period, start, n)
 	if ok {
 		return nil
@@ -514,7 +515,7 @@ func timeSpan(d time.Duration) string {
 // quotaByKeyStep is <quota-by-key>. Like quota, only calls are counted.
 type quotaByKeyStep struct {
 	in       *info
-	counters Counters
+	counters ratecount.Counters
 	calls    int64
 	period   time.Duration
 	start    time.Time
