@@ -344,8 +344,8 @@ type whenBranch struct {
 	steps []step
 }
 
-func (b *builder) choose(in *info, p *policy.Choose, path string) (step, error) {
-	s := &chooseStep{in: in}
+func (b *builder) choose(in *info, p *policy.Choose) (step, error) {
+	s, path := &chooseStep{in: in}, in.path
 	for i, w := range p.Whens {
 		e, lit, err := expr.CompileCondition("condition", w.Condition, expr.Options{})
 		if err != nil {
@@ -366,6 +366,8 @@ func (b *builder) choose(in *info, p *policy.Choose, path string) (step, error) 
 
 // nested compiles the policies of a choose branch.
 func (b *builder) nested(ps []policy.Policy, path string) ([]step, error) {
+	b.depth++
+	defer func() { b.depth-- }()
 	var steps []step
 	for i, p := range ps {
 		s, err := b.policy(p, fmt.Sprintf("%s[%d]", path, i+1), false)
