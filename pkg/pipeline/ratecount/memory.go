@@ -88,25 +88,28 @@ func (m *Memory) shard(key string) *counterShard {
 	return &m.shards[h%counterShards]
 }
 
-// decide runs f on the state of key and stores the state when f counted. The shard lock is
-// held while f runs.
-func (m *Memory) decide(key string, now int64, f func(*State) (Result, bool)) Result {
+// lock locks the shard of key and returns it with the key's state (zero if none) and the
+// stored state, nil if none.
+func (m *Memory) lock(key string) (*counterShard, State, *State) {
 	s := m.shard(key)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	var st State
 	held := s.m[key]
-	if held != nil {
-		st = *held
+	if held == nil {
+		return s, State{}, nil
 	}
-	r, counted := f(&st)
+	return s, *held, held
+}
+
+// store writes st back as key's state when counted, adding the key if held is nil, and
+// unlocks the shard.
+func (s *counterShard) store(key string, held *State, st State, counted bool, now int64, maxKeys int) {
 	if counted {
 		if held == nil {
-			held = s.add(key, now, m.maxPerShard)
+			held = s.add(key, now, maxKeys)
 		}
 		*held = st
 	}
-	return r
+	s.mu.Unlock()
 }
 
 // add stores a new key, sweeping expired keys every sweepEvery additions and evicting
@@ -135,14 +138,18 @@ func (s *counterShard) add(key string, now int64, maxKeys int) *State {
 // Sliding implements Counters with State.Sliding.
 func (m *Memory) Sliding(_ context.Context, key string, limit int64, window time.Duration, n int64) (bool, int64, time.Duration) {
 	now := m.now().UnixNano()
-	r := m.decide(key, now, func(st *State) (Result, bool) { return st.Sliding(limit, window, n, now) })
+	s, st, held := m.lock(key)
+	r, counted := st.Sliding(limit, window, n, now)
+	s.store(key, held, st, counted, now, m.maxPerShard)
 	return r.Allowed, r.Remaining, r.RetryAfter
 }
 
 // Fixed implements Counters with State.Fixed.
 func (m *Memory) Fixed(_ context.Context, key string, limit int64, period time.Duration, start time.Time, n int64) (bool, int64, time.Duration) {
 	t := m.now()
-	r := m.decide(key, t.UnixNano(), func(st *State) (Result, bool) { return st.Fixed(limit, period, start, n, t) })
+	s, st, held := m.lock(key)
+	r, counted := st.Fixed(limit, period, start, n, t)
+	s.store(key, held, st, counted, t.UnixNano(), m.maxPerShard)
 	return r.Allowed, r.Remaining, r.RetryAfter
 }
 
