@@ -1,11 +1,13 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/netip"
 	"strings"
 
+	"gatehouse.dev/pkg/pipeline/expr"
 	"gatehouse.dev/pkg/policy"
 )
 
@@ -14,33 +16,33 @@ import (
 // message when that is empty.
 type checkHeaderStep struct {
 	in         *info
-	name       text
+	name       expr.Text
 	canon      string
-	status     number
-	message    text
-	ignoreCase flag
-	values     []text
+	status     expr.Number
+	message    expr.Text
+	ignoreCase expr.Flag
+	values     []expr.Text
 }
 
 func (b *builder) checkHeader(in *info, p *policy.CheckHeader) (step, error) {
 	s := &checkHeaderStep{in: in}
 	var err error
-	if s.name, err = compileText(strings.TrimSpace(p.Name)); err != nil {
+	if s.name, err = expr.CompileText(strings.TrimSpace(p.Name)); err != nil {
 		return nil, fmt.Errorf("name: %w", err)
 	}
-	if s.name.e == nil {
-		s.canon = http.CanonicalHeaderKey(s.name.lit)
+	if lit, ok := s.name.Literal(); ok {
+		s.canon = http.CanonicalHeaderKey(lit)
 	}
-	if s.status, err = compileNumber("failed-check-httpcode", p.FailedCheckHTTPCode, http.StatusUnauthorized); err != nil {
+	if s.status, err = expr.CompileNumber("failed-check-httpcode", p.FailedCheckHTTPCode, http.StatusUnauthorized); err != nil {
 		return nil, err
 	}
-	if s.message, err = compileText(p.FailedCheckErrorMessage); err != nil {
+	if s.message, err = expr.CompileText(p.FailedCheckErrorMessage); err != nil {
 		return nil, fmt.Errorf("failed-check-error-message: %w", err)
 	}
-	if s.ignoreCase, err = compileFlag("ignore-case", p.IgnoreCase, false); err != nil {
+	if s.ignoreCase, err = expr.CompileFlag("ignore-case", p.IgnoreCase, false); err != nil {
 		return nil, err
 	}
-	if s.values, err = compileTexts(p.Values); err != nil {
+	if s.values, err = expr.CompileTexts(p.Values); err != nil {
 		return nil, fmt.Errorf("value: %w", err)
 	}
 	return s, nil
@@ -49,7 +51,7 @@ func (b *builder) checkHeader(in *info, p *policy.CheckHeader) (step, error) {
 func (s *checkHeaderStep) run(c *runCtx) *Response {
 	name := s.canon
 	if name == "" {
-		n, err := s.name.eval(c)
+		n, err := s.name.Eval(c)
 		if err != nil {
 			return c.failure(s.in, err)
 		}
@@ -62,12 +64,12 @@ func (s *checkHeaderStep) run(c *runCtx) *Response {
 	if len(s.values) == 0 {
 		return nil
 	}
-	fold, err := s.ignoreCase.eval(c)
+	fold, err := s.ignoreCase.Eval(c)
 	if err != nil {
 		return c.failure(s.in, err)
 	}
 	for _, want := range s.values {
-		w, err := want.eval(c)
+		w, err := want.Eval(c)
 		if err != nil {
 			return c.failure(s.in, err)
 		}
@@ -81,11 +83,11 @@ func (s *checkHeaderStep) run(c *runCtx) *Response {
 }
 
 func (s *checkHeaderStep) reject(c *runCtx, reason, predefined string) *Response {
-	status, err := s.status.eval(c)
+	status, err := s.status.Eval(c)
 	if err != nil {
 		return c.failure(s.in, err)
 	}
-	msg, err := s.message.eval(c)
+	msg, err := s.message.Eval(c)
 	if err != nil {
 		return c.failure(s.in, err)
 	}
@@ -102,8 +104,8 @@ func (s *checkHeaderStep) reject(c *runCtx, reason, predefined string) *Response
 // both answer 403 with APIM's predefined messages.
 type ipFilterStep struct {
 	in      *info
-	action  text // "allow" or "forbid"
-	allow   bool // the literal action
+	action  expr.Text // "allow" or "forbid"
+	allow   bool      // the literal action
 	entries []ipRange
 }
 
@@ -111,39 +113,41 @@ type ipFilterStep struct {
 // Expression bounds are parsed per request.
 type ipRange struct {
 	from, to     netip.Addr
-	dynFrom, dyn text
+	dynFrom, dyn expr.Text
 	dynamic      bool
 }
 
 func (b *builder) ipFilter(in *info, p *policy.IPFilter) (step, error) {
 	s := &ipFilterStep{in: in}
 	var err error
-	if s.action, err = compileText(strings.TrimSpace(p.Action)); err != nil {
+	if s.action, err = expr.CompileText(strings.TrimSpace(p.Action)); err != nil {
 		return nil, fmt.Errorf("action: %w", err)
 	}
-	if s.action.e == nil {
-		switch strings.ToLower(s.action.lit) {
+	if lit, ok := s.action.Literal(); ok {
+		switch strings.ToLower(lit) {
 		case "allow":
 			s.allow = true
 		case "forbid":
 		default:
-			return nil, fmt.Errorf("action: '%s' is not allow or forbid", s.action.lit)
+			return nil, fmt.Errorf("action: '%s' is not allow or forbid", lit)
 		}
 	}
 	add := func(from, to string) error {
-		ft, err := compileText(strings.TrimSpace(from))
+		ft, err := expr.CompileText(strings.TrimSpace(from))
 		if err != nil {
 			return err
 		}
-		tt, err := compileText(strings.TrimSpace(to))
+		tt, err := expr.CompileText(strings.TrimSpace(to))
 		if err != nil {
 			return err
 		}
-		if ft.e != nil || tt.e != nil {
+		fromLit, fromOK := ft.Literal()
+		toLit, toOK := tt.Literal()
+		if !fromOK || !toOK {
 			s.entries = append(s.entries, ipRange{dynFrom: ft, dyn: tt, dynamic: true})
 			return nil
 		}
-		r, err := makeRange(ft.lit, tt.lit)
+		r, err := makeRange(fromLit, toLit)
 		if err != nil {
 			return err
 		}
@@ -186,8 +190,8 @@ func (r *ipRange) contains(ip netip.Addr) bool {
 
 func (s *ipFilterStep) run(c *runCtx) *Response {
 	allow := s.allow
-	if s.action.e != nil {
-		a, err := s.action.eval(c)
+	if _, lit := s.action.Literal(); !lit {
+		a, err := s.action.Eval(c)
 		if err != nil {
 			return c.failure(s.in, err)
 		}
@@ -197,7 +201,7 @@ func (s *ipFilterStep) run(c *runCtx) *Response {
 		case "forbid":
 			allow = false
 		default:
-			return c.failure(s.in, &evalError{"The ip-filter action must be allow or forbid."})
+			return c.failure(s.in, errors.New("The ip-filter action must be allow or forbid."))
 		}
 	}
 	ip := c.req.ClientIP.Unmap()
@@ -209,11 +213,11 @@ func (s *ipFilterStep) run(c *runCtx) *Response {
 	for i := range s.entries {
 		e := &s.entries[i]
 		if e.dynamic {
-			from, err := e.dynFrom.eval(c)
+			from, err := e.dynFrom.Eval(c)
 			if err != nil {
 				return c.failure(s.in, err)
 			}
-			to, err := e.dyn.eval(c)
+			to, err := e.dyn.Eval(c)
 			if err != nil {
 				return c.failure(s.in, err)
 			}

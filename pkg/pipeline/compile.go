@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"gatehouse.dev/pkg/pipeline/ratecount"
 	"gatehouse.dev/pkg/policy"
 )
 
@@ -33,7 +34,7 @@ type Env struct {
 	// a reference is looked up as written, then in lower case. A missing one fails Compile.
 	NamedValues map[string]string
 	// Counters holds rate-limit and quota state; required when a limit policy is present.
-	Counters Counters
+	Counters ratecount.Counters
 	// Keys fetches and caches openid-config signing keys; required when validate-jwt uses
 	// openid-config.
 	Keys *KeySource
@@ -144,6 +145,9 @@ func (c *runCtx) responseHeader() http.Header {
 type info struct {
 	name string
 	id   string
+	// path is the policy's position, e.g. "api:echo/inbound[2]/when[1][1]", under which
+	// a choose compiles its branches.
+	path string
 }
 
 // failure is the response when a policy expression fails at run time: APIM answers 500
@@ -223,9 +227,11 @@ type builder struct {
 	// sessions holds the websocket-limits of each scope (0 global … 3 operation) that the
 	// composition reached; nil for the others.
 	sessions [4]*sessionScope
-	// where is the policy being compiled, for errors: its scope's name and level.
+	// where is the policy being compiled, for errors: its scope's name and level, and how
+	// many choose elements enclose it.
 	scope string
 	level int
+	depth int
 	// expanded counts the bytes named values added to each level's document.
 	expanded [4]int
 	// secret names the secret named value substituted into the policy being compiled.
@@ -289,54 +295,15 @@ func (b *builder) policy(p policy.Policy, path string, substitute bool) (step, e
 		}
 		p = sp
 	}
-	in := &info{name: p.ElementName(), id: path}
+	in := &info{name: p.ElementName(), id: path, path: path}
 	if id := policyID(p); id != "" {
 		in.id = b.scope + "/id:" + id
 	}
-	var (
-		s   step
-		err error
-	)
-	switch p := p.(type) {
-	case *policy.ValidateJWT:
-		s, err = b.validateJWT(in, p)
-	case *policy.CheckHeader:
-		s, err = b.checkHeader(in, p)
-	case *policy.IPFilter:
-		s, err = b.ipFilter(in, p)
-	case *policy.RateLimit:
-		s, err = b.rateLimit(in, p)
-	case *policy.RateLimitByKey:
-		s, err = b.rateLimitByKey(in, p)
-	case *policy.Quota:
-		s, err = b.quota(in, p)
-	case *policy.QuotaByKey:
-		s, err = b.quotaByKey(in, p)
-	case *policy.SetHeader:
-		s, err = b.setHeader(in, p)
-	case *policy.SetQueryParameter:
-		s, err = b.setQueryParameter(in, p)
-	case *policy.SetBackendService:
-		s, err = b.setBackendService(in, p)
-	case *policy.ReturnResponse:
-		s, err = b.returnResponse(in, p)
-	case *policy.Choose:
-		s, err = b.choose(in, p, path)
-	case *policy.SetVariable:
-		s, err = b.setVariable(in, p)
-	case *policy.WebSocketLimits:
-		if !substitute {
-			err = errors.New("the policy is only allowed directly in the inbound section")
-			break
-		}
-		err = b.websocketLimits(in, p)
-	case *policy.LimitConnections:
-		s, err = b.limitConnections(in, p)
-	case *policy.Base:
-		err = errors.New("the base element is only allowed directly in a section")
-	default:
-		err = fmt.Errorf("the policy is not supported by the gateway")
+	compile, ok := compilers[name]
+	if !ok {
+		return nil, fail(errors.New("the policy is not supported by the gateway"))
 	}
+	s, err := compile(b, in, p)
 	if err != nil {
 		var ce *CompileError
 		if errors.As(err, &ce) {

@@ -286,3 +286,18 @@ func compileWith(t *testing.T, env Env, policies string) *Pipeline {
 	}
 	return p
 }
+
+// TestCompilersMatchRegistry checks that every element with a compiler is one pkg/policy
+// decodes to a typed policy: a compiler for an unsupported or unknown name would never run.
+func TestCompilersMatchRegistry(t *testing.T) {
+	t.Parallel()
+	b := &builder{reg: policy.NewRegistry()}
+	for name := range compilers {
+		if b.unsupported(name) {
+			t.Errorf("%s has a compiler but pkg/policy decodes it as unsupported", name)
+		}
+		if _, err := b.reg.Decode(&policy.Element{Name: name}); err != nil && strings.Contains(err.Error(), "Unknown policy") {
+			t.Errorf("%s has a compiler but pkg/policy does not know it", name)
+		}
+	}
+}

@@ -1,8 +1,10 @@
 package pipeline
 
 import (
+	"errors"
 	"strings"
 
+	"gatehouse.dev/pkg/pipeline/expr"
 	"gatehouse.dev/pkg/policy"
 )
 
@@ -12,9 +14,9 @@ import (
 // by every policy that counts the same thing, as rate-limit-by-key's are.
 type limitConnectionsStep struct {
 	in    *info
-	max   number
+	max   expr.Number
 	byKey bool
-	key   text
+	key   expr.Text
 	evict bool
 }
 
@@ -22,14 +24,14 @@ func (b *builder) limitConnections(in *info, p *policy.LimitConnections) (step, 
 	s := &limitConnectionsStep{in: in, byKey: strings.EqualFold(p.Per, policy.ConnectionsPerKey),
 		evict: strings.EqualFold(p.Action, policy.ActionEvictOldest)}
 	var err error
-	if s.max, err = compileNumber("max", p.Max, 0); err != nil {
+	if s.max, err = expr.CompileNumber("max", p.Max, 0); err != nil {
 		return nil, err
 	}
-	if s.max.e == nil && s.max.lit < 1 {
-		return nil, &evalError{"max must be at least 1"}
+	if lit, ok := s.max.Literal(); ok && lit < 1 {
+		return nil, errors.New("max must be at least 1")
 	}
 	if s.byKey {
-		if s.key, err = compileText(p.CounterKey); err != nil {
+		if s.key, err = expr.CompileText(p.CounterKey); err != nil {
 			return nil, err
 		}
 	}
@@ -40,7 +42,7 @@ func (s *limitConnectionsStep) run(c *runCtx) *Response {
 	var counter string
 	switch {
 	case s.byKey:
-		v, err := s.key.eval(c)
+		v, err := s.key.Eval(c)
 		if err != nil {
 			return c.failure(s.in, err)
 		}
@@ -50,7 +52,7 @@ func (s *limitConnectionsStep) run(c *runCtx) *Response {
 	default:
 		return nil // no subscription: nothing to count per subscription
 	}
-	limit, err := s.max.eval(c)
+	limit, err := s.max.Eval(c)
 	if err != nil {
 		return c.failure(s.in, err)
 	}

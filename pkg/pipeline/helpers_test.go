@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"gatehouse.dev/pkg/pipeline/ratecount"
 	"gatehouse.dev/pkg/policy"
 )
 
@@ -54,7 +55,7 @@ func testRequest() *Request {
 // testEnv is an environment with fresh counters on the test clock.
 func testEnv() Env {
 	return Env{
-		Counters: NewMemoryCounters(WithClock(func() time.Time { return testNow })),
+		Counters: ratecount.NewMemory(ratecount.WithClock(func() time.Time { return testNow })),
 		Log:      slog.New(slog.DiscardHandler),
 		Now:      func() time.Time { return testNow },
 	}

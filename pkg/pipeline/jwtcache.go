@@ -3,6 +3,8 @@ package pipeline
 import (
 	"sync"
 	"time"
+
+	"gatehouse.dev/pkg/pipeline/expr"
 )
 
 // Bounds of a validate-jwt step's verified tokens.
@@ -23,12 +25,12 @@ type verifiedTokens struct {
 }
 
 type verifiedToken struct {
-	tok   *Jwt
+	tok   *expr.Jwt
 	until time.Time // the token's exp, at most verifiedTokenTTL after it was verified
 }
 
 // get returns the verified token raw, if it is remembered and not past its time at now.
-func (v *verifiedTokens) get(raw string, now time.Time) *Jwt {
+func (v *verifiedTokens) get(raw string, now time.Time) *expr.Jwt {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	e, ok := v.entries[raw]
@@ -44,9 +46,9 @@ func (v *verifiedTokens) get(raw string, now time.Time) *Jwt {
 
 // put remembers tok, just verified at now, until its exp or verifiedTokenTTL. When full it
 // drops the expired entries, or else any one.
-func (v *verifiedTokens) put(tok *Jwt, now time.Time) {
+func (v *verifiedTokens) put(tok *expr.Jwt, now time.Time) {
 	until := now.Add(verifiedTokenTTL)
-	if exp, ok := tok.timeClaim("exp"); ok && exp.Before(until) {
+	if exp, ok := tok.TimeClaim("exp"); ok && exp.Before(until) {
 		until = exp
 	}
 	if !until.After(now) {

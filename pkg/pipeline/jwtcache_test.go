@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"gatehouse.dev/pkg/pipeline/expr"
 )
 
 // A token verified once is still checked for its lifetime, audience and claims on every
@@ -55,7 +57,7 @@ func TestVerifiedTokensBounded(t *testing.T) {
 		if i%2 == 0 {
 			exp = now.Add(time.Second)
 		}
-		v.put(&Jwt{Raw: fmt.Sprint("tok", i), Claims: map[string]any{"exp": float64(exp.Unix())}}, now)
+		v.put(&expr.Jwt{Raw: fmt.Sprint("tok", i), Claims: map[string]any{"exp": float64(exp.Unix())}}, now)
 	}
 	if n := len(v.entries); n > maxVerifiedTokens {
 		t.Fatalf("%d entries, want at most %d", n, maxVerifiedTokens)
@@ -67,7 +69,7 @@ func TestVerifiedTokensBounded(t *testing.T) {
 	if v.get(last, now.Add(verifiedTokenTTL+time.Second)) != nil {
 		t.Fatalf("a token is remembered past verifiedTokenTTL")
 	}
-	v.put(&Jwt{Raw: "expired", Claims: map[string]any{"exp": float64(now.Add(-time.Second).Unix())}}, now)
+	v.put(&expr.Jwt{Raw: "expired", Claims: map[string]any{"exp": float64(now.Add(-time.Second).Unix())}}, now)
 	if v.get("expired", now) != nil {
 		t.Fatalf("an expired token is remembered")
 	}
@@ -89,7 +91,7 @@ func TestValidateJWTRememberedTokenConcurrentUse(t *testing.T) {
 					errs <- fmt.Sprintf("Run = %+v", r)
 					return
 				}
-				if j, _ := req.Variables["jwt"].(*Jwt); j == nil || j.Raw != tok {
+				if j, _ := req.Variables["jwt"].(*expr.Jwt); j == nil || j.Raw != tok {
 					errs <- "variable jwt is not the request's token"
 					return
 				}

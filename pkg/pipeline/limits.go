@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"gatehouse.dev/pkg/pipeline/expr"
+	"gatehouse.dev/pkg/pipeline/ratecount"
 	"gatehouse.dev/pkg/policy"
 )
 
@@ -114,7 +116,7 @@ func ceilSeconds(d time.Duration) int64 {
 	return max(s, 1)
 }
 
-func (b *builder) counters() (Counters, error) {
+func (b *builder) counters() (ratecount.Counters, error) {
 	if b.env.Counters == nil {
 		return nil, errors.New("limit policies need counters, and Env.Counters is nil")
 	}
@@ -151,7 +153,7 @@ func slidingPeriod(s string) (time.Duration, error) {
 // applies it "only when an API is accessed using a subscription key".
 type rateLimitStep struct {
 	in       *info
-	counters Counters
+	counters ratecount.Counters
 	calls    int64
 	period   time.Duration
 	apis     []limitScope
@@ -249,31 +251,31 @@ func (s *rateLimitStep) run(c *runCtx) *Response {
 // byKey is the part rate-limit-by-key and quota-by-key share: the counter key, the increment
 // condition and count.
 type byKey struct {
-	key       text
-	cond      *expr
+	key       expr.Text
+	cond      *expr.Expr
 	condLit   bool
 	hasCond   bool
-	increment number
+	increment expr.Number
 }
 
 func compileByKey(key, cond, incr string) (byKey, error) {
 	var k byKey
 	var err error
-	if k.key, err = compileText(key); err != nil {
+	if k.key, err = expr.CompileText(key); err != nil {
 		return k, fmt.Errorf("counter-key: %w", err)
 	}
 	if strings.TrimSpace(cond) != "" {
-		e, lit, err := compileCondition("increment-condition", cond, exprOptions{allowResponse: true})
+		e, lit, err := expr.CompileCondition("increment-condition", cond, expr.Options{AllowResponse: true})
 		if err != nil {
 			return k, err
 		}
 		// A condition on context.Response cannot be known at the handshake, before the
 		// backend answers: every call is counted.
-		if e == nil || !e.usesResponse {
+		if e == nil || !e.UsesResponse() {
 			k.cond, k.condLit, k.hasCond = e, lit, true
 		}
 	}
-	if k.increment, err = compileNumber("increment-count", incr, 1); err != nil {
+	if k.increment, err = expr.CompileNumber("increment-count", incr, 1); err != nil {
 		return k, err
 	}
 	return k, nil
@@ -283,7 +285,7 @@ func compileByKey(key, cond, incr string) (byKey, error) {
 // increment condition is false, and 0 (with alreadyCounted) when an earlier policy of this
 // request already incremented the same counter.
 func (k *byKey) count(c *runCtx, prefix string) (key string, n int64, alreadyCounted bool, err error) {
-	v, err := k.key.eval(c)
+	v, err := k.key.Eval(c)
 	if err != nil {
 		return "", 0, false, err
 	}
@@ -291,16 +293,16 @@ func (k *byKey) count(c *runCtx, prefix string) (key string, n int64, alreadyCou
 	if slices.Contains(c.counted, key) {
 		return key, 0, true, nil
 	}
-	if n, err = k.increment.eval(c); err != nil {
+	if n, err = k.increment.Eval(c); err != nil {
 		return "", 0, false, err
 	}
 	if n < 0 {
-		return "", 0, false, &evalError{"The increment count must not be negative."}
+		return "", 0, false, errors.New("The increment count must not be negative.")
 	}
 	if k.hasCond {
 		ok := k.condLit
 		if k.cond != nil {
-			if ok, err = evalBool(c, k.cond.root, "The increment condition"); err != nil {
+			if ok, err = k.cond.EvalBool(c, "The increment condition"); err != nil {
 				return "", 0, false, err
 			}
 		}
@@ -314,9 +316,9 @@ func (k *byKey) count(c *runCtx, prefix string) (key string, n int64, alreadyCou
 // rateLimitByKeyStep is <rate-limit-by-key>.
 type rateLimitByKeyStep struct {
 	in       *info
-	counters Counters
-	calls    number
-	period   number
+	counters ratecount.Counters
+	calls    expr.Number
+	period   expr.Number
 	byKey
 	limitHeaders
 }
@@ -328,14 +330,14 @@ func (b *builder) rateLimitByKey(in *info, p *policy.RateLimitByKey) (step, erro
 	}
 	s := &rateLimitByKeyStep{in: in, counters: cs,
 		limitHeaders: newLimitHeaders(p.RetryAfterHeaderName, p.RetryAfterVariableName, p.RemainingCallsHeaderName, p.RemainingCallsVariableName, p.TotalCallsHeaderName)}
-	if s.calls, err = compileNumber("calls", p.Calls, 0); err != nil {
+	if s.calls, err = expr.CompileNumber("calls", p.Calls, 0); err != nil {
 		return nil, err
 	}
-	if s.period, err = compileNumber("renewal-period", p.RenewalPeriod, 0); err != nil {
+	if s.period, err = expr.CompileNumber("renewal-period", p.RenewalPeriod, 0); err != nil {
 		return nil, err
 	}
-	if s.period.e == nil && (s.period.lit < 1 || s.period.lit > 300) {
-		return nil, fmt.Errorf("renewal-period: %d is not between 1 and 300 seconds", s.period.lit)
+	if lit, ok := s.period.Literal(); ok && (lit < 1 || lit > 300) {
+		return nil, fmt.Errorf("renewal-period: %d is not between 1 and 300 seconds", lit)
 	}
 	if s.byKey, err = compileByKey(p.CounterKey, p.IncrementCondition, p.IncrementCount); err != nil {
 		return nil, err
@@ -344,16 +346,16 @@ func (b *builder) rateLimitByKey(in *info, p *policy.RateLimitByKey) (step, erro
 }
 
 func (s *rateLimitByKeyStep) run(c *runCtx) *Response {
-	calls, err := s.calls.eval(c)
+	calls, err := s.calls.Eval(c)
 	if err != nil {
 		return c.failure(s.in, err)
 	}
-	period, err := s.period.eval(c)
+	period, err := s.period.Eval(c)
 	if err != nil {
 		return c.failure(s.in, err)
 	}
 	if period < 1 || period > 300 || calls < 0 {
-		return c.failure(s.in, &evalError{"calls must not be negative and renewal-period must be between 1 and 300 seconds."})
+		return c.failure(s.in, errors.New("calls must not be negative and renewal-period must be between 1 and 300 seconds."))
 	}
 	key, n, dup, err := s.count(c, "rlk|"+strconv.FormatInt(period, 10)+"|")
 	if err != nil {
@@ -383,7 +385,7 @@ func (s *rateLimitByKeyStep) run(c *runCtx) *Response {
 // enforced: a handshake has no body to measure, and frames are not counted against them.
 type quotaStep struct {
 	in       *info
-	counters Counters
+	counters ratecount.Counters
 	calls    int64
 	hasCalls bool
 	period   time.Duration
@@ -484,7 +486,7 @@ func (s *quotaStep) run(c *runCtx) *Response {
 }
 
 // quotaCheck counts n against a fixed-window quota and returns APIM's 403 when it is out.
-func quotaCheck(c *runCtx, cs Counters, key string, limit int64, period time.Duration, start time.Time, n int64) *Response {
+func quotaCheck(c *runCtx, cs ratecount.Counters, key string, limit int64, period time.Duration, start time.Time, n int64) *Response {
 	ok, _, retry := cs.Fixed(c.ctx, key, limit, period, start, n)
 	if ok {
 		return nil
@@ -513,7 +515,7 @@ func timeSpan(d time.Duration) string {
 // quotaByKeyStep is <quota-by-key>. Like quota, only calls are counted.
 type quotaByKeyStep struct {
 	in       *info
-	counters Counters
+	counters ratecount.Counters
 	calls    int64
 	period   time.Duration
 	start    time.Time

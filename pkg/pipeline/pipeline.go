@@ -2,11 +2,11 @@
 // gateway runs on each WebSocket handshake or REST request, and the limits of the WebSocket
 // session that follows (SessionLimits), composing global → product → API → operation scopes
 // through <base/>. Parsing and compilation happen once per configuration; Run does only the
-// per-request work. Policy expressions are the C# subset described in EXPRESSIONS.md.
+// per-request work. Policy expressions are the C# subset described in EXPRESSIONS.md,
+// compiled and evaluated by package expr, which reads the request through expr.Context.
 package pipeline
 
 import (
-	"context"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -109,18 +109,4 @@ type Response struct {
 	// Source and Reason are context.LastError's, e.g. "validate-jwt" / "TokenExpired";
 	// they go to logs and metrics, never to the client beyond Message.
 	Source, Reason string
-}
-
-// Counters hold rate-limit and quota state. It lives outside the compiled configuration,
-// keyed by the policy's counter key, so a configuration swap does not reset limits. The
-// gateway passes an in-memory implementation; a cluster-wide one can replace it.
-type Counters interface {
-	// Sliding counts n calls against limit in the sliding window ending now. When the call
-	// would exceed the limit it is not counted, allowed is false and retryAfter says when one
-	// call will fit again. With n = 0 nothing is counted and allowed reports whether one more
-	// call would fit.
-	Sliding(ctx context.Context, key string, limit int64, window time.Duration, n int64) (allowed bool, remaining int64, retryAfter time.Duration)
-	// Fixed counts n against limit in the fixed period containing now, periods starting at
-	// start; a zero period is one period that never ends. Same results as Sliding.
-	Fixed(ctx context.Context, key string, limit int64, period time.Duration, start time.Time, n int64) (allowed bool, remaining int64, retryAfter time.Duration)
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"gatehouse.dev/pkg/pipeline/expr"
 	"gatehouse.dev/pkg/policy"
 )
 
@@ -21,26 +22,27 @@ var separateHeaders = map[string]bool{
 // namedSet is the compiled core of set-header and set-query-parameter: a name, an exists
 // action and values, each possibly an expression.
 type namedSet struct {
-	name   text
+	name   expr.Text
 	canon  string // canonical header name when name is a literal (headers only)
 	action string // lower case; "" is override
-	values []text
+	values []expr.Text
 	header bool
 }
 
 func compileNamedSet(name, action string, values []string, header bool) (namedSet, error) {
 	s := namedSet{action: strings.ToLower(strings.TrimSpace(action)), header: header}
 	var err error
-	if s.name, err = compileText(name); err != nil {
+	if s.name, err = expr.CompileText(name); err != nil {
 		return s, fmt.Errorf("name: %w", err)
 	}
-	if header && s.name.e == nil {
-		s.canon = http.CanonicalHeaderKey(strings.TrimSpace(s.name.lit))
+	if lit, ok := s.name.Literal(); ok {
+		if header {
+			s.canon = http.CanonicalHeaderKey(strings.TrimSpace(lit))
+		} else {
+			s.name = expr.LiteralText(strings.TrimSpace(lit))
+		}
 	}
-	if s.name.e == nil && !header {
-		s.name.lit = strings.TrimSpace(s.name.lit)
-	}
-	if s.values, err = compileTexts(values); err != nil {
+	if s.values, err = expr.CompileTexts(values); err != nil {
 		return s, fmt.Errorf("value: %w", err)
 	}
 	return s, nil
@@ -50,14 +52,14 @@ func compileNamedSet(name, action string, values []string, header bool) (namedSe
 func (s *namedSet) resolve(c *runCtx) (string, []string, error) {
 	name := s.canon
 	if name == "" {
-		n, err := s.name.eval(c)
+		n, err := s.name.Eval(c)
 		if err != nil {
 			return "", nil, err
 		}
 		name = n
 		if s.header {
 			if !validHeaderName(n) {
-				return "", nil, &evalError{"The header name '" + n + "' is invalid or restricted from modification."}
+				return "", nil, errors.New("The header name '" + n + "' is invalid or restricted from modification.")
 			}
 			name = http.CanonicalHeaderKey(n)
 		}
@@ -67,7 +69,7 @@ func (s *namedSet) resolve(c *runCtx) (string, []string, error) {
 	}
 	vals := make([]string, 0, len(s.values))
 	for _, v := range s.values {
-		x, err := v.eval(c)
+		x, err := v.Eval(c)
 		if err != nil {
 			return "", nil, err
 		}
@@ -174,9 +176,9 @@ func (s *setQueryStep) run(c *runCtx) *Response {
 // backendStep is <set-backend-service>: it replaces the backend base URL.
 type backendStep struct {
 	in       *info
-	url      *url.URL // a literal base-url or resolved backend-id
-	dynURL   text     // base-url expression
-	dynID    text     // backend-id expression
+	url      *url.URL  // a literal base-url or resolved backend-id
+	dynURL   expr.Text // base-url expression
+	dynID    expr.Text // backend-id expression
 	isID     bool
 	backends map[string]string
 }
@@ -184,37 +186,39 @@ type backendStep struct {
 func (b *builder) setBackendService(in *info, p *policy.SetBackendService) (step, error) {
 	s := &backendStep{in: in, backends: b.env.Backends}
 	if p.BackendID != "" {
-		id, err := compileText(strings.TrimSpace(p.BackendID))
+		id, err := expr.CompileText(strings.TrimSpace(p.BackendID))
 		if err != nil {
 			return nil, fmt.Errorf("backend-id: %w", err)
 		}
 		if b.env.Backends == nil {
 			return nil, errors.New("backend-id is not supported: no backend entities are configured; use base-url")
 		}
-		if id.e != nil {
+		lit, ok := id.Literal()
+		if !ok {
 			s.dynID, s.isID = id, true
 			return s, nil
 		}
-		raw, ok := b.env.Backends[id.lit]
+		raw, ok := b.env.Backends[lit]
 		if !ok {
-			return nil, fmt.Errorf("backend-id: the backend '%s' is not defined", id.lit)
+			return nil, fmt.Errorf("backend-id: the backend '%s' is not defined", lit)
 		}
 		u, err := parseBackendURL(raw)
 		if err != nil {
-			return nil, fmt.Errorf("backend '%s': %w", id.lit, err)
+			return nil, fmt.Errorf("backend '%s': %w", lit, err)
 		}
 		s.url = u
 		return s, nil
 	}
-	t, err := compileText(strings.TrimSpace(p.BaseURL))
+	t, err := expr.CompileText(strings.TrimSpace(p.BaseURL))
 	if err != nil {
 		return nil, fmt.Errorf("base-url: %w", err)
 	}
-	if t.e != nil {
+	lit, ok := t.Literal()
+	if !ok {
 		s.dynURL = t
 		return s, nil
 	}
-	if s.url, err = parseBackendURL(t.lit); err != nil {
+	if s.url, err = parseBackendURL(lit); err != nil {
 		return nil, fmt.Errorf("base-url: %w", err)
 	}
 	return s, nil
@@ -238,19 +242,19 @@ func (s *backendStep) run(c *runCtx) *Response {
 	u := s.url
 	switch {
 	case s.isID:
-		id, err := s.dynID.eval(c)
+		id, err := s.dynID.Eval(c)
 		if err != nil {
 			return c.failure(s.in, err)
 		}
 		raw, ok := s.backends[id]
 		if !ok {
-			return c.failure(s.in, &evalError{"The backend '" + id + "' is not defined."})
+			return c.failure(s.in, errors.New("The backend '"+id+"' is not defined."))
 		}
 		if u, err = parseBackendURL(raw); err != nil {
 			return c.failure(s.in, err)
 		}
 	case u == nil:
-		raw, err := s.dynURL.eval(c)
+		raw, err := s.dynURL.Eval(c)
 		if err != nil {
 			return c.failure(s.in, err)
 		}
@@ -268,19 +272,19 @@ func (s *backendStep) run(c *runCtx) *Response {
 // none and Go's server writes the standard one.
 type returnStep struct {
 	in      *info
-	status  number
+	status  expr.Number
 	headers []namedSet
-	body    text
+	body    expr.Text
 }
 
 func (b *builder) returnResponse(in *info, p *policy.ReturnResponse) (step, error) {
 	if p.ResponseVariableName != "" {
 		return nil, errors.New("response-variable-name is not supported: no policy on the handshake creates response variables")
 	}
-	s := &returnStep{in: in, status: number{lit: http.StatusOK}}
+	s := &returnStep{in: in, status: expr.LiteralNumber(http.StatusOK)}
 	var err error
 	if p.SetStatus != nil {
-		if s.status, err = compileNumber("set-status code", p.SetStatus.Code, http.StatusOK); err != nil {
+		if s.status, err = expr.CompileNumber("set-status code", p.SetStatus.Code, http.StatusOK); err != nil {
 			return nil, err
 		}
 	}
@@ -295,7 +299,7 @@ func (b *builder) returnResponse(in *info, p *policy.ReturnResponse) (step, erro
 		if strings.EqualFold(sb.Template, "liquid") {
 			return nil, errors.New("set-body: Liquid templates are not supported")
 		}
-		if s.body, err = compileText(sb.Body); err != nil {
+		if s.body, err = expr.CompileText(sb.Body); err != nil {
 			return nil, fmt.Errorf("set-body: %w", err)
 		}
 	}
@@ -303,12 +307,12 @@ func (b *builder) returnResponse(in *info, p *policy.ReturnResponse) (step, erro
 }
 
 func (s *returnStep) run(c *runCtx) *Response {
-	status, err := s.status.eval(c)
+	status, err := s.status.Eval(c)
 	if err != nil {
 		return c.failure(s.in, err)
 	}
 	if status < 100 || status > 599 {
-		return c.failure(s.in, &evalError{"The status code must be between 100 and 599."})
+		return c.failure(s.in, errors.New("The status code must be between 100 and 599."))
 	}
 	r := &Response{Status: int(status), Header: make(http.Header), Source: s.in.name}
 	for i := range s.headers {
@@ -319,7 +323,7 @@ func (s *returnStep) run(c *runCtx) *Response {
 		}
 		h.apply(r.Header, name, vals)
 	}
-	body, err := s.body.eval(c)
+	body, err := s.body.Eval(c)
 	if err != nil {
 		return c.failure(s.in, err)
 	}
@@ -335,15 +339,15 @@ type chooseStep struct {
 }
 
 type whenBranch struct {
-	cond  *expr
+	cond  *expr.Expr
 	lit   bool // the condition when cond is nil
 	steps []step
 }
 
-func (b *builder) choose(in *info, p *policy.Choose, path string) (step, error) {
-	s := &chooseStep{in: in}
+func (b *builder) choose(in *info, p *policy.Choose) (step, error) {
+	s, path := &chooseStep{in: in}, in.path
 	for i, w := range p.Whens {
-		e, lit, err := compileCondition("condition", w.Condition, exprOptions{})
+		e, lit, err := expr.CompileCondition("condition", w.Condition, expr.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("when[%d]: %w", i+1, err)
 		}
@@ -362,6 +366,8 @@ func (b *builder) choose(in *info, p *policy.Choose, path string) (step, error) 
 
 // nested compiles the policies of a choose branch.
 func (b *builder) nested(ps []policy.Policy, path string) ([]step, error) {
+	b.depth++
+	defer func() { b.depth-- }()
 	var steps []step
 	for i, p := range ps {
 		s, err := b.policy(p, fmt.Sprintf("%s[%d]", path, i+1), false)
@@ -381,7 +387,7 @@ func (s *chooseStep) run(c *runCtx) *Response {
 		ok := w.lit
 		if w.cond != nil {
 			var err error
-			if ok, err = evalBool(c, w.cond.root, "The condition"); err != nil {
+			if ok, err = w.cond.EvalBool(c, "The condition"); err != nil {
 				return c.failure(s.in, err)
 			}
 		}
@@ -397,11 +403,11 @@ func (s *chooseStep) run(c *runCtx) *Response {
 type setVariableStep struct {
 	in    *info
 	name  string
-	value text
+	value expr.Text
 }
 
 func (b *builder) setVariable(in *info, p *policy.SetVariable) (step, error) {
-	v, err := compileText(p.Value)
+	v, err := expr.CompileText(p.Value)
 	if err != nil {
 		return nil, fmt.Errorf("value: %w", err)
 	}
@@ -409,14 +415,10 @@ func (b *builder) setVariable(in *info, p *policy.SetVariable) (step, error) {
 }
 
 func (s *setVariableStep) run(c *runCtx) *Response {
-	if s.value.e == nil {
-		c.setVar(s.name, s.value.lit)
-		return nil
-	}
-	v, err := s.value.e.root.eval(c)
+	v, err := s.value.EvalAny(c)
 	if err != nil {
 		return c.failure(s.in, err)
 	}
-	c.setVar(s.name, v.toAny())
+	c.setVar(s.name, v)
 	return nil
 }

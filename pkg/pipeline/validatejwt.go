@@ -12,6 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"gatehouse.dev/pkg/pipeline/expr"
 	"gatehouse.dev/pkg/policy"
 )
 
@@ -32,11 +33,11 @@ type validateJWTStep struct {
 	authorization bool   // header is Authorization: require-scheme applies, "Bearer " is removed
 	scheme        string
 	query         string
-	token         text // token-value expression
+	token         expr.Text // token-value expression
 	fromToken     bool
 
-	status        number
-	message       text
+	status        expr.Number
+	message       expr.Text
 	requireExp    bool
 	requireSigned bool
 	skew          time.Duration
@@ -47,8 +48,8 @@ type validateJWTStep struct {
 	openid    []string
 	keys      *KeySource
 
-	audiences []text
-	issuers   []text
+	audiences []expr.Text
+	issuers   []expr.Text
 	claims    []requiredClaim
 
 	parser   *jwt.Parser
@@ -60,7 +61,7 @@ type requiredClaim struct {
 	name      string
 	any       bool
 	separator string
-	values    []text
+	values    []expr.Text
 }
 
 func (b *builder) validateJWT(in *info, p *policy.ValidateJWT) (step, error) {
@@ -78,41 +79,41 @@ func (b *builder) validateJWT(in *info, p *policy.ValidateJWT) (step, error) {
 	case p.QueryParameterName != "":
 		s.query = strings.TrimSpace(p.QueryParameterName)
 	default:
-		if s.token, err = compileText(p.TokenValue); err != nil {
+		if s.token, err = expr.CompileText(p.TokenValue); err != nil {
 			return nil, fmt.Errorf("token-value: %w", err)
 		}
 		s.fromToken = true
 	}
-	if s.status, err = compileNumber("failed-validation-httpcode", p.FailedValidationHTTPCode, http.StatusUnauthorized); err != nil {
+	if s.status, err = expr.CompileNumber("failed-validation-httpcode", p.FailedValidationHTTPCode, http.StatusUnauthorized); err != nil {
 		return nil, err
 	}
-	if s.message, err = compileText(p.FailedValidationErrorMessage); err != nil {
+	if s.message, err = expr.CompileText(p.FailedValidationErrorMessage); err != nil {
 		return nil, fmt.Errorf("failed-validation-error-message: %w", err)
 	}
-	requireExp, err := compileFlag("require-expiration-time", p.RequireExpirationTime, true)
+	requireExp, err := expr.CompileFlag("require-expiration-time", p.RequireExpirationTime, true)
 	if err != nil {
 		return nil, err
 	}
-	if requireExp.e != nil {
+	var lit bool
+	if s.requireExp, lit = requireExp.Literal(); !lit {
 		return nil, errors.New("require-expiration-time: policy expressions are not supported")
 	}
-	s.requireExp = requireExp.lit
-	signed, err := compileFlag("require-signed-tokens", p.RequireSignedTokens, true)
+	signed, err := expr.CompileFlag("require-signed-tokens", p.RequireSignedTokens, true)
 	if err != nil {
 		return nil, err
 	}
-	if signed.e != nil {
+	if s.requireSigned, lit = signed.Literal(); !lit {
 		return nil, errors.New("require-signed-tokens: policy expressions are not supported")
 	}
-	s.requireSigned = signed.lit
-	skew, err := compileNumber("clock-skew", p.ClockSkew, 0)
+	skew, err := expr.CompileNumber("clock-skew", p.ClockSkew, 0)
 	if err != nil {
 		return nil, err
 	}
-	if skew.e != nil || skew.lit < 0 || skew.lit > 24*3600 {
+	skewSec, lit := skew.Literal()
+	if !lit || skewSec < 0 || skewSec > 24*3600 {
 		return nil, errors.New("clock-skew: must be a number of seconds between 0 and 86400")
 	}
-	s.skew = time.Duration(skew.lit) * time.Second
+	s.skew = time.Duration(skewSec) * time.Second
 	s.outputVar = strings.TrimSpace(p.OutputTokenVariableName)
 
 	if len(p.DecryptionKeys) > 0 {
@@ -155,15 +156,15 @@ func (b *builder) validateJWT(in *info, p *policy.ValidateJWT) (step, error) {
 	if len(s.symmetric)+len(s.rsa)+len(s.openid) == 0 && s.requireSigned {
 		return nil, errors.New("no signing keys: add issuer-signing-keys or openid-config")
 	}
-	if s.audiences, err = compileTexts(p.Audiences); err != nil {
+	if s.audiences, err = expr.CompileTexts(p.Audiences); err != nil {
 		return nil, fmt.Errorf("audience: %w", err)
 	}
-	if s.issuers, err = compileTexts(p.Issuers); err != nil {
+	if s.issuers, err = expr.CompileTexts(p.Issuers); err != nil {
 		return nil, fmt.Errorf("issuer: %w", err)
 	}
 	for _, c := range p.RequiredClaims {
 		rc := requiredClaim{name: c.Name, any: strings.EqualFold(c.Match, "any"), separator: c.Separator}
-		if rc.values, err = compileTexts(c.Values); err != nil {
+		if rc.values, err = expr.CompileTexts(c.Values); err != nil {
 			return nil, fmt.Errorf("claim %s: %w", c.Name, err)
 		}
 		s.claims = append(s.claims, rc)
@@ -172,7 +173,7 @@ func (b *builder) validateJWT(in *info, p *policy.ValidateJWT) (step, error) {
 	if !s.requireSigned {
 		methods = append(methods[:len(methods):len(methods)], "none")
 	}
-	// Numbers stay json.Number: claims are read as text or as NumericDate (jwtvalue.go), and
+	// Numbers stay json.Number: claims are read as text or as NumericDate (expr.Jwt), and
 	// decoding every number as a float64 was a sizeable part of a handshake's cost.
 	s.parser = jwt.NewParser(jwt.WithValidMethods(methods), jwt.WithoutClaimsValidation(), jwt.WithJSONNumber())
 	return s, nil
@@ -202,7 +203,7 @@ func (s *validateJWTStep) run(c *runCtx) *Response {
 	if f != nil {
 		return s.reject(c, *f)
 	}
-	if exp, ok := tok.timeClaim("exp"); ok && (c.req.TokenExpiry.IsZero() || exp.Before(c.req.TokenExpiry)) {
+	if exp, ok := tok.TimeClaim("exp"); ok && (c.req.TokenExpiry.IsZero() || exp.Before(c.req.TokenExpiry)) {
 		c.req.TokenExpiry = exp
 	}
 	if s.outputVar != "" {
@@ -215,7 +216,7 @@ func (s *validateJWTStep) run(c *runCtx) *Response {
 func (s *validateJWTStep) extract(c *runCtx) (string, error) {
 	switch {
 	case s.fromToken:
-		return s.token.eval(c)
+		return s.token.Eval(c)
 	case s.query != "":
 		return strings.TrimSpace(c.req.Query.Get(s.query)), nil
 	}
@@ -240,13 +241,13 @@ func (s *validateJWTStep) extract(c *runCtx) (string, error) {
 }
 
 // validate checks the token's signature, lifetime, audience, issuer and required claims.
-func (s *validateJWTStep) validate(c *runCtx, raw string) (*Jwt, *jwtFailure) {
+func (s *validateJWTStep) validate(c *runCtx, raw string) (*expr.Jwt, *jwtFailure) {
 	tok, f := s.verify(c, raw)
 	if f != nil {
 		return nil, f
 	}
 	now := c.now
-	exp, hasExp := tok.timeClaim("exp")
+	exp, hasExp := tok.TimeClaim("exp")
 	if _, present := tok.Claims["exp"]; present && !hasExp {
 		return nil, &jwtFailure{"JwtInvalid", "JWT expiration time is not a number."}
 	}
@@ -256,14 +257,14 @@ func (s *validateJWTStep) validate(c *runCtx, raw string) (*Jwt, *jwtFailure) {
 	case hasExp && now.After(exp.Add(s.skew)):
 		return nil, &jwtFailure{"TokenExpired", "Lifetime validation failed. The token is expired. Access denied."}
 	}
-	if nbf, ok := tok.timeClaim("nbf"); ok && now.Add(s.skew).Before(nbf) {
+	if nbf, ok := tok.TimeClaim("nbf"); ok && now.Add(s.skew).Before(nbf) {
 		return nil, &jwtFailure{"TokenNotYetValid", "Lifetime validation failed. The token is not yet valid. Access denied."}
 	}
-	if len(s.audiences) > 0 && !s.anyMatch(c, s.audiences, tok.audiences()) {
+	if len(s.audiences) > 0 && !s.anyMatch(c, s.audiences, tok.Audiences()) {
 		return nil, &jwtFailure{"TokenAudienceNotAllowed", "Audience validation failed. Access denied."}
 	}
 	if len(s.issuers) > 0 {
-		iss, _ := tok.stringClaim("iss")
+		iss, _ := tok.StringClaim("iss")
 		if !s.anyMatch(c, s.issuers, []string{iss}) {
 			return nil, &jwtFailure{"TokenIssuerNotAllowed", "Issuer validation failed. Access denied."}
 		}
@@ -276,7 +277,7 @@ func (s *validateJWTStep) validate(c *runCtx, raw string) (*Jwt, *jwtFailure) {
 
 // verify decodes raw and checks its signature, unless the step verified the same text before
 // and its keys cannot have changed since (no openid-config).
-func (s *validateJWTStep) verify(c *runCtx, raw string) (*Jwt, *jwtFailure) {
+func (s *validateJWTStep) verify(c *runCtx, raw string) (*expr.Jwt, *jwtFailure) {
 	fixedKeys := len(s.openid) == 0
 	if fixedKeys {
 		if tok := s.verified.get(raw, c.now); tok != nil {
@@ -289,7 +290,7 @@ func (s *validateJWTStep) verify(c *runCtx, raw string) (*Jwt, *jwtFailure) {
 	if err != nil {
 		return nil, classify(token, err)
 	}
-	tok := &Jwt{Raw: raw, Header: token.Header, Claims: token.Claims.(jwt.MapClaims)}
+	tok := &expr.Jwt{Raw: raw, Header: token.Header, Claims: token.Claims.(jwt.MapClaims)}
 	if fixedKeys {
 		s.verified.put(tok, c.now)
 	}
@@ -297,9 +298,9 @@ func (s *validateJWTStep) verify(c *runCtx, raw string) (*Jwt, *jwtFailure) {
 }
 
 // anyMatch reports whether one of the configured values equals one of got.
-func (s *validateJWTStep) anyMatch(c *runCtx, want []text, got []string) bool {
+func (s *validateJWTStep) anyMatch(c *runCtx, want []expr.Text, got []string) bool {
 	for _, w := range want {
-		v, err := w.eval(c)
+		v, err := w.Eval(c)
 		if err != nil {
 			continue
 		}
@@ -314,7 +315,7 @@ func (s *validateJWTStep) anyMatch(c *runCtx, want []text, got []string) bool {
 
 // checkClaims applies required-claims: every listed claim must be present, and hold all (or,
 // with match="any", one) of the listed values; a separator splits multi-valued claims.
-func (s *validateJWTStep) checkClaims(c *runCtx, tok *Jwt) *jwtFailure {
+func (s *validateJWTStep) checkClaims(c *runCtx, tok *expr.Jwt) *jwtFailure {
 	var missing []string
 	for _, rc := range s.claims {
 		if _, ok := tok.Claims[rc.name]; !ok {
@@ -340,7 +341,7 @@ func (s *validateJWTStep) checkClaims(c *runCtx, tok *Jwt) *jwtFailure {
 		}
 		matched := 0
 		for _, w := range rc.values {
-			v, err := w.eval(c)
+			v, err := w.Eval(c)
 			if err == nil && contains(got, v) {
 				matched++
 			}
@@ -438,14 +439,14 @@ func classify(t *jwt.Token, err error) *jwtFailure {
 }
 
 func (s *validateJWTStep) reject(c *runCtx, f jwtFailure) *Response {
-	status, err := s.status.eval(c)
+	status, err := s.status.Eval(c)
 	if err != nil {
 		return c.failure(s.in, err)
 	}
 	if status < 100 || status > 599 {
 		status = http.StatusUnauthorized
 	}
-	msg, err := s.message.eval(c)
+	msg, err := s.message.Eval(c)
 	if err != nil {
 		return c.failure(s.in, err)
 	}

@@ -19,6 +19,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
+
+	"gatehouse.dev/pkg/pipeline/expr"
 )
 
 var (
@@ -105,7 +107,7 @@ func TestValidateJWTSymmetric(t *testing.T) {
 				if !r.TokenExpiry.Equal(testNow.Add(time.Hour)) {
 					t.Errorf("TokenExpiry = %v, want %v", r.TokenExpiry, testNow.Add(time.Hour))
 				}
-				j, ok := r.Variables["jwt"].(*Jwt)
+				j, ok := r.Variables["jwt"].(*expr.Jwt)
 				if !ok || j.Claims["sub"] != "alice" {
 					t.Errorf("variable jwt = %#v, want the token", r.Variables["jwt"])
 				}

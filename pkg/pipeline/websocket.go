@@ -120,9 +120,12 @@ type MessageRate struct {
 
 // websocketLimits records a websocket-limits of the inbound section at b.level. It compiles
 // to no step: composeSession merges the scopes' limits once Compile has walked them all.
-func (b *builder) websocketLimits(in *info, p *policy.WebSocketLimits) error {
+func (b *builder) websocketLimits(in *info, p *policy.WebSocketLimits) (step, error) {
+	if b.depth > 0 {
+		return nil, errors.New("the policy is only allowed directly in the inbound section")
+	}
 	if b.sessions[b.level] != nil {
-		return errors.New("the policy can appear only once in a section")
+		return nil, errors.New("the policy can appear only once in a section")
 	}
 	var (
 		s   sessionScope
@@ -157,10 +160,10 @@ func (b *builder) websocketLimits(in *info, p *policy.WebSocketLimits) error {
 		s.limits.Rates = append(s.limits.Rates, mr)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b.sessions[b.level] = &s
-	return nil
+	return nil, nil
 }
 
 // sessionScope is the websocket-limits of one scope. In limits, zero means the attribute is

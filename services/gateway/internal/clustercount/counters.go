@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"gatehouse.dev/pkg/pipeline"
+	"gatehouse.dev/pkg/pipeline/ratecount"
 )
 
 // Defaults of CountersOptions.
@@ -34,8 +33,8 @@ type CountersOptions struct {
 	// gateway learns its URLs from the first snapshot). It is called on every operation, so it
 	// must be cheap, such as an atomic load. Nil means local counting only.
 	JetStream func() jetstream.JetStream
-	// Local counts while NATS is unavailable; nil means pipeline.NewMemoryCounters().
-	Local pipeline.Counters
+	// Local counts while NATS is unavailable; nil means ratecount.NewMemory().
+	Local ratecount.Counters
 	// Timeout bounds how long one call waits for NATS (default 50 ms); a call that would wait
 	// longer is counted by Local instead, so handshakes never block on NATS.
 	Timeout time.Duration
@@ -50,12 +49,12 @@ type CountersOptions struct {
 	Log      *slog.Logger
 }
 
-// Counters is a pipeline.Counters shared by every gateway node connected to the same NATS.
+// Counters is a ratecount.Counters shared by every gateway node connected to the same NATS.
 //
 // Each counter key is one key of a JetStream KV bucket, named by a hash of the counter key
-// and holding the same state as pipeline.MemoryCounters keeps for it: the window or period
+// and holding the ratecount.State that ratecount.Memory keeps for it: the window or period
 // index and its count (sliding windows: also the previous window's count, for the same
-// two-bucket approximation). A call reads the key, decides exactly as MemoryCounters would,
+// two-bucket approximation). A call reads the key, decides with the same State methods,
 // and writes the new state with a compare-and-set on the key's revision, retrying when another
 // node wrote first; so the fleet never admits more than the limit. Calls for one key that
 // arrive while a round trip for that key is in flight are decided together in the next one,
@@ -74,7 +73,7 @@ type CountersOptions struct {
 // logged at most once a minute. Counters is safe for concurrent use.
 type Counters struct {
 	opt   CountersOptions
-	local pipeline.Counters
+	local ratecount.Counters
 
 	slots [slotShards]slotShard
 
@@ -87,7 +86,7 @@ type Counters struct {
 	fallbacks atomic.Int64
 }
 
-var _ pipeline.Counters = (*Counters)(nil)
+var _ ratecount.Counters = (*Counters)(nil)
 
 const slotShards = 32
 
@@ -134,16 +133,14 @@ const (
 )
 
 type opResult struct {
-	allowed   bool
-	remaining int64
-	retry     time.Duration
-	err       error
+	ratecount.Result
+	err error
 }
 
 // NewCounters returns Counters with opt.
 func NewCounters(opt CountersOptions) *Counters {
 	if opt.Local == nil {
-		opt.Local = pipeline.NewMemoryCounters()
+		opt.Local = ratecount.NewMemory()
 	}
 	if opt.Timeout <= 0 {
 		opt.Timeout = DefaultTimeout
@@ -202,22 +199,22 @@ func (c *Counters) Shared() bool {
 // (calls made before NATS was known included), for metrics.
 func (c *Counters) Fallbacks() int64 { return c.fallbacks.Load() }
 
-// Sliding implements pipeline.Counters.
+// Sliding implements ratecount.Counters.
 func (c *Counters) Sliding(ctx context.Context, key string, limit int64, window time.Duration, n int64) (bool, int64, time.Duration) {
 	if window <= 0 {
 		window = time.Second
 	}
 	if r, ok := c.remote(ctx, key, &op{limit: limit, size: window, n: n}); ok {
-		return r.allowed, r.remaining, r.retry
+		return r.Allowed, r.Remaining, r.RetryAfter
 	}
 	c.fallbacks.Add(1)
 	return c.local.Sliding(ctx, key, limit, window, n)
 }
 
-// Fixed implements pipeline.Counters.
+// Fixed implements ratecount.Counters.
 func (c *Counters) Fixed(ctx context.Context, key string, limit int64, period time.Duration, start time.Time, n int64) (bool, int64, time.Duration) {
 	if r, ok := c.remote(ctx, key, &op{fixed: true, limit: limit, size: period, start: start, n: n}); ok {
-		return r.allowed, r.remaining, r.retry
+		return r.Allowed, r.Remaining, r.RetryAfter
 	}
 	c.fallbacks.Add(1)
 	return c.local.Fixed(ctx, key, limit, period, start, n)
@@ -440,7 +437,7 @@ func (c *Counters) flushSlot(ctx context.Context, sh *slotShard, sk string, s *s
 func (c *Counters) decide(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, pre, tok string, ops []*op) ([]opResult, error) {
 	results := make([]opResult, len(ops))
 	for {
-		var st state
+		var st ratecount.State
 		var rev uint64
 		e, err := kv.Get(ctx, tok)
 		switch {
@@ -454,31 +451,35 @@ func (c *Counters) decide(ctx context.Context, js jetstream.JetStream, kv jetstr
 		now := time.Now()
 		counted := false
 		for i, o := range ops {
-			var did bool
+			var (
+				r   ratecount.Result
+				did bool
+			)
 			if o.fixed {
-				results[i], did = st.fixed(o.limit, o.size, o.start, o.n, now)
+				r, did = st.Fixed(o.limit, o.size, o.start, o.n, now)
 			} else {
-				results[i], did = st.sliding(o.limit, o.size, o.n, now.UnixNano())
+				r, did = st.Sliding(o.limit, o.size, o.n, now.UnixNano())
 			}
+			results[i] = opResult{Result: r}
 			counted = counted || did
 		}
 		if !counted {
 			return results, nil
 		}
-		ttl := st.ttl(now)
+		ttl := stateTTL(&st, now)
 		if rev == 0 {
 			var opts []jetstream.KVCreateOpt
 			if ttl > 0 {
 				opts = append(opts, jetstream.KeyTTL(ttl))
 			}
-			_, err = kv.Create(ctx, tok, st.encode(), opts...)
+			_, err = kv.Create(ctx, tok, encodeState(&st), opts...)
 		} else {
 			// KeyValue.Update cannot set a TTL; this is the same publish with one.
 			opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(rev)}
 			if ttl > 0 {
 				opts = append(opts, jetstream.WithMsgTTL(ttl))
 			}
-			_, err = js.PublishMsg(ctx, &nats.Msg{Subject: pre + tok, Data: st.encode()}, opts...)
+			_, err = js.PublishMsg(ctx, &nats.Msg{Subject: pre + tok, Data: encodeState(&st)}, opts...)
 		}
 		if err == nil {
 			return results, nil
@@ -489,124 +490,35 @@ func (c *Counters) decide(ctx context.Context, js jetstream.JetStream, kv jetstr
 	}
 }
 
-// state is what a key holds: as pipeline.MemoryCounters' counter, size is the window in
-// nanoseconds (sliding) or the period in seconds (fixed, 0 = one period that never ends), idx
-// the current window or period, prev and curr the counts of the previous and current one.
-// Until expires (Unix nanoseconds, 0 = never) the state can affect a decision.
-type state struct {
-	size, idx, prev, curr, expires int64
-}
-
-func (st *state) encode() []byte {
-	return fmt.Appendf(nil, "%d %d %d %d %d", st.size, st.idx, st.prev, st.curr, st.expires)
+// encodeState is the value a key holds: the five fields of st (ratecount.State, as a node's
+// ratecount.Memory keeps it) as decimal numbers.
+func encodeState(st *ratecount.State) []byte {
+	return fmt.Appendf(nil, "%d %d %d %d %d", st.Size, st.Idx, st.Prev, st.Curr, st.Expires)
 }
 
 // decodeState parses a state; anything unreadable is the empty state (counting restarts).
-func decodeState(b []byte) state {
+func decodeState(b []byte) ratecount.State {
 	f := strings.Fields(string(b))
 	if len(f) != 5 {
-		return state{}
+		return ratecount.State{}
 	}
 	var v [5]int64
 	for i := range f {
 		n, err := strconv.ParseInt(f[i], 10, 64)
 		if err != nil {
-			return state{}
+			return ratecount.State{}
 		}
 		v[i] = n
 	}
-	return state{size: v[0], idx: v[1], prev: v[2], curr: v[3], expires: v[4]}
+	return ratecount.State{Size: v[0], Idx: v[1], Prev: v[2], Curr: v[3], Expires: v[4]}
 }
 
-// ttl is how long a write of st must be kept: until st.expires, rounded up to whole seconds
-// (the TTL resolution of JetStream) plus one; 0 means forever.
-func (st *state) ttl(now time.Time) time.Duration {
-	if st.expires == 0 {
+// stateTTL is how long a write of st must be kept: until st.Expires, rounded up to whole
+// seconds (the TTL resolution of JetStream) plus one; 0 means forever.
+func stateTTL(st *ratecount.State, now time.Time) time.Duration {
+	if st.Expires == 0 {
 		return 0
 	}
-	d := time.Duration(st.expires - now.UnixNano())
+	d := time.Duration(st.Expires - now.UnixNano())
 	return max(d.Truncate(time.Second)+2*time.Second, 2*time.Second)
-}
-
-// sliding is pipeline.MemoryCounters.Sliding on st, at now (Unix nanoseconds); counted
-// reports whether st changed in a way worth writing.
-func (st *state) sliding(limit int64, window time.Duration, n, now int64) (r opResult, counted bool) {
-	w := int64(window)
-	idx := now / w
-	if st.size != w || idx-st.idx > 1 || idx < st.idx-1 {
-		*st = state{size: w, idx: idx}
-	} else if idx == st.idx+1 {
-		st.idx, st.prev, st.curr = idx, st.curr, 0
-	}
-	prev, curr := st.prev, st.curr
-	elapsed := now - idx*w
-	weight := float64(w-elapsed) / float64(w)
-	est := float64(prev)*weight + float64(curr)
-	allowed := est+float64(max(n, 1)) <= float64(limit)+1e-9
-	if allowed && n > 0 {
-		st.curr += n
-		st.expires = max(st.expires, (idx+2)*w)
-		est += float64(n)
-		counted = true
-	}
-	remaining := max(limit-int64(math.Ceil(est-1e-9)), 0)
-	if allowed {
-		return opResult{allowed: true, remaining: remaining}, counted
-	}
-	return opResult{remaining: remaining, retry: slidingRetry(prev, curr, max(n, 1), limit, w, elapsed)}, counted
-}
-
-// slidingRetry is pipeline's: how long until need calls fit, first as the previous bucket's
-// weight decays, else after the current bucket becomes the previous one.
-func slidingRetry(prev, curr, need, limit, w, elapsed int64) time.Duration {
-	rest := w - elapsed
-	if room := float64(limit - curr - need); room >= 0 && prev > 0 {
-		t := float64(rest) - room*float64(w)/float64(prev)
-		return time.Duration(math.Ceil(max(t, 0)))
-	}
-	room := float64(limit - need)
-	if room < 0 {
-		return time.Duration(w)
-	}
-	if curr == 0 {
-		return time.Duration(rest)
-	}
-	t := float64(w) - room*float64(w)/float64(curr)
-	return time.Duration(rest) + time.Duration(math.Ceil(max(t, 0)))
-}
-
-// fixed is pipeline.MemoryCounters.Fixed on st at now.
-func (st *state) fixed(limit int64, period time.Duration, start time.Time, n int64, t time.Time) (r opResult, counted bool) {
-	var p, idx, expires int64
-	var retry time.Duration
-	if period > 0 {
-		p = max(int64(period/time.Second), 1)
-		diff := t.Unix() - start.Unix()
-		idx = diff / p
-		if diff%p < 0 {
-			idx--
-		}
-		into := time.Duration(diff-idx*p)*time.Second + time.Duration(t.Nanosecond()-start.Nanosecond())
-		retry = time.Duration(p)*time.Second - into
-		if retry <= 0 {
-			retry = time.Nanosecond
-		}
-		expires = t.UnixNano() + int64(retry)
-	}
-	if st.size != p || st.idx != idx {
-		*st = state{size: p, idx: idx}
-	}
-	count := st.curr
-	allowed := count+max(n, 1) <= limit
-	if allowed && n > 0 {
-		st.curr += n
-		st.expires = expires
-		count += n
-		counted = true
-	}
-	remaining := max(limit-count, 0)
-	if allowed {
-		return opResult{allowed: true, remaining: remaining}, counted
-	}
-	return opResult{remaining: remaining, retry: retry}, counted
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"gatehouse.dev/gateway/internal/clustercount"
-	"gatehouse.dev/pkg/pipeline"
+	"gatehouse.dev/pkg/pipeline/ratecount"
 )
 
 // newCounters returns Counters over n's connection, waiting until they count through NATS.
@@ -46,21 +46,21 @@ func TestCountersMatchMemory(t *testing.T) {
 	calls := []struct{ limit, n int64 }{{5, 0}, {5, 2}, {5, 0}, {5, 3}, {5, 0}, {5, 1}, {6, 1}, {6, 2}, {10, 0}, {10, 20}, {10, 4}}
 	tests := []struct {
 		name string
-		call func(cs pipeline.Counters, ctx context.Context, key string, limit, n int64) (bool, int64, time.Duration)
+		call func(cs ratecount.Counters, ctx context.Context, key string, limit, n int64) (bool, int64, time.Duration)
 	}{
-		{"sliding", func(cs pipeline.Counters, ctx context.Context, key string, limit, n int64) (bool, int64, time.Duration) {
+		{"sliding", func(cs ratecount.Counters, ctx context.Context, key string, limit, n int64) (bool, int64, time.Duration) {
 			return cs.Sliding(ctx, key, limit, time.Hour, n)
 		}},
-		{"fixed", func(cs pipeline.Counters, ctx context.Context, key string, limit, n int64) (bool, int64, time.Duration) {
+		{"fixed", func(cs ratecount.Counters, ctx context.Context, key string, limit, n int64) (bool, int64, time.Duration) {
 			return cs.Fixed(ctx, key, limit, 0, time.Time{}, n)
 		}},
-		{"fixed period", func(cs pipeline.Counters, ctx context.Context, key string, limit, n int64) (bool, int64, time.Duration) {
+		{"fixed period", func(cs ratecount.Counters, ctx context.Context, key string, limit, n int64) (bool, int64, time.Duration) {
 			return cs.Fixed(ctx, key, limit, 24*time.Hour, time.Now().Add(-time.Hour), n)
 		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			mem := pipeline.NewMemoryCounters()
+			mem := ratecount.NewMemory()
 			var want, got []decision
 			before := c.Fallbacks()
 			for _, call := range calls {

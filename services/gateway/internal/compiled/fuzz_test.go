@@ -8,6 +8,7 @@ import (
 	"gatehouse.dev/pkg/configwire"
 	"gatehouse.dev/pkg/pipeline"
 	"gatehouse.dev/pkg/pipeline/pipelinetest"
+	"gatehouse.dev/pkg/pipeline/ratecount"
 	"gatehouse.dev/pkg/policy"
 )
 
@@ -43,7 +44,7 @@ func FuzzManagementAndNodeAgree(f *testing.F) {
 			ents = append(ents, e)
 		}
 		snap.Entities = append(ents, ent(configwire.KindPolicy, parent, "policy", obj{"value": doc, "format": "xml"}))
-		b := NewBuilder(pipeline.Env{Counters: pipeline.NewMemoryCounters(), Keys: pipeline.NewKeySource(nil, nil)})
+		b := NewBuilder(pipeline.Env{Counters: ratecount.NewMemory(), Keys: pipeline.NewKeySource(nil, nil)})
 		// Management's environment holds the same named values, by name and display name.
 		nv, secrets := b.namedValuesOf(snap.Entities)
 		env.NamedValues, env.Secrets = nv, secrets

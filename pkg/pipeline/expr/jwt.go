@@ -1,4 +1,4 @@
-package pipeline
+package expr
 
 import (
 	"encoding/base64"
@@ -72,8 +72,8 @@ func claimText(v any) string {
 	return string(b)
 }
 
-// stringClaim returns a claim that must be a string, e.g. "iss".
-func (j *Jwt) stringClaim(name string) (string, bool) {
+// StringClaim returns a claim that must be a string, e.g. "iss".
+func (j *Jwt) StringClaim(name string) (string, bool) {
 	s, ok := j.Claims[name].(string)
 	return s, ok
 }
@@ -84,8 +84,8 @@ func (j *Jwt) headerString(name string) string {
 	return s
 }
 
-// timeClaim returns a NumericDate claim (exp, nbf, iat) and whether it is present and numeric.
-func (j *Jwt) timeClaim(name string) (time.Time, bool) {
+// TimeClaim returns a NumericDate claim (exp, nbf, iat) and whether it is present and numeric.
+func (j *Jwt) TimeClaim(name string) (time.Time, bool) {
 	var f float64
 	switch t := j.Claims[name].(type) {
 	case float64:
@@ -102,8 +102,8 @@ func (j *Jwt) timeClaim(name string) (time.Time, bool) {
 	return time.Unix(sec, int64((f-float64(sec))*1e9)).UTC(), true
 }
 
-// audiences returns the aud claim, a string or an array of strings.
-func (j *Jwt) audiences() []string {
+// Audiences returns the aud claim, a string or an array of strings.
+func (j *Jwt) Audiences() []string {
 	switch t := j.Claims["aud"].(type) {
 	case string:
 		return []string{t}
@@ -119,9 +119,9 @@ func (j *Jwt) audiences() []string {
 	return nil
 }
 
-// parseJwt decodes a compact JWS without verifying it. A leading "Bearer " is removed, as
+// ParseJwt decodes a compact JWS without verifying it. A leading "Bearer " is removed, as
 // APIM's AsJwt does for Authorization header values. It returns nil when s is not a JWT.
-func parseJwt(s string) *Jwt {
+func ParseJwt(s string) *Jwt {
 	s = strings.TrimSpace(s)
 	if len(s) > 7 && strings.EqualFold(s[:7], "bearer ") {
 		s = strings.TrimSpace(s[7:])

@@ -1,4 +1,4 @@
-package pipeline
+package expr
 
 import (
 	"fmt"
@@ -7,9 +7,10 @@ import (
 	"unicode/utf8"
 )
 
-// expr is a compiled policy expression (see EXPRESSIONS.md): parsed and type-checked once,
-// evaluated per request by walking the tree, without reflection.
-type expr struct {
+// Expr is a compiled policy expression (see EXPRESSIONS.md): parsed and type-checked once,
+// evaluated per request by walking the tree, without reflection. It is immutable and safe for
+// concurrent use.
+type Expr struct {
 	root node
 	typ  typ
 	// usesResponse is set when the expression reads context.Response, which does not exist
@@ -17,11 +18,11 @@ type expr struct {
 	usesResponse bool
 }
 
-// exprOptions says what an expression may use.
-type exprOptions struct {
-	// allowResponse lets context.Response parse (rate-limit-by-key's increment-condition);
-	// evaluating it is still an error, so callers check usesResponse.
-	allowResponse bool
+// Options says what an expression may use.
+type Options struct {
+	// AllowResponse lets context.Response parse (rate-limit-by-key's increment-condition);
+	// evaluating it is still an error, so callers check UsesResponse.
+	AllowResponse bool
 }
 
 // typ is the static type of an expression, as far as the compiler knows it.
@@ -67,40 +68,51 @@ func (t typ) known() bool { return t != tyObject && t != tyNull }
 // maxExprDepth bounds nesting so that hostile expressions cannot exhaust the stack.
 const maxExprDepth = 100
 
-// ExprError is a policy expression that does not compile: Column is the 1-based character
+// Error is a policy expression that does not compile: Column is the 1-based character
 // position in the attribute value or element text that holds the expression.
-type ExprError struct {
+type Error struct {
 	Column int
 	Msg    string
 }
 
-func (e *ExprError) Error() string {
+func (e *Error) Error() string {
 	return fmt.Sprintf("expression error at column %d: %s", e.Column, e.Msg)
 }
 
-// parseExpr compiles a policy expression, "@(...)" after optional whitespace. Multi-statement
-// "@{...}" blocks are refused.
-func parseExpr(src string, opts exprOptions) (*expr, error) {
+// Compile compiles a policy expression, "@(...)" after optional whitespace. Multi-statement
+// "@{...}" blocks are refused. Errors are *Error.
+func Compile(src string, opts Options) (*Expr, error) {
 	e, err := parseExprAt(src, opts)
 	if err != nil {
-		var xe *exprError
-		if ok := asExprError(err, &xe); ok {
-			return nil, &ExprError{Column: utf8.RuneCountInString(src[:min(max(xe.pos, 0), len(src))]) + 1, Msg: xe.msg}
+		if xe, ok := err.(*exprError); ok {
+			return nil, &Error{Column: utf8.RuneCountInString(src[:min(max(xe.pos, 0), len(src))]) + 1, Msg: xe.msg}
 		}
 		return nil, err
 	}
 	return e, nil
 }
 
-func asExprError(err error, target **exprError) bool {
-	xe, ok := err.(*exprError)
-	if ok {
-		*target = xe
+// UsesResponse reports whether e reads context.Response, which only exists once the backend
+// has answered: evaluating such an expression before then fails.
+func (e *Expr) UsesResponse() bool { return e.usesResponse }
+
+// EvalAny evaluates e in c and returns the value as context.Variables stores it: nil, string,
+// int, bool, time.Time, *Jwt, []string, or the Go value read from a variable.
+func (e *Expr) EvalAny(c Context) (any, error) {
+	v, err := e.root.eval(c)
+	if err != nil {
+		return nil, err
 	}
-	return ok
+	return v.toAny(), nil
 }
 
-func parseExprAt(src string, opts exprOptions) (*expr, error) {
+// EvalBool evaluates e in c, which must give a bool; what names e in the error otherwise,
+// e.g. "The condition".
+func (e *Expr) EvalBool(c Context, what string) (bool, error) {
+	return evalBool(c, e.root, what)
+}
+
+func parseExprAt(src string, opts Options) (*Expr, error) {
 	i := 0
 	for i < len(src) && (src[i] == ' ' || src[i] == '\t' || src[i] == '\r' || src[i] == '\n') {
 		i++
@@ -130,7 +142,7 @@ func parseExprAt(src string, opts exprOptions) (*expr, error) {
 	if tk := p.peek(); tk.kind != tokEOF {
 		return nil, errAt(tk.pos, "Unexpected text after the end of the expression.")
 	}
-	return &expr{root: n, typ: t, usesResponse: p.usesResponse}, nil
+	return &Expr{root: n, typ: t, usesResponse: p.usesResponse}, nil
 }
 
 // parseSub parses an interpolation hole src[start:end].
@@ -160,7 +172,7 @@ type parser struct {
 	toks         []token
 	i            int
 	depth        int
-	opts         exprOptions
+	opts         Options
 	usesResponse bool
 }
 
@@ -815,7 +827,7 @@ var nsNames = [...]string{
 // nsEntry is a member of a namespace: another namespace, or a field with its type.
 type nsEntry struct {
 	ns    nsID
-	field ctxField
+	field Field
 	typ   typ
 }
 
@@ -830,14 +842,14 @@ var nsMembers = map[nsID]map[string]nsEntry{
 		"Api":          {ns: nsAPI},
 		"Operation":    {ns: nsOperation},
 		"Deployment":   {ns: nsDeployment},
-		"RequestId":    {field: fRequestID, typ: tyString},
+		"RequestId":    {field: RequestID, typ: tyString},
 		"Timestamp":    {field: fTimestamp, typ: tyTime},
 	},
 	nsRequest: {
 		"Headers":     {ns: nsHeaders},
 		"Url":         {ns: nsURL},
 		"OriginalUrl": {ns: nsURL},
-		"IpAddress":   {field: fIPAddress, typ: tyString},
+		"IpAddress":   {field: RequestIPAddress, typ: tyString},
 		"Method":      {field: fMethod, typ: tyString},
 	},
 	nsURL: {
@@ -848,33 +860,33 @@ var nsMembers = map[nsID]map[string]nsEntry{
 		"Port":   {field: fURLPort, typ: tyInt},
 	},
 	nsSubscription: {
-		"Id":   {field: fSubscriptionID, typ: tyString},
-		"Name": {field: fSubscriptionName, typ: tyString},
-		"Key":  {field: fSubscriptionKey, typ: tyString},
+		"Id":   {field: SubscriptionID, typ: tyString},
+		"Name": {field: SubscriptionName, typ: tyString},
+		"Key":  {field: SubscriptionKey, typ: tyString},
 	},
 	nsUser: {
-		"Id": {field: fUserID, typ: tyString},
+		"Id": {field: UserID, typ: tyString},
 	},
 	nsProduct: {
-		"Id":   {field: fProductID, typ: tyString},
-		"Name": {field: fProductName, typ: tyString},
+		"Id":   {field: ProductID, typ: tyString},
+		"Name": {field: ProductName, typ: tyString},
 	},
 	nsAPI: {
-		"Id":         {field: fAPIID, typ: tyString},
-		"Name":       {field: fAPIName, typ: tyString},
-		"Path":       {field: fAPIPath, typ: tyString},
-		"ServiceUrl": {field: fAPIServiceURL, typ: tyString},
+		"Id":         {field: APIID, typ: tyString},
+		"Name":       {field: APIName, typ: tyString},
+		"Path":       {field: APIPath, typ: tyString},
+		"ServiceUrl": {field: APIServiceURL, typ: tyString},
 	},
 	nsOperation: {
-		"Id":          {field: fOperationID, typ: tyString},
-		"Name":        {field: fOperationName, typ: tyString},
-		"Method":      {field: fOperationMethod, typ: tyString},
-		"UrlTemplate": {field: fOperationURLTemplate, typ: tyString},
+		"Id":          {field: OperationID, typ: tyString},
+		"Name":        {field: OperationName, typ: tyString},
+		"Method":      {field: OperationMethod, typ: tyString},
+		"UrlTemplate": {field: OperationURLTemplate, typ: tyString},
 	},
 	nsDeployment: {
-		"GatewayId":   {field: fGatewayID, typ: tyString},
-		"Region":      {field: fRegion, typ: tyString},
-		"ServiceName": {field: fServiceName, typ: tyString},
+		"GatewayId":   {field: DeploymentGatewayID, typ: tyString},
+		"Region":      {field: DeploymentRegion, typ: tyString},
+		"ServiceName": {field: DeploymentServiceName, typ: tyString},
 	},
 	nsResponse: {
 		"StatusCode": {field: fResponseStatus, typ: tyInt},
@@ -898,7 +910,7 @@ func (p *parser) nsMember(o operand, name token, typeArg *typ, call bool, args [
 		return operand{}, errAt(name.pos, "'%s.%s' is not a method.", nsNames[o.ns], name.s)
 	}
 	if e.ns == nsResponse {
-		if !p.opts.allowResponse {
+		if !p.opts.AllowResponse {
 			return operand{}, errAt(name.pos, "'context.Response' does not exist before the backend answers; it is only accepted in an increment-condition.")
 		}
 		p.usesResponse = true

@@ -1,4 +1,4 @@
-package pipeline
+package expr
 
 import (
 	"net/http"
@@ -10,7 +10,7 @@ import (
 
 // node is a compiled expression tree node.
 type node interface {
-	eval(c *runCtx) (value, error)
+	eval(c Context) (value, error)
 }
 
 // evalError is an expression failing at run time, APIM's ExpressionValueEvaluationFailure.
@@ -26,11 +26,11 @@ func typeError(op string, a, b value) error {
 
 type litNode struct{ v value }
 
-func (n *litNode) eval(*runCtx) (value, error) { return n.v, nil }
+func (n *litNode) eval(Context) (value, error) { return n.v, nil }
 
 type interpNode struct{ parts []node }
 
-func (n *interpNode) eval(c *runCtx) (value, error) {
+func (n *interpNode) eval(c Context) (value, error) {
 	var b strings.Builder
 	for _, p := range n.parts {
 		v, err := p.eval(c)
@@ -44,7 +44,7 @@ func (n *interpNode) eval(c *runCtx) (value, error) {
 
 type concatNode struct{ l, r node }
 
-func (n *concatNode) eval(c *runCtx) (value, error) {
+func (n *concatNode) eval(c Context) (value, error) {
 	l, err := n.l.eval(c)
 	if err != nil {
 		return nullValue, err
@@ -74,7 +74,7 @@ type arithNode struct {
 	l, r node
 }
 
-func (n *arithNode) eval(c *runCtx) (value, error) {
+func (n *arithNode) eval(c Context) (value, error) {
 	l, err := n.l.eval(c)
 	if err != nil {
 		return nullValue, err
@@ -137,7 +137,7 @@ type eqNode struct {
 	l, r node
 }
 
-func (n *eqNode) eval(c *runCtx) (value, error) {
+func (n *eqNode) eval(c Context) (value, error) {
 	l, err := n.l.eval(c)
 	if err != nil {
 		return nullValue, err
@@ -150,7 +150,7 @@ func (n *eqNode) eval(c *runCtx) (value, error) {
 }
 
 // evalBool evaluates n, which must produce a bool.
-func evalBool(c *runCtx, n node, what string) (bool, error) {
+func evalBool(c Context, n node, what string) (bool, error) {
 	v, err := n.eval(c)
 	if err != nil {
 		return false, err
@@ -166,7 +166,7 @@ type logicNode struct {
 	l, r node
 }
 
-func (n *logicNode) eval(c *runCtx) (value, error) {
+func (n *logicNode) eval(c Context) (value, error) {
 	l, err := evalBool(c, n.l, "The operand")
 	if err != nil {
 		return nullValue, err
@@ -183,7 +183,7 @@ type unaryNode struct {
 	x   node
 }
 
-func (n *unaryNode) eval(c *runCtx) (value, error) {
+func (n *unaryNode) eval(c Context) (value, error) {
 	v, err := n.x.eval(c)
 	if err != nil {
 		return nullValue, err
@@ -208,7 +208,7 @@ type castNode struct {
 	x  node
 }
 
-func (n *castNode) eval(c *runCtx) (value, error) {
+func (n *castNode) eval(c Context) (value, error) {
 	v, err := n.x.eval(c)
 	if err != nil {
 		return nullValue, err
@@ -244,7 +244,7 @@ func convert(v value, t typ) (value, error) {
 
 type condNode struct{ c, a, b node }
 
-func (n *condNode) eval(c *runCtx) (value, error) {
+func (n *condNode) eval(c Context) (value, error) {
 	ok, err := evalBool(c, n.c, "The condition")
 	if err != nil {
 		return nullValue, err
@@ -257,7 +257,7 @@ func (n *condNode) eval(c *runCtx) (value, error) {
 
 type coalesceNode struct{ l, r node }
 
-func (n *coalesceNode) eval(c *runCtx) (value, error) {
+func (n *coalesceNode) eval(c Context) (value, error) {
 	l, err := n.l.eval(c)
 	if err != nil || l.k != kNull {
 		return l, err
@@ -270,7 +270,7 @@ type isNullOrNode struct {
 	x     node
 }
 
-func (n *isNullOrNode) eval(c *runCtx) (value, error) {
+func (n *isNullOrNode) eval(c Context) (value, error) {
 	v, err := n.x.eval(c)
 	if err != nil {
 		return nullValue, err
@@ -298,7 +298,7 @@ type memberNode struct {
 
 // stringArg evaluates argument i, which must be a string (null is refused, as .NET's
 // string methods throw on a null argument).
-func (n *memberNode) stringArg(c *runCtx, i int) (string, error) {
+func (n *memberNode) stringArg(c Context, i int) (string, error) {
 	v, err := n.args[i].eval(c)
 	if err != nil {
 		return "", err
@@ -312,7 +312,7 @@ func (n *memberNode) stringArg(c *runCtx, i int) (string, error) {
 	return v.s, nil
 }
 
-func (n *memberNode) intArg(c *runCtx, i int) (int64, error) {
+func (n *memberNode) intArg(c Context, i int) (int64, error) {
 	v, err := n.args[i].eval(c)
 	if err != nil {
 		return 0, err
@@ -323,7 +323,7 @@ func (n *memberNode) intArg(c *runCtx, i int) (int64, error) {
 	return v.n, nil
 }
 
-func (n *memberNode) eval(c *runCtx) (value, error) {
+func (n *memberNode) eval(c Context) (value, error) {
 	r, err := n.recv.eval(c)
 	if err != nil {
 		return nullValue, err
@@ -368,7 +368,7 @@ func (n *memberNode) noMember(r value) error {
 	return &evalError{"'" + r.k.String() + "' does not contain a definition for '" + name + "'."}
 }
 
-func (n *memberNode) onString(c *runCtx, s string) (value, error) {
+func (n *memberNode) onString(c Context, s string) (value, error) {
 	switch n.id {
 	case mLength:
 		return intValue(int64(utf8.RuneCountInString(s))), nil
@@ -385,7 +385,7 @@ func (n *memberNode) onString(c *runCtx, s string) (value, error) {
 	case mTrimEnd:
 		return strValue(strings.TrimRightFunc(s, unicode.IsSpace)), nil
 	case mAsJwt:
-		if j := parseJwt(s); j != nil {
+		if j := ParseJwt(s); j != nil {
 			return value{k: kJwt, ref: j}, nil
 		}
 		return nullValue, nil
@@ -461,7 +461,7 @@ func split(s string, seps []string) []string {
 	return append(out, s[start:])
 }
 
-func (n *memberNode) substring(c *runCtx, s string) (value, error) {
+func (n *memberNode) substring(c Context, s string) (value, error) {
 	rs := []rune(s)
 	start, err := n.intArg(c, 0)
 	if err != nil {
@@ -487,7 +487,7 @@ func (n *memberNode) onJwt(j *Jwt) (value, error) {
 		return strValue(s), nil
 	}
 	optTime := func(name string) (value, error) {
-		t, ok := j.timeClaim(name)
+		t, ok := j.TimeClaim(name)
 		if !ok {
 			return nullValue, nil
 		}
@@ -497,17 +497,17 @@ func (n *memberNode) onJwt(j *Jwt) (value, error) {
 	case mClaims:
 		return value{k: kClaims, ref: j}, nil
 	case mSubject:
-		return optString(j.stringClaim("sub"))
+		return optString(j.StringClaim("sub"))
 	case mIssuer:
-		return optString(j.stringClaim("iss"))
+		return optString(j.StringClaim("iss"))
 	case mID:
-		return optString(j.stringClaim("jti"))
+		return optString(j.StringClaim("jti"))
 	case mAlgorithm:
 		return strValue(j.headerString("alg")), nil
 	case mType:
 		return strValue(j.headerString("typ")), nil
 	case mAudiences:
-		return value{k: kStrings, ref: j.audiences()}, nil
+		return value{k: kStrings, ref: j.Audiences()}, nil
 	case mExpirationTime:
 		return optTime("exp")
 	case mNotBefore:
@@ -520,7 +520,7 @@ func (n *memberNode) onJwt(j *Jwt) (value, error) {
 	return nullValue, n.noMember(value{k: kJwt})
 }
 
-func (n *memberNode) onClaims(c *runCtx, j *Jwt) (value, error) {
+func (n *memberNode) onClaims(c Context, j *Jwt) (value, error) {
 	switch n.id {
 	case mLength:
 		return intValue(int64(len(j.Claims))), nil
@@ -544,7 +544,7 @@ func (n *memberNode) onClaims(c *runCtx, j *Jwt) (value, error) {
 	return nullValue, n.noMember(value{k: kClaims})
 }
 
-func (n *memberNode) onStrings(c *runCtx, ss []string) (value, error) {
+func (n *memberNode) onStrings(c Context, ss []string) (value, error) {
 	switch n.id {
 	case mLength:
 		return intValue(int64(len(ss))), nil
@@ -583,7 +583,7 @@ type indexNode struct {
 	pos       int
 }
 
-func (n *indexNode) eval(c *runCtx) (value, error) {
+func (n *indexNode) eval(c Context) (value, error) {
 	r, err := n.recv.eval(c)
 	if err != nil {
 		return nullValue, err
@@ -615,120 +615,39 @@ func (n *indexNode) eval(c *runCtx) (value, error) {
 	return nullValue, &evalError{"Cannot apply indexing to an expression of type '" + r.k.String() + "'."}
 }
 
-// ctxField is a value field of context.
-type ctxField uint8
-
-const (
-	fRequestID ctxField = iota
-	fTimestamp
-	fIPAddress
-	fMethod
-	fURLPath
-	fURLHost
-	fURLScheme
-	fURLPort
-	fSubscriptionID
-	fSubscriptionName
-	fSubscriptionKey
-	fUserID
-	fProductID
-	fProductName
-	fAPIID
-	fAPIName
-	fAPIPath
-	fAPIServiceURL
-	fOperationID
-	fOperationName
-	fOperationMethod
-	fOperationURLTemplate
-	fGatewayID
-	fRegion
-	fServiceName
-	fResponseStatus
-)
-
 type fieldNode struct {
-	f        ctxField
+	f        Field
 	nullProp bool
 }
 
-func (n *fieldNode) absent() (value, error) {
-	if n.nullProp {
-		return nullValue, nil
-	}
-	return nullValue, errNullRef
-}
-
-func (n *fieldNode) eval(c *runCtx) (value, error) {
-	r := c.req
+func (n *fieldNode) eval(c Context) (value, error) {
 	switch n.f {
-	case fRequestID:
-		return strValue(r.RequestID), nil
 	case fTimestamp:
-		return timeValue(c.now), nil
-	case fIPAddress:
-		return strValue(c.clientIP()), nil
+		return timeValue(c.Timestamp()), nil
 	case fMethod:
-		if r.HTTP == nil {
+		h := c.HTTP()
+		if h == nil {
 			return strValue(""), nil
 		}
-		return strValue(r.HTTP.Method), nil
+		return strValue(h.Method), nil
 	case fURLPath, fURLHost, fURLScheme, fURLPort:
-		return urlField(r.HTTP, n.f), nil
-	case fSubscriptionID, fSubscriptionName, fSubscriptionKey:
-		s := r.Subscription
-		if s == nil {
-			return n.absent()
-		}
-		switch n.f {
-		case fSubscriptionID:
-			return strValue(s.ID), nil
-		case fSubscriptionName:
-			return strValue(s.Name), nil
-		}
-		return strValue(s.Key), nil
-	case fUserID:
-		if r.User == nil {
-			return n.absent()
-		}
-		return strValue(r.User.ID), nil
-	case fProductID, fProductName:
-		if r.Product == nil {
-			return n.absent()
-		}
-		if n.f == fProductID {
-			return strValue(r.Product.ID), nil
-		}
-		return strValue(r.Product.Name), nil
-	case fAPIID:
-		return strValue(r.API.ID), nil
-	case fAPIName:
-		return strValue(r.API.Name), nil
-	case fAPIPath:
-		return strValue(r.API.Path), nil
-	case fAPIServiceURL:
-		return strValue(r.API.ServiceURL), nil
-	case fOperationID:
-		return strValue(r.Operation.ID), nil
-	case fOperationName:
-		return strValue(r.Operation.Name), nil
-	case fOperationMethod:
-		return strValue(r.Operation.Method), nil
-	case fOperationURLTemplate:
-		return strValue(r.Operation.URLTemplate), nil
-	case fGatewayID:
-		return strValue(r.Deployment.GatewayID), nil
-	case fRegion:
-		return strValue(r.Deployment.Region), nil
-	case fServiceName:
-		return strValue(r.Deployment.ServiceName), nil
+		return urlField(c.HTTP(), n.f), nil
+	case fResponseStatus:
+		return nullValue, &evalError{"context.Response is not available before the backend answers."}
 	}
-	return nullValue, &evalError{"context.Response is not available before the backend answers."}
+	s, ok := c.Field(n.f)
+	if !ok {
+		if n.nullProp {
+			return nullValue, nil
+		}
+		return nullValue, errNullRef
+	}
+	return strValue(s), nil
 }
 
 // urlField returns a part of the URL the client asked for. The scheme is "https" when the
 // request arrived over TLS, else "http".
-func urlField(h *http.Request, f ctxField) value {
+func urlField(h *http.Request, f Field) value {
 	if h == nil {
 		if f == fURLPort {
 			return intValue(0)
@@ -788,7 +707,7 @@ func newHeaderNode(mode headerMode, name, def node) *headerNode {
 	return n
 }
 
-func (n *headerNode) eval(c *runCtx) (value, error) {
+func (n *headerNode) eval(c Context) (value, error) {
 	key := n.canon
 	if n.name != nil {
 		name, err := evalKey(c, n.name)
@@ -797,7 +716,7 @@ func (n *headerNode) eval(c *runCtx) (value, error) {
 		}
 		key = http.CanonicalHeaderKey(name)
 	}
-	vals := c.req.Header[key]
+	vals := c.Header()[key]
 	switch n.mode {
 	case hHas:
 		return boolValue(vals != nil), nil
@@ -812,7 +731,7 @@ func (n *headerNode) eval(c *runCtx) (value, error) {
 
 // joinOrDefault returns the values joined by commas when present, else the default (null
 // without one).
-func joinOrDefault(c *runCtx, vals []string, present bool, def node) (value, error) {
+func joinOrDefault(c Context, vals []string, present bool, def node) (value, error) {
 	switch {
 	case !present:
 		if def == nil {
@@ -832,12 +751,12 @@ type queryNode struct {
 	has  bool
 }
 
-func (n *queryNode) eval(c *runCtx) (value, error) {
+func (n *queryNode) eval(c Context) (value, error) {
 	key, err := evalKey(c, n.name)
 	if err != nil {
 		return nullValue, err
 	}
-	vals, ok := c.req.Query[key]
+	vals, ok := c.Query()[key]
 	if n.has {
 		return boolValue(ok), nil
 	}
@@ -850,12 +769,12 @@ type varNode struct {
 	has  bool
 }
 
-func (n *varNode) eval(c *runCtx) (value, error) {
+func (n *varNode) eval(c Context) (value, error) {
 	key, err := evalKey(c, n.name)
 	if err != nil {
 		return nullValue, err
 	}
-	x, ok := c.req.Variables[key]
+	x, ok := c.Variables()[key]
 	if n.has {
 		return boolValue(ok), nil
 	}
@@ -871,12 +790,12 @@ type varGetNode struct {
 	want      typ
 }
 
-func (n *varGetNode) eval(c *runCtx) (value, error) {
+func (n *varGetNode) eval(c Context) (value, error) {
 	key, err := evalKey(c, n.name)
 	if err != nil {
 		return nullValue, err
 	}
-	x, ok := c.req.Variables[key]
+	x, ok := c.Variables()[key]
 	if !ok {
 		if n.def != nil {
 			return n.def.eval(c)
@@ -894,7 +813,7 @@ func (n *varGetNode) eval(c *runCtx) (value, error) {
 
 // evalKey evaluates the name argument of a header, query or variable lookup, which must be a
 // string (.NET throws "Value cannot be null." for a null key).
-func evalKey(c *runCtx, name node) (string, error) {
+func evalKey(c Context, name node) (string, error) {
 	v, err := name.eval(c)
 	if err != nil {
 		return "", err

@@ -1,18 +1,82 @@
-package pipeline
+package expr
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
+
+// testContext is a Context over plain values: a handshake from 10.0.0.1 with a subscription.
+// A field missing from fields is absent.
+type testContext struct {
+	fields    map[Field]string
+	now       time.Time
+	http      *http.Request
+	header    http.Header
+	query     url.Values
+	variables map[string]any
+}
+
+func (c *testContext) Field(f Field) (string, bool) {
+	s, ok := c.fields[f]
+	return s, ok
+}
+func (c *testContext) Timestamp() time.Time      { return c.now }
+func (c *testContext) HTTP() *http.Request       { return c.http }
+func (c *testContext) Header() http.Header       { return c.header }
+func (c *testContext) Query() url.Values         { return c.query }
+func (c *testContext) Variables() map[string]any { return c.variables }
+
+func newTestContext() *testContext {
+	return &testContext{
+		fields: map[Field]string{
+			RequestID: "req-1", RequestIPAddress: "10.0.0.1",
+			SubscriptionID: "sub1", SubscriptionName: "Sub One", SubscriptionKey: "k1",
+			UserID: "u1", ProductID: "starter", ProductName: "Starter",
+			APIID: "/apis/echo", APIName: "Echo", APIPath: "echo", APIServiceURL: "ws://backend.internal/ws",
+			OperationID: "onHandshake", OperationName: "onHandshake", OperationMethod: "GET", OperationURLTemplate: "/",
+			DeploymentGatewayID: "gw1", DeploymentRegion: "eu", DeploymentServiceName: "svc",
+		},
+		now:    time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC),
+		http:   httptest.NewRequest(http.MethodGet, "http://gw.example/echo?x=1", nil),
+		header: http.Header{},
+		query:  url.Values{},
+	}
+}
+
+// noSubscription removes context.Subscription.
+func (c *testContext) noSubscription() {
+	delete(c.fields, SubscriptionID)
+	delete(c.fields, SubscriptionName)
+	delete(c.fields, SubscriptionKey)
+}
+
+// unsignedJwt makes a token with claims (AsJwt does not check signatures).
+func unsignedJwt(t testing.TB, claims map[string]any) string {
+	t.Helper()
+	seg := func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return base64.RawURLEncoding.EncodeToString(b)
+	}
+	return seg(map[string]any{"alg": "HS256", "typ": "JWT"}) + "." + seg(claims) + ".c2ln"
+}
 
 func TestExprEval(t *testing.T) {
 	t.Parallel()
-	jwtTok := hs256(t, []byte("secret"), "", map[string]any{"sub": "alice", "roles": []any{"a", "b"}, "iss": "https://idp"})
+	jwtTok := unsignedJwt(t, map[string]any{"sub": "alice", "roles": []any{"a", "b"}, "iss": "https://idp"})
 	tests := []struct {
 		name  string
 		expr  string
-		setup func(r *Request)
+		setup func(r *testContext)
 		want  string
 	}{
 		{name: "arithmetic precedence", expr: `@(1 + 2 * 3 - 4 / 2 % 3)`, want: "5"},
@@ -29,42 +93,42 @@ func TestExprEval(t *testing.T) {
 		{name: "header with default", expr: `@(context.Request.Headers.GetValueOrDefault("X-Tenant", "none"))`, want: "none"},
 		{
 			name: "header present", expr: `@(context.Request.Headers.GetValueOrDefault("x-tenant", "none"))`,
-			setup: func(r *Request) { r.Header.Set("X-Tenant", "Contoso") }, want: "Contoso",
+			setup: func(r *testContext) { r.header.Set("X-Tenant", "Contoso") }, want: "Contoso",
 		},
 		{
 			name: "multi-valued header joined", expr: `@(context.Request.Headers.GetValueOrDefault("X-A", ""))`,
-			setup: func(r *Request) { r.Header.Add("X-A", "1"); r.Header.Add("X-A", "2") }, want: "1,2",
+			setup: func(r *testContext) { r.header.Add("X-A", "1"); r.header.Add("X-A", "2") }, want: "1,2",
 		},
 		{
 			name: "header name from expression", expr: `@(context.Request.Headers.GetValueOrDefault("x-" + "a", ""))`,
-			setup: func(r *Request) { r.Header.Set("X-A", "v") }, want: "v",
+			setup: func(r *testContext) { r.header.Set("X-A", "v") }, want: "v",
 		},
 		{
 			name: "headers ContainsKey and indexer", expr: `@(context.Request.Headers.ContainsKey("X-A") && context.Request.Headers["X-A"][0] == "v")`,
-			setup: func(r *Request) { r.Header.Set("X-A", "v") }, want: "True",
+			setup: func(r *testContext) { r.header.Set("X-A", "v") }, want: "True",
 		},
 		{
 			name: "query", expr: `@(context.Request.Url.Query.GetValueOrDefault("v", "0") + context.Request.Url.Query.ContainsKey("w"))`,
-			setup: func(r *Request) { r.Query.Set("v", "2") }, want: "2False",
+			setup: func(r *testContext) { r.query.Set("v", "2") }, want: "2False",
 		},
 		{name: "ip address", expr: `@(context.Request.IpAddress)`, want: "10.0.0.1"},
 		{name: "method", expr: `@(context.Request.Method)`, want: "GET"},
 		{name: "url parts", expr: `@(context.Request.Url.Scheme + "://" + context.Request.Url.Host + ":" + context.Request.Url.Port + context.Request.Url.Path)`, want: "http://gw.example:80/echo"},
 		{name: "original url", expr: `@(context.Request.OriginalUrl.Path)`, want: "/echo"},
 		{name: "subscription", expr: `@(context.Subscription.Id + "|" + context.Subscription.Name + "|" + context.Subscription.Key)`, want: "sub1|Sub One|k1"},
-		{name: "null-conditional without subscription", expr: `@(context.Subscription?.Id ?? "anonymous")`, setup: func(r *Request) { r.Subscription = nil }, want: "anonymous"},
+		{name: "null-conditional without subscription", expr: `@(context.Subscription?.Id ?? "anonymous")`, setup: func(r *testContext) { r.noSubscription() }, want: "anonymous"},
 		{name: "user product api operation", expr: `@(context.User.Id + context.Product.Id + context.Product.Name + context.Api.Id + context.Api.Name + context.Api.Path + context.Operation.Id + context.Operation.Method)`, want: "u1starterStarter/apis/echoEchoechoonHandshakeGET"},
 		{name: "api service url and operation template", expr: `@(context.Api.ServiceUrl + context.Operation.UrlTemplate + context.Operation.Name)`, want: "ws://backend.internal/ws/onHandshake"},
 		{name: "deployment", expr: `@(context.Deployment.GatewayId + context.Deployment.Region + context.Deployment.ServiceName)`, want: "gw1eusvc"},
 		{name: "request id", expr: `@(context.RequestId)`, want: "req-1"},
 		{name: "timestamp", expr: `@(context.Timestamp.ToString())`, want: "2025-03-01T12:00:00.0000000Z"},
-		{name: "variables indexer", expr: `@(context.Variables["n"])`, setup: func(r *Request) { r.Variables = map[string]any{"n": 5} }, want: "5"},
+		{name: "variables indexer", expr: `@(context.Variables["n"])`, setup: func(r *testContext) { r.variables = map[string]any{"n": 5} }, want: "5"},
 		{name: "variables typed default", expr: `@(context.Variables.GetValueOrDefault<string>("missing", "d"))`, want: "d"},
-		{name: "variables typed int", expr: `@(context.Variables.GetValueOrDefault<int>("n") + 1)`, setup: func(r *Request) { r.Variables = map[string]any{"n": 41} }, want: "42"},
-		{name: "variables untyped default", expr: `@(context.Variables.GetValueOrDefault("s", "x").ToUpper())`, setup: func(r *Request) { r.Variables = map[string]any{"s": "abc"} }, want: "ABC"},
+		{name: "variables typed int", expr: `@(context.Variables.GetValueOrDefault<int>("n") + 1)`, setup: func(r *testContext) { r.variables = map[string]any{"n": 41} }, want: "42"},
+		{name: "variables untyped default", expr: `@(context.Variables.GetValueOrDefault("s", "x").ToUpper())`, setup: func(r *testContext) { r.variables = map[string]any{"s": "abc"} }, want: "ABC"},
 		{name: "variables contains", expr: `@(context.Variables.ContainsKey("s"))`, want: "False"},
-		{name: "cast variable", expr: `@(((string)context.Variables["s"]).Length)`, setup: func(r *Request) { r.Variables = map[string]any{"s": "héllo"} }, want: "5"},
-		{name: "object member checked at run time", expr: `@(context.Variables["s"].ToString().Contains("ll"))`, setup: func(r *Request) { r.Variables = map[string]any{"s": "hello"} }, want: "True"},
+		{name: "cast variable", expr: `@(((string)context.Variables["s"]).Length)`, setup: func(r *testContext) { r.variables = map[string]any{"s": "héllo"} }, want: "5"},
+		{name: "object member checked at run time", expr: `@(context.Variables["s"].ToString().Contains("ll"))`, setup: func(r *testContext) { r.variables = map[string]any{"s": "hello"} }, want: "True"},
 		{name: "lower upper", expr: `@("AbC".ToLower() + "AbC".ToUpperInvariant())`, want: "abcABC"},
 		{name: "contains starts ends", expr: `@("hello".Contains("ell") && "hello".StartsWith("he") && "hello".EndsWith("lo"))`, want: "True"},
 		{name: "trim", expr: `@("  x ".Trim() + "|" + " x".TrimStart() + "|" + "x ".TrimEnd())`, want: "x|x|x"},
@@ -81,7 +145,7 @@ func TestExprEval(t *testing.T) {
 		)`, want: "2"},
 		{
 			name: "AsJwt on Authorization", expr: `@(context.Request.Headers.GetValueOrDefault("Authorization","").AsJwt()?.Claims.GetValueOrDefault("sub",""))`,
-			setup: func(r *Request) { r.Header.Set("Authorization", "Bearer "+jwtTok) }, want: "alice",
+			setup: func(r *testContext) { r.header.Set("Authorization", "Bearer "+jwtTok) }, want: "alice",
 		},
 		{name: "AsJwt on garbage is null", expr: `@("not a token".AsJwt() == null)`, want: "True"},
 		{
@@ -90,29 +154,29 @@ func TestExprEval(t *testing.T) {
 		},
 		{
 			name: "jwt variable cast", expr: `@(((Jwt)context.Variables["jwt"]).Claims.GetValueOrDefault("sub", "") + ((Jwt)context.Variables["jwt"]).Subject)`,
-			setup: func(r *Request) { r.Variables = map[string]any{"jwt": parseJwt(jwtTok)} }, want: "alicealice",
+			setup: func(r *testContext) { r.variables = map[string]any{"jwt": ParseJwt(jwtTok)} }, want: "alicealice",
 		},
 		{
 			name: "jwt claims array", expr: `@(context.Variables.GetValueOrDefault<Jwt>("jwt").Claims.GetValueOrDefault("roles") + context.Variables.GetValueOrDefault<Jwt>("jwt").Claims["roles"].Length)`,
-			setup: func(r *Request) { r.Variables = map[string]any{"jwt": parseJwt(jwtTok)} }, want: "a,b2",
+			setup: func(r *testContext) { r.variables = map[string]any{"jwt": ParseJwt(jwtTok)} }, want: "a,b2",
 		},
 		{
 			name: "jwt issuer and algorithm", expr: `@(((Jwt)context.Variables["jwt"]).Issuer + " " + ((Jwt)context.Variables["jwt"]).Algorithm)`,
-			setup: func(r *Request) { r.Variables = map[string]any{"jwt": parseJwt(jwtTok)} }, want: "https://idp HS256",
+			setup: func(r *testContext) { r.variables = map[string]any{"jwt": ParseJwt(jwtTok)} }, want: "https://idp HS256",
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e, err := parseExpr(tc.expr, exprOptions{})
+			e, err := Compile(tc.expr, Options{})
 			if err != nil {
-				t.Fatalf("parseExpr(%s): %v", tc.expr, err)
+				t.Fatalf("Compile(%s): %v", tc.expr, err)
 			}
-			req := testRequest()
+			req := newTestContext()
 			if tc.setup != nil {
 				tc.setup(req)
 			}
-			v, err := e.root.eval(runCtxFor(req))
+			v, err := e.root.eval(req)
 			if err != nil {
 				t.Fatalf("eval: %v", err)
 			}
@@ -163,10 +227,10 @@ func TestExprCompileErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.expr[:min(len(tc.expr), 40)], func(t *testing.T) {
 			t.Parallel()
-			_, err := parseExpr(tc.expr, exprOptions{})
-			var xe *ExprError
+			_, err := Compile(tc.expr, Options{})
+			var xe *Error
 			if !errors.As(err, &xe) {
-				t.Fatalf("parseExpr(%s) error = %v, want *ExprError", tc.expr, err)
+				t.Fatalf("Compile(%s) error = %v, want *Error", tc.expr, err)
 			}
 			if !strings.Contains(xe.Msg, tc.wantMsg) {
 				t.Errorf("message = %q, want it to contain %q", xe.Msg, tc.wantMsg)
@@ -201,16 +265,16 @@ func TestExprRuntimeErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			e, err := parseExpr(tc.expr, exprOptions{allowResponse: true})
+			e, err := Compile(tc.expr, Options{AllowResponse: true})
 			if err != nil {
-				t.Fatalf("parseExpr: %v", err)
+				t.Fatalf("Compile: %v", err)
 			}
-			req := testRequest()
-			req.Variables = tc.vars
+			req := newTestContext()
+			req.variables = tc.vars
 			if tc.noSub {
-				req.Subscription = nil
+				req.noSubscription()
 			}
-			_, err = e.root.eval(runCtxFor(req))
+			_, err = e.root.eval(req)
 			if err == nil || !strings.Contains(err.Error(), tc.wantMsg) {
 				t.Errorf("eval error = %v, want it to contain %q", err, tc.wantMsg)
 			}
@@ -235,17 +299,17 @@ func FuzzExpr(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		for _, src := range []string{s, "@(" + s + ")"} {
-			e, err := parseExpr(src, exprOptions{allowResponse: true})
+			e, err := Compile(src, Options{AllowResponse: true})
 			if err != nil {
-				var xe *ExprError
+				var xe *Error
 				if !errors.As(err, &xe) {
-					t.Fatalf("parseExpr(%q) error %T, want *ExprError", src, err)
+					t.Fatalf("Compile(%q) error %T, want *Error", src, err)
 				}
 				continue
 			}
-			req := testRequest()
-			req.Variables = map[string]any{"jwt": parseJwt(s), "n": 3, "s": s}
-			_, _ = e.root.eval(runCtxFor(req))
+			req := newTestContext()
+			req.variables = map[string]any{"jwt": ParseJwt(s), "n": 3, "s": s}
+			_, _ = e.root.eval(req)
 		}
 	})
 }

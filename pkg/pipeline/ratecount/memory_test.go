@@ -1,4 +1,4 @@
-package pipeline
+package ratecount
 
 import (
 	"context"
@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 )
+
+// testNow is the start of the tests' clock.
+var testNow = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 // fakeClock is a settable clock for counters.
 type fakeClock struct{ ns atomic.Int64 }
@@ -31,7 +34,7 @@ func TestSlidingWindow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clock := newFakeClock(testNow) // testNow starts a 10 s bucket
-	m := NewMemoryCounters(WithClock(clock.now))
+	m := NewMemory(WithClock(clock.now))
 	call := func(n int64) countResult {
 		a, r, d := m.Sliding(ctx, "k", 3, 10*time.Second, n)
 		return countResult{a, r, d}
@@ -77,7 +80,7 @@ func TestSlidingRetryAfter(t *testing.T) {
 		t.Run(fmt.Sprintf("%d/%v@%v", tc.limit, tc.window, tc.offset), func(t *testing.T) {
 			t.Parallel()
 			clock := newFakeClock(testNow.Add(tc.offset))
-			m := NewMemoryCounters(WithClock(clock.now))
+			m := NewMemory(WithClock(clock.now))
 			for i := int64(0); i < tc.limit; i++ {
 				if ok, _, _ := m.Sliding(ctx, "k", tc.limit, tc.window, 1); !ok {
 					t.Fatalf("call %d refused", i+1)
@@ -103,7 +106,7 @@ func TestFixedWindow(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clock := newFakeClock(testNow)
-	m := NewMemoryCounters(WithClock(clock.now))
+	m := NewMemory(WithClock(clock.now))
 	start := testNow.Add(-10 * time.Minute)
 	call := func(key string, period time.Duration, start time.Time, n int64) countResult {
 		a, r, d := m.Fixed(ctx, key, 2, period, start, n)
@@ -138,7 +141,7 @@ func TestFixedWindow(t *testing.T) {
 func TestCountersConcurrent(t *testing.T) {
 	t.Parallel()
 	const limit, workers, calls = 1000, 32, 100
-	m := NewMemoryCounters()
+	m := NewMemory()
 	for _, kind := range []string{"sliding", "fixed"} {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
@@ -174,7 +177,7 @@ func TestCountersBoundedMemory(t *testing.T) {
 	ctx := context.Background()
 	t.Run("cap", func(t *testing.T) {
 		t.Parallel()
-		m := NewMemoryCounters(WithMaxKeys(128))
+		m := NewMemory(WithMaxKeys(128))
 		for i := range 10000 {
 			m.Sliding(ctx, fmt.Sprintf("k%d", i), 10, time.Minute, 1)
 		}
@@ -185,7 +188,7 @@ func TestCountersBoundedMemory(t *testing.T) {
 	t.Run("expired keys go first", func(t *testing.T) {
 		t.Parallel()
 		clock := newFakeClock(testNow)
-		m := NewMemoryCounters(WithClock(clock.now), WithMaxKeys(2*counterShards))
+		m := NewMemory(WithClock(clock.now), WithMaxKeys(2*counterShards))
 		// Three keys on one shard, which holds two.
 		var keys []string
 		target := m.shard("k0")
