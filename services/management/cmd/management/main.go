@@ -186,7 +186,7 @@ func run(ctx context.Context, args []string) error {
 	srv := api.New(api.Config{
 		NATSURLs:       strings.Split(natsURLs, ","),
 		Fleet:          nodes,
-		NATS:           nc,
+		Connections:    fleet.NewConnections(nc, nodes, log),
 		Metrics:        mm,
 		MetricsHandler: metrics.Handler(reg),
 		Reports:        reports.NewStore(pool),

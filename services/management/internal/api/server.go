@@ -16,7 +16,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
-	"github.com/nats-io/nats.go"
 
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
@@ -45,9 +44,9 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Fleet is the view of the gateway nodes served under .../gateways/{id}/nodes; nil lists none.
 	Fleet *fleet.Registry
-	// NATS carries live-connection requests to the gateway nodes (.../connections); nil asks
-	// no node, so no connection is listed or closed.
-	NATS *nats.Conn
+	// Connections lists and closes the live connections on the gateway nodes
+	// (.../connections); nil asks no node, so no connection is listed or closed.
+	Connections LiveConnections
 	// Metrics records each request's duration by route template and status; nil records none.
 	Metrics *metrics.Management
 	// MetricsHandler, if set, serves GET /metrics without authentication (docs/observability.md).
@@ -67,6 +66,9 @@ type Server struct {
 
 // New builds the server and its routes.
 func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Logger) *Server {
+	if cfg.Connections == nil {
+		cfg.Connections = (*fleet.Connections)(nil)
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{cfg: cfg, cat: cat, auth: verifier, log: log, echo: e}

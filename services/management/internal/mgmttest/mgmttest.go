@@ -137,7 +137,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(api.Config{NATSURLs: []string{ns.ClientURL()}, Fleet: nodes, NATS: nc, Metrics: mm, MetricsHandler: metrics.Handler(reg),
+	srv := api.New(api.Config{NATSURLs: []string{ns.ClientURL()}, Fleet: nodes, Connections: fleet.NewConnections(nc, nodes, log), Metrics: mm, MetricsHandler: metrics.Handler(reg),
 		Reports: reports.NewStore(pool)}, cat, verifier, log)
 	// Usage batches published on NC are stored as a management process stores them.
 	ingester := reports.NewIngester(pool, js, log)
