@@ -19,6 +19,7 @@ import (
 
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
+	"gatehouse.dev/management/internal/console"
 	"gatehouse.dev/management/internal/fleet"
 	"gatehouse.dev/management/internal/metrics"
 	"gatehouse.dev/management/internal/portal"
@@ -57,11 +58,12 @@ type Config struct {
 
 // Server is management's HTTP API.
 type Server struct {
-	cfg  Config
-	cat  *catalog.Catalog
-	auth *auth.Verifier
-	log  *slog.Logger
-	echo *echo.Echo
+	cfg      Config
+	cat      *catalog.Catalog
+	auth     *auth.Verifier
+	log      *slog.Logger
+	echo     *echo.Echo
+	consoles *console.Handler
 }
 
 // New builds the server and its routes.
@@ -72,6 +74,7 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{cfg: cfg, cat: cat, auth: verifier, log: log, echo: e}
+	s.consoles = console.New(console.Config{Resolve: s.consoleEndpoint, Explain: toAPIError, Log: log})
 	e.HTTPErrorHandler = s.errorHandler
 	e.JSONSerializer = jsonSerializer{}
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
