@@ -41,8 +41,9 @@ const ServicePrefix = "/subscriptions/:subscriptionId/resourceGroups/:resourceGr
 type Config struct {
 	// NATSURLs are the NATS servers gateway nodes are told to use.
 	NATSURLs []string
-	// Ready reports whether dependencies answer, for /readyz.
-	Ready func(ctx context.Context) error
+	// Ready reports whether management can take requests and how its dependencies are, for
+	// /readyz; nil reports ready with no checks.
+	Ready func(ctx context.Context) Readiness
 	// Fleet is the view of the gateway nodes served under .../gateways/{id}/nodes; nil lists none.
 	Fleet *fleet.Registry
 	// Connections lists and closes the live connections on the gateway nodes
@@ -123,14 +124,24 @@ func (s *Server) Handler() http.Handler {
 // Routes lists the method and path of every route, for the contract test.
 func (s *Server) Routes() []*echo.Route { return s.echo.Routes() }
 
+// Readiness is the body of /readyz. Ready decides the status (200 or 503), which is what a load
+// balancer reads; Checks tell an operator the state of each dependency, such as
+// {"database": "ok", "nats": "disconnected, 3 changes waiting in the outbox"}.
+type Readiness struct {
+	Ready  bool              `json:"ready"`
+	Checks map[string]string `json:"checks,omitempty"`
+}
+
 func (s *Server) readyz(c echo.Context) error {
+	r := Readiness{Ready: true}
 	if s.cfg.Ready != nil {
-		if err := s.cfg.Ready(c.Request().Context()); err != nil {
-			s.log.WarnContext(c.Request().Context(), "not ready", "err", err)
-			return c.String(http.StatusServiceUnavailable, "not ready")
-		}
+		r = s.cfg.Ready(c.Request().Context())
 	}
-	return c.String(http.StatusOK, "ready")
+	status := http.StatusOK
+	if !r.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	return c.JSON(status, r)
 }
 
 // observe records each request's duration by route template and status. It hands an error
