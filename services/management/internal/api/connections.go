@@ -3,8 +3,6 @@ package api
 import (
 	"cmp"
 	"context"
-	"encoding/json"
-	"errors"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,8 +11,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"gatehouse.dev/management/internal/catalog"
+	"gatehouse.dev/management/internal/fleet"
 	"gatehouse.dev/pkg/apierror"
-	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/configwire"
 )
 
@@ -22,11 +20,17 @@ import (
 // resource.
 const ConnectionType = "Microsoft.ApiManagement/service/connections"
 
-// connectionsWait bounds how long a live-connection request waits for the nodes' answers.
-const connectionsWait = time.Second
-
 // maxConnectionFilterBytes bounds the filter values a caller may send.
 const maxConnectionFilterBytes = 256
+
+// LiveConnections lists and closes the sessions open on the gateway nodes of a service
+// (fleet.Connections). List and Close of a nil *fleet.Connections ask no node.
+type LiveConnections interface {
+	List(ctx context.Context, serviceID string, f configwire.ConnectionFilter) ([]configwire.ConnectionsReply, error)
+	Close(ctx context.Context, serviceID string, f configwire.ConnectionFilter) (int, error)
+}
+
+var _ LiveConnections = (*fleet.Connections)(nil)
 
 // connectionRoutes registers the live connections of a service: listed and closed on the
 // gateway nodes over NATS.
@@ -73,7 +77,7 @@ func (s *Server) listConnections(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	replies, err := s.askNodes(ctx, svc.ID, configwire.ConnectionsRequest{Op: configwire.ConnectionsList, Filter: f})
+	replies, err := s.cfg.Connections.List(ctx, svc.ID, f)
 	if err != nil {
 		return err
 	}
@@ -108,7 +112,7 @@ func (s *Server) closeConnection(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.closeConnections(ctx, svc.ID, configwire.ConnectionFilter{ID: id})
+	n, err := s.cfg.Connections.Close(ctx, svc.ID, configwire.ConnectionFilter{ID: id})
 	if err != nil {
 		return err
 	}
@@ -130,90 +134,9 @@ func (s *Server) closeSubscriptionConnections(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	n, err := s.closeConnections(ctx, svc.ID, configwire.ConnectionFilter{Subscription: sub.Name})
+	n, err := s.cfg.Connections.Close(ctx, svc.ID, configwire.ConnectionFilter{Subscription: sub.Name})
 	if err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]int{"closed": n})
-}
-
-// closeConnections asks the nodes to close the sessions f selects and returns how many they
-// closed.
-func (s *Server) closeConnections(ctx context.Context, serviceID string, f configwire.ConnectionFilter) (int, error) {
-	replies, err := s.askNodes(ctx, serviceID, configwire.ConnectionsRequest{Op: configwire.ConnectionsClose, Filter: f,
-		Code: configwire.AdminCloseCode, Reason: configwire.AdminCloseReason})
-	n := 0
-	for _, r := range replies {
-		n += r.Closed
-	}
-	return n, err
-}
-
-// askNodes sends req to every node of the service on bus.ConnectionsSubject and gathers the
-// answers until each live node the fleet knows (only the filter's node, if it names one)
-// answered or connectionsWait passed; a node that answers late is left out. Without a NATS
-// connection or a live node no node is asked. A node's refusal is logged and left out.
-func (s *Server) askNodes(ctx context.Context, serviceID string, req configwire.ConnectionsRequest) ([]configwire.ConnectionsReply, error) {
-	nc := s.cfg.NATS
-	if nc == nil {
-		return nil, nil
-	}
-	waiting := map[string]bool{}
-	for _, n := range s.cfg.Fleet.Nodes(serviceID, "") {
-		if n.Live && (req.Filter.Node == "" || n.NodeID == req.Filter.Node) {
-			waiting[n.NodeID] = true
-		}
-	}
-	if len(waiting) == 0 {
-		return nil, nil
-	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, err
-	}
-	unavailable := func(err error) error {
-		s.log.WarnContext(ctx, "live-connection request failed", "op", req.Op, "err", err)
-		return apierror.New(apierror.ServiceUnavailable, "The gateway nodes cannot be reached now; try again later.")
-	}
-	inbox := nc.NewRespInbox()
-	sub, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		return nil, unavailable(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	if err := nc.PublishRequest(bus.ConnectionsSubject(serviceID), inbox, body); err != nil {
-		return nil, unavailable(err)
-	}
-	wctx, cancel := context.WithTimeout(ctx, connectionsWait)
-	defer cancel()
-	var replies []configwire.ConnectionsReply
-	answered := map[string]bool{}
-	for len(waiting) > 0 {
-		m, err := sub.NextMsgWithContext(wctx)
-		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) {
-				return replies, unavailable(err)
-			}
-			s.log.WarnContext(ctx, "gateway nodes did not answer a live-connection request in time", "op", req.Op,
-				"missing", len(waiting), "wait", connectionsWait)
-			break
-		}
-		var r configwire.ConnectionsReply
-		if err := json.Unmarshal(m.Data, &r); err != nil || r.Node == "" || answered[r.Node] {
-			continue
-		}
-		answered[r.Node] = true
-		delete(waiting, r.Node)
-		switch {
-		case r.Error != "":
-			s.log.WarnContext(ctx, "a gateway node refused a live-connection request", "node", r.Node, "op", req.Op, "err", r.Error)
-		case r.Truncated:
-			s.log.InfoContext(ctx, "a gateway node listed only part of its connections", "node", r.Node,
-				"listed", len(r.Connections))
-			fallthrough
-		default:
-			replies = append(replies, r)
-		}
-	}
-	return replies, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
+	"gatehouse.dev/management/internal/fleet"
 	"gatehouse.dev/pkg/apierror"
 )
 
@@ -43,6 +44,8 @@ func toAPIError(err error) (*apierror.Error, bool) {
 		return &apierror.Error{Code: apierror.InvalidFilter, Target: "$filter", Message: "Invalid $filter: " + fe.Message}, true
 	case errors.Is(err, catalog.ErrInvalidToken):
 		return apierror.New(apierror.InvalidGatewayToken, "The gateway token is invalid or expired. Generate a new one with generateToken."), true
+	case errors.Is(err, fleet.ErrUnreachable):
+		return apierror.New(apierror.ServiceUnavailable, "The gateway nodes cannot be reached now; try again later."), true
 	case errors.Is(err, auth.ErrUnauthenticated):
 		return apierror.New(apierror.AuthenticationFailed, "Authentication failed. The 'Authorization' header is missing or does not carry a valid bearer token."), true
 	case errors.As(err, &he):

@@ -16,10 +16,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
-	"github.com/nats-io/nats.go"
 
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
+	"gatehouse.dev/management/internal/console"
 	"gatehouse.dev/management/internal/fleet"
 	"gatehouse.dev/management/internal/metrics"
 	"gatehouse.dev/management/internal/portal"
@@ -41,13 +41,14 @@ const ServicePrefix = "/subscriptions/:subscriptionId/resourceGroups/:resourceGr
 type Config struct {
 	// NATSURLs are the NATS servers gateway nodes are told to use.
 	NATSURLs []string
-	// Ready reports whether dependencies answer, for /readyz.
-	Ready func(ctx context.Context) error
+	// Ready reports whether management can take requests and how its dependencies are, for
+	// /readyz; nil reports ready with no checks.
+	Ready func(ctx context.Context) Readiness
 	// Fleet is the view of the gateway nodes served under .../gateways/{id}/nodes; nil lists none.
 	Fleet *fleet.Registry
-	// NATS carries live-connection requests to the gateway nodes (.../connections); nil asks
-	// no node, so no connection is listed or closed.
-	NATS *nats.Conn
+	// Connections lists and closes the live connections on the gateway nodes
+	// (.../connections); nil asks no node, so no connection is listed or closed.
+	Connections LiveConnections
 	// Metrics records each request's duration by route template and status; nil records none.
 	Metrics *metrics.Management
 	// MetricsHandler, if set, serves GET /metrics without authentication (docs/observability.md).
@@ -58,18 +59,23 @@ type Config struct {
 
 // Server is management's HTTP API.
 type Server struct {
-	cfg  Config
-	cat  *catalog.Catalog
-	auth *auth.Verifier
-	log  *slog.Logger
-	echo *echo.Echo
+	cfg      Config
+	cat      *catalog.Catalog
+	auth     *auth.Verifier
+	log      *slog.Logger
+	echo     *echo.Echo
+	consoles *console.Handler
 }
 
 // New builds the server and its routes.
 func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Logger) *Server {
+	if cfg.Connections == nil {
+		cfg.Connections = (*fleet.Connections)(nil)
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	s := &Server{cfg: cfg, cat: cat, auth: verifier, log: log, echo: e}
+	s.consoles = console.New(console.Config{Resolve: s.consoleEndpoint, Explain: toAPIError, Log: log})
 	e.HTTPErrorHandler = s.errorHandler
 	e.JSONSerializer = jsonSerializer{}
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
@@ -118,14 +124,24 @@ func (s *Server) Handler() http.Handler {
 // Routes lists the method and path of every route, for the contract test.
 func (s *Server) Routes() []*echo.Route { return s.echo.Routes() }
 
+// Readiness is the body of /readyz. Ready decides the status (200 or 503), which is what a load
+// balancer reads; Checks tell an operator the state of each dependency, such as
+// {"database": "ok", "nats": "disconnected, 3 changes waiting in the outbox"}.
+type Readiness struct {
+	Ready  bool              `json:"ready"`
+	Checks map[string]string `json:"checks,omitempty"`
+}
+
 func (s *Server) readyz(c echo.Context) error {
+	r := Readiness{Ready: true}
 	if s.cfg.Ready != nil {
-		if err := s.cfg.Ready(c.Request().Context()); err != nil {
-			s.log.WarnContext(c.Request().Context(), "not ready", "err", err)
-			return c.String(http.StatusServiceUnavailable, "not ready")
-		}
+		r = s.cfg.Ready(c.Request().Context())
 	}
-	return c.String(http.StatusOK, "ready")
+	status := http.StatusOK
+	if !r.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	return c.JSON(status, r)
 }
 
 // observe records each request's duration by route template and status. It hands an error

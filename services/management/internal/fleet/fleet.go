@@ -81,14 +81,18 @@ func New(opt Options) *Registry {
 // Subscribe feeds the Registry with the heartbeats published on nc's server, on core NATS: every
 // management replica that subscribes receives every heartbeat. Heartbeats arrive until the
 // returned subscription is unsubscribed or nc closes. When Subscribe returns while nc is
-// connected, the server knows the subscription.
+// connected, the server knows the subscription; a disconnected nc (still trying its first
+// connect, or reconnecting) sends it once connected.
 func (r *Registry) Subscribe(nc *nats.Conn) (*nats.Subscription, error) {
 	sub, err := nc.Subscribe(bus.HeartbeatSubjects, r.receive)
 	if err != nil {
 		return nil, err
 	}
-	// A disconnected nc re-sends the subscription when it reconnects: not an error.
-	_ = nc.FlushTimeout(5 * time.Second)
+	// A disconnected nc sends the subscription when it (re)connects: not an error, and no
+	// reason to wait for a server that is not there.
+	if nc.IsConnected() {
+		_ = nc.FlushTimeout(5 * time.Second)
+	}
 	return sub, nil
 }
 

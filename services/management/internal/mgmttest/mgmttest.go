@@ -1,16 +1,24 @@
-// Package mgmttest starts a complete management service for tests: a database of its own with
-// the real migrations, an in-process NATS server with JetStream, the outbox relay, and the ARM
-// API over a real socket (HTTP or HTTPS).
+// Package mgmttest starts a complete management service for tests, through app.New as command
+// management does: a database of its own with the real migrations, the embedded NATS server with
+// JetStream, the outbox relay, the usage ingester, and the ARM API over a real socket (HTTP or
+// HTTPS).
 package mgmttest
 
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"io"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -22,17 +30,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"gatehouse.dev/management/internal/api"
+	"gatehouse.dev/management/internal/app"
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/management/internal/dbtest"
 	"gatehouse.dev/management/internal/fleet"
-	"gatehouse.dev/management/internal/metrics"
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/management/internal/outbox"
-	"gatehouse.dev/management/internal/reports"
-	"gatehouse.dev/management/internal/secretbox"
-	"gatehouse.dev/management/internal/store"
-	"gatehouse.dev/management/internal/store/migrate"
 )
 
 // AdminToken is the static admin token of every Env unless Options.Auth sets another.
@@ -53,115 +57,115 @@ type Options struct {
 	Fleet fleet.Options
 }
 
-// Env is a running management service.
+// Env is a running management service, built by app.New as command management builds it.
 type Env struct {
-	URL      string
-	Client   *http.Client
-	Pool     *pgxpool.Pool
-	DBURL    string
-	NATS     *natsembed.Server
-	NC       *nats.Conn
-	JS       jetstream.JetStream
-	Catalog  *catalog.Catalog
-	Fleet    *fleet.Registry
-	Metrics  *prometheus.Registry // also served at URL + "/metrics"
-	Server   *api.Server
-	Token    string
-	Log      *SafeBuffer
-	HTTPTest *httptest.Server
+	URL     string
+	Client  *http.Client
+	Pool    *pgxpool.Pool
+	DBURL   string
+	NATS    *natsembed.Server
+	NC      *nats.Conn // management's own connection
+	JS      jetstream.JetStream
+	Catalog *catalog.Catalog
+	Fleet   *fleet.Registry
+	Metrics *prometheus.Registry // also served at URL + "/metrics"
+	Server  *api.Server
+	Token   string
+	Log     *SafeBuffer
+	App     *app.App
 }
 
-// Start starts an Env and registers its teardown with t.Cleanup.
+// Start starts an Env and registers its teardown with t.Cleanup. It returns once management
+// serves and its NATS streams are set up.
 func Start(t testing.TB, opts Options) *Env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	url, drop, err := dbtest.Setup(ctx, "gh_"+t.Name(), migrate.Migrate)
+	// app.New applies the migrations, as it does for command management.
+	url, drop, err := dbtest.Setup(ctx, "gh_"+t.Name(), func(context.Context, string) error { return nil })
 	if err != nil {
 		t.Fatalf("database: %v", err)
 	}
 	t.Cleanup(drop)
-	pool, err := pgxpool.New(ctx, url)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(pool.Close)
-	ns, err := natsembed.Start(ctx, natsembed.Options{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatalf("nats: %v", err)
+	client := &http.Client{}
+	cfg := app.Config{
+		DatabaseURL:        url,
+		NATSEmbeddedListen: "127.0.0.1:0",
+		Listener:           ln,
+		EncryptionKey:      EncryptionKey,
+		Auth:               opts.Auth,
+		Fleet:              opts.Fleet,
+		NoRelay:            opts.NoRelay,
+		Relay:              []outbox.Option{outbox.WithLockRetry(50 * time.Millisecond), outbox.WithPollInterval(100 * time.Millisecond)},
 	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
+	if cfg.Auth.AdminToken == "" {
+		cfg.Auth.AdminToken = AdminToken
 	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := outbox.EnsureStream(ctx, js, 1); err != nil {
-		t.Fatal(err)
-	}
-	if err := reports.EnsureStream(ctx, js, 1); err != nil {
-		t.Fatal(err)
+	if opts.TLS {
+		cfg.TLS, client = selfSigned(t)
 	}
 	logBuf := &SafeBuffer{}
 	log := slog.New(slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	box, err := secretbox.New(EncryptionKey)
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		t.Fatalf("management: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("management stopped: %v", err)
+		}
+		client.CloseIdleConnections()
+	})
+	select {
+	case <-a.StreamsUp():
+	case err := <-done:
+		t.Fatalf("management stopped at start: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("management's NATS streams not set up within 30 s")
+	}
+	return &Env{URL: a.URL(), Client: client, Pool: a.Pool(), DBURL: url, NATS: a.EmbeddedNATS(), NC: a.NATS(), JS: a.JetStream(),
+		Catalog: a.Catalog(), Fleet: a.Fleet(), Metrics: a.Metrics(), Server: a.API(), Token: cfg.Auth.AdminToken, Log: logBuf, App: a}
+}
+
+// selfSigned returns a server TLS configuration with a new self-signed certificate for
+// 127.0.0.1, and a client that trusts it.
+func selfSigned(t testing.TB) (*tls.Config, *http.Client) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if opts.Auth.AdminToken == "" {
-		opts.Auth.AdminToken = AdminToken
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "mgmttest"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		DNSNames:     []string{"localhost"},
 	}
-	verifier, err := auth.New(ctx, opts.Auth)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat := catalog.New(store.New(pool, box), log)
-	if opts.Fleet.Log == nil {
-		opts.Fleet.Log = log
-	}
-	nodes := fleet.New(opts.Fleet)
-	hbSub, err := nodes.Subscribe(nc)
+	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = hbSub.Unsubscribe() })
-	reg, err := metrics.NewRegistry()
-	if err != nil {
-		t.Fatal(err)
-	}
-	mm, err := metrics.NewManagement(reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := api.New(api.Config{NATSURLs: []string{ns.ClientURL()}, Fleet: nodes, NATS: nc, Metrics: mm, MetricsHandler: metrics.Handler(reg),
-		Reports: reports.NewStore(pool)}, cat, verifier, log)
-	// Usage batches published on NC are stored as a management process stores them.
-	ingester := reports.NewIngester(pool, js, log)
-	ictx, icancel := context.WithCancel(ctx)
-	idone := make(chan struct{})
-	go func() { defer close(idone); _ = ingester.Run(ictx) }()
-	t.Cleanup(func() { icancel(); <-idone })
-	hs := httptest.NewUnstartedServer(srv.Handler())
-	if opts.TLS {
-		hs.StartTLS()
-	} else {
-		hs.Start()
-	}
-	t.Cleanup(hs.Close)
-	if !opts.NoRelay {
-		relay := outbox.NewRelay(pool, js, log, outbox.WithLockRetry(50*time.Millisecond), outbox.WithPollInterval(100*time.Millisecond),
-			outbox.WithObserver(mm))
-		done := make(chan struct{})
-		rctx, rcancel := context.WithCancel(ctx)
-		go func() { defer close(done); _ = relay.Run(rctx) }()
-		t.Cleanup(func() { rcancel(); <-done })
-	}
-	return &Env{URL: hs.URL, Client: hs.Client(), Pool: pool, DBURL: url, NATS: ns, NC: nc, JS: js, Catalog: cat,
-		Fleet: nodes, Metrics: reg, Server: srv, Token: opts.Auth.AdminToken, Log: logBuf, HTTPTest: hs}
+	roots := x509.NewCertPool()
+	roots.AddCert(leaf)
+	srv := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}}, MinVersion: tls.VersionTLS12}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true}}
+	return srv, client
 }
 
 // ServicePath is the ARM path of a service.

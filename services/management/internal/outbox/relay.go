@@ -270,7 +270,13 @@ func (r *Relay) lead(ctx context.Context, conn *pgx.Conn) error {
 		}
 		if pe := (*publishError)(nil); errors.As(err, &pe) {
 			backoff = min(max(2*backoff, r.set.backoffMin), r.set.backoffMax)
-			r.log.WarnContext(ctx, "outbox relay publish failed; retrying",
+			level := slog.LevelWarn
+			if nc := r.js.Conn(); nc != nil && !nc.IsConnected() {
+				// NATS is away: the rows wait here, as they should. The connection's owner
+				// logs the outage once; a warning per retry would only repeat it.
+				level = slog.LevelDebug
+			}
+			r.log.Log(ctx, level, "outbox relay publish failed; retrying",
 				"outbox_id", pe.id, "service_id", pe.serviceID, "revision", pe.revision,
 				"retry_in", backoff, "err", pe.err)
 			if errors.Is(pe.err, jetstream.ErrNoStreamResponse) {

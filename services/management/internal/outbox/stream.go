@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"gatehouse.dev/pkg/bus"
@@ -40,4 +41,14 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int) err
 		return fmt.Errorf("outbox: ensure stream %s: %w", bus.ConfigStream, err)
 	}
 	return nil
+}
+
+// Pending counts the outbox rows not yet published: the changes waiting for NATS. It reads the
+// partial index of pending rows, so it is cheap while few wait.
+func Pending(ctx context.Context, pool *pgxpool.Pool) (int64, error) {
+	var n int64
+	if err := pool.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE published_at IS NULL").Scan(&n); err != nil {
+		return 0, fmt.Errorf("outbox: count pending rows: %w", err)
+	}
+	return n, nil
 }
