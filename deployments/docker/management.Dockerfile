@@ -39,7 +39,7 @@ COPY --from=build /out/management /usr/local/bin/management
 ENV MANAGEMENT_LISTEN=0.0.0.0:8080
 EXPOSE 8080
 USER 10001:10001
-# /readyz answers 200 once Postgres and NATS answer. The port follows MANAGEMENT_LISTEN; with
+# /readyz answers 200 while Postgres answers (a NATS outage is reported in its body: writes wait in the outbox). The port follows MANAGEMENT_LISTEN; with
 # MANAGEMENT_TLS_CERT set, override this check (it speaks plain HTTP).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
     CMD wget -q -O /dev/null "http://127.0.0.1:${MANAGEMENT_LISTEN##*:}/readyz" || exit 1
