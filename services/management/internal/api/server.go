@@ -26,6 +26,7 @@ import (
 	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/openapi"
 	"gatehouse.dev/pkg/apierror"
+	"gatehouse.dev/pkg/configwire"
 )
 
 // APIVersions are the api-version values management accepts (DESIGN §2).
@@ -91,7 +92,7 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 	e.GET("/openapi.yaml", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", openapi.Management)
 	})
-	e.GET(GatewayConfigPath, s.gatewayConfig)
+	e.GET(configwire.SnapshotPath, s.gatewayConfig)
 	portal.Register(e)
 
 	arm := e.Group("", decodeParams, s.authenticate, s.requireAPIVersion)
