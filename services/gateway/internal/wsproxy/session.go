@@ -1,7 +1,7 @@
 // Package wsproxy relays an upgraded WebSocket connection between a client and a backend:
 // it dials the backend, completes the client's upgrade with the backend's answer, and then
 // copies frames verbatim both ways, parsing only frame headers to count messages and
-// enforce limits (reference: DESIGN.md §3 "Relay").
+// enforce limits (docs/design.md §3, step 9).
 package wsproxy
 
 import (

@@ -29,7 +29,7 @@ import (
 	"gatehouse.dev/pkg/configwire"
 )
 
-// APIVersions are the api-version values management accepts (DESIGN §2).
+// APIVersions are the api-version values management accepts (docs/design.md §2).
 var APIVersions = []string{"2021-08-01", "2022-08-01", "2024-05-01", "2025-09-01-preview"}
 
 // MaxBodyBytes bounds request bodies; a policy document may be 512 KiB of XML, JSON-escaped.
