@@ -19,7 +19,7 @@ import (
 const repoRoot = ".."
 
 // knownEnv lists, per process, the environment variables its binary reads: the operator contract
-// of DESIGN.md §6 plus the further settings cmd/management and cmd/gateway define. A deployment
+// of docs/design.md §5 plus the further settings cmd/management and cmd/gateway define. A deployment
 // file that sets any other variable sets it for nothing (a typo, or a setting that was renamed).
 var knownEnv = map[string][]string{
 	"management": {
@@ -78,7 +78,7 @@ func checkEnvNames(t *testing.T, where, process string, names []string) {
 	}
 	for _, name := range names {
 		if !slices.Contains(known, name) {
-			t.Errorf("%s: sets %s, which %s does not read (DESIGN.md §6)", where, name, process)
+			t.Errorf("%s: sets %s, which %s does not read (docs/design.md §5)", where, name, process)
 		}
 	}
 }

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # run.sh: run Gatehouse on this machine in the foreground until Ctrl-C.
 #
-# Expects bin/management built (make run builds it). Uses, with these defaults:
+# Expects bin/management, bin/gateway and bin/demohub built (make run builds them; GATEHOUSE_BIN
+# names another folder holding them). Uses, with these defaults:
 #   DATABASE_URL            the URL scripts/postgres.sh prints (make run passes it in)
 #   MANAGEMENT_ADMIN_TOKEN  dev-admin-token
 #   MANAGEMENT_LISTEN       127.0.0.1:8080
 #   NATS_URL                empty: management starts an embedded NATS server
+#   GATEHOUSE_DB            gatehouse: the database used when DATABASE_URL names "postgres"
+#   GATEHOUSE_DATA          .data: the gateway nodes' cache folders go below it
+# and the demo's DEMOHUB_LISTEN, GATEWAY_LISTEN_1/2 and GATEWAY_ADMIN_LISTEN_1/2 (docs/running.md).
 # Waits until management's /healthz answers 200, prints where everything is, and stops every
 # process it started when it exits, whether by Ctrl-C, a signal, or a child dying.
 set -euo pipefail
@@ -13,7 +17,8 @@ set -euo pipefail
 
 need_cmd curl
 
-MANAGEMENT_BIN="$ROOT/bin/management"
+BIN="${GATEHOUSE_BIN:-$ROOT/bin}"
+MANAGEMENT_BIN="$BIN/management"
 [ -x "$MANAGEMENT_BIN" ] || die "$MANAGEMENT_BIN not found: run 'make build' first, or 'make run'"
 
 if [ -z "${DATABASE_URL:-}" ]; then
@@ -132,7 +137,7 @@ seed_demo() {
 
 start_edge() {
 	log "starting the demo hub on $DEMOHUB_LISTEN"
-	DEMOHUB_LISTEN="$DEMOHUB_LISTEN" DEMOHUB_ACCESS_TOKEN="$DEMOHUB_ACCESS_TOKEN" "$ROOT/bin/demohub" &
+	DEMOHUB_LISTEN="$DEMOHUB_LISTEN" DEMOHUB_ACCESS_TOKEN="$DEMOHUB_ACCESS_TOKEN" "$BIN/demohub" &
 	CHILDREN+=("$!")
 	seed_demo
 	local expiry token i
@@ -143,8 +148,8 @@ start_edge() {
 	for i in 0 1; do
 		log "starting gateway node $((i + 1)) on ${GATEWAY_LISTENS[i]}"
 		GATEWAY_TOKEN="$token" MANAGEMENT_URL="$MANAGEMENT_BASE" GATEWAY_LISTEN="${GATEWAY_LISTENS[i]}" \
-			GATEWAY_ADMIN_LISTEN="${GATEWAY_ADMIN_LISTENS[i]}" GATEWAY_CACHE_DIR="$ROOT/.data/gateway-$((i + 1))" \
-			"$ROOT/bin/gateway" &
+			GATEWAY_ADMIN_LISTEN="${GATEWAY_ADMIN_LISTENS[i]}" GATEWAY_CACHE_DIR="${GATEHOUSE_DATA:-$ROOT/.data}/gateway-$((i + 1))" \
+			"$BIN/gateway" &
 		CHILDREN+=("$!")
 	done
 	for i in 0 1; do

@@ -8,7 +8,7 @@
 # The image runs `gateway` as uid/gid 10001: API traffic on 0.0.0.0:8081, the admin listener
 # (/healthz, /readyz, /metrics) on 0.0.0.0:9091, the last good configuration in
 # /var/cache/gatehouse (mount a volume there to keep it across restarts). GATEWAY_TOKEN (from the
-# management API's generateToken) is required; see DESIGN.md §6 for every other variable.
+# management API's generateToken) is required; see docs/design.md §5 for every other variable.
 
 ARG GO_VERSION=1.26.8
 ARG ALPINE_VERSION=3.22

@@ -6,7 +6,7 @@
 #   docker build -f deployments/docker/management.Dockerfile -t gatehouse/management:dev .
 #
 # The image runs `management` as uid/gid 10001 and listens on 0.0.0.0:8080. Configure it with the
-# environment variables of DESIGN.md §6 (DATABASE_URL, NATS_URL, MANAGEMENT_*). `management migrate`
+# environment variables of docs/design.md §5 (DATABASE_URL, NATS_URL, MANAGEMENT_*). `management migrate`
 # (the image's argument "migrate") applies pending migrations and exits.
 
 ARG GO_VERSION=1.26.8

@@ -89,7 +89,8 @@ type Connection struct {
 	ClientIP     string `json:"clientIp,omitempty"`
 	// Since is when the session opened.
 	Since time.Time `json:"since"`
-	// Data messages and frame bytes relayed so far: In from the client, Out to it.
+	// Data messages and their payload bytes relayed so far (docs/design.md §3): In from the
+	// client, Out to it.
 	MessagesIn  int64 `json:"messagesIn"`
 	MessagesOut int64 `json:"messagesOut"`
 	BytesIn     int64 `json:"bytesIn"`

@@ -15,6 +15,12 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
+// SnapshotPath is management's snapshot endpoint, relative to its base URL: a gateway node
+// fetches its configuration there with GET, presenting
+// "Authorization: GatewayKey <token from generateToken>". A node that accepts
+// SnapshotStreamType gets a snapshot stream, anyone else the JSON document.
+const SnapshotPath = "/gatehouse/gateway/v1/config"
+
 // A snapshot travels in one of two formats, which a gateway and management negotiate with the
 // Accept and Content-Type headers of the snapshot request:
 //

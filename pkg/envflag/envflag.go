@@ -1,5 +1,5 @@
 // Package envflag gives command-line flags their defaults from environment variables, so every
-// setting of the operator contract (DESIGN §6) is both a flag and a variable of the same
+// setting of the operator contract (docs/design.md §5) is both a flag and a variable of the same
 // meaning. A malformed variable is an error, never silently replaced by the default.
 package envflag
 

@@ -7,7 +7,7 @@ import (
 
 // WebSocketLimits is <websocket-limits>, a Gatehouse extension that APIM does not have: the
 // per-connection controls of a WebSocket session, which APIM's handshake-only policies cannot
-// express (DESIGN.md §3 "Beyond APIM"; docs/policies.md has the reference).
+// express (docs/policies.md has the reference; docs/design.md §3 shows where it runs).
 //
 //	<websocket-limits max-message-size="1048576" idle-timeout="300" ping-interval="30"
 //	                  max-lifetime="86400" close-on-token-expiry="true">

@@ -30,9 +30,6 @@ import (
 	"gatehouse.dev/pkg/configwire"
 )
 
-// ConfigPath is management's snapshot endpoint (management's api.GatewayConfigPath).
-const ConfigPath = "/gatehouse/gateway/v1/config"
-
 // fetchTimeout bounds the wait for a snapshot's response headers and, after them, for each
 // read of its body.
 const fetchTimeout = 60 * time.Second
@@ -184,7 +181,7 @@ func (s *Syncer) fetch(ctx context.Context) (*fetched, error) {
 	start := time.Now()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.opt.ManagementURL, "/")+ConfigPath, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(s.opt.ManagementURL, "/")+configwire.SnapshotPath, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -96,7 +96,7 @@ func (m *management) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case down:
 		panic(http.ErrAbortHandler) // the connection drops, as when management is unreachable
-	case r.Method != http.MethodGet || r.URL.Path != configsync.ConfigPath:
+	case r.Method != http.MethodGet || r.URL.Path != configwire.SnapshotPath:
 		http.NotFound(w, r)
 	case r.Header.Get("Authorization") != "GatewayKey "+m.token:
 		w.Header().Set("Content-Type", "application/json")

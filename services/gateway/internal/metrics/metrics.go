@@ -65,7 +65,7 @@ func Handler(reg *prometheus.Registry) http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
-// Traffic is what a WebSocket session has relayed: data messages and frame bytes each way
+// Traffic is what a WebSocket session has relayed: data messages and their payload bytes each way
 // (in: client → backend, out: backend → client).
 type Traffic struct {
 	MessagesIn, MessagesOut, BytesIn, BytesOut int64
@@ -247,7 +247,7 @@ func (c *sessions) init() {
 		"WebSocket data messages relayed, by API and direction (in: client to backend, out: backend to client).",
 		[]string{"api", "direction"}, nil)
 	c.bytes = prometheus.NewDesc(namespace+"_bytes_total",
-		"WebSocket frame bytes relayed, headers and control frames included, by API and direction (in: client to backend, out: backend to client).",
+		"WebSocket payload bytes of data messages relayed (no frame headers, no control frames), by API and direction (in: client to backend, out: backend to client).",
 		[]string{"api", "direction"}, nil)
 	c.live = map[*Session]struct{}{}
 	c.ended = map[string]Traffic{}

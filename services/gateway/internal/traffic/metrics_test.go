@@ -19,11 +19,13 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/metrics"
 	"gatehouse.dev/gateway/internal/traffic"
+	"gatehouse.dev/gateway/internal/usage"
 	"gatehouse.dev/pkg/configwire"
 	"gatehouse.dev/pkg/pipeline"
 )
@@ -174,6 +176,7 @@ type env struct {
 	handler *traffic.Handler
 	cfg     *atomic.Pointer[compiled.Config]
 	reg     *prometheus.Registry
+	usage   *usage.Collector // holds its batches: it has no JetStream
 	log     *logBuffer
 	url     string // ws://host of the gateway
 	backend string // ws://host of the backend
@@ -190,11 +193,13 @@ func newEnv(t *testing.T) *env {
 	logs := &logBuffer{}
 	var cfg atomic.Pointer[compiled.Config]
 	cfg.Store(build(t, snapshot(t, backend, false)))
-	h := traffic.New(&cfg, traffic.Options{Node: "node-1", Metrics: m,
+	u := usage.New(usage.Options{NodeID: "node-1", ServiceID: func() string { return "svc" },
+		JetStream: func() jetstream.JetStream { return nil }})
+	h := traffic.New(&cfg, traffic.Options{Node: "node-1", Metrics: m, Usage: u,
 		Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &env{handler: h, cfg: &cfg, reg: reg, log: logs, url: "ws" + strings.TrimPrefix(srv.URL, "http"), backend: backend}
+	return &env{handler: h, cfg: &cfg, reg: reg, usage: u, log: logs, url: "ws" + strings.TrimPrefix(srv.URL, "http"), backend: backend}
 }
 
 // scrape returns the gatehouse_gateway_ series of /metrics, "name{labels}" → value, without
@@ -296,15 +301,16 @@ func TestScriptedSession(t *testing.T) {
 		}
 	}
 
-	// While the session is open, its traffic already counts. A client frame is 6 bytes of
-	// header (masked) and 7 of payload; an echoed one 2 and 7. The relay counts a frame just
-	// after writing it, so the last echo may reach the client a moment before it counts.
+	// While the session is open, its traffic already counts: payload bytes, 7 a message each
+	// way, without the frame headers (6 bytes masked from the client, 2 from the backend). The
+	// relay counts a frame just after writing it, so the last echo may reach the client a
+	// moment before it counts.
 	wantOpen := map[string]float64{
 		`gatehouse_gateway_connections_active{api="chat"}`:             1,
 		`gatehouse_gateway_messages_total{api="chat",direction="in"}`:  3,
 		`gatehouse_gateway_messages_total{api="chat",direction="out"}`: 3,
-		`gatehouse_gateway_bytes_total{api="chat",direction="in"}`:     3 * 13,
-		`gatehouse_gateway_bytes_total{api="chat",direction="out"}`:    3 * 9,
+		`gatehouse_gateway_bytes_total{api="chat",direction="in"}`:     3 * 7,
+		`gatehouse_gateway_bytes_total{api="chat",direction="out"}`:    3 * 7,
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		open := e.scrape(t)
@@ -330,13 +336,12 @@ func TestScriptedSession(t *testing.T) {
 	}
 	e.log.waitClosed(t, 1)
 
-	// The close frames: the client's 6+2+4 bytes ("done"), the backend's answer 2+2.
 	want := map[string]float64{
 		`gatehouse_gateway_connections_active{api="chat"}`:                                           0,
 		`gatehouse_gateway_messages_total{api="chat",direction="in"}`:                                3,
 		`gatehouse_gateway_messages_total{api="chat",direction="out"}`:                               3,
-		`gatehouse_gateway_bytes_total{api="chat",direction="in"}`:                                   3*13 + 12,
-		`gatehouse_gateway_bytes_total{api="chat",direction="out"}`:                                  3*9 + 4,
+		`gatehouse_gateway_bytes_total{api="chat",direction="in"}`:                                   3 * 7, // close frames are not payload
+		`gatehouse_gateway_bytes_total{api="chat",direction="out"}`:                                  3 * 7,
 		`gatehouse_gateway_handshakes_total{api="chat",code="101",reason=""}`:                        1,
 		`gatehouse_gateway_handshakes_total{api="chat",code="401",reason="SubscriptionKeyNotFound"}`: 1,
 		`gatehouse_gateway_handshakes_total{api="chat",code="401",reason="SubscriptionKeyInvalid"}`:  1,
@@ -370,7 +375,7 @@ func TestScriptedSession(t *testing.T) {
 	}
 	session := map[string]any{"operation": "onHandshake", "subscription": "alice", "user": "u-alice",
 		"backend": e.backend, "subprotocol": "chat.v1"}
-	closed := map[string]any{"messages_in": 3.0, "messages_out": 3.0, "bytes_in": 3*13 + 12.0, "bytes_out": 3*9 + 4.0,
+	closed := map[string]any{"messages_in": 3.0, "messages_out": 3.0, "bytes_in": 3 * 7.0, "bytes_out": 3 * 7.0,
 		"close_code": 1000.0, "closed_by": "client", "reason": "normal", "detail": ""}
 	for k, v := range session {
 		closed[k] = v
@@ -396,6 +401,24 @@ func TestScriptedSession(t *testing.T) {
 		if strings.Contains(e.log.String(), secret) {
 			t.Errorf("the log holds %q:\n%s", secret, e.log.String())
 		}
+	}
+
+	// Usage, the source of the reports, counts the same payload bytes as the metrics and the
+	// log record.
+	e.usage.Flush(true)
+	var got configwire.UsageRecord
+	for _, b := range e.usage.Pending() {
+		for _, r := range b.Records {
+			if r.API == "chat" && r.Subscription == "alice" {
+				got.MessagesIn += r.MessagesIn
+				got.MessagesOut += r.MessagesOut
+				got.BytesIn += r.BytesIn
+				got.BytesOut += r.BytesOut
+			}
+		}
+	}
+	if wantUsage := (configwire.UsageRecord{MessagesIn: 3, MessagesOut: 3, BytesIn: 3 * 7, BytesOut: 3 * 7}); got != wantUsage {
+		t.Errorf("usage of alice on chat = %+v, want %+v", got, wantUsage)
 	}
 }
 

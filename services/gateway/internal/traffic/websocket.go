@@ -33,7 +33,7 @@ const (
 	reasonClientFailure    = "ClientConnectionFailure"
 )
 
-// serveWebSocket runs DESIGN §3's handshake path: upgrade check, key, policies, backend dial,
+// serveWebSocket runs docs/design.md §3's handshake path: upgrade check, key, policies, backend dial,
 // and only then the client's 101. It writes one log record for a rejected handshake, or one
 // when the session opens and one when it closes; none holds a key, token, query string or
 // header value.

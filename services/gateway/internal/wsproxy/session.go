@@ -1,7 +1,7 @@
 // Package wsproxy relays an upgraded WebSocket connection between a client and a backend:
 // it dials the backend, completes the client's upgrade with the backend's answer, and then
 // copies frames verbatim both ways, parsing only frame headers to count messages and
-// enforce limits (reference: DESIGN.md §3 "Relay").
+// enforce limits (docs/design.md §3, step 9).
 package wsproxy
 
 import (
@@ -86,7 +86,10 @@ type Stats struct {
 	// MessagesIn and MessagesOut count data messages relayed whole (a message ends with a
 	// final text, binary or continuation frame).
 	MessagesIn, MessagesOut int64
-	// BytesIn and BytesOut count frame bytes relayed, headers included, all opcodes.
+	// BytesIn and BytesOut count the payload bytes of data frames (text, binary and
+	// continuation) relayed, as they travel: without frame headers or control frames, and
+	// compressed when permessage-deflate is on. Every byte count Gatehouse reports (metrics,
+	// log records, live connections, usage reports) is this one (docs/design.md §3).
 	BytesIn, BytesOut int64
 	// CloseCode is the code of the first close: that of the first close frame seen
 	// (1005 when it carried none), the code the gateway sent, or 1006 when a connection
@@ -694,9 +697,9 @@ func (s *Session) pump(src, dst *side, dir Direction) error {
 		if err != nil {
 			return err
 		}
-		if sent {
-			s.bytes[dir].Add(total)
-			if h.Fin && !h.Opcode.Control() {
+		if sent && !h.Opcode.Control() {
+			s.bytes[dir].Add(h.Length)
+			if h.Fin {
 				s.messages[dir].Add(1)
 			}
 		}

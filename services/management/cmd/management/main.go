@@ -1,7 +1,7 @@
 // Command management serves Gatehouse's ARM-compatible management API, applies database
 // migrations at start, and relays committed configuration changes to NATS JetStream.
 //
-// Usage: management [flags] [migrate]. Every flag has an environment variable (DESIGN §6);
+// Usage: management [flags] [migrate]. Every flag has an environment variable (docs/design.md §5);
 // -h lists them.
 package main
 

@@ -9,6 +9,7 @@ import (
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/management/internal/fleet"
+	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/pkg/apierror"
 )
 
@@ -21,6 +22,7 @@ func toAPIError(err error) (*apierror.Error, bool) {
 		nf   *catalog.NotFoundError
 		ce   *catalog.ConflictError
 		fe   *catalog.FilterError
+		re   *reports.Error
 		he   *echo.HTTPError
 		body *bodyError
 	)
@@ -42,6 +44,10 @@ func toAPIError(err error) (*apierror.Error, bool) {
 			Message: "The entity's ETag does not match the If-Match header. Read the entity again and retry with its current ETag."}, true
 	case errors.As(err, &fe):
 		return &apierror.Error{Code: apierror.InvalidFilter, Target: "$filter", Message: "Invalid $filter: " + fe.Message}, true
+	case errors.As(err, &re):
+		// A report query's parameters ($filter, $orderby, interval) answer ValidationError,
+		// as APIM's reports do.
+		return apierror.Validation(re.Field, "%s", re.Msg), true
 	case errors.Is(err, catalog.ErrInvalidToken):
 		return apierror.New(apierror.InvalidGatewayToken, "The gateway token is invalid or expired. Generate a new one with generateToken."), true
 	case errors.Is(err, fleet.ErrUnreachable):

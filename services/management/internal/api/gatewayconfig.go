@@ -13,11 +13,6 @@ import (
 	"gatehouse.dev/pkg/configwire"
 )
 
-// GatewayConfigPath is where a gateway node fetches its configuration snapshot, presenting
-// "Authorization: GatewayKey <token from generateToken>". A node that accepts
-// configwire.SnapshotStreamType gets a snapshot stream, anyone else the JSON document.
-const GatewayConfigPath = "/gatehouse/gateway/v1/config"
-
 // gatewayConfig writes the snapshot as it is read from the database: a million subscriptions
 // are never held in memory, and the node loads them while they are still being read.
 func (s *Server) gatewayConfig(c echo.Context) error {

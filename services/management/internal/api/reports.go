@@ -1,14 +1,12 @@
 package api
 
 import (
-	"errors"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/management/internal/reports"
-	"gatehouse.dev/pkg/apierror"
 )
 
 // reportRoutes registers APIM's usage reports of a service.
@@ -55,14 +53,14 @@ func (s *Server) report(by reports.GroupBy) echo.HandlerFunc {
 		}
 		q := reports.Query{By: by, Top: p.Top, Skip: p.Skip}
 		if q.Filter, err = reports.ParseFilter(filter); err != nil {
-			return reportError(err)
+			return err
 		}
 		if q.OrderBy, q.Desc, err = reports.ParseOrderBy(c.QueryParam("$orderby")); err != nil {
-			return reportError(err)
+			return err
 		}
 		if by == reports.ByTime {
 			if q.Interval, err = reports.ParseInterval(c.QueryParam("interval")); err != nil {
-				return reportError(err)
+				return err
 			}
 		}
 		ctx := c.Request().Context()
@@ -83,14 +81,6 @@ func (s *Server) report(by reports.GroupBy) echo.HandlerFunc {
 		}
 		return s.writeList(c, catalog.Page{Top: p.Top, Skip: p.Skip}, items, total)
 	}
-}
-
-func reportError(err error) error {
-	var re *reports.Error
-	if errors.As(err, &re) {
-		return apierror.Validation(re.Field, "%s", re.Msg)
-	}
-	return err
 }
 
 func recordOf(by reports.GroupBy, interval time.Duration, r reports.Row) reportRecord {

@@ -122,26 +122,26 @@ func TestWebSocketAPIs(t *testing.T) {
 	t.Run("paths are unique", func(t *testing.T) {
 		t.Parallel()
 		c := newSvcClient(t, env, "ws-paths")
-		c.must(http.StatusCreated, http.MethodPut, "/apis/one", map[string]any{"properties": wsAPI("shared/path")})
+		c.must(http.StatusCreated, http.MethodPut, "/apis/one", map[string]any{"properties": wsAPI("team/path")})
 		for _, tc := range []struct {
 			name  string
 			props map[string]any
 		}{
-			{"websocket", wsAPI("shared/path")},
-			{"http", httpAPI("shared/path")},
-			{"slashes around", wsAPI("/shared/path/")},
+			{"websocket", wsAPI("team/path")},
+			{"http", httpAPI("team/path")},
+			{"slashes around", wsAPI("/team/path/")},
 		} {
 			r := c.do(http.MethodPut, "/apis/two", map[string]any{"properties": tc.props})
 			wantError(t, r, http.StatusBadRequest, "ValidationError", "path", "same Path")
 		}
-		c.must(http.StatusOK, http.MethodPut, "/apis/one", map[string]any{"properties": wsAPI("shared/path")})
-		c.must(http.StatusCreated, http.MethodPut, "/apis/two", map[string]any{"properties": wsAPI("shared/other")})
-		wantError(t, c.do(http.MethodPatch, "/apis/two", map[string]any{"properties": map[string]any{"path": "shared/path"}}, "If-Match", "*"),
+		c.must(http.StatusOK, http.MethodPut, "/apis/one", map[string]any{"properties": wsAPI("team/path")})
+		c.must(http.StatusCreated, http.MethodPut, "/apis/two", map[string]any{"properties": wsAPI("team/other")})
+		wantError(t, c.do(http.MethodPatch, "/apis/two", map[string]any{"properties": map[string]any{"path": "team/path"}}, "If-Match", "*"),
 			http.StatusBadRequest, "ValidationError", "path", "")
 		// A deleted API frees its path.
 		c.must(http.StatusNoContent, http.MethodDelete, "/apis/one", nil, "If-Match", "*")
 		c.must(http.StatusNotFound, http.MethodGet, "/apis/one", nil)
-		c.must(http.StatusOK, http.MethodPatch, "/apis/two", map[string]any{"properties": map[string]any{"path": "shared/path"}}, "If-Match", "*")
+		c.must(http.StatusOK, http.MethodPatch, "/apis/two", map[string]any{"properties": map[string]any{"path": "team/path"}}, "If-Match", "*")
 	})
 
 	t.Run("http API operations", func(t *testing.T) {

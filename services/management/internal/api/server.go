@@ -26,9 +26,10 @@ import (
 	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/openapi"
 	"gatehouse.dev/pkg/apierror"
+	"gatehouse.dev/pkg/configwire"
 )
 
-// APIVersions are the api-version values management accepts (DESIGN §2).
+// APIVersions are the api-version values management accepts (docs/design.md §2).
 var APIVersions = []string{"2021-08-01", "2022-08-01", "2024-05-01", "2025-09-01-preview"}
 
 // MaxBodyBytes bounds request bodies; a policy document may be 512 KiB of XML, JSON-escaped.
@@ -97,7 +98,7 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 	e.GET("/openapi.yaml", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, "application/yaml", openapi.Management)
 	})
-	e.GET(GatewayConfigPath, s.gatewayConfig)
+	e.GET(configwire.SnapshotPath, s.gatewayConfig)
 	portal.Register(e)
 
 	arm := e.Group("", decodeParams, s.authenticate, s.requireAPIVersion)

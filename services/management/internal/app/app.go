@@ -46,7 +46,7 @@ const (
 	retryWait = 2 * time.Second
 )
 
-// Config is management's static configuration (DESIGN §6): command management fills it from
+// Config is management's static configuration (docs/design.md §5): command management fills it from
 // flags and environment variables, tests from their options. The zero value of a field means
 // what its comment says.
 type Config struct {

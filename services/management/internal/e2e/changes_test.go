@@ -78,7 +78,7 @@ func TestConfigChanges(t *testing.T) {
 		if got := status(t, nodes[1], "/first", keyB); got != http.StatusSwitchingProtocols {
 			t.Errorf("another subscription after the suspension: %d, want 101", got)
 		}
-		// Live revocation (DESIGN §3): open sessions of the suspended subscription end with
+		// Live revocation (docs/design.md §4): open sessions of the suspended subscription end with
 		// 1008 on every node; the others carry on.
 		for i, c := range revoked {
 			_ = c.SetReadDeadline(time.Now().Add(propagation))

@@ -13,7 +13,7 @@ import (
 // 35 measured revocations.
 const revocationRounds = 5
 
-// TestFleetRevocation checks live revocation across three nodes (DESIGN §3): with sessions of
+// TestFleetRevocation checks live revocation across three nodes (docs/design.md §4): with sessions of
 // several subscriptions and APIs open on every node, each way of withdrawing access closes
 // exactly the sessions it concerns, on every node, with 1008 and a reason naming the cause,
 // while the others carry on. It measures the time from management's 2xx to the close seen on

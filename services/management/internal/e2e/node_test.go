@@ -77,8 +77,8 @@ func TestBadToken(t *testing.T) {
 	})
 }
 
-// TestNodeLimits checks the node-wide WebSocket limits an operator sets (DESIGN §3 "per-API
-// message limits", defaults from GATEWAY_MAX_MESSAGE_BYTES and GATEWAY_IDLE_TIMEOUT).
+// TestNodeLimits checks the node-wide WebSocket limits an operator sets (docs/design.md §3,
+// step 9: defaults from GATEWAY_MAX_MESSAGE_BYTES and GATEWAY_IDLE_TIMEOUT).
 func TestNodeLimits(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)

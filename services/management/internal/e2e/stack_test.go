@@ -158,7 +158,7 @@ type node struct {
 	err    error // cmd.Wait's, once exited is closed
 }
 
-// startNode starts a gateway process with the environment of DESIGN §6; its cleanup stops it.
+// startNode starts a gateway process with the environment of docs/design.md §5; its cleanup stops it.
 func (s *stack) startNode(t *testing.T, name string, o nodeOptions) *node {
 	t.Helper()
 	if o.token == "" {

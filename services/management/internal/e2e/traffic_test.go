@@ -67,7 +67,7 @@ func newTrafficFixture(t *testing.T) *trafficFixture {
 	return f
 }
 
-// TestTraffic is what clients of one node see: DESIGN §3's handshake path (scenario 1), the
+// TestTraffic is what clients of one node see: docs/design.md §3's handshake path (scenario 1), the
 // frames after the 101 (scenario 3) and a REST API (scenario 8).
 func TestTraffic(t *testing.T) {
 	t.Parallel()

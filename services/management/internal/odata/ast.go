@@ -11,8 +11,9 @@
 //	comparison = field ("eq" | "ne" | "gt" | "ge" | "lt" | "le") value
 //	call       = ("contains" | "startswith" | "endswith") "(" field "," string ")"
 //	           | "substringof" "(" string "," field ")"
-//	value      = string | number | "true" | "false" | "null"
+//	value      = string | number | datetime | "true" | "false" | "null"
 //	string     = "'" { any character except "'" | "''" } "'"
+//	datetime   = ("datetime" | "datetimeoffset") string   (no blank before the quote)
 //	number     = [ "-" ] digits [ "." digits ] [ ("e" | "E") [ "+" | "-" ] digits ]
 //	field      = letter-or-"_" { letter-or-digit-or-"_" }
 //
@@ -82,6 +83,10 @@ const (
 	KindNumber
 	KindBool
 	KindNull
+	// KindDateTime is a typed literal, datetime'…' or datetimeoffset'…'; Text holds what is
+	// between the quotes, unchecked. No SQL field type takes it: callers that understand
+	// times, such as usage reports, read it from the tree.
+	KindDateTime
 )
 
 // String returns the kind's name as used in error messages.
@@ -95,6 +100,8 @@ func (k Kind) String() string {
 		return "boolean"
 	case KindNull:
 		return "null"
+	case KindDateTime:
+		return "datetime"
 	}
 	return "kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -105,9 +112,9 @@ type Ident struct {
 	At   int // byte offset in the filter
 }
 
-// Value is a literal. Text holds the unescaped contents of a string, the digits of a number
-// exactly as written (always a valid decimal that Postgres' numeric accepts), or "true",
-// "false" or "null" in lower case.
+// Value is a literal. Text holds the unescaped contents of a string or a date-time, the
+// digits of a number exactly as written (always a valid decimal that Postgres' numeric
+// accepts), or "true", "false" or "null" in lower case.
 type Value struct {
 	Kind Kind
 	Text string
@@ -116,8 +123,11 @@ type Value struct {
 
 // String renders the value as a filter literal.
 func (v Value) String() string {
-	if v.Kind == KindString {
+	switch v.Kind {
+	case KindString:
 		return "'" + strings.ReplaceAll(v.Text, "'", "''") + "'"
+	case KindDateTime:
+		return "datetime'" + strings.ReplaceAll(v.Text, "'", "''") + "'"
 	}
 	return v.Text
 }

@@ -77,7 +77,14 @@ const (
 	tokLParen
 	tokRParen
 	tokComma
+	tokDateTime // datetime'…' or datetimeoffset'…' (OData v2's typed literals); val holds the text
 )
+
+// isDateTimePrefix reports whether word, written right before a quote, makes the string a
+// date-time literal.
+func isDateTimePrefix(word string) bool {
+	return strings.EqualFold(word, "datetime") || strings.EqualFold(word, "datetimeoffset")
+}
 
 type token struct {
 	kind tokKind
@@ -126,6 +133,15 @@ func lex(s string) ([]token, error) {
 		case isIdentStart(c):
 			for i < len(s) && isIdentPart(s[i]) {
 				i++
+			}
+			if i < len(s) && s[i] == '\'' && isDateTimePrefix(s[start:i]) {
+				val, end, err := lexString(s, i)
+				if err != nil {
+					return nil, err
+				}
+				toks = append(toks, token{kind: tokDateTime, pos: start, raw: s[start:end], val: val})
+				i = end
+				continue
 			}
 			toks = append(toks, token{kind: tokIdent, pos: start, raw: s[start:i]})
 		default:
@@ -284,7 +300,7 @@ func (p *parser) unexpected(t token, want string) *Error {
 		}
 	} else {
 		msg = "unexpected "
-		if t.kind != tokString && t.kind != tokNumber {
+		if t.kind != tokString && t.kind != tokNumber && t.kind != tokDateTime {
 			msg += "token "
 		}
 		msg += describe(t)
@@ -300,6 +316,8 @@ func describe(t token) string {
 	switch t.kind {
 	case tokString:
 		return "string " + quote(t.val)
+	case tokDateTime:
+		return "datetime " + quote(t.val)
 	case tokNumber:
 		q := quote(t.raw)
 		return "number " + q[1:len(q)-1]
@@ -437,6 +455,9 @@ func (p *parser) parseValue(after token) (Value, error) {
 	case tokNumber:
 		p.next()
 		return Value{Kind: KindNumber, Text: t.raw, At: t.pos}, nil
+	case tokDateTime:
+		p.next()
+		return Value{Kind: KindDateTime, Text: t.val, At: t.pos}, nil
 	case tokIdent:
 		switch lower := strings.ToLower(t.raw); lower {
 		case "true", "false":

@@ -88,6 +88,8 @@ var sqlErrorTests = []struct {
 		Msg: "field 'foo' is not supported in $filter; supported: " + supported}},
 	{"unknown field in a function", "contains(owner, 'x')", &odata.Error{Pos: 9,
 		Msg: "field 'owner' is not supported in $filter; supported: " + supported}},
+	{"datetime on a string field", "name eq datetime'2026-11-24'", &odata.Error{Pos: 8,
+		Msg: "field 'name' is a string and cannot be compared with a datetime value"}},
 	{"operator not allowed", "state ne 'active'", &odata.Error{Pos: 0,
 		Msg: "operator 'ne' is not supported for field 'state'; supported: eq"}},
 	{"function not allowed", "substringof('act', state)", &odata.Error{Pos: 19,

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"gatehouse.dev/management/internal/odata"
 )
 
 // MaxFilterLength is the longest report $filter, in bytes, that ParseFilter accepts.
@@ -35,11 +37,12 @@ type Filter struct {
 	APISet, SubscriptionSet bool
 }
 
-// ParseFilter parses a report $filter: terms joined by "and", each "field op value", where
-// field is timestamp (ge, gt, le, lt, with datetime'2026-11-24T00:00:00' or a quoted
-// RFC 3339 time; a time without a zone is UTC), apiId or subscriptionId (eq, with a quoted
-// resource id such as '/apis/echo' or a bare name). Keywords are case-insensitive. The
-// filter must bound timestamp from below, as APIM requires. Failures are *Error.
+// ParseFilter parses a report $filter with the OData parser of list operations (odata.Parse):
+// comparisons joined by "and", each "field op value", where field is timestamp (ge, gt, le,
+// lt, with datetime'2026-11-24T00:00:00' or a quoted RFC 3339 time; a time without a zone is
+// UTC), apiId or subscriptionId (eq, with a quoted resource id such as '/apis/echo' or a bare
+// name). Keywords and field names are case-insensitive. The filter must bound timestamp from
+// below, as APIM requires. Failures are *Error.
 func ParseFilter(s string) (Filter, error) {
 	var f Filter
 	if strings.TrimSpace(s) == "" {
@@ -48,29 +51,18 @@ func ParseFilter(s string) (Filter, error) {
 	if len(s) > MaxFilterLength || !utf8.ValidString(s) {
 		return f, &Error{"$filter", "$filter must be valid UTF-8 of at most " + strconv.Itoa(MaxFilterLength) + " bytes"}
 	}
-	toks, err := lexFilter(s)
+	e, err := odata.Parse(s)
 	if err != nil {
-		return f, err
+		return f, &Error{"$filter", err.Error()}
 	}
-	for i := 0; ; {
-		if len(toks)-i < 3 {
-			return f, &Error{"$filter", "expected a term such as timestamp ge datetime'2026-11-24T00:00:00'"}
+	for _, term := range andTerms(e, nil) {
+		c, ok := term.(*odata.Compare)
+		if !ok {
+			return f, &Error{"$filter", "a report $filter is comparisons joined with and, such as timestamp ge datetime'2026-11-24T00:00:00'"}
 		}
-		field, op, val := toks[i], strings.ToLower(toks[i+1].text), toks[i+2]
-		if field.quoted || toks[i+1].quoted || !val.quoted {
-			return f, &Error{"$filter", "a term is a field, an operator and a quoted value"}
-		}
-		if err := f.apply(strings.ToLower(field.text), op, val); err != nil {
+		if err := f.apply(c); err != nil {
 			return f, err
 		}
-		i += 3
-		if i == len(toks) {
-			break
-		}
-		if toks[i].quoted || !strings.EqualFold(toks[i].text, "and") {
-			return f, &Error{"$filter", "terms are joined with and"}
-		}
-		i++
 	}
 	if f.From.IsZero() {
 		return f, &Error{"$filter", "$filter must bound timestamp from below (timestamp ge datetime'...')"}
@@ -78,29 +70,41 @@ func ParseFilter(s string) (Filter, error) {
 	return f, nil
 }
 
-func (f *Filter) apply(field, op string, val token) error {
-	switch field {
+// andTerms appends the terms of e, and-ed at any depth of parentheses, to terms.
+func andTerms(e odata.Expr, terms []odata.Expr) []odata.Expr {
+	and, ok := e.(*odata.And)
+	if !ok {
+		return append(terms, e)
+	}
+	for _, t := range and.Terms {
+		terms = andTerms(t, terms)
+	}
+	return terms
+}
+
+func (f *Filter) apply(c *odata.Compare) error {
+	switch field := strings.ToLower(c.Field.Name); field {
 	case "timestamp":
-		t, err := parseTime(val)
+		t, err := parseTime(c.Value)
 		if err != nil {
 			return err
 		}
-		switch op {
-		case "ge", "gt":
-			f.From, f.FromExclusive = t, op == "gt"
-		case "le", "lt":
-			f.To, f.ToExclusive = t, op == "lt"
+		switch c.Op {
+		case odata.OpGe, odata.OpGt:
+			f.From, f.FromExclusive = t, c.Op == odata.OpGt
+		case odata.OpLe, odata.OpLt:
+			f.To, f.ToExclusive = t, c.Op == odata.OpLt
 		default:
 			return &Error{"$filter", "timestamp takes ge, gt, le or lt"}
 		}
 	case "apiid", "subscriptionid":
-		if op != "eq" || val.prefix != "" {
+		if c.Op != odata.OpEq || c.Value.Kind != odata.KindString {
 			return &Error{"$filter", field + " takes eq and a quoted id"}
 		}
 		if field == "apiid" {
-			f.API, f.APISet = lastName(val.text, "/apis/"), true
+			f.API, f.APISet = lastName(c.Value.Text, "/apis/"), true
 		} else {
-			f.Subscription, f.SubscriptionSet = lastName(val.text, "/subscriptions/"), true
+			f.Subscription, f.SubscriptionSet = lastName(c.Value.Text, "/subscriptions/"), true
 		}
 	default:
 		return &Error{"$filter", "the fields are timestamp, apiId and subscriptionId"}
@@ -117,74 +121,17 @@ func lastName(id, collection string) string {
 	return id
 }
 
-func parseTime(val token) (time.Time, error) {
-	if val.prefix != "" && !strings.EqualFold(val.prefix, "datetime") && !strings.EqualFold(val.prefix, "datetimeoffset") {
+// parseTime reads a timestamp value: datetime'…' or a quoted string, ISO 8601.
+func parseTime(v odata.Value) (time.Time, error) {
+	if v.Kind != odata.KindDateTime && v.Kind != odata.KindString {
 		return time.Time{}, &Error{"$filter", "timestamp values are datetime'...'"}
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, val.text, time.UTC); err == nil {
+		if t, err := time.ParseInLocation(layout, v.Text, time.UTC); err == nil {
 			return t.UTC(), nil
 		}
 	}
 	return time.Time{}, &Error{"$filter", "timestamp values are ISO 8601 times such as datetime'2026-11-24T00:00:00'"}
-}
-
-// token is a word of a filter, or a quoted value with the word before its quote (datetime).
-type token struct {
-	text, prefix string
-	quoted       bool
-}
-
-func lexFilter(s string) ([]token, error) {
-	var toks []token
-	for i := 0; i < len(s); {
-		c := s[i]
-		switch {
-		case c == ' ' || c == '\t':
-			i++
-		case c == '\'':
-			var b strings.Builder
-			j := i + 1
-			for ; j < len(s); j++ {
-				if s[j] == '\'' {
-					if j+1 < len(s) && s[j+1] == '\'' {
-						b.WriteByte('\'')
-						j++
-						continue
-					}
-					break
-				}
-				b.WriteByte(s[j])
-			}
-			if j >= len(s) {
-				return nil, &Error{"$filter", "unterminated quoted value"}
-			}
-			toks = append(toks, token{text: b.String(), quoted: true})
-			i = j + 1
-		case isWord(c):
-			j := i
-			for j < len(s) && isWord(s[j]) {
-				j++
-			}
-			if j < len(s) && s[j] == '\'' { // datetime'...'
-				rest, err := lexFilter(s[j:])
-				if err != nil || len(rest) == 0 {
-					return nil, &Error{"$filter", "unterminated quoted value"}
-				}
-				rest[0].prefix = s[i:j]
-				return append(toks, rest...), nil
-			}
-			toks = append(toks, token{text: s[i:j]})
-			i = j
-		default:
-			return nil, &Error{"$filter", "unexpected character " + strconv.QuoteRune(rune(c))}
-		}
-	}
-	return toks, nil
-}
-
-func isWord(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_'
 }
 
 var isoDuration = regexp.MustCompile(`^P(?:(\d{1,4})D)?(?:T(?:(\d{1,5})H)?(?:(\d{1,6})M)?(?:(\d{1,8})S)?)?$`)

@@ -2,6 +2,7 @@ package reports_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,7 +36,13 @@ func TestParseFilter(t *testing.T) {
 		{name: "unquoted value", filter: "timestamp ge 2026", wantErr: true},
 		{name: "dangling and", filter: "timestamp ge datetime'2026-11-24' and", wantErr: true},
 		{name: "api with ge", filter: "timestamp ge datetime'2026-11-24' and apiId ge 'a'", wantErr: true},
-		{name: "odd character", filter: "timestamp ge datetime'2026-11-24' and (apiId eq 'a')", wantErr: true},
+		{name: "parenthesised terms", filter: "(timestamp ge datetime'2026-11-24') and (apiId eq 'a' and subscriptionId eq 'b')",
+			want: reports.Filter{From: day, API: "a", APISet: true, Subscription: "b", SubscriptionSet: true}},
+		{name: "odd character", filter: "timestamp ge datetime'2026-11-24' and apiId = 'a'", wantErr: true},
+		{name: "not", filter: "timestamp ge datetime'2026-11-24' and not apiId eq 'a'", wantErr: true},
+		{name: "function", filter: "timestamp ge datetime'2026-11-24' and contains(apiId, 'a')", wantErr: true},
+		{name: "datetime id", filter: "timestamp ge datetime'2026-11-24' and apiId eq datetime'a'", wantErr: true},
+		{name: "too long", filter: "timestamp ge datetime'2026-11-24' and apiId eq '" + strings.Repeat("a", reports.MaxFilterLength) + "'", wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

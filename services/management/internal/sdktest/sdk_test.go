@@ -21,8 +21,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/apimanagement/armapimanagement/v3"
 	"github.com/google/go-cmp/cmp"
 
-	"gatehouse.dev/management/internal/api"
 	"gatehouse.dev/management/internal/mgmttest"
+	"gatehouse.dev/pkg/configwire"
 )
 
 const (
@@ -530,7 +530,7 @@ func TestSDKLifecycle(t *testing.T) {
 		responseError(t, err, http.StatusBadRequest, "ValidationError")
 
 		// The token opens the gateway's configuration endpoint.
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, env.URL+api.GatewayConfigPath, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, env.URL+configwire.SnapshotPath, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
