@@ -193,7 +193,7 @@ func run(ctx context.Context, args []string) error {
 	counters := clustercount.NewCounters(clustercount.CountersOptions{JetStream: jsFn, Timeout: cfg.counterTimeout, Log: log})
 	var handler *traffic.Handler
 	sessions, err := clustercount.NewConnections(clustercount.ConnectionsOptions{NodeID: node, JetStream: jsFn, Log: log,
-		OnEvict: func(counter string) bool { return handler.EvictOldest(counter) }})
+		OnEvict: func(counter string) bool { return handler.Connections().EvictOldest(counter) }})
 	if err != nil {
 		return err
 	}
