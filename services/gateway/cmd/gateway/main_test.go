@@ -1,56 +1,49 @@
 package main
 
 import (
-	"net"
-	"os"
+	"bytes"
 	"strings"
 	"testing"
 )
 
-func TestListenerURL(t *testing.T) {
-	t.Parallel()
-	// A listener on every interface is advertised under the machine's name when it resolves.
-	host := reachableHostname()
-	if name, _ := os.Hostname(); host != name && host != "127.0.0.1" {
-		t.Fatalf("reachableHostname() = %q, want %q or 127.0.0.1", host, name)
-	}
+// TestCommand checks the exit codes and what an operator reads for a command line that
+// cannot run a node.
+func TestCommand(t *testing.T) {
+	t.Setenv("GATEWAY_TOKEN", "")
 	for _, tc := range []struct {
-		addr string
-		tls  bool
-		want string
+		name string
+		args []string
+		code int
+		out  []string // what the output holds
 	}{
-		{"127.0.0.1:8081", false, "ws://127.0.0.1:8081"},
-		{"0.0.0.0:8081", false, "ws://" + host + ":8081"},
-		{"[::]:8443", true, "wss://" + host + ":8443"},
-		{"[::1]:8081", false, "ws://[::1]:8081"},
-		{"10.1.2.3:80", true, "wss://10.1.2.3:80"},
+		{"help", []string{"-h"}, 0, []string{"Usage of gateway", "-drain-timeout", "(GATEWAY_DRAIN_TIMEOUT)"}},
+		{"long help", []string{"-help"}, 0, []string{"Usage of gateway"}},
+		{"unknown flag", []string{"-bogus"}, 2, []string{"flag provided but not defined: -bogus", "Usage of gateway"}},
+		{"malformed flag", []string{"-drain-timeout", "soon"}, 2, []string{"invalid value", "Usage of gateway"}},
+		{"no token", nil, 1, []string{"gateway: GATEWAY_TOKEN is required: generate one with POST .../gateways/{id}/generateToken"}},
+		{"bad public URL", []string{"-token", "t", "-public-url", "https://gw.example.com"}, 1, []string{"GATEWAY_PUBLIC_URL", "scheme must be ws or wss"}},
+		{"bad log level", []string{"-token", "t", "-log-level", "loud"}, 1, []string{"gateway: LOG_LEVEL:"}},
 	} {
-		addr, err := net.ResolveTCPAddr("tcp", tc.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := listenerURL(addr, tc.tls); got != tc.want {
-			t.Errorf("listenerURL(%s, tls=%v) = %q, want %q", tc.addr, tc.tls, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if code := command(t.Context(), tc.args, &out); code != tc.code {
+				t.Errorf("exit code %d, want %d; output:\n%s", code, tc.code, out.String())
+			}
+			for _, want := range tc.out {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("output does not hold %q:\n%s", want, out.String())
+				}
+			}
+		})
 	}
 }
 
-func TestParseConfigPublicURL(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		url, wantErr string
-	}{
-		{"wss://gw.example.com", ""},
-		{"wss://gw.example.com/edge", ""},
-		{"https://gw.example.com", "scheme must be ws or wss"},
-		{"ws://gw.example.com/?k=v", "a query"},
-	} {
-		_, err := parseConfig([]string{"-token", "t", "-public-url", tc.url})
-		switch {
-		case tc.wantErr == "" && err != nil:
-			t.Errorf("-public-url %s: %v", tc.url, err)
-		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
-			t.Errorf("-public-url %s: error %v, want one containing %q", tc.url, err, tc.wantErr)
-		}
+// TestMalformedVariable checks that a malformed variable fails the command rather than
+// falling back to the flag's default.
+func TestMalformedVariable(t *testing.T) {
+	t.Setenv("GATEWAY_DRAIN_TIMEOUT", "soon")
+	var out bytes.Buffer
+	if code := command(t.Context(), []string{"-token", "t"}, &out); code != 1 || !strings.Contains(out.String(), "GATEWAY_DRAIN_TIMEOUT") {
+		t.Errorf("exit code %d, output %q; want 1 and a message naming GATEWAY_DRAIN_TIMEOUT", code, out.String())
 	}
 }

@@ -56,8 +56,7 @@ func (h *Handler) acquireConnections(ctx context.Context, limits []pipeline.Conn
 // EvictOldest closes this node's oldest open session counted under counter with 1008 and
 // reports whether there was one. It is the ConnectionLimiter's callback on the node that
 // holds the fleet's oldest session of counter.
-func (h *Handler) EvictOldest(counter string) bool {
-	g := h.conns
+func (g *Registry) EvictOldest(counter string) bool {
 	g.mu.Lock()
 	var oldest uint64
 	var victim conn

@@ -55,6 +55,17 @@ type Registry struct {
 type drainNotice struct {
 	code   uint16
 	reason string
+	// empty is closed once no session is left, which ends Drain's wait.
+	empty  chan struct{}
+	closed bool // empty is closed
+}
+
+// emptiedLocked closes d.empty when the registry holds no session; g.mu is held.
+func (g *Registry) emptiedLocked() {
+	if d := g.drain; d != nil && !d.closed && len(g.conns) == 0 {
+		close(d.empty)
+		d.closed = true
+	}
 }
 
 // NewRegistry returns an empty Registry.
@@ -74,6 +85,7 @@ func (g *Registry) add(s *wsproxy.Session, info ConnInfo, cause causePtr) uint64
 func (g *Registry) remove(id uint64) {
 	g.mu.Lock()
 	delete(g.conns, id)
+	g.emptiedLocked()
 	g.mu.Unlock()
 }
 
@@ -125,10 +137,14 @@ func (g *Registry) CloseWhere(match func(ConnInfo) bool, code uint16, reason str
 
 // Drain closes every session with code and reason, spreading the closes over most of the
 // time left before ctx's deadline so clients do not all reconnect at once, then waits for the
-// sessions to end or ctx to expire.
+// sessions to end or ctx to expire. It returns as soon as the last session has ended, without
+// waiting out the pause that would follow a close: a node with one open session stops when
+// that session has closed.
 func (g *Registry) Drain(ctx context.Context, code uint16, reason string) {
 	g.mu.Lock()
-	g.drain = &drainNotice{code: code, reason: reason}
+	d := &drainNotice{code: code, reason: reason, empty: make(chan struct{})}
+	g.drain = d
+	g.emptiedLocked()
 	sessions := make([]*wsproxy.Session, 0, len(g.conns))
 	for _, c := range g.conns {
 		sessions = append(sessions, c.sess)
@@ -138,22 +154,21 @@ func (g *Registry) Drain(ctx context.Context, code uint16, reason string) {
 	if dl, ok := ctx.Deadline(); ok && len(sessions) > 0 {
 		step = time.Until(dl) * 7 / 10 / time.Duration(len(sessions))
 	}
-	for _, s := range sessions {
-		s.Close(code, reason)
-		if step > 0 {
+	for i, s := range sessions {
+		if i > 0 && step > 0 {
+			// The pause comes between closes, never after the last one.
+			pause := time.NewTimer(step)
 			select {
 			case <-ctx.Done():
-			case <-time.After(step):
+			case <-d.empty:
+			case <-pause.C:
 			}
+			pause.Stop()
 		}
+		s.Close(code, reason)
 	}
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for g.Len() > 0 {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	select {
+	case <-ctx.Done():
+	case <-d.empty:
 	}
 }

@@ -1,6 +1,7 @@
 package traffic
 
 import (
+	"log/slog"
 	"strings"
 
 	"gatehouse.dev/gateway/internal/compiled"
@@ -14,26 +15,29 @@ const CloseRevoked = 1008
 // suspended or cancelled, its key regenerated, or their API removed from this gateway or from
 // the product they came through — with close code 1008 and a reason naming the cause. Other
 // sessions are untouched. It returns how many it closed. Call it after installing cfg.
-func (h *Handler) Revoke(cfg *compiled.Config) int {
+func (h *Handler) Revoke(cfg *compiled.Config) int { return h.conns.Revoke(cfg, h.opt.Log) }
+
+// Revoke is Handler.Revoke on the sessions of g, logging each revocation to log.
+func (g *Registry) Revoke(cfg *compiled.Config, log *slog.Logger) int {
 	if cfg == nil {
 		return 0
 	}
 	n := 0
-	h.conns.mu.Lock()
+	g.mu.Lock()
 	type hit struct {
 		c      conn
 		reason string
 	}
 	var hits []hit
-	for _, c := range h.conns.conns {
+	for _, c := range g.conns {
 		if reason := revocation(cfg, c.info); reason != "" {
 			hits = append(hits, hit{c, reason})
 		}
 	}
-	h.conns.mu.Unlock()
+	g.mu.Unlock()
 	for _, x := range hits {
 		x.c.sess.Close(CloseRevoked, x.reason)
-		h.opt.Log.Info("websocket revoked", "api", x.c.info.API, "subscription", x.c.info.Subscription,
+		log.Info("websocket revoked", "api", x.c.info.API, "subscription", x.c.info.Subscription,
 			"correlation_id", x.c.info.RequestID, "reason", x.reason)
 		n++
 	}

@@ -40,7 +40,12 @@ const HeaderCorrelationID = "X-Correlation-ID"
 
 // Options are the static settings of the traffic handler.
 type Options struct {
-	GatewayID, Region string
+	// Region is context.Deployment.Region; context.Deployment.GatewayId is the configuration's
+	// gateway resource (compiled.Config.Gateway).
+	Region string
+	// Registry tracks the handler's WebSocket sessions; nil means a registry of its own. The
+	// node passes the one its connection-limit eviction and revocation use.
+	Registry *Registry
 	// BackendTLS verifies wss/https backends (RootCAs for a CA bundle); nil uses system roots.
 	BackendTLS *tls.Config
 	// ConnectTimeout bounds the backend dial and handshake.
@@ -85,7 +90,10 @@ func New(cfg *atomic.Pointer[compiled.Config], opt Options) *Handler {
 	if opt.ConnectTimeout <= 0 {
 		opt.ConnectTimeout = 10 * time.Second
 	}
-	h := &Handler{cfg: cfg, opt: opt, conns: NewRegistry()}
+	if opt.Registry == nil {
+		opt.Registry = NewRegistry()
+	}
+	h := &Handler{cfg: cfg, opt: opt, conns: opt.Registry}
 	h.rest = newRESTProxy(opt)
 	return h
 }
@@ -229,7 +237,7 @@ func (h *Handler) prepare(r *http.Request, cfg *compiled.Config, api *compiled.A
 	q.Del(api.KeyQuery)
 	pr := &pipeline.Request{HTTP: r, ClientIP: clientIP(r), Header: hdr, Query: q, Variables: map[string]any{},
 		API:        pipeline.APIInfo{ID: "/apis/" + api.Name, Name: api.DisplayName, Path: api.Path},
-		Deployment: pipeline.DeploymentInfo{GatewayID: h.opt.GatewayID, Region: h.opt.Region, ServiceName: cfg.Service},
+		Deployment: pipeline.DeploymentInfo{GatewayID: cfg.Gateway, Region: h.opt.Region, ServiceName: cfg.Service},
 		RequestID:  id, Now: time.Now()}
 	if api.ServiceURL != nil {
 		u := *api.ServiceURL

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"bytes"
@@ -42,8 +42,8 @@ type gateFixture struct {
 func startGate(t *testing.T, timeout time.Duration) *gateFixture {
 	t.Helper()
 	f := &gateFixture{}
-	f.gate = &fleetGate{timeout: timeout, log: slog.New(slog.NewJSONHandler(&f.log, nil)),
-		configured: f.configured.Load, shared: f.shared.Load, prepare: func() { f.prepared.Add(1) },
+	f.gate = &fleetGate{wake: make(chan struct{}, 1), timeout: timeout, log: slog.New(slog.NewJSONHandler(&f.log, nil)),
+		configured: f.configured.Load, shared: f.shared.Load, prepare: func(context.Context) { f.prepared.Add(1) },
 		changed: func() { f.changes.Add(1) }}
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan struct{})

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -9,8 +9,8 @@ import (
 	"gatehouse.dev/gateway/internal/heartbeat"
 )
 
-// defaultNATSReadyTimeout is the default of GATEWAY_NATS_READY_TIMEOUT.
-const defaultNATSReadyTimeout = 5 * time.Second
+// DefaultNATSReadyTimeout is the default of GATEWAY_NATS_READY_TIMEOUT.
+const DefaultNATSReadyTimeout = 5 * time.Second
 
 // countingAlone is what a node's heartbeat reports while it counts limits on its own.
 const countingAlone = "rate limits, quotas and connection limits are counted on this node only: NATS is not usable"
@@ -33,12 +33,24 @@ const (
 type fleetGate struct {
 	configured func() bool // a configuration is installed
 	shared     func() bool // the counters are the fleet's now
-	prepare    func()      // binds the counters to NATS if it is connected; called while not shared
-	timeout    time.Duration
-	changed    func() // told when readiness or sharing changes, so heartbeats report it at once
-	log        *slog.Logger
+	// prepare binds the counters to NATS if it is connected; it is called while not shared,
+	// with run's ctx.
+	prepare func(context.Context)
+	timeout time.Duration
+	changed func() // told when readiness or sharing changes, so heartbeats report it at once
+	log     *slog.Logger
 
 	ready atomic.Bool
+	// wake, buffered for one, makes run look now rather than at its next poll (poke).
+	wake chan struct{}
+}
+
+// poke makes run look at once, as when the node has just connected to NATS. It never blocks.
+func (g *fleetGate) poke() {
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Ready reports whether the node may take traffic (draining aside).
@@ -60,11 +72,11 @@ func (g *fleetGate) report(st *heartbeat.State) {
 // sharing reports whether the node counts with the fleet, and when it does not, asks the
 // counters to bind to NATS: they otherwise do so only when a limit is counted, and a node
 // that reconnected should report that it counts with the fleet before traffic tells it.
-func (g *fleetGate) sharing() bool {
+func (g *fleetGate) sharing(ctx context.Context) bool {
 	if g.shared() {
 		return true
 	}
-	g.prepare()
+	g.prepare(ctx)
 	return false
 }
 
@@ -79,6 +91,7 @@ func (g *fleetGate) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-g.wake:
 		}
 		if !g.configured() {
 			continue
@@ -87,7 +100,7 @@ func (g *fleetGate) run(ctx context.Context) {
 			since = time.Now()
 		}
 		switch {
-		case g.sharing():
+		case g.sharing(ctx):
 			g.log.InfoContext(ctx, "ready: counting rate limits, quotas and connections with the fleet",
 				"waited_ms", time.Since(since).Milliseconds())
 		case time.Since(since) >= g.timeout:
@@ -106,8 +119,9 @@ func (g *fleetGate) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+		case <-g.wake:
 		}
-		now := g.sharing()
+		now := g.sharing(ctx)
 		if now == shared {
 			continue
 		}
