@@ -1,6 +1,6 @@
 // Command gateway is a Gatehouse gateway node: it fetches its configuration from management
 // with a gateway token, follows changes over NATS, and serves WebSocket and REST API traffic.
-// Every flag has an environment variable (DESIGN §6). It parses them into a node.Config and
+// Every flag has an environment variable (docs/design.md §5). It parses them into a node.Config and
 // runs the node until SIGINT or SIGTERM, which drain it.
 package main
 

@@ -38,7 +38,7 @@ import (
 // DefaultDrainTimeout is the default of GATEWAY_DRAIN_TIMEOUT.
 const DefaultDrainTimeout = 30 * time.Second
 
-// Config is a node's static configuration: the operator's flags and variables (DESIGN §6),
+// Config is a node's static configuration: the operator's flags and variables (docs/design.md §5),
 // named after them in the comments.
 type Config struct {
 	Token         string // GATEWAY_TOKEN, from generateToken; required

@@ -94,7 +94,7 @@ func startManagement(t *testing.T, natsURL, backendURL string) string {
 		}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
-		case r.URL.Path != configsync.ConfigPath:
+		case r.URL.Path != configwire.SnapshotPath:
 			http.NotFound(w, r)
 		case r.Header.Get("Authorization") != "GatewayKey "+token:
 			w.WriteHeader(http.StatusUnauthorized)
