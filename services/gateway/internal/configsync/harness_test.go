@@ -24,6 +24,8 @@ import (
 	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/configwire"
 	"gatehouse.dev/pkg/pipeline"
+
+	"gatehouse.dev/pkg/testwait"
 )
 
 const (
@@ -229,13 +231,7 @@ func (n *node) waitRevision(t *testing.T, rev int64) *compiled.Config {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, what, cond)
 }
 
 // waitConsumers waits until the config stream has more than n consumers: a node that

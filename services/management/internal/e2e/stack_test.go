@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"gatehouse.dev/management/internal/mgmttest"
+
+	"gatehouse.dev/pkg/testwait"
 )
 
 // stack is one management service (its own database and NATS) with an APIM service "svc" and a
@@ -322,21 +324,11 @@ func closedAddr(t *testing.T) string {
 	return addr
 }
 
-// eventually polls check every 20 ms until it returns "" or timeout passes, and returns how
+// eventually polls check (testwait.For) until it returns "" or timeout passes, and returns how
 // long it took; on timeout it fails t with check's last answer.
 func eventually(t *testing.T, timeout time.Duration, check func() string) time.Duration {
 	t.Helper()
-	start := time.Now()
-	for {
-		msg := check()
-		if msg == "" {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("not within %v: %s", timeout, msg)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return testwait.For(t, timeout, check)
 }
 
 // runGateway runs the gateway with env added to a clean environment, expecting it to exit

@@ -15,6 +15,8 @@ import (
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/configwire"
+
+	"gatehouse.dev/pkg/testwait"
 )
 
 // harness is a Registry subscribed to an in-process NATS server, and a connection that plays
@@ -96,13 +98,7 @@ func beat(node, service, gateway string, revision int64) configwire.Heartbeat {
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, 10*time.Second, what, cond)
 }
 
 // view is the part of a Node the tests compare.
