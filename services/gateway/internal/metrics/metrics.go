@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 const namespace = "gatehouse_gateway"
@@ -46,24 +44,6 @@ var (
 	applyBuckets     = []float64{.00001, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .1, .5, 1, 5}
 	sessionBuckets   = []float64{1, 10, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 24 * 3600, 7 * 24 * 3600}
 )
-
-// NewRegistry returns a registry holding the Go runtime and process collectors, for one
-// process to register all its metrics on.
-func NewRegistry() (*prometheus.Registry, error) {
-	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
-	}
-	return reg, nil
-}
-
-// Handler serves reg in the Prometheus exposition formats.
-func Handler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
-}
 
 // Traffic is what a WebSocket session has relayed: data messages and their payload bytes each way
 // (in: client → backend, out: backend → client).

@@ -12,6 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"gatehouse.dev/gateway/internal/metrics"
+
+	"gatehouse.dev/pkg/promreg"
 )
 
 // scrape returns the series of the named metric families, "name{labels}" → value.
@@ -39,7 +41,7 @@ func scrape(t *testing.T, h http.Handler, prefixes ...string) map[string]float64
 // session ending moves its traffic to the totals without a counter going back.
 func TestSessionTraffic(t *testing.T) {
 	t.Parallel()
-	reg, err := metrics.NewRegistry()
+	reg, err := promreg.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +49,7 @@ func TestSessionTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := metrics.Handler(reg)
+	h := promreg.Handler(reg)
 	var in1, in2 atomic.Int64
 	s1 := m.Open("chat", func() metrics.Traffic { return metrics.Traffic{MessagesIn: in1.Load(), BytesIn: 10 * in1.Load()} })
 	s2 := m.Open("chat", func() metrics.Traffic { return metrics.Traffic{MessagesIn: in2.Load(), MessagesOut: 1} })
@@ -103,7 +105,7 @@ func TestNilGateway(t *testing.T) {
 // TestConfig checks the configuration series.
 func TestConfig(t *testing.T) {
 	t.Parallel()
-	reg, err := metrics.NewRegistry()
+	reg, err := promreg.New()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,13 +128,13 @@ func TestConfig(t *testing.T) {
 		`gatehouse_gateway_config_apply_duration_seconds_bucket{le="0.005"}`:  1,
 		"gatehouse_gateway_revocations_total":                                 2,
 	}
-	got := scrape(t, metrics.Handler(reg), "gatehouse_gateway_config", "gatehouse_gateway_revocations")
+	got := scrape(t, promreg.Handler(reg), "gatehouse_gateway_config", "gatehouse_gateway_revocations")
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %v, want %v", k, got[k], v)
 		}
 	}
-	if got := scrape(t, metrics.Handler(reg), "go_goroutines", "process_"); got["go_goroutines"] == 0 {
+	if got := scrape(t, promreg.Handler(reg), "go_goroutines", "process_"); got["go_goroutines"] == 0 {
 		t.Errorf("no Go runtime metrics in %v", got)
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"gatehouse.dev/gateway/internal/usage"
 	"gatehouse.dev/pkg/configwire"
 	"gatehouse.dev/pkg/pipeline"
+	"gatehouse.dev/pkg/promreg"
 )
 
 // DefaultDrainTimeout is the default of GATEWAY_DRAIN_TIMEOUT.
@@ -160,7 +161,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	if n.backendTLS, err = backendTLS(cfg.BackendCABundle); err != nil {
 		return nil, err
 	}
-	if n.promReg, err = metrics.NewRegistry(); err != nil {
+	if n.promReg, err = promreg.New(); err != nil {
 		return nil, err
 	}
 	if n.metrics, err = metrics.NewGateway(n.promReg); err != nil {
@@ -417,7 +418,7 @@ func (n *Node) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
 	mux.HandleFunc("GET /readyz", n.serveReady)
-	mux.Handle("GET /metrics", metrics.Handler(n.promReg))
+	mux.Handle("GET /metrics", promreg.Handler(n.promReg))
 	if n.cfg.Pprof {
 		// The admin listener is for operators only (loopback by default); profiles show no
 		// secrets but cost CPU while taken.

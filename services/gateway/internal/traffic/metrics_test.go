@@ -28,6 +28,7 @@ import (
 	"gatehouse.dev/gateway/internal/usage"
 	"gatehouse.dev/pkg/configwire"
 	"gatehouse.dev/pkg/pipeline"
+	"gatehouse.dev/pkg/promreg"
 )
 
 // Secrets the client or the configuration hands the gateway; no log record may hold them.
@@ -207,7 +208,7 @@ func newEnv(t *testing.T) *env {
 func (e *env) scrape(t *testing.T) map[string]float64 {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	metrics.Handler(e.reg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	promreg.Handler(e.reg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("/metrics: %d %s", rec.Code, rec.Body)
 	}

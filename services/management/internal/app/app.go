@@ -35,6 +35,7 @@ import (
 	"gatehouse.dev/management/internal/secretbox"
 	"gatehouse.dev/management/internal/store"
 	"gatehouse.dev/management/internal/store/migrate"
+	"gatehouse.dev/pkg/promreg"
 )
 
 // Timings of the assembly.
@@ -172,7 +173,7 @@ func (a *App) build(ctx context.Context) error {
 	if a.hbSub, err = a.fleet.Subscribe(a.nc); err != nil {
 		return fmt.Errorf("subscribing to gateway heartbeats: %w", err)
 	}
-	if a.metrics, err = metrics.NewRegistry(); err != nil {
+	if a.metrics, err = promreg.New(); err != nil {
 		return err
 	}
 	if a.mm, err = metrics.NewManagement(a.metrics); err != nil {
@@ -184,7 +185,7 @@ func (a *App) build(ctx context.Context) error {
 		Fleet:          a.fleet,
 		Connections:    fleet.NewConnections(a.nc, a.fleet, log),
 		Metrics:        a.mm,
-		MetricsHandler: metrics.Handler(a.metrics),
+		MetricsHandler: promreg.Handler(a.metrics),
 		Reports:        reports.NewStore(a.pool),
 		Ready:          a.readiness,
 	}, a.catalog, verifier, log)

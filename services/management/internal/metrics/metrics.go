@@ -8,32 +8,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 const namespace = "gatehouse_management"
 
 // requestBuckets are the request latency buckets, in seconds.
 var requestBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
-
-// NewRegistry returns a registry holding the Go runtime and process collectors, for one
-// process to register all its metrics on.
-func NewRegistry() (*prometheus.Registry, error) {
-	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
-	}
-	return reg, nil
-}
-
-// Handler serves reg in the Prometheus exposition formats.
-func Handler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
-}
 
 // Management records management's metrics. Its methods are safe for concurrent use; a nil
 // *Management records nothing. It is the outbox relay's Observer.

@@ -14,6 +14,8 @@ import (
 	"gatehouse.dev/management/internal/api"
 	"gatehouse.dev/management/internal/metrics"
 	"gatehouse.dev/management/internal/mgmttest"
+
+	"gatehouse.dev/pkg/promreg"
 )
 
 // scrape GETs /metrics without credentials and returns its gatehouse_management_ series,
@@ -118,7 +120,7 @@ func gather(t *testing.T, reg *prometheus.Registry) map[string]float64 {
 // bounded sets.
 func TestObservations(t *testing.T) {
 	t.Parallel()
-	reg, err := metrics.NewRegistry()
+	reg, err := promreg.New()
 	if err != nil {
 		t.Fatal(err)
 	}
