@@ -8,10 +8,12 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -56,15 +58,24 @@ func TestModes(t *testing.T) {
 		if tc.args[0] == "idle" && runtime.GOOS != "linux" {
 			continue // idle reads memory from /proc, which only Linux has
 		}
+		// A timed mode may measure nothing in 150 ms on a loaded machine (a 2 MB round trip
+		// under -race): the window doubles until it measures something, up to 10 s.
 		var out strings.Builder
-		if err := run(context.Background(), append(tc.args, auth...), &out); err != nil {
-			t.Fatalf("wsload %v: %v", tc.args, err)
-		}
-		for _, f := range tc.fields {
-			v := field(out.String(), f)
-			if n, err := strconv.ParseFloat(v, 64); err != nil || (f != "kib_per_conn" && n <= 0) {
-				t.Errorf("wsload %s: %s=%q in %q, want a positive number", tc.args[0], f, v, out.String())
+		for d := 150 * time.Millisecond; ; d *= 2 {
+			args := slices.Clone(tc.args)
+			if i := slices.Index(args, "-duration"); i >= 0 {
+				args[i+1] = d.String()
 			}
+			out.Reset()
+			if err := run(context.Background(), append(args, auth...), &out); err != nil {
+				t.Fatalf("wsload %v: %v", args, err)
+			}
+			if !slices.Contains(args, "-duration") || positive(out.String(), tc.fields) || d >= 10*time.Second {
+				break
+			}
+		}
+		if !positive(out.String(), tc.fields) {
+			t.Errorf("wsload %s: %q, want %v positive numbers", tc.args[0], out.String(), tc.fields)
 		}
 	}
 	if badAuth.Load()+badKey.Load() != 0 {
@@ -83,4 +94,16 @@ func field(line, name string) string {
 		}
 	}
 	return fmt.Sprintf("<no %s>", name)
+}
+
+// positive reports whether every field of a wsload report is a positive number (kib_per_conn
+// a number at all: idle memory may round to nothing).
+func positive(report string, fields []string) bool {
+	for _, f := range fields {
+		n, err := strconv.ParseFloat(field(report, f), 64)
+		if err != nil || (f != "kib_per_conn" && n <= 0) {
+			return false
+		}
+	}
+	return true
 }
