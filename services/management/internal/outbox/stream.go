@@ -11,6 +11,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"gatehouse.dev/pkg/bus"
+
+	"gatehouse.dev/management/internal/jsutil"
 )
 
 // StreamMaxAge is how long bus.ConfigStream keeps a change. A gateway that was away for longer
@@ -37,7 +39,7 @@ func streamConfig(replicas int) jetstream.StreamConfig {
 // call from several management replicas at once. replicas is the stream's replication factor
 // on a NATS cluster (NATS_STREAM_REPLICAS, 3 on a 3-node cluster); below 1 means 1.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	if _, err := js.CreateOrUpdateStream(ctx, streamConfig(replicas)); err != nil {
+	if err := jsutil.EnsureStream(ctx, js, streamConfig(replicas)); err != nil {
 		return fmt.Errorf("outbox: ensure stream %s: %w", bus.ConfigStream, err)
 	}
 	return nil

@@ -15,6 +15,8 @@ import (
 
 	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/configwire"
+
+	"gatehouse.dev/management/internal/jsutil"
 )
 
 // StreamMaxAge is how long bus.UsageStream keeps a batch no management replica stored (the
@@ -32,7 +34,7 @@ const retryDelay = 2 * time.Second
 // id, or updates an existing one. It is idempotent and safe to call from several replicas;
 // replicas below 1 means 1.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err := jsutil.EnsureStream(ctx, js, jetstream.StreamConfig{
 		Name:        bus.UsageStream,
 		Description: "Gatehouse usage batches from gateway nodes, one message per batch",
 		Subjects:    []string{bus.UsageSubjects},
