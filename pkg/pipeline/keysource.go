@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
@@ -13,11 +12,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/MicahParks/jwkset"
 )
 
 // APIM's documented key refresh behaviour (reference/apim.md §3.2).
@@ -150,20 +150,17 @@ func (k *KeySource) fetch(ctx context.Context, url string) ([]jwk, error) {
 			return nil, err
 		}
 	}
-	keys := make([]jwk, 0, len(doc.Keys))
-	for _, raw := range doc.Keys {
-		key, err := parseJWK(raw)
-		if err != nil {
-			k.log.LogAttrs(ctx, slog.LevelWarn, "skipping unusable JWK", slog.String("url", url), slog.String("error", err.Error()))
-			continue
-		}
-		if key.key != nil {
-			keys = append(keys, key)
-		}
+	keys, skipped := parseJWKs(doc.Keys)
+	for _, err := range skipped {
+		k.log.LogAttrs(ctx, slog.LevelWarn, "skipping unusable JWK", slog.String("url", url), slog.String("error", err.Error()))
 	}
 	return keys, nil
 }
 
+// getJSON fetches url into into. It is ours rather than jwkset's HTTP storage
+// (jwkset.NewStorageFromHTTP) because that storage reads a JWKS only, not the OpenID metadata
+// that names it; reads bodies without a size bound; refreshes on a goroutine of its own per URL
+// instead of on demand at the rates above; and drops the whole set when one key is invalid.
 func (k *KeySource) getJSON(ctx context.Context, url string, into any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
@@ -191,52 +188,129 @@ func (k *KeySource) getJSON(ctx context.Context, url string, into any) error {
 	return nil
 }
 
-// parseJWK parses one JSON Web Key (RFC 7517/7518/8037). Encryption keys and unknown key
-// types give a zero jwk and no error.
-func parseJWK(raw []byte) (jwk, error) {
-	var r struct {
-		Kty, Kid, Use, Alg, N, E, Crv, X, Y, K string
-		X5c                                    []string `json:"x5c"`
+// parseJWKs turns the "keys" of a JWK Set into verification keys. A key that does not parse
+// or cannot be used is skipped and its error returned in skipped, so that one bad key does
+// not cost the others; encryption keys and key types validate-jwt has no algorithm for are
+// dropped without an error.
+func parseJWKs(raws []json.RawMessage) (keys []jwk, skipped []error) {
+	keys = make([]jwk, 0, len(raws))
+	for _, raw := range raws {
+		var m jwkset.JWKMarshal
+		if err := json.Unmarshal(raw, &m); err != nil {
+			skipped = append(skipped, err)
+			continue
+		}
+		key, err := keyFromJWK(m)
+		switch {
+		case err != nil:
+			skipped = append(skipped, err)
+		case key.key != nil:
+			keys = append(keys, key)
+		}
 	}
-	if err := json.Unmarshal(raw, &r); err != nil {
-		return jwk{}, err
-	}
-	if r.Use == "enc" {
+	return keys, skipped
+}
+
+// jwkValidation is how jwkset checks a JWK. RFC 7517 §4.2 and §4.3 allow values of use and
+// key_ops beyond IANA's, and validate-jwt never fetches an x5u, so none of the three refuses
+// a key. Only the public part of an asymmetric JWK is read.
+var jwkValidation = jwkset.JWKValidateOptions{SkipUse: true, SkipKeyOps: true, SkipX5UScheme: true}
+
+// keyFromJWK parses and validates one JSON Web Key (RFC 7517/7518/8037) with jwkset, then
+// applies validate-jwt's own limits on top. An encryption key or a key validate-jwt has no
+// algorithm for (an unknown kty, Ed448, X25519) gives a zero jwk and no error.
+func keyFromJWK(m jwkset.JWKMarshal) (jwk, error) {
+	if m.USE == jwkset.UseEnc {
 		return jwk{}, nil
 	}
-	out := jwk{kid: r.Kid, alg: r.Alg}
+	var j jwkset.JWK
 	var err error
-	switch r.Kty {
-	case "RSA":
-		if r.N == "" && len(r.X5c) > 0 {
-			out.key, err = certKey(r.X5c[0])
-			break
-		}
-		out.key, err = rsaKey(r.N, r.E)
-	case "EC":
-		out.key, err = ecKey(r.Crv, r.X, r.Y)
-	case "OKP":
-		if r.Crv != "Ed25519" {
-			return jwk{}, nil
-		}
-		var x []byte
-		if x, err = decodeB64URL(r.X); err == nil && len(x) != ed25519.PublicKeySize {
-			err = errors.New("bad Ed25519 key size")
-		}
-		out.key = ed25519.PublicKey(x)
-	case "oct":
-		var k []byte
-		if k, err = decodeB64URL(r.K); err == nil && len(k) == 0 {
-			err = errors.New("empty symmetric key")
-		}
-		out.key = k
-	default:
+	if m.KTY == jwkset.KtyRSA && m.N == "" && len(m.X5C) > 0 {
+		j, err = jwkFromCertificate(m)
+	} else {
+		// jwkset reads symmetric keys only when asked for private material.
+		j, err = jwkset.NewJWKFromMarshal(m, jwkset.JWKMarshalOptions{Private: m.KTY == jwkset.KtyOct}, jwkValidation)
+	}
+	if errors.Is(err, jwkset.ErrUnsupportedKey) {
 		return jwk{}, nil
+	}
+	if err == nil {
+		err = checkKey(j.Key())
 	}
 	if err != nil {
-		return jwk{}, fmt.Errorf("key %q: %w", r.Kid, err)
+		return jwk{}, fmt.Errorf("key %q: %w", m.KID, err)
 	}
-	return out, nil
+	if !verifiesJWS(j.Key()) {
+		return jwk{}, nil
+	}
+	return jwk{kid: m.KID, alg: string(m.ALG), key: j.Key()}, nil
+}
+
+// jwkFromCertificate reads an RSA JWK that gives its key only as an X.509 certificate (x5c,
+// RFC 7517 §4.7), which jwkset.NewJWKFromMarshal refuses for want of n and e.
+func jwkFromCertificate(m jwkset.JWKMarshal) (jwkset.JWK, error) {
+	der, err := base64.StdEncoding.DecodeString(m.X5C[0])
+	if err != nil {
+		return jwkset.JWK{}, fmt.Errorf("x5c: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return jwkset.JWK{}, fmt.Errorf("x5c: %w", err)
+	}
+	return jwkset.NewJWKFromX5C(jwkset.JWKOptions{
+		Metadata: jwkset.JWKMetadataOptions{ALG: m.ALG, KID: m.KID, KEYOPS: m.KEYOPS, USE: m.USE},
+		Validate: jwkValidation,
+		X509:     jwkset.JWKX509Options{X5C: []*x509.Certificate{cert}},
+	})
+}
+
+// checkKey applies the limits validate-jwt puts on keys beyond jwkset's: RSA moduli of at
+// least 1024 bits with an odd public exponent of at least 3, and non-empty symmetric keys.
+func checkKey(key any) error {
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 1024 {
+			return errors.New("RSA keys shorter than 1024 bits are refused")
+		}
+		if k.E < 3 || k.E%2 == 0 {
+			return errors.New("invalid exponent")
+		}
+	case []byte:
+		if len(k) == 0 {
+			return errors.New("empty symmetric key")
+		}
+	}
+	return nil
+}
+
+// verifiesJWS reports whether key is of a type that some algorithm of signedMethods verifies
+// with (see fits).
+func verifiesJWS(key any) bool {
+	switch key.(type) {
+	case []byte, *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		return true
+	}
+	return false
+}
+
+// inlineRSAKey parses an <issuer-signing-keys> <key n="…" e="…">: base64 is decoded as
+// leniently as APIM does (decodeB64URL), then the key takes the JWK path of fetched keys.
+func inlineRSAKey(kid, n, e string) (jwk, error) {
+	nb, err := decodeB64URL(n)
+	if err != nil {
+		return jwk{}, fmt.Errorf("modulus: %w", err)
+	}
+	eb, err := decodeB64URL(e)
+	if err != nil {
+		return jwk{}, fmt.Errorf("exponent: %w", err)
+	}
+	if len(nb) == 0 || len(eb) == 0 {
+		return jwk{}, errors.New("n and e must both be given")
+	}
+	return keyFromJWK(jwkset.JWKMarshal{
+		KTY: jwkset.KtyRSA, KID: kid,
+		N: base64.RawURLEncoding.EncodeToString(nb), E: base64.RawURLEncoding.EncodeToString(eb),
+	})
 }
 
 // decodeB64URL decodes base64url with or without padding (and, leniently, standard base64).
@@ -248,74 +322,4 @@ func decodeB64URL(s string) ([]byte, error) {
 		}
 	}
 	return nil, errors.New("invalid base64url")
-}
-
-// rsaKey builds an RSA public key from a base64url modulus and exponent.
-func rsaKey(n, e string) (*rsa.PublicKey, error) {
-	nb, err := decodeB64URL(n)
-	if err != nil {
-		return nil, fmt.Errorf("modulus: %w", err)
-	}
-	eb, err := decodeB64URL(e)
-	if err != nil {
-		return nil, fmt.Errorf("exponent: %w", err)
-	}
-	if len(eb) == 0 || len(eb) > 4 {
-		return nil, errors.New("exponent out of range")
-	}
-	exp := 0
-	for _, b := range eb {
-		exp = exp<<8 | int(b)
-	}
-	mod := new(big.Int).SetBytes(nb)
-	if mod.BitLen() < 1024 {
-		return nil, errors.New("RSA keys shorter than 1024 bits are refused")
-	}
-	if exp < 3 || exp%2 == 0 {
-		return nil, errors.New("invalid exponent")
-	}
-	return &rsa.PublicKey{N: mod, E: exp}, nil
-}
-
-func ecKey(crv, x, y string) (*ecdsa.PublicKey, error) {
-	var curve elliptic.Curve
-	switch crv {
-	case "P-256":
-		curve = elliptic.P256()
-	case "P-384":
-		curve = elliptic.P384()
-	case "P-521":
-		curve = elliptic.P521()
-	default:
-		return nil, fmt.Errorf("unsupported curve %q", crv)
-	}
-	xb, err := decodeB64URL(x)
-	if err != nil {
-		return nil, err
-	}
-	yb, err := decodeB64URL(y)
-	if err != nil {
-		return nil, err
-	}
-	size := (curve.Params().BitSize + 7) / 8
-	if len(xb) > size || len(yb) > size {
-		return nil, errors.New("bad coordinate size")
-	}
-	point := make([]byte, 1+2*size)
-	point[0] = 4
-	copy(point[1+size-len(xb):1+size], xb)
-	copy(point[1+2*size-len(yb):], yb)
-	return ecdsa.ParseUncompressedPublicKey(curve, point)
-}
-
-func certKey(b64 string) (any, error) {
-	der, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return cert.PublicKey, nil
 }

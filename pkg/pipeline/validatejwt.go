@@ -124,11 +124,11 @@ func (b *builder) validateJWT(in *info, p *policy.ValidateJWT) (step, error) {
 		case k.CertificateID != "":
 			return nil, errors.New("issuer-signing-keys: certificate-id keys are not supported; give the key as n and e, or use openid-config")
 		case k.N != "":
-			key, err := rsaKey(k.N, k.E)
+			key, err := inlineRSAKey(k.ID, k.N, k.E)
 			if err != nil {
 				return nil, fmt.Errorf("issuer-signing-keys: key on line %d: %w", k.Pos.Line, err)
 			}
-			s.rsa = append(s.rsa, jwk{kid: k.ID, key: key})
+			s.rsa = append(s.rsa, key)
 		default:
 			if policy.IsExpression(k.Value) {
 				return nil, errors.New("issuer-signing-keys: policy expressions are not supported in keys")
@@ -375,31 +375,37 @@ func (s *validateJWTStep) keyFor(c *runCtx, t *jwt.Token) (any, error) {
 	}
 	kid, _ := t.Header["kid"].(string)
 	var set jwt.VerificationKeySet
-	add := func(keys []jwk) {
-		for _, k := range keys {
-			if (kid == "" || k.kid == "" || k.kid == kid) && (k.alg == "" || k.alg == alg) && fits(alg, k.key) {
-				set.Keys = append(set.Keys, k.key)
-			}
-		}
-	}
 	if strings.HasPrefix(alg, "HS") {
-		add(s.symmetric)
+		set.Keys = appendKeys(set.Keys, s.symmetric, kid, alg)
 	} else {
-		add(s.rsa)
+		set.Keys = appendKeys(set.Keys, s.rsa, kid, alg)
 	}
 	inline := len(set.Keys)
 	for _, u := range s.openid {
-		add(s.keys.keys(c.ctx, u, false))
+		set.Keys = appendKeys(set.Keys, s.keys.keys(c.ctx, u, false), kid, alg)
 	}
 	if len(set.Keys) == inline && kid != "" {
 		for _, u := range s.openid {
-			add(s.keys.keys(c.ctx, u, true))
+			set.Keys = appendKeys(set.Keys, s.keys.keys(c.ctx, u, true), kid, alg)
 		}
 	}
 	if len(set.Keys) == 0 {
 		return nil, errNoKey
 	}
 	return set, nil
+}
+
+// appendKeys appends to dst the keys that may verify a token of algorithm alg and key ID kid:
+// those of alg's family whose kid (when both have one) and alg (when the key has one) match.
+// The selection is ours, not jwkset.Storage's KeyRead: a token or a key without a kid matches
+// any, and the algorithm family decides (see signedMethods).
+func appendKeys(dst []jwt.VerificationKey, keys []jwk, kid, alg string) []jwt.VerificationKey {
+	for _, k := range keys {
+		if (kid == "" || k.kid == "" || k.kid == kid) && (k.alg == "" || k.alg == alg) && fits(alg, k.key) {
+			dst = append(dst, k.key)
+		}
+	}
+	return dst
 }
 
 // fits reports whether key belongs to the family of alg.

@@ -233,6 +233,12 @@ func TestValidateJWTRSA(t *testing.T) {
 	cases := []policyCase{
 		{name: "RS256 with n and e", policies: pol, setup: bearer(rs256(t, key, "", goodClaims()))},
 		{
+			name: "n and e in padded standard base64",
+			policies: `<validate-jwt header-name="Authorization"><issuer-signing-keys><key n="` + base64.StdEncoding.EncodeToString(key.N.Bytes()) +
+				`" e="` + base64.StdEncoding.EncodeToString(big.NewInt(int64(key.E)).Bytes()) + `" /></issuer-signing-keys></validate-jwt>`,
+			setup: bearer(rs256(t, key, "", goodClaims())),
+		},
+		{
 			name: "RS256 signed by another key", policies: pol, setup: bearer(rs256(t, rsaKeys()[1], "", goodClaims())),
 			want: jwtDenied("TokenSignatureInvalid", "Signature validation failed. Access denied."),
 		},
