@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"gatehouse.dev/gateway/internal/wsproxy/frame"
+	"gatehouse.dev/pkg/testwait"
 )
 
 // startEcho serves an Echo on a real socket and returns it with its ws:// URL.
@@ -32,13 +34,12 @@ func startEcho(t *testing.T) (*Echo, Target) {
 // settled waits until no connection is open at the echo, so that its counters are final.
 func settled(t *testing.T, e *Echo) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for e.Open() != 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections still open at the echo", e.Open())
+	testwait.For(t, 10*time.Second, func() string {
+		if n := e.Open(); n != 0 {
+			return fmt.Sprintf("%d connections still open at the echo", n)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // TestRunEchoCounts checks that the load generator's counts agree with what the echo backend
