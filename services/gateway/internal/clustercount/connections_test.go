@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"gatehouse.dev/gateway/internal/clustercount"
 )
@@ -191,7 +193,9 @@ func TestEvictOldest(t *testing.T) {
 		if !nodes[name[:1]].connect(counter, name, limit) {
 			t.Fatalf("%s rejected", name)
 		}
-		time.Sleep(5 * time.Millisecond) // distinct start times
+		// This sleep stays: it spaces the start times that eviction orders by. A slow machine
+		// only spaces them further.
+		time.Sleep(5 * time.Millisecond)
 	}
 	c := nodes["c"]
 	for i := range 4 {
@@ -229,8 +233,9 @@ func TestConnectionsPrepare(t *testing.T) {
 	n := connect(t, srv)
 	js := n.js.Swap(nil)
 	// Run looks for the JetStream context every Refresh/4: 15 s here.
-	conns, err := clustercount.NewConnections(clustercount.ConnectionsOptions{NodeID: "prepared", JetStream: n.jetStream,
-		Refresh: time.Minute})
+	var looked atomic.Int32
+	conns, err := clustercount.NewConnections(clustercount.ConnectionsOptions{NodeID: "prepared",
+		JetStream: func() jetstream.JetStream { looked.Add(1); return n.jetStream() }, Refresh: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +243,8 @@ func TestConnectionsPrepare(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- conns.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	time.Sleep(100 * time.Millisecond) // Run is waiting for its next poll
+	eventually(t, 5*time.Second, "Run's first look for NATS", func() bool { return looked.Load() > 0 })
+	// Run found nothing and waits for its next poll, 15 s away.
 	if conns.Shared() {
 		t.Fatal("Shared before NATS is known")
 	}

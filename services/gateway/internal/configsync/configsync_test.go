@@ -323,7 +323,7 @@ func TestNoCacheWaitsForManagement(t *testing.T) {
 	cache := t.TempDir()
 	n := startNode(t, m, cache)
 	waitFor(t, "LastError to report management unreachable", func() bool { return n.syncer.LastError() != nil })
-	time.Sleep(100 * time.Millisecond) // ten retries
+	waitFor(t, "ten attempts refused", func() bool { return m.refused.Load() >= 10 })
 	if got := n.installed(); len(got) != 0 {
 		t.Fatalf("installed %v with neither management nor a cache", got)
 	}

@@ -77,6 +77,8 @@ type management struct {
 	fetches atomic.Int64
 	// streams counts the snapshots served as streams.
 	streams atomic.Int64
+	// refused counts the requests dropped while down.
+	refused atomic.Int64
 
 	mu       sync.Mutex
 	snap     configwire.Snapshot
@@ -97,6 +99,7 @@ func (m *management) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	m.mu.Unlock()
 	switch {
 	case down:
+		m.refused.Add(1)
 		panic(http.ErrAbortHandler) // the connection drops, as when management is unreachable
 	case r.Method != http.MethodGet || r.URL.Path != configwire.SnapshotPath:
 		http.NotFound(w, r)

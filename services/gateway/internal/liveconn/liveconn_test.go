@@ -22,6 +22,7 @@ import (
 	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/configwire"
 	"gatehouse.dev/pkg/pipeline"
+	"gatehouse.dev/pkg/testwait"
 )
 
 const (
@@ -143,11 +144,7 @@ func (e *env) open(t *testing.T, api, key string) *session {
 	}
 	t.Cleanup(func() { c.Close() })
 	// The client may see the 101 before the gateway registers the session.
-	for deadline := time.Now().Add(5 * time.Second); e.handler.Connections().Len() == before; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the session was never registered")
-		}
-	}
+	testwait.Until(t, 5*time.Second, "the session registered", func() bool { return e.handler.Connections().Len() > before })
 	return &session{c: c, id: resp.Header.Get(traffic.HeaderCorrelationID)}
 }
 

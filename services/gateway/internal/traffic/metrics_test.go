@@ -29,6 +29,7 @@ import (
 	"gatehouse.dev/pkg/configwire"
 	"gatehouse.dev/pkg/pipeline"
 	"gatehouse.dev/pkg/promreg"
+	"gatehouse.dev/pkg/testwait"
 )
 
 // Secrets the client or the configuration hands the gateway; no log record may hold them.
@@ -164,13 +165,12 @@ func (b *logBuffer) records(t *testing.T) []map[string]any {
 // waitClosed waits until n "websocket closed" records are logged.
 func (b *logBuffer) waitClosed(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for strings.Count(b.String(), `"msg":"websocket closed"`) < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %d websocket closed records; log:\n%s", n, b.String())
+	testwait.For(t, 10*time.Second, func() string {
+		if log := b.String(); strings.Count(log, `"msg":"websocket closed"`) < n {
+			return fmt.Sprintf("no %d websocket closed records; log:\n%s", n, log)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 type env struct {
@@ -242,11 +242,7 @@ func (e *env) dial(t *testing.T, path string, hdr http.Header) (*websocket.Conn,
 // client may see the 101 before the handler registers the session for drain and revocation.
 func (e *env) waitRegistered(t *testing.T) {
 	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); e.handler.Connections().Len() == 0; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the session was never registered")
-		}
-	}
+	testwait.Until(t, 5*time.Second, "the session registered", func() bool { return e.handler.Connections().Len() > 0 })
 }
 
 // readClose reads from c until the close frame and returns its code and text.
@@ -313,7 +309,7 @@ func TestScriptedSession(t *testing.T) {
 		`gatehouse_gateway_bytes_total{api="chat",direction="in"}`:     3 * 7,
 		`gatehouse_gateway_bytes_total{api="chat",direction="out"}`:    3 * 7,
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+	testwait.For(t, 5*time.Second, func() string {
 		open := e.scrape(t)
 		var wrong []string
 		for series, want := range wantOpen {
@@ -321,13 +317,11 @@ func TestScriptedSession(t *testing.T) {
 				wrong = append(wrong, fmt.Sprintf("%s = %v, want %v", series, open[series], want))
 			}
 		}
-		if len(wrong) == 0 {
-			break
+		if len(wrong) > 0 {
+			return "open session:\n" + strings.Join(wrong, "\n")
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("open session:\n%s", strings.Join(wrong, "\n"))
-		}
-	}
+		return ""
+	})
 
 	if err := c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "done"), time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package traffic_test
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/gateway/internal/traffic"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/testwait"
 )
 
 // clientTrace is the trace the client's traceparent names; the gateway must continue it.
@@ -187,11 +189,12 @@ func TestTracing(t *testing.T) {
 
 			// The handshake span ends just after the 101 reaches the client.
 			var got map[string]spanView
-			for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-				if got = spanViews(t, exp, traceID); len(got) == 3 || time.Now().After(deadline) {
-					break
+			testwait.For(t, 5*time.Second, func() string {
+				if got = spanViews(t, exp, traceID); len(got) != 3 {
+					return fmt.Sprintf("%d spans, want 3: %v", len(got), got)
 				}
-			}
+				return ""
+			})
 			want := map[string]spanView{
 				tracing.SpanHandshake: {Name: tracing.SpanHandshake, Parent: tc.wantRoot, Kind: trace.SpanKindServer, Attrs: map[string]string{
 					"gatehouse.api.name": strings.Split(tc.path, "/")[1], "gatehouse.operation.name": tc.wantOp,

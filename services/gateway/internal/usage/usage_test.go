@@ -3,6 +3,7 @@ package usage_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"gatehouse.dev/gateway/internal/usage"
 	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/testwait"
 )
 
 // clock is a settable test clock.
@@ -249,8 +251,10 @@ func TestRunPublishesUntilAcknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	var conn atomic.Pointer[jetstream.JetStream]
+	var attempts atomic.Int32 // publications attempted: each asks for the connection first
 	c := usage.New(usage.Options{NodeID: "node-1", ServiceID: func() string { return "svc.1" }, RetryMin: 20 * time.Millisecond,
 		RetryMax: 50 * time.Millisecond, JetStream: func() jetstream.JetStream {
+			attempts.Add(1)
 			if p := conn.Load(); p != nil {
 				return *p
 			}
@@ -263,9 +267,12 @@ func TestRunPublishesUntilAcknowledged(t *testing.T) {
 
 	c.Handshake("echo", "", 401)
 	c.Flush(true)
-	time.Sleep(100 * time.Millisecond) // no connection yet: the batch waits
+	// No connection yet: the batch waits through a retry.
+	testwait.Until(t, 10*time.Second, "a retry without a connection", func() bool { return attempts.Load() >= 2 })
+	// No stream yet: a publication fails, and the next attempt shows it has.
 	conn.Store(&js)
-	time.Sleep(100 * time.Millisecond) // no stream yet: publication fails and is retried
+	before := attempts.Load()
+	testwait.Until(t, 10*time.Second, "a retry after a failed publication", func() bool { return attempts.Load() >= before+2 })
 	if n := len(c.Pending()); n != 1 {
 		t.Fatalf("%d batches pending before the stream exists, want 1", n)
 	}
@@ -274,13 +281,12 @@ func TestRunPublishesUntilAcknowledged(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(c.Pending()) > 0 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := len(c.Pending()); n != 0 {
-		t.Fatalf("%d batches still pending", n)
-	}
+	testwait.For(t, 10*time.Second, func() string {
+		if n := len(c.Pending()); n != 0 {
+			return fmt.Sprintf("%d batches still pending", n)
+		}
+		return ""
+	})
 	msg, err := stream.GetLastMsgForSubject(context.Background(), bus.UsageSubject("svc.1"))
 	if err != nil {
 		t.Fatal(err)

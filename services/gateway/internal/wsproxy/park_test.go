@@ -2,24 +2,25 @@ package wsproxy_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"gatehouse.dev/gateway/internal/wsproxy"
+	"gatehouse.dev/pkg/testwait"
 )
 
 // waitParked waits until n sides of s are parked.
 func waitParked(t *testing.T, s *wsproxy.Session, n int) {
 	t.Helper()
-	deadline := time.Now().Add(wsproxy.ParkAfter + waitFor)
-	for s.Parked() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d sides parked after %v, want %d", s.Parked(), wsproxy.ParkAfter+waitFor, n)
+	testwait.For(t, wsproxy.ParkAfter+waitFor, func() string {
+		if got := s.Parked(); got != n {
+			return fmt.Sprintf("%d sides parked, want %d", got, n)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 // TestParking checks that a quiet session hands both directions to the parker and relays,

@@ -15,6 +15,7 @@ import (
 
 	"gatehouse.dev/gateway/internal/wsproxy"
 	"gatehouse.dev/gateway/internal/wsproxy/frame"
+	"gatehouse.dev/pkg/testwait"
 )
 
 type message struct {
@@ -373,10 +374,15 @@ func TestIdleTimeout(t *testing.T) {
 	t.Run("endpoint pings keep it open", func(t *testing.T) {
 		t.Parallel()
 		be := startBackend(t, websocket.Upgrader{}, echo, nil, false)
-		gw := startGateway(t, be.url(), withLimits(wsproxy.Limits{IdleTimeout: idle}))
+		// A longer timeout than above, pinged every tenth of it: a loaded machine that stalls
+		// a sleep by several tenths still pings in time.
+		const pingedIdle = time.Second
+		gw := startGateway(t, be.url(), withLimits(wsproxy.Limits{IdleTimeout: pingedIdle}))
 		c, _ := dialGorilla(t, nil, gw.url("/"), nil)
-		for range 10 {
-			time.Sleep(idle / 3)
+		start := time.Now()
+		for time.Since(start) < 3*pingedIdle/2 {
+			// This sleep stays: the pings must be spread over more than the idle timeout.
+			time.Sleep(pingedIdle / 10)
 			if err := c.WriteControl(websocket.PingMessage, nil, time.Now().Add(waitFor)); err != nil {
 				t.Fatal(err)
 			}
@@ -386,7 +392,7 @@ func TestIdleTimeout(t *testing.T) {
 		}
 		c.SetReadDeadline(time.Now().Add(waitFor))
 		if _, p, err := c.ReadMessage(); err != nil || string(p) != "still there?" {
-			t.Errorf("after %v of pings: %q, %v; want the echo", 10*idle/3, p, err)
+			t.Errorf("after %v of pings: %q, %v; want the echo", time.Since(start), p, err)
 		}
 	})
 }
@@ -418,10 +424,7 @@ func TestKeepalivePings(t *testing.T) {
 				}
 			}
 		}()
-		time.Sleep(6 * interval)
-		if pings.Load() < 4 {
-			t.Errorf("endpoints got %d keepalive pings in %v, want several", pings.Load(), 6*interval)
-		}
+		testwait.Until(t, waitFor, "several keepalive pings", func() bool { return pings.Load() >= 4 })
 		if pongs.Load() != 0 {
 			t.Errorf("endpoints got %d pongs, want the keepalive pongs swallowed", pongs.Load())
 		}
@@ -496,8 +499,13 @@ func TestCloseDuringLargeFrame(t *testing.T) {
 
 	f := mustFrame(t, true, 0, frame.OpBinary, true, bytes.Repeat([]byte("x"), 100000))
 	client.Write(f[:50000])
-	time.Sleep(50 * time.Millisecond)
+	back.SetReadDeadline(time.Now().Add(waitFor))
+	if _, err := back.r.Peek(2); err != nil { // the gateway is inside the frame now
+		t.Fatalf("backend got no start of the frame: %v", err)
+	}
 	s.Close(1008, "subscription revoked")
+	// This sleep stays: it gives a wrong writer time to put the close frame inside the large
+	// one. A slow machine only makes the test less likely to catch that; it cannot fail it.
 	time.Sleep(50 * time.Millisecond)
 	client.Write(f[50000:])
 	h, p := back.readFrame(t)

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"gatehouse.dev/management/internal/mgmttest"
 	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/testwait"
 )
 
 // reportPage is a report response as a client decodes it.
@@ -127,18 +129,14 @@ func waitEmpty(t *testing.T, env *mgmttest.Env) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.For(t, 10*time.Second, func() string {
 		info, err := s.Info(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if info.State.Msgs == 0 {
-			return
+		if info.State.Msgs != 0 {
+			return fmt.Sprintf("%d usage batches not stored", info.State.Msgs)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d usage batches not stored", info.State.Msgs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
 }

@@ -248,7 +248,14 @@ func TestFailureDrills(t *testing.T) {
 	// recovered checks what a user checks after an incident.
 	recovered := func(t *testing.T) {
 		t.Helper()
-		time.Sleep(500 * time.Millisecond) // a few writes after the recovery
+		// A few writes acknowledged after the recovery.
+		acked, _ := w.snapshot()
+		eventually(t, 20*time.Second, func() string {
+			if now, _ := w.snapshot(); len(now) < len(acked)+3 {
+				return fmt.Sprintf("%d writes acknowledged since the recovery, want 3", len(now)-len(acked))
+			}
+			return ""
+		})
 		running(t)
 		convergeAlive(t, s, len(nodes))
 		checkAcked(t, s, w, nodes)
@@ -276,6 +283,7 @@ func TestFailureDrills(t *testing.T) {
 		victim := nodes[2]
 		_ = victim.cmd.Process.Kill()
 		<-victim.exited
+		// This sleep stays: the other nodes must serve through a while of the victim's absence.
 		time.Sleep(time.Second)
 		for _, n := range nodes[:2] {
 			if err := sessions[n].echo("while "+victim.name+" is down", 10*time.Second); err != nil {
@@ -299,13 +307,17 @@ func TestFailureDrills(t *testing.T) {
 		// Only now is the database down: a write that began while it was stopping may have
 		// committed, and its 201 is the truth.
 		w.dbDown.Store(true)
+		// This sleep stays: the outage lasts a while. It ends no sooner than a write has failed.
 		time.Sleep(2 * time.Second)
+		eventually(t, 20*time.Second, func() string {
+			if _, failed := w.snapshot(); failed == failedBefore {
+				return "no write failed while the database was down"
+			}
+			return ""
+		})
 		w.dbDown.Store(false)
 		if err := pg.start(); err != nil {
 			t.Fatal(err)
-		}
-		if _, failed := w.snapshot(); failed == failedBefore {
-			t.Error("no write failed while the database was down")
 		}
 		w.mu.Lock()
 		for _, l := range w.lies {
@@ -324,6 +336,8 @@ func TestFailureDrills(t *testing.T) {
 	})
 
 	t.Run("kill NATS", func(t *testing.T) {
+		// This sleep and the next stay: writes flow for a while before NATS goes, and the
+		// sessions are checked a while into the outage.
 		time.Sleep(time.Second)
 		ackedBefore, _ := w.snapshot()
 		natsProc.kill()
@@ -339,11 +353,13 @@ func TestFailureDrills(t *testing.T) {
 			}
 			c.Close()
 		}
-		time.Sleep(time.Second)
 		// Management keeps accepting writes: they wait in the outbox until NATS is back.
-		if acked, _ := w.snapshot(); len(acked) == len(ackedBefore) {
-			t.Error("no write was acknowledged while NATS was down")
-		}
+		eventually(t, 20*time.Second, func() string {
+			if acked, _ := w.snapshot(); len(acked) == len(ackedBefore) {
+				return "no write was acknowledged while NATS was down"
+			}
+			return ""
+		})
 		// The new server is another process with the same store: streams and KV buckets
 		// survive, core NATS subscriptions do not (the clients send them again).
 		natsProc = startNATS(t, drills, natsBin, natsAddr, natsStore)

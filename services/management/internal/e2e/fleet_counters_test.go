@@ -130,6 +130,8 @@ func testFleetLimits(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
 				u := newUpgrader(t, tc.ip)
+				// This sleep stays: the windows are the wall clock's, and both subtests start at
+				// the same boundary so that every window they count is whole.
 				time.Sleep(time.Until(start))
 				r := fire(nodes, u, tc.path, tc.header, stop)
 				t.Logf("%s: %d handshakes in %v (%.0f/s), %d admitted %v, %d refused with 429; last admitted %v into the window; latency %v",

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"gatehouse.dev/pkg/testwait"
 )
 
 // TestFleetDrain stops a node with open sessions as an orchestrator does, with SIGTERM and
@@ -43,12 +45,9 @@ func TestFleetDrain(t *testing.T) {
 	sent := time.Now()
 	// /readyz answers 503 at once, so load balancers take the node out of rotation: before
 	// the drain has closed half of the sessions (an order of events, which no load changes).
-	for n.readyz(t) != http.StatusServiceUnavailable {
-		if time.Since(sent) > budget {
-			t.Fatal("readyz still not 503 after the whole drain budget")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.Until(t, budget, "readyz 503 within the drain budget", func() bool {
+		return n.readyz(t) == http.StatusServiceUnavailable
+	})
 	readyzAfter := time.Since(sent)
 	if closed := closedCount(open); closed >= sessions/2 {
 		t.Errorf("readyz turned 503 only after %d of %d sessions were closed, want at once", closed, sessions)

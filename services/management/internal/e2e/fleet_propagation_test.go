@@ -77,6 +77,8 @@ func TestFleetPropagation(t *testing.T) {
 		var wg sync.WaitGroup
 		for i, n := range nodes {
 			wg.Go(func() {
+				// A hand-rolled poll, not testwait: it runs off the test goroutine, which alone
+				// may fail t, and times each node's propagation to the millisecond.
 				deadline := time.Now().Add(propagation)
 				for {
 					got, err := p.status(n, "/probe", header)

@@ -14,8 +14,8 @@ import (
 	"gatehouse.dev/management/internal/api"
 	"gatehouse.dev/management/internal/metrics"
 	"gatehouse.dev/management/internal/mgmttest"
-
 	"gatehouse.dev/pkg/promreg"
+	"gatehouse.dev/pkg/testwait"
 )
 
 // scrape GETs /metrics without credentials and returns its gatehouse_management_ series,
@@ -80,15 +80,12 @@ func TestScrape(t *testing.T) {
 	}
 	// The relay publishes the named value's change shortly, and each request is recorded just
 	// after its answer is written.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		diff := cmp.Diff(want, scrape(t, env))
-		if diff == "" {
-			break
+	testwait.For(t, 10*time.Second, func() string {
+		if diff := cmp.Diff(want, scrape(t, env)); diff != "" {
+			return "metrics (-want +got):\n" + diff
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics (-want +got):\n%s", diff)
-		}
-	}
+		return ""
+	})
 }
 
 // gather returns reg's gatehouse_ series, "name{label=value,...}" → value (a histogram's:

@@ -295,6 +295,20 @@ func runRelay(t *testing.T, ctx context.Context, pool *pgxpool.Pool, js jetstrea
 	return r, stop
 }
 
+// lags is an Observer that counts what the relay's drains tell it: Lag(0) ends a drain that
+// left nothing pending; a non-zero Lag starts a drain that found rows, or ends one that failed.
+type lags struct{ drained, pending atomic.Int32 }
+
+func (l *lags) Leading(bool)  {}
+func (l *lags) Published(int) {}
+func (l *lags) Lag(age time.Duration) {
+	if age == 0 {
+		l.drained.Add(1)
+	} else {
+		l.pending.Add(1)
+	}
+}
+
 // recorder is an afterPublish hook that records the outbox ids a relay published.
 type recorder struct {
 	mu  sync.Mutex
@@ -345,9 +359,10 @@ func TestRelayWakesOnNotify(t *testing.T) {
 	svc := e.createService(t, ctx, "a")
 
 	// With an hour between polls only the notification can wake the leader.
-	r, _ := runRelay(t, ctx, e.newPool(t, ctx), e.js, "listener", WithPollInterval(time.Hour))
-	eventually(t, ctx, r.Leading, func() string { return "relay never led" })
-	time.Sleep(100 * time.Millisecond) // let it finish its first drain and wait
+	var l lags
+	runRelay(t, ctx, e.newPool(t, ctx), e.js, "listener", WithPollInterval(time.Hour), WithObserver(&l))
+	// Its first drain found nothing: from here only a notification makes it look again.
+	eventually(t, ctx, func() bool { return l.drained.Load() > 0 }, func() string { return "first drain never ended" })
 
 	wctx, wcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer wcancel()
@@ -524,7 +539,8 @@ func TestRelaySurvivesNATSOutage(t *testing.T) {
 	}
 	svc := e.createService(t, ctx, "a")
 
-	runRelay(t, ctx, e.newPool(t, ctx), e.js, "outage")
+	var l lags
+	runRelay(t, ctx, e.newPool(t, ctx), e.js, "outage", WithObserver(&l))
 	e.mustWrite(t, ctx, svc, 2)
 	e.waitPublished(t, ctx, 2)
 
@@ -533,8 +549,11 @@ func TestRelaySurvivesNATSOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns.Shutdown()
+	before := l.pending.Load()
 	e.mustWrite(t, ctx, svc, 3)
-	time.Sleep(500 * time.Millisecond) // several failed publish attempts
+	// Two failed attempts: each drain tells the lag when it finds the rows and when it fails.
+	eventually(t, ctx, func() bool { return l.pending.Load() >= before+4 },
+		func() string { return fmt.Sprintf("%d lags told with rows pending", l.pending.Load()-before) })
 	if got := e.pending(t, ctx); got != 3 {
 		t.Errorf("with NATS down %d rows are pending, want 3 (none marked)", got)
 	}

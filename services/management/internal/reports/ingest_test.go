@@ -3,6 +3,7 @@ package reports_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"gatehouse.dev/management/internal/store/migrate"
 	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/testwait"
 )
 
 type env struct {
@@ -102,8 +104,7 @@ func (e *env) publish(t *testing.T, b configwire.UsageBatch, msgID string) {
 // waitStored waits until the service has n usage rows and the stream has none left.
 func (e *env) waitStored(t *testing.T, service string, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testwait.For(t, 10*time.Second, func() string {
 		var got int
 		if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM usage WHERE service_id = $1`, service).Scan(&got); err != nil {
 			t.Fatal(err)
@@ -116,14 +117,11 @@ func (e *env) waitStored(t *testing.T, service string, n int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got == n && info.State.Msgs == 0 {
-			return
+		if got != n || info.State.Msgs != 0 {
+			return fmt.Sprintf("%d usage rows and %d messages in the stream, want %d rows and none", got, info.State.Msgs, n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d usage rows and %d messages in the stream, want %d rows and none", got, info.State.Msgs, n)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return ""
+	})
 }
 
 var day = time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
