@@ -124,4 +124,5 @@ const (
 	MsgForbidden          = "Forbidden"
 	MsgNoConfiguration    = "Gateway has no configuration yet"
 	MsgBackendUnavailable = "Backend service unavailable"
+	MsgHeaderTooLarge     = "Request header fields too large"
 )

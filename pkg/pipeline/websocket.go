@@ -33,6 +33,14 @@ type SessionLimits struct {
 	// CloseOnTokenExpiry closes the session when Request.TokenExpiry passes. False when no
 	// policy set close-on-token-expiry="true" or the narrowest one set "false".
 	CloseOnTokenExpiry bool
+	// ValidateUTF8 checks that text messages are UTF-8 (1007 when not); false when no
+	// policy set validate-utf8="true" or the narrowest one set "false".
+	ValidateUTF8 bool
+	// AllowCompression lets permessage-deflate be negotiated end to end; false when no
+	// policy set allow-compression="true" or the narrowest one set "false". The gateway
+	// never negotiates it together with ValidateUTF8, since compressed text cannot be
+	// checked without inflating it.
+	AllowCompression bool
 	// Rates are the message rates, every one of which a message must pass, broadest scope
 	// first and in document order within a scope. The slice is shared by every Run of a
 	// Pipeline: do not modify it.
@@ -139,6 +147,14 @@ func (b *builder) websocketLimits(in *info, p *policy.WebSocketLimits) (step, er
 		s.closeOnExpirySet = true
 		s.limits.CloseOnTokenExpiry = strings.EqualFold(strings.TrimSpace(v), "true")
 	}
+	if v := p.ValidateUTF8; v != "" {
+		s.validateSet = true
+		s.limits.ValidateUTF8 = strings.EqualFold(strings.TrimSpace(v), "true")
+	}
+	if v := p.AllowCompression; v != "" {
+		s.compressionSet = true
+		s.limits.AllowCompression = strings.EqualFold(strings.TrimSpace(v), "true")
+	}
 	for i, r := range p.Rates {
 		mr := MessageRate{
 			Direction:       DirectionBoth,
@@ -171,6 +187,8 @@ func (b *builder) websocketLimits(in *info, p *policy.WebSocketLimits) (step, er
 type sessionScope struct {
 	limits           SessionLimits
 	closeOnExpirySet bool
+	validateSet      bool
+	compressionSet   bool
 }
 
 // limitAttr converts a limit attribute to unit: empty (not set) gives 0, "0" (no limit)
@@ -224,6 +242,12 @@ func (b *builder) composeSession() SessionLimits {
 		}
 		if s.closeOnExpirySet {
 			out.CloseOnTokenExpiry = l.CloseOnTokenExpiry
+		}
+		if s.validateSet {
+			out.ValidateUTF8 = l.ValidateUTF8
+		}
+		if s.compressionSet {
+			out.AllowCompression = l.AllowCompression
 		}
 		out.Rates = append(out.Rates, l.Rates...)
 	}

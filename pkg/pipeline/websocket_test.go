@@ -79,6 +79,12 @@ func TestSessionLimitsCompose(t *testing.T) {
 			want:   SessionLimits{},
 		},
 		{
+			name:   "validate-utf8 and allow-compression: the narrowest scope wins",
+			global: in(`<websocket-limits validate-utf8="true" allow-compression="true" />`),
+			api:    in(`<base /><websocket-limits allow-compression="false" />`),
+			want:   SessionLimits{ValidateUTF8: true},
+		},
+		{
 			name:   "a section without base does not inherit limits",
 			global: in(`<websocket-limits idle-timeout="10"><message-rate messages="1" period="1" /></websocket-limits>`),
 			api:    in(`<websocket-limits ping-interval="15" />`),

@@ -17,7 +17,7 @@ import (
 // Every attribute is optional and empty means not set. MaxMessageSize is in bytes;
 // IdleTimeout, PingInterval and MaxLifetime are whole seconds from 0 to 2147483647, where 0
 // turns the limit off; PingInterval is 0 or at least 5. CloseOnTokenExpiry is "true" or
-// "false" in any case. Values are literals or {{named value}} references, never policy
+// "false" in any case, as are ValidateUTF8 and AllowCompression. Values are literals or {{named value}} references, never policy
 // expressions, because the limits are fixed when the policy is compiled, not per request.
 //
 // The element may appear only directly in the inbound section, at most once per section.
@@ -29,7 +29,13 @@ type WebSocketLimits struct {
 	PingInterval       string
 	MaxLifetime        string
 	CloseOnTokenExpiry string
-	Rates              []MessageRate
+	// ValidateUTF8 ("true" or "false") makes the gateway check that text messages are UTF-8
+	// and close with 1007 when one is not; AllowCompression ("true" or "false") lets
+	// permessage-deflate be negotiated with the backend, with which size caps count
+	// compressed bytes (docs/policies.md).
+	ValidateUTF8     string
+	AllowCompression string
+	Rates            []MessageRate
 }
 
 // MessageRate is a <message-rate> of websocket-limits: at most Messages data messages per
@@ -89,6 +95,8 @@ func (p *WebSocketLimits) Encode() *Element {
 		attr("ping-interval", p.PingInterval).
 		attr("max-lifetime", p.MaxLifetime).
 		attr("close-on-token-expiry", p.CloseOnTokenExpiry).
+		attr("validate-utf8", p.ValidateUTF8).
+		attr("allow-compression", p.AllowCompression).
 		attr("id", p.ID)
 	for _, r := range p.Rates {
 		e.child((&Element{Name: "message-rate", Pos: r.Pos}).
@@ -110,6 +118,8 @@ func decodeWebSocketLimits(_ *Registry, e *Element) (Policy, error) {
 		PingInterval:       a.pingInterval("ping-interval"),
 		MaxLifetime:        a.integer("max-lifetime", false, 0, maxSeconds, false),
 		CloseOnTokenExpiry: a.literalEnum("close-on-token-expiry", false, "true", "false"),
+		ValidateUTF8:       a.literalEnum("validate-utf8", false, "true", "false"),
+		AllowCompression:   a.literalEnum("allow-compression", false, "true", "false"),
 	}
 	if err := a.done(); err != nil {
 		return nil, err

@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -55,6 +57,8 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 	fs.StringVar(&c.BackendCABundle, "backend-ca-bundle", e.String("GATEWAY_BACKEND_CA_BUNDLE", ""), "PEM CA bundle trusted for wss/https backends, added to the system roots (GATEWAY_BACKEND_CA_BUNDLE)")
 	fs.DurationVar(&c.ConnectTimeout, "backend-connect-timeout", e.Duration("GATEWAY_BACKEND_CONNECT_TIMEOUT", 10*time.Second), "backend dial and handshake timeout (GATEWAY_BACKEND_CONNECT_TIMEOUT)")
 	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", e.Int("GATEWAY_MAX_MESSAGE_BYTES", 16<<20), "default maximum WebSocket message size; larger ones close with 1009 (GATEWAY_MAX_MESSAGE_BYTES)")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", int(e.Int("GATEWAY_MAX_HEADER_BYTES", node.DefaultMaxHeaderBytes)), "largest request line and headers; larger requests get 431 (GATEWAY_MAX_HEADER_BYTES)")
+	trusted := fs.String("trusted-proxies", e.String("GATEWAY_TRUSTED_PROXIES", ""), "comma-separated CIDRs or addresses of proxies whose Forwarded/X-Forwarded-For are believed for the client address; empty = none (GATEWAY_TRUSTED_PROXIES)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", e.Duration("GATEWAY_IDLE_TIMEOUT", time.Hour), "default WebSocket idle timeout, 0 = none (GATEWAY_IDLE_TIMEOUT)")
 	fs.DurationVar(&c.PingInterval, "ping-interval", e.Duration("GATEWAY_PING_INTERVAL", 0), "default keepalive ping interval toward both sides, 0 = none; <websocket-limits ping-interval> overrides per API (GATEWAY_PING_INTERVAL)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", e.Duration("GATEWAY_DRAIN_TIMEOUT", node.DefaultDrainTimeout), "time to drain connections on SIGTERM (GATEWAY_DRAIN_TIMEOUT)")
@@ -67,6 +71,11 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
 		return f, err
 	} else if err != nil {
+		return f, usageError{err}
+	}
+	var err error
+	if c.TrustedProxies, err = parsePrefixes(*trusted); err != nil {
+		fmt.Fprintln(out, "gateway: -trusted-proxies:", err)
 		return f, usageError{err}
 	}
 	return f, e.Err()
@@ -115,4 +124,25 @@ func run(ctx context.Context, f flags, stderr io.Writer) error {
 		return err
 	}
 	return n.Run(ctx)
+}
+
+// parsePrefixes reads a comma-separated list of CIDRs and addresses (an address is its own
+// /32 or /128).
+func parsePrefixes(list string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(f); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a CIDR", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

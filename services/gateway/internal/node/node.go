@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,14 @@ type Config struct {
 	MaxMessageBytes int64
 	IdleTimeout     time.Duration
 	PingInterval    time.Duration
+	// MaxHeaderBytes caps a request's line and headers on the traffic listener; 0 means
+	// traffic.DefaultMaxHeaderBytes (GATEWAY_MAX_HEADER_BYTES). The handler answers 431
+	// with APIM's body; net/http reads at most 4 KiB past the cap and answers a header
+	// longer than that itself, with a plain-text 431, before any handler runs.
+	MaxHeaderBytes int
+	// TrustedProxies are the peers whose Forwarded and X-Forwarded-For are believed for the
+	// client's address; empty trusts none (GATEWAY_TRUSTED_PROXIES).
+	TrustedProxies []netip.Prefix
 	// DrainTimeout bounds the drain when Run's ctx ends; 0 means DefaultDrainTimeout
 	// (GATEWAY_DRAIN_TIMEOUT).
 	DrainTimeout time.Duration
@@ -268,9 +277,11 @@ func (n *Node) Run(ctx context.Context) error {
 	}()
 	handler := traffic.New(&n.current, traffic.Options{BackendTLS: n.backendTLS, ConnectTimeout: n.cfg.ConnectTimeout,
 		MaxMessageBytes: n.cfg.MaxMessageBytes, IdleTimeout: n.cfg.IdleTimeout, PingInterval: n.cfg.PingInterval,
+		MaxHeaderBytes: n.maxHeaderBytes(), TrustedProxies: n.cfg.TrustedProxies,
 		Region: n.cfg.Region, Log: n.log, Node: n.id, Metrics: n.metrics, Registry: n.conns, Connections: n.sessions,
 		Tracer: tracer, Usage: n.usage, Context: ctx})
 	trafficSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: n.maxHeaderBytes(),
 		// Requests in flight when ctx ends finish during the drain rather than failing.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
 	adminSrv := &http.Server{Handler: n.admin, ReadHeaderTimeout: 5 * time.Second}
@@ -443,4 +454,15 @@ func (n *Node) serveReady(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ready"))
+}
+
+// DefaultMaxHeaderBytes is Config.MaxHeaderBytes when zero.
+const DefaultMaxHeaderBytes = traffic.DefaultMaxHeaderBytes
+
+// maxHeaderBytes is Config.MaxHeaderBytes or its default.
+func (n *Node) maxHeaderBytes() int {
+	if n.cfg.MaxHeaderBytes > 0 {
+		return n.cfg.MaxHeaderBytes
+	}
+	return DefaultMaxHeaderBytes
 }

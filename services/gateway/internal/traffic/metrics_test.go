@@ -45,7 +45,7 @@ const svcARM = "/subscriptions/s/resourceGroups/r/providers/Microsoft.ApiManagem
 
 type obj = map[string]any
 
-func ent(t *testing.T, kind, parent, name string, props obj) configwire.Entity {
+func ent(t testing.TB, kind, parent, name string, props obj) configwire.Entity {
 	t.Helper()
 	raw, err := json.Marshal(props)
 	if err != nil {
@@ -89,7 +89,7 @@ func snapshot(t *testing.T, backend string, withoutAlice bool) configwire.Snapsh
 	return configwire.Snapshot{ServiceID: "svc-id", Service: "svc", Gateway: "gw1", Revision: 7, Entities: ents}
 }
 
-func build(t *testing.T, snap configwire.Snapshot) *compiled.Config {
+func build(t testing.TB, snap configwire.Snapshot) *compiled.Config {
 	t.Helper()
 	cfg, err := compiled.NewBuilder(pipeline.Env{}).Load(snap)
 	if err != nil {

@@ -105,7 +105,7 @@ func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cfg *compile
 	if r.TLS != nil {
 		proto = "https"
 	}
-	setForwarded(pr.Header, r, proto)
+	h.setForwarded(pr.Header, r, proto)
 	copyHeaders(w.Header(), pr.ResponseHeader)
 	t := &restTarget{url: backendURL(pr.Backend, rest, pr.Query), header: pr.Header}
 	h.rest.proxy.ServeHTTP(w, r.WithContext(contextWith(r, t)))

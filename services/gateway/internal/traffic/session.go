@@ -35,7 +35,8 @@ func (l *limiter) allow(now time.Time) bool {
 func (h *Handler) sessionControls(pr *pipeline.Request, subscription string, opened time.Time) (wsproxy.Limits, wsproxy.Hooks, time.Time, uint16, string) {
 	s := pr.Session.Resolve(pipeline.SessionLimits{MaxMessageBytes: h.opt.MaxMessageBytes, IdleTimeout: h.opt.IdleTimeout,
 		PingInterval: h.opt.PingInterval})
-	limits := wsproxy.Limits{MaxMessageBytes: s.MaxMessageBytes, IdleTimeout: s.IdleTimeout, PingInterval: s.PingInterval}
+	limits := wsproxy.Limits{MaxMessageBytes: s.MaxMessageBytes, IdleTimeout: s.IdleTimeout, PingInterval: s.PingInterval,
+		ValidateUTF8: s.ValidateUTF8}
 	var end time.Time
 	var code uint16
 	var reason string

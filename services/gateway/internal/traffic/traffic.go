@@ -67,6 +67,15 @@ type Options struct {
 	// Tracer traces handshakes and REST requests and forwards their trace context to the
 	// backend; nil traces nothing and forwards the client's traceparent as it came.
 	Tracer *tracing.Tracer
+	// MaxHeaderBytes caps the request line and headers of a request; a larger one is answered
+	// 431 with APIM's body (net/http answers a far larger one itself with a plain-text 431,
+	// see node). Zero means DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+	// TrustedProxies are the peers whose Forwarded and X-Forwarded-For headers are believed
+	// for the client's address (ip-filter, rate-limit-by-key on context.Request.IpAddress,
+	// the logs). A request from any other peer has the socket peer's address, and its
+	// forwarding headers are replaced before they reach the backend. Empty trusts no one.
+	TrustedProxies []netip.Prefix
 	// Context is what a WebSocket session and its close record use once the handshake's
 	// request has returned; its cancellation is ignored. nil means the request's own
 	// context, which then stays in memory for the whole session.
@@ -93,6 +102,9 @@ func New(cfg *atomic.Pointer[compiled.Config], opt Options) *Handler {
 	if opt.Registry == nil {
 		opt.Registry = NewRegistry()
 	}
+	if opt.MaxHeaderBytes <= 0 {
+		opt.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
 	h := &Handler{cfg: cfg, opt: opt, conns: opt.Registry}
 	h.rest = newRESTProxy(opt)
 	return h
@@ -116,6 +128,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	id := uuid.NewString()
 	w.Header().Set(HeaderCorrelationID, id)
+	if headerSize(r) > h.opt.MaxHeaderBytes {
+		w.Header().Set("Connection", "close")
+		WriteError(w, http.StatusRequestHeaderFieldsTooLarge, apierror.MsgHeaderTooLarge)
+		return
+	}
 	cfg := h.cfg.Load()
 	if cfg == nil {
 		WriteError(w, http.StatusServiceUnavailable, apierror.MsgNoConfiguration)
@@ -157,8 +174,34 @@ func allows(api *compiled.API, secure bool) bool {
 	return slices.Contains(api.Protocols, scheme)
 }
 
-// validUpgrade checks RFC 6455 §4.2.1's requirements on the client's opening handshake.
+// DefaultMaxHeaderBytes is Options.MaxHeaderBytes when zero: 32 KiB, as nginx's
+// large_client_header_buffers and well above what browsers send.
+const DefaultMaxHeaderBytes = 32 << 10
+
+// headerSize is the size of r's request line and header fields as they came on the wire,
+// give or take whitespace: each field counts its name, value and ": " and CRLF.
+func headerSize(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4
+	if r.Host != "" && r.Header.Get("Host") == "" {
+		n += len("Host: \r\n") + len(r.Host) // net/http moves Host out of Header
+	}
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4
+		}
+	}
+	return n
+}
+
+// validUpgrade checks RFC 6455 §4.2.1's requirements on the client's opening handshake: a
+// GET of HTTP/1.1 or later with a Host (§4.1), no body (a GET upgrade has none; one with a
+// Content-Length or Transfer-Encoding is a request smuggling attempt), and the upgrade
+// headers.
 func validUpgrade(r *http.Request) bool {
+	if !r.ProtoAtLeast(1, 1) || r.Host == "" || r.ContentLength != 0 || len(r.TransferEncoding) > 0 ||
+		r.Header.Get("Content-Length") != "" || r.Header.Get("Transfer-Encoding") != "" {
+		return false
+	}
 	if r.Method != http.MethodGet || !headerHasToken(r.Header, "Connection", "upgrade") ||
 		!strings.EqualFold(strings.TrimSpace(r.Header.Get("Upgrade")), "websocket") ||
 		r.Header.Get("Sec-WebSocket-Version") != "13" {
@@ -235,7 +278,7 @@ func (h *Handler) prepare(r *http.Request, cfg *compiled.Config, api *compiled.A
 	hdr.Del(api.KeyHeader)
 	q := r.URL.Query()
 	q.Del(api.KeyQuery)
-	pr := &pipeline.Request{HTTP: r, ClientIP: clientIP(r), Header: hdr, Query: q, Variables: map[string]any{},
+	pr := &pipeline.Request{HTTP: r, ClientIP: h.clientIP(r), Header: hdr, Query: q, Variables: map[string]any{},
 		API:        pipeline.APIInfo{ID: "/apis/" + api.Name, Name: api.DisplayName, Path: api.Path},
 		Deployment: pipeline.DeploymentInfo{GatewayID: cfg.Gateway, Region: h.opt.Region, ServiceName: cfg.Service},
 		RequestID:  id, Now: time.Now()}
@@ -259,25 +302,110 @@ func (h *Handler) prepare(r *http.Request, cfg *compiled.Config, api *compiled.A
 	return pr
 }
 
-// setForwarded adds X-Forwarded-For/Proto/Host for the backend.
-func setForwarded(hdr http.Header, r *http.Request, proto string) {
-	ip := clientIP(r)
-	if prior := hdr.Get("X-Forwarded-For"); prior != "" {
-		hdr.Set("X-Forwarded-For", prior+", "+ip.String())
-	} else if ip.IsValid() {
-		hdr.Set("X-Forwarded-For", ip.String())
+// setForwarded sets X-Forwarded-For/Proto/Host for the backend. The peer is appended to the
+// X-Forwarded-For chain of a trusted proxy; from any other peer, whatever Forwarded and
+// X-Forwarded-For claim is dropped and the peer starts the chain.
+func (h *Handler) setForwarded(hdr http.Header, r *http.Request, proto string) {
+	peer := peerIP(r)
+	prior := strings.Join(hdr.Values("X-Forwarded-For"), ", ")
+	if !h.trusted(peer) {
+		prior = ""
+		hdr.Del("Forwarded")
+	}
+	switch {
+	case prior != "" && peer.IsValid():
+		hdr.Set("X-Forwarded-For", prior+", "+peer.String())
+	case peer.IsValid():
+		hdr.Set("X-Forwarded-For", peer.String())
+	default:
+		hdr.Del("X-Forwarded-For")
 	}
 	hdr.Set("X-Forwarded-Proto", proto)
 	hdr.Set("X-Forwarded-Host", r.Host)
 }
 
-func clientIP(r *http.Request) netip.Addr {
+// peerIP is the address of the socket peer.
+func peerIP(r *http.Request) netip.Addr {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
 	}
 	a, _ := netip.ParseAddr(host)
 	return a.Unmap()
+}
+
+// trusted reports whether a is one of Options.TrustedProxies.
+func (h *Handler) trusted(a netip.Addr) bool {
+	for _, p := range h.opt.TrustedProxies {
+		if a.IsValid() && p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// clientIP is the client's address: the socket peer, unless the peer is a trusted proxy;
+// then the chain of Forwarded "for=" (RFC 7239), or else of X-Forwarded-For, is walked
+// from the nearest hop back and the first address that is not a trusted proxy is the
+// client (the farthest one when all are trusted). A chain with something that is not an
+// address where an answer is needed stops the walk at the last trusted hop before it: an
+// untrusted hop could have written anything earlier in the chain.
+func (h *Handler) clientIP(r *http.Request) netip.Addr {
+	peer := peerIP(r)
+	if !h.trusted(peer) {
+		return peer
+	}
+	chain := forwardedFor(r.Header.Values("Forwarded"))
+	if chain == nil {
+		for _, v := range r.Header.Values("X-Forwarded-For") {
+			for _, f := range strings.Split(v, ",") {
+				chain = append(chain, strings.TrimSpace(f))
+			}
+		}
+	}
+	client := peer
+	for i := len(chain) - 1; i >= 0; i-- {
+		a, ok := parseHop(chain[i])
+		if !ok {
+			break
+		}
+		client = a
+		if !h.trusted(a) {
+			break
+		}
+	}
+	return client
+}
+
+// forwardedFor returns the "for=" values of Forwarded header fields, in order.
+func forwardedFor(values []string) []string {
+	var out []string
+	for _, v := range values {
+		for _, elem := range strings.Split(v, ",") {
+			for _, pair := range strings.Split(elem, ";") {
+				k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+				if ok && strings.EqualFold(strings.TrimSpace(k), "for") {
+					out = append(out, strings.Trim(strings.TrimSpace(val), `"`))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// parseHop reads one hop of a forwarding chain: an address, with or without a port, an
+// IPv6 one in brackets as Forwarded writes it.
+func parseHop(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	if a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")); err == nil {
+		return a.Unmap(), true
+	}
+	return netip.Addr{}, false
 }
 
 // writePipelineResponse writes a policy's answer.

@@ -38,7 +38,7 @@ const (
 // when the session opens and one when it closes; none holds a key, token, query string or
 // header value.
 func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *compiled.Config, api *compiled.API, id string) {
-	hs := &handshake{h: h, ctx: r.Context(), clientIP: clientIP(r), api: api.Name, id: id, start: time.Now()}
+	hs := &handshake{h: h, ctx: r.Context(), clientIP: h.clientIP(r), api: api.Name, id: id, start: time.Now()}
 	ctx, span := h.opt.Tracer.Handshake(r.Context(), r.Header, api.Name, id)
 	hs.span = span
 	if !validUpgrade(r) {
@@ -98,7 +98,11 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 	if r.TLS != nil {
 		proto = "wss"
 	}
-	setForwarded(pr.Header, r, proto)
+	h.setForwarded(pr.Header, r, proto)
+	// Only permessage-deflate is ever offered, and only where the API allows it: the relay
+	// checks RSV bits against it, and with compression on, size caps count compressed bytes
+	// and compressed text cannot be checked for UTF-8 (docs/performance.md).
+	wsproxy.FilterExtensionOffer(pr.Header, pr.Session.AllowCompression && !pr.Session.ValidateUTF8)
 	target := backendURL(pr.Backend, "", pr.Query)
 	hs.backend = target.Scheme + "://" + target.Host // never the query: it may carry a token
 	dialStart := time.Now()
@@ -129,6 +133,12 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		w.WriteHeader(refused.Status)
 		_, _ = w.Write(refused.Body)
 		hs.rejected(refused.Status, reasonBackendRefused, nil)
+		return
+	}
+	if err := wsproxy.CheckExtensionAnswer(pr.Header, be.Response.Header); err != nil {
+		be.Close()
+		h.opt.Metrics.BackendDial(api.Name, metrics.DialFailed, time.Since(dialStart))
+		hs.reject(w, http.StatusBadGateway, reasonBackendHandshake, apierror.MsgBackendUnavailable, err)
 		return
 	}
 	h.opt.Metrics.BackendDial(api.Name, metrics.DialUpgraded, time.Since(dialStart))

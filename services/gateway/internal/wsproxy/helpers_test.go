@@ -258,6 +258,12 @@ const rawKey = "dGhlIHNhbXBsZSBub25jZQ=="
 // rawDial opens a WebSocket connection by hand, for tests that need exact frames.
 func rawDial(t testing.TB, u string) rawConn {
 	t.Helper()
+	return rawDialExt(t, u, "")
+}
+
+// rawDialExt is rawDial offering the extensions ext (none when empty).
+func rawDialExt(t testing.TB, u, ext string) rawConn {
+	t.Helper()
 	pu, err := url.Parse(u)
 	if err != nil {
 		t.Fatal(err)
@@ -267,8 +273,11 @@ func rawDial(t testing.TB, u string) rawConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
+	if ext != "" {
+		ext = "Sec-WebSocket-Extensions: " + ext + "\r\n"
+	}
 	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", pu.RequestURI(), pu.Host, rawKey)
+		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n", pu.RequestURI(), pu.Host, rawKey, ext)
 	br := bufio.NewReader(conn)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
@@ -294,8 +303,13 @@ func startRawBackend(t testing.TB) (*httptest.Server, chan rawConn) {
 		if err != nil {
 			return
 		}
+		// The extensions offered are accepted as they come: the frames are the test's.
+		ext := ""
+		if v := r.Header.Get("Sec-WebSocket-Extensions"); v != "" {
+			ext = "Sec-WebSocket-Extensions: " + v + "\r\n"
+		}
 		fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
-			"Sec-WebSocket-Accept: %s\r\n\r\n", accept(r.Header.Get("Sec-WebSocket-Key")))
+			"Sec-WebSocket-Accept: %s\r\n%s\r\n", accept(r.Header.Get("Sec-WebSocket-Key")), ext)
 		conns <- rawConn{conn, brw.Reader}
 	}))
 	t.Cleanup(srv.Close)

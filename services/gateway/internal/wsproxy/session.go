@@ -69,6 +69,14 @@ type Limits struct {
 	// CloseTimeout is how long a closing session waits for the closing handshake to finish
 	// on both sides before it closes both TCP connections. Zero means DefaultCloseTimeout.
 	CloseTimeout time.Duration
+	// ValidateUTF8 checks that text messages, both ways, are valid UTF-8 (RFC 6455 §8.1)
+	// before relaying each piece: a message that is not ends the session with 1007 toward
+	// its sender and 1001 toward the other side. A frame found invalid after part of it was
+	// relayed (one larger than the relay's 32 KiB buffer) cannot be completed, so the
+	// connection it was going to is closed without a close frame. Compressed messages
+	// (permessage-deflate) are not checked: the gateway does not negotiate compression for
+	// sessions that validate.
+	ValidateUTF8 bool
 }
 
 // Hooks let the gateway act on traffic. They run on the relaying goroutine of their
@@ -123,9 +131,11 @@ type side struct {
 
 	// State of the message being read from this side, kept here so that a relay that parks
 	// and resumes picks up where it was.
-	inMessage bool  // a fragmented message is open
-	dropping  bool  // the open message is not being relayed
-	size      int64 // payload bytes of the open message so far
+	inMessage bool       // a fragmented message is open
+	dropping  bool       // the open message is not being relayed
+	size      int64      // payload bytes of the open message so far
+	text      bool       // the open message is text checked with utf8 (Limits.ValidateUTF8)
+	utf8      frame.UTF8 // the check of the open text message
 
 	wmu       sync.Mutex
 	closeSent atomic.Bool // a close frame was written to conn (set under wmu)
@@ -175,6 +185,10 @@ type Session struct {
 	limits Limits
 	hooks  Hooks
 	start  time.Time
+	// rsv is the RSV1 bit when permessage-deflate was negotiated (RFC 7692 §6: it marks a
+	// compressed message, on a message's first frame only), else zero: no other extension is
+	// understood, so a frame with any other bit set breaks the protocol (RFC 6455 §5.2).
+	rsv uint8
 
 	messages [2]atomic.Int64 // by Direction
 	bytes    [2]atomic.Int64
@@ -214,6 +228,9 @@ func NewSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits
 		limits.CloseTimeout = DefaultCloseTimeout
 	}
 	s := &Session{limits: limits, hooks: hooks, start: time.Now()}
+	if be.Response != nil && NegotiatedDeflate(be.Response.Header) {
+		s.rsv = frame.Rsv1
+	}
 
 	c := &s.sides[clientSide]
 	c.name, c.conn, c.fromClient = ByClient, client, true
@@ -644,8 +661,11 @@ func (s *Session) pump(src, dst *side, dir Direction) error {
 		if err == nil && !h.Opcode.Control() && (h.Opcode == frame.OpContinuation) != src.inMessage {
 			err = errFragment
 		}
+		if err == nil && h.Rsv != 0 && (h.Rsv != s.rsv || h.Opcode != frame.OpText && h.Opcode != frame.OpBinary) {
+			err = errRsv
+		}
 		if err != nil {
-			return s.violation(src, err)
+			return s.violation(src, frame.CloseProtocolError, err)
 		}
 		now := s.clock()
 		src.heard.Store(now)
@@ -663,11 +683,15 @@ func (s *Session) pump(src, dst *side, dir Direction) error {
 					continue
 				}
 			case frame.OpClose:
-				s.closeFrom(src, h, p[hl:])
+				if err := s.closeFrom(src, h, p[hl:]); err != nil {
+					return s.violation(src, frame.CloseProtocolError, err)
+				}
 			}
 		} else {
 			if h.Opcode != frame.OpContinuation {
 				src.inMessage, src.dropping, src.size = true, false, 0
+				src.text = s.limits.ValidateUTF8 && h.Opcode == frame.OpText && h.Rsv == 0
+				src.utf8.Reset()
 				if s.hooks.MessageStart != nil {
 					if code, reason := s.hooks.MessageStart(dir); code != 0 {
 						s.Close(code, reason)
@@ -688,11 +712,26 @@ func (s *Session) pump(src, dst *side, dir Direction) error {
 			forward = !src.dropping
 		}
 		s.activity.Store(now)
+		var check *frame.UTF8
+		if src.text && !h.Opcode.Control() && !src.dropping {
+			check = &src.utf8
+		}
 		var sent bool
 		if total <= bufSize {
-			sent, err = s.copySmall(src, dst, int(total), forward, h.Opcode == frame.OpClose)
+			sent, err = s.copySmall(src, dst, h, hl, int(total), forward, check)
 		} else {
-			sent, err = s.copyLarge(src, dst, total, forward)
+			sent, err = s.copyLarge(src, dst, h, hl, total, forward, check)
+		}
+		switch err {
+		case errInvalidUTF8:
+			return s.violation(src, frame.CloseInvalidPayload, err)
+		case errInvalidUTF8Cut:
+			// dst holds part of the frame: no close frame can follow it, only the end of
+			// the connection, once the session's close is recorded as the gateway's.
+			s.fail(src, frame.CloseInvalidPayload, err)
+			dst.broken.Store(true)
+			s.poke()
+			return src.r.drain()
 		}
 		if err != nil {
 			return err
@@ -706,12 +745,26 @@ func (s *Session) pump(src, dst *side, dir Direction) error {
 	}
 }
 
-var errFragment = errors.New("frame: continuation frame outside a message, or a new message inside a fragmented one")
+// Protocol errors the relay finds beside frame.Parse's.
+var (
+	errFragment    = errors.New("frame: continuation frame outside a message, or a new message inside a fragmented one")
+	errRsv         = errors.New("frame: reserved bit set that no negotiated extension defines")
+	errInvalidUTF8 = errors.New("frame: text message not valid UTF-8")
+	// errInvalidUTF8Cut is errInvalidUTF8 found after part of the frame was relayed.
+	errInvalidUTF8Cut = errors.New("frame: text message not valid UTF-8 (frame cut short)")
+)
 
 // violation ends the session after src broke the protocol (RFC 6455 §7.1.7, "fail the
-// WebSocket connection"): src gets 1002, the other side 1001. Frames from src can no longer
-// be delimited, so its remaining bytes are read and dropped until the connection closes.
-func (s *Session) violation(src *side, err error) error {
+// WebSocket connection"): src gets code (1002, or 1007 for a text message that is not
+// UTF-8), the other side 1001. The frame at fault is not relayed. Frames from src are no
+// longer read, so its remaining bytes are dropped until the connection closes.
+func (s *Session) violation(src *side, code uint16, err error) error {
+	s.fail(src, code, err)
+	return src.r.drain()
+}
+
+// fail is violation without draining src.
+func (s *Session) fail(src *side, code uint16, err error) {
 	src.failed.Store(true)
 	codes := [2]uint16{frame.CloseGoingAway, frame.CloseGoingAway}
 	reasons := [2]string{"going away", "going away"}
@@ -719,22 +772,26 @@ func (s *Session) violation(src *side, err error) error {
 	if !src.fromClient {
 		i = backendSide
 	}
-	codes[i], reasons[i] = frame.CloseProtocolError, "protocol error"
-	s.stop(ByGateway, frame.CloseProtocolError, "protocol error from "+src.name+": "+err.Error(), codes, reasons)
-	return src.r.drain()
+	what := "protocol error"
+	if code == frame.CloseInvalidPayload {
+		what = "invalid UTF-8"
+	}
+	codes[i], reasons[i] = code, what
+	s.stop(ByGateway, code, what+" from "+src.name+": "+err.Error(), codes, reasons)
 }
 
-// closeFrom records a close frame from src.
-func (s *Session) closeFrom(src *side, h frame.Header, payload []byte) {
+// closeFrom records a close frame from src, or returns why it may not be relayed
+// (frame.CheckClose).
+func (s *Session) closeFrom(src *side, h frame.Header, payload []byte) error {
 	var buf [frame.MaxControlPayload]byte
 	n := copy(buf[:], payload)
 	if h.Masked {
 		frame.MaskBytes(h.Mask, 0, buf[:n])
 	}
-	code, reason, err := frame.ParseClose(buf[:n])
-	if err != nil {
-		code = frame.CloseNoStatus
+	if err := frame.CheckClose(buf[:n]); err != nil {
+		return err
 	}
+	code, reason, _ := frame.ParseClose(buf[:n])
 	src.closeRecv.Store(true)
 	s.mu.Lock()
 	if s.closed.ClosedBy == "" {
@@ -742,6 +799,18 @@ func (s *Session) closeFrom(src *side, h frame.Header, payload []byte) {
 	}
 	s.mu.Unlock()
 	s.poke()
+	return nil
+}
+
+// checkText runs check over a piece of a text frame's payload that starts pos bytes into
+// the payload, unmasking it in place for the check and masking it back, so the bytes
+// relayed are those that came. last says the piece ends the message.
+func checkText(check *frame.UTF8, h frame.Header, pos int, p []byte, last bool) bool {
+	if h.Masked {
+		frame.MaskBytes(h.Mask, pos, p)
+		defer frame.MaskBytes(h.Mask, pos, p)
+	}
+	return check.Write(p) && (!last || check.Done())
 }
 
 // isKeepalive reports whether a pong with header h and payload answers a keepalive ping.
@@ -757,13 +826,19 @@ func isKeepalive(h frame.Header, payload []byte) bool {
 	return string(buf[:]) == keepalivePayload
 }
 
-// copySmall relays a frame that fits src's buffer: it waits for the whole frame and
-// writes it in one call straight from the buffer. It reports whether the frame was written.
-func (s *Session) copySmall(src, dst *side, total int, forward, isClose bool) (bool, error) {
+// copySmall relays a frame, with header h of hl bytes, that fits src's buffer: it waits for
+// the whole frame and writes it in one call straight from the buffer. check, if not nil,
+// must accept the payload first (errInvalidUTF8: nothing is written). It reports whether
+// the frame was written.
+func (s *Session) copySmall(src, dst *side, h frame.Header, hl, total int, forward bool, check *frame.UTF8) (bool, error) {
 	p, err := src.r.peek(total)
 	if err != nil {
 		return false, err
 	}
+	if check != nil && !checkText(check, h, 0, p[hl:], h.Fin) {
+		return false, errInvalidUTF8
+	}
+	isClose := h.Opcode == frame.OpClose
 	changed := false // dst broke or got its close frame
 	if forward {
 		dst.wmu.Lock()
@@ -786,10 +861,13 @@ func (s *Session) copySmall(src, dst *side, total int, forward, isClose bool) (b
 	return forward, nil
 }
 
-// copyLarge streams a frame bigger than src's buffer through it, writing what has arrived
-// each time, and holds dst's write lock for the whole frame. It reports whether the frame
-// was written.
-func (s *Session) copyLarge(src, dst *side, total int64, forward bool) (bool, error) {
+// copyLarge streams a frame, with header h of hl bytes, bigger than src's buffer through
+// it, writing what has arrived each time, and holds dst's write lock for the whole frame.
+// check, if not nil, must accept each piece of payload before it is written; when it does
+// not, it fails with errInvalidUTF8, or errInvalidUTF8Cut when dst already holds part of the
+// frame and must be broken off. It reports whether the
+// frame was written.
+func (s *Session) copyLarge(src, dst *side, h frame.Header, hl int, total int64, forward bool, check *frame.UTF8) (bool, error) {
 	broke := false
 	if forward {
 		dst.wmu.Lock()
@@ -817,6 +895,20 @@ func (s *Session) copyLarge(src, dst *side, total int64, forward bool) (bool, er
 			s.activity.Store(now)
 		}
 		chunk := (*r.buf)[r.r : r.r+int(min(int64(r.buffered()), left))]
+		if check != nil {
+			// The header's bytes come first; the payload starts hl bytes into the frame.
+			off := total - left // frame bytes before chunk
+			payload, pos := chunk, off-int64(hl)
+			if pos < 0 {
+				payload, pos = chunk[min(int64(len(chunk)), -pos):], 0
+			}
+			if !checkText(check, h, int(pos), payload, h.Fin && left == int64(len(chunk))) {
+				if forward && wrote {
+					return false, errInvalidUTF8Cut
+				}
+				return false, errInvalidUTF8
+			}
+		}
 		if forward {
 			if _, err := dst.conn.Write(chunk); err != nil {
 				forward = false

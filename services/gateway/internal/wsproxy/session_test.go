@@ -96,12 +96,13 @@ func TestFragmentedMessages(t *testing.T) {
 }
 
 // TestFramesVerbatim checks that frames cross the gateway byte for byte: masking,
-// fragmentation, a ping between fragments and reserved bits included.
+// fragmentation, a ping between fragments and reserved bits included (RSV1, which
+// permessage-deflate, negotiated here, gives a meaning).
 func TestFramesVerbatim(t *testing.T) {
 	t.Parallel()
 	srv, conns := startRawBackend(t)
 	gw := startGateway(t, "ws"+strings.TrimPrefix(srv.URL, "http"))
-	client := rawDial(t, gw.url("/"))
+	client := rawDialExt(t, gw.url("/"), "permessage-deflate")
 	back := takeRaw(t, conns)
 
 	var in bytes.Buffer

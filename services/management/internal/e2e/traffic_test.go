@@ -38,6 +38,8 @@ func newTrafficFixture(t *testing.T) *trafficFixture {
 	f.hub = newBackend(t, "hub", hubToken)
 	f.rest = newBackend(t, "rest", "")
 	f.wsAPI(t, "chat", "chat", f.hub.wsURL("/client/hubs/chat"), nil)
+	// Compression is negotiated only where an API allows it (issue 12).
+	f.handshakePolicy(t, "chat", `<policies><inbound><base/><websocket-limits allow-compression="true"/></inbound></policies>`)
 	f.wsAPI(t, "custom", "tenants/custom", f.hub.wsURL("/client/hubs/custom"),
 		map[string]any{"subscriptionKeyParameterNames": map[string]any{"header": "api-key", "query": "api-key"}})
 	f.wsAPI(t, "down", "down", "ws://"+closedAddr(t)+"/nothing", nil)
@@ -322,6 +324,20 @@ func testFrames(t *testing.T, f *trafficFixture) {
 			}
 		})
 	}
+
+	t.Run("permessage-deflate not negotiated where an API does not allow it", func(t *testing.T) {
+		t.Parallel()
+		d := dialer
+		d.EnableCompression = true
+		c, resp, err := d.Dial(f.gw.ws("/tenants/custom?access_token="+hubToken), http.Header{"api-key": {f.allKey}})
+		if err != nil {
+			t.Fatalf("handshake: %v (%s)", err, describe(resp))
+		}
+		defer c.Close()
+		if ext := resp.Header.Get("Sec-Websocket-Extensions"); ext != "" {
+			t.Fatalf("Sec-WebSocket-Extensions %q, want none: the custom API does not allow compression", ext)
+		}
+	})
 
 	t.Run("permessage-deflate negotiated end to end", func(t *testing.T) {
 		t.Parallel()

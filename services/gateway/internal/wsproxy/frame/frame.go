@@ -267,6 +267,7 @@ const (
 	CloseProtocolError   uint16 = 1002
 	CloseNoStatus        uint16 = 1005 // never sent on the wire
 	CloseAbnormal        uint16 = 1006 // never sent on the wire
+	CloseInvalidPayload  uint16 = 1007
 	ClosePolicyViolation uint16 = 1008
 	CloseMessageTooBig   uint16 = 1009
 	CloseInternalError   uint16 = 1011
@@ -285,6 +286,30 @@ func ParseClose(payload []byte) (code uint16, reason []byte, err error) {
 		return 0, nil, ErrClosePayload
 	}
 	return binary.BigEndian.Uint16(payload), payload[2:], nil
+}
+
+// Errors returned by CheckClose.
+var (
+	ErrCloseCode   = errors.New("frame: close code not allowed on the wire")
+	ErrCloseReason = errors.New("frame: close reason not valid UTF-8")
+)
+
+// CheckClose enforces RFC 6455 §5.5.1 and §7.4 on an unmasked close frame payload: empty, or
+// a code that SendableCloseCode allows followed by a UTF-8 reason. It returns
+// ErrClosePayload, ErrCloseCode or ErrCloseReason, and nil for a payload a relay may pass on.
+func CheckClose(payload []byte) error {
+	code, reason, err := ParseClose(payload)
+	switch {
+	case err != nil:
+		return err
+	case len(payload) == 0:
+		return nil
+	case !SendableCloseCode(code):
+		return ErrCloseCode
+	case !utf8.Valid(reason):
+		return ErrCloseReason
+	}
+	return nil
 }
 
 // SendableCloseCode reports whether code may appear in a close frame (RFC 6455 §7.4.1–§7.4.2:
