@@ -101,7 +101,7 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 	e.GET(configwire.SnapshotPath, s.gatewayConfig)
 	portal.Register(e)
 
-	arm := e.Group("", decodeParams, s.authenticate, s.requireAPIVersion)
+	arm := e.Group("", decodeParams, s.authenticate, s.requireAPIVersion, jsonBody)
 	s.routes(arm)
 	s.portalRoutes(e)
 	return s
