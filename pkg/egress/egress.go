@@ -66,7 +66,9 @@ type Policy struct {
 // Parse builds a policy from two comma- or space-separated lists. An entry is a network
 // ("10.0.0.0/8", "fe80::/10"), an address ("169.254.169.254", "::1"), a host name
 // ("metadata.google.internal") or every name below a domain ("*.internal"), each optionally
-// with a port: "127.0.0.1:9091", "127.0.0.0/8:9091", "[::1]:9091", "localhost:9091".
+// with a port: "127.0.0.1:9091", "127.0.0.0/8:9091", "[::1]:9091", "localhost:9091". The
+// list "none" is empty; an empty list is too, but assemblies read an empty deny list as
+// DefaultDeny (DenyList), so "none" is how an operator turns the default off.
 func Parse(allow, deny string) (*Policy, error) {
 	var p Policy
 	var err error
@@ -79,7 +81,19 @@ func Parse(allow, deny string) (*Policy, error) {
 	return &p, nil
 }
 
+// DenyList is the deny list an assembly uses for the operator's setting s: DefaultDeny when s
+// is empty, s otherwise ("none" for no rule at all).
+func DenyList(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return DefaultDeny
+	}
+	return s
+}
+
 func parseList(s string) ([]rule, error) {
+	if strings.TrimSpace(s) == "none" {
+		return nil, nil
+	}
 	var out []rule
 	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
 		r, err := parseRule(f)

@@ -1,9 +1,12 @@
 package api_test
 
 import (
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 
+	"gatehouse.dev/management/internal/app"
 	"gatehouse.dev/management/internal/mgmttest"
 )
 
@@ -136,5 +139,84 @@ func TestAttackInvalidUTF8(t *testing.T) {
 			}
 			wantUnchanged(t, env, before)
 		})
+	}
+}
+
+// TestAttackServiceURLEgress checks that management refuses, when written, a serviceUrl its
+// egress policy denies, naming the rule: the cloud metadata address in any spelling, the
+// gateway node's default admin and traffic listeners on loopback, and the operator's own rules.
+func TestAttackServiceURLEgress(t *testing.T) {
+	t.Parallel()
+	env := mgmttest.Start(t, mgmttest.Options{EgressDeny: app.DefaultEgressDeny + ",*.corp.internal,10.0.0.0/8"})
+	svc := mgmttest.ServicePath(badTenant, badRG, "svc-egress")
+	env.Must(t, []int{201}, "PUT", svc, kindNamed("service").body("egress"))
+	api := func(url string) map[string]any {
+		return map[string]any{"properties": map[string]any{"displayName": "E", "type": "websocket", "serviceUrl": url,
+			"path": "e", "protocols": []any{"wss"}}}
+	}
+	for _, tc := range []struct{ url, rule string }{
+		{"ws://169.254.169.254/latest/meta-data", "169.254.0.0/16"},
+		{"ws://[::ffff:169.254.169.254]/", "169.254.0.0/16"},
+		{"ws://[fe80::1]:8080/", "fe80::/10"},
+		{"ws://127.0.0.1:9091/metrics", "127.0.0.0/8:9091"},
+		{"ws://localhost:9091/", "127.0.0.0/8:9091"},
+		{"ws://0.0.0.0:8081/", "127.0.0.0/8:8081"},
+		{"ws://[::1]:9091/", "[::1]:9091"},
+		{"ws://2130706433:9091/", ""},
+		{"wss://vault.corp.internal/", "*.corp.internal"},
+		{"wss://10.1.2.3/", "10.0.0.0/8"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			before := dbStateOf(t, env)
+			r := env.Do(t, "PUT", svc+"/apis/egress", api(tc.url))
+			wantARMError(t, r, 400, true)
+			wantCode(t, r, "ValidationError")
+			if !strings.Contains(string(r.Body), "serviceUrl") || !strings.Contains(string(r.Body), tc.rule) {
+				t.Errorf("the refusal does not name serviceUrl and rule %q: %s", tc.rule, r.Body)
+			}
+			wantUnchanged(t, env, before)
+		})
+	}
+	t.Run("allowed: loopback on another port, a public name", func(t *testing.T) {
+		env.Must(t, []int{201}, "PUT", svc+"/apis/egress", api("ws://127.0.0.1:9000/ws"))
+		env.Must(t, []int{200}, "PUT", svc+"/apis/egress", api("wss://chat.example.com/ws"))
+		r := env.Do(t, "PATCH", svc+"/apis/egress", map[string]any{"properties": map[string]any{"serviceUrl": "ws://169.254.169.254/"}}, "If-Match", "*")
+		wantARMError(t, r, 400, true)
+	})
+}
+
+// TestAttackMetricsOffTheAPIListener checks that /metrics is served on the admin listener only:
+// on the API's listener it is an unknown route (401 without a token, 404 with one).
+func TestAttackMetricsOffTheAPIListener(t *testing.T) {
+	t.Parallel()
+	env := mgmttest.Start(t, mgmttest.Options{})
+	for _, tc := range []struct {
+		token string
+		want  int
+	}{{"", http.StatusUnauthorized}, {env.Token, http.StatusNotFound}} {
+		req, _ := http.NewRequest("GET", env.URL+"/metrics?api-version="+mgmttest.APIVersion, nil)
+		if tc.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+		}
+		resp, err := env.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.want || strings.Contains(string(body), "gatehouse_management_") {
+			t.Errorf("GET /metrics on the API listener (token %v): %d %.200s, want %d", tc.token != "", resp.StatusCode, body, tc.want)
+		}
+	}
+	for _, path := range []string{"/metrics", "/healthz", "/readyz"} {
+		resp, err := http.Get(env.AdminURL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || path == "/metrics" && !strings.Contains(string(body), "gatehouse_management_") {
+			t.Errorf("GET %s on the admin listener: %d %.200s", path, resp.StatusCode, body)
+		}
 	}
 }

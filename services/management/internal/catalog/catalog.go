@@ -12,19 +12,33 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"gatehouse.dev/pkg/egress"
 )
 
 // Catalog applies APIM's rules to reads and writes of a service's resources. It is safe for
 // concurrent use.
 type Catalog struct {
-	store Store
-	log   *slog.Logger
-	now   func() time.Time
+	store  Store
+	log    *slog.Logger
+	now    func() time.Time
+	egress *egress.Policy
 }
 
+// Option adjusts a Catalog.
+type Option func(*Catalog)
+
+// WithEgress refuses API serviceUrls the operator's egress policy denies (pkg/egress): a
+// write naming one fails with a ValidationError that names the rule. nil allows every URL.
+func WithEgress(p *egress.Policy) Option { return func(c *Catalog) { c.egress = p } }
+
 // New returns a Catalog persisting through store.
-func New(store Store, log *slog.Logger) *Catalog {
-	return &Catalog{store: store, log: log, now: time.Now}
+func New(store Store, log *slog.Logger, opts ...Option) *Catalog {
+	c := &Catalog{store: store, log: log, now: time.Now}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // Options carries the query parameters of a write that change its effect.
