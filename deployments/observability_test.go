@@ -278,8 +278,8 @@ type prometheusConfig struct {
 	} `json:"scrape_configs"`
 }
 
-// TestPrometheusConfig checks that prometheus.yml scrapes /metrics of management on its API
-// listener and of the gateways on their admin listener, at the ports the binaries listen on by
+// TestPrometheusConfig checks that prometheus.yml scrapes /metrics of management and of the
+// gateways on their admin listener, at the ports the binaries listen on by
 // default, and that its rules parse and name only exported metrics.
 func TestPrometheusConfig(t *testing.T) {
 	t.Parallel()
@@ -294,7 +294,7 @@ func TestPrometheusConfig(t *testing.T) {
 
 	// The process each job scrapes, and the variable of its listener's default address.
 	jobs := map[string]struct{ process, listenEnv string }{
-		"gatehouse-management": {"management", "MANAGEMENT_LISTEN"},
+		"gatehouse-management": {"management", "MANAGEMENT_ADMIN_LISTEN"},
 		"gatehouse-gateway":    {"gateway", "GATEWAY_ADMIN_LISTEN"},
 	}
 	var seen []string

@@ -27,7 +27,7 @@ psql_cmd "CREATE DATABASE $db"
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 18089)"
 DATABASE_URL="$bench_url" MANAGEMENT_ADMIN_TOKEN=bench-token MANAGEMENT_LISTEN="127.0.0.1:$port" \
-	NATS_EMBEDDED_LISTEN=127.0.0.1:0 LOG_LEVEL=warn bin/management &
+	MANAGEMENT_ADMIN_LISTEN=127.0.0.1:0 NATS_EMBEDDED_LISTEN=127.0.0.1:0 LOG_LEVEL=warn bin/management &
 pid=$!
 cleanup() {
 	kill "$pid" 2>/dev/null || true

@@ -6,6 +6,7 @@
 #   DATABASE_URL            the URL scripts/postgres.sh prints (make run passes it in)
 #   MANAGEMENT_ADMIN_TOKEN  dev-admin-token
 #   MANAGEMENT_LISTEN       127.0.0.1:8080
+#   MANAGEMENT_ADMIN_LISTEN 127.0.0.1:9090 (/metrics)
 #   NATS_URL                empty: management starts an embedded NATS server
 #   GATEHOUSE_DB            gatehouse: the database used when DATABASE_URL names "postgres"
 #   GATEHOUSE_DATA          .data: the gateway nodes' cache folders go below it
@@ -38,6 +39,7 @@ fi
 export DATABASE_URL
 export MANAGEMENT_ADMIN_TOKEN="${MANAGEMENT_ADMIN_TOKEN:-dev-admin-token}"
 export MANAGEMENT_LISTEN="${MANAGEMENT_LISTEN:-127.0.0.1:8080}"
+export MANAGEMENT_ADMIN_LISTEN="${MANAGEMENT_ADMIN_LISTEN:-127.0.0.1:9090}"
 export NATS_URL="${NATS_URL:-}"
 
 HEALTH_TIMEOUT="${GATEHOUSE_HEALTH_TIMEOUT:-60}" # seconds to wait for /healthz

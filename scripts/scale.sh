@@ -90,7 +90,7 @@ measure() {
 	gport="$(free_port)"
 	aport="$(free_port)"
 	DATABASE_URL="$url" MANAGEMENT_ADMIN_TOKEN="$admin_token" MANAGEMENT_LISTEN="127.0.0.1:$mport" \
-		NATS_EMBEDDED_LISTEN=127.0.0.1:0 LOG_LEVEL=info "$MANAGEMENT_BIN" 2>"$work/management-$label.log" &
+		MANAGEMENT_ADMIN_LISTEN=127.0.0.1:0 NATS_EMBEDDED_LISTEN=127.0.0.1:0 LOG_LEVEL=info "$MANAGEMENT_BIN" 2>"$work/management-$label.log" &
 	local mpid=$!
 	pids+=("$mpid")
 	wait_200 "http://127.0.0.1:$mport/readyz" 60 || die "$label: management did not become ready (log: $work/management-$label.log)"

@@ -160,7 +160,7 @@ start_management() {
 	port="$(free_port)"
 	MGMT="http://127.0.0.1:$port"
 	start_bg management env DATABASE_URL="$url" MANAGEMENT_ADMIN_TOKEN="$ADMIN_TOKEN" MANAGEMENT_LISTEN="127.0.0.1:$port" \
-		NATS_EMBEDDED_LISTEN=127.0.0.1:0 LOG_LEVEL=warn bin/management
+		MANAGEMENT_ADMIN_LISTEN=127.0.0.1:0 NATS_EMBEDDED_LISTEN=127.0.0.1:0 LOG_LEVEL=warn bin/management
 	wait_200 "$MGMT/readyz" || die "management did not become ready (log: $work/management.log)"
 
 	log "seeding the benchmark service"

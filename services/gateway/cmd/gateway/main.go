@@ -22,6 +22,7 @@ import (
 
 	"gatehouse.dev/gateway/internal/clustercount"
 	"gatehouse.dev/gateway/internal/node"
+	"gatehouse.dev/pkg/egress"
 	"gatehouse.dev/pkg/envflag"
 )
 
@@ -55,6 +56,8 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 	fs.BoolVar(&c.Pprof, "pprof", e.Bool("GATEWAY_PPROF", false), "serve Go's profiles under /debug/pprof/ on the admin listener (GATEWAY_PPROF)")
 	fs.StringVar(&c.CacheDir, "cache-dir", e.String("GATEWAY_CACHE_DIR", ""), "directory of the last good configuration; empty = a temp dir (GATEWAY_CACHE_DIR)")
 	fs.StringVar(&c.BackendCABundle, "backend-ca-bundle", e.String("GATEWAY_BACKEND_CA_BUNDLE", ""), "PEM CA bundle trusted for wss/https backends, added to the system roots (GATEWAY_BACKEND_CA_BUNDLE)")
+	fs.StringVar(&c.EgressAllow, "egress-allow", e.String("GATEWAY_EGRESS_ALLOW", ""), "networks and host names backends may be at, comma separated (10.0.0.0/8, *.svc.cluster.local, api.example.com:443); empty = anywhere the deny list allows (GATEWAY_EGRESS_ALLOW)")
+	fs.StringVar(&c.EgressDeny, "egress-deny", e.String("GATEWAY_EGRESS_DENY", egress.DefaultDeny), "networks and host names backends may not be at, checked on the address a dial resolves to; none = no rule; the node's own listeners are always refused (GATEWAY_EGRESS_DENY)")
 	fs.DurationVar(&c.ConnectTimeout, "backend-connect-timeout", e.Duration("GATEWAY_BACKEND_CONNECT_TIMEOUT", 10*time.Second), "backend dial and handshake timeout (GATEWAY_BACKEND_CONNECT_TIMEOUT)")
 	fs.Int64Var(&c.MaxMessageBytes, "max-message-bytes", e.Int("GATEWAY_MAX_MESSAGE_BYTES", 16<<20), "default maximum WebSocket message size; larger ones close with 1009 (GATEWAY_MAX_MESSAGE_BYTES)")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", int(e.Int("GATEWAY_MAX_HEADER_BYTES", node.DefaultMaxHeaderBytes)), "largest request line and headers; larger requests get 431 (GATEWAY_MAX_HEADER_BYTES)")

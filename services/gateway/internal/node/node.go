@@ -33,6 +33,7 @@ import (
 	"gatehouse.dev/gateway/internal/traffic"
 	"gatehouse.dev/gateway/internal/usage"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/egress"
 	"gatehouse.dev/pkg/pipeline"
 	"gatehouse.dev/pkg/promreg"
 )
@@ -63,6 +64,11 @@ type Config struct {
 	// BackendCABundle is a PEM file of CAs trusted for wss/https backends besides the system
 	// roots (GATEWAY_BACKEND_CA_BUNDLE).
 	BackendCABundle string
+	// EgressAllow and EgressDeny are the backend egress policy (pkg/egress.Parse): networks
+	// and host names a backend may and may not be at, checked on each address a dial
+	// resolves to. An empty EgressDeny means egress.DefaultDeny ("none" denies nothing); the
+	// node's own listeners are always refused (GATEWAY_EGRESS_ALLOW, GATEWAY_EGRESS_DENY).
+	EgressAllow, EgressDeny string
 	// ConnectTimeout bounds the backend dial and handshake; 0 means 10 s
 	// (GATEWAY_BACKEND_CONNECT_TIMEOUT).
 	ConnectTimeout time.Duration
@@ -129,6 +135,8 @@ type Node struct {
 	// current is the installed configuration, nil until the first; the hot path reads it.
 	current    atomic.Pointer[compiled.Config]
 	backendTLS *tls.Config
+	egress     *egress.Policy
+	dialer     *egress.Dialer // backends: the egress policy, and never the node's own listeners
 	promReg    *prometheus.Registry
 	metrics    *metrics.Gateway
 	bus        *fleetBus
@@ -169,6 +177,9 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	var err error
 	if n.backendTLS, err = backendTLS(cfg.BackendCABundle); err != nil {
 		return nil, err
+	}
+	if n.egress, err = egress.Parse(cfg.EgressAllow, egress.DenyList(cfg.EgressDeny)); err != nil {
+		return nil, fmt.Errorf("GATEWAY_EGRESS_ALLOW/GATEWAY_EGRESS_DENY: %w", err)
 	}
 	if n.promReg, err = promreg.New(); err != nil {
 		return nil, err
@@ -213,6 +224,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		n.trafficLn.Close()
 		return nil, err
 	}
+	n.dialer = egress.NewDialer(n.egress, n.trafficLn.Addr(), n.adminLn.Addr())
 	n.url = cfg.PublicURL
 	if n.url == "" {
 		n.url = listenerURL(n.trafficLn.Addr(), cfg.TLSCert != "")
@@ -275,7 +287,7 @@ func (n *Node) Run(ctx context.Context) error {
 			n.log.Warn("trace export shutdown", "err", err)
 		}
 	}()
-	handler := traffic.New(&n.current, traffic.Options{BackendTLS: n.backendTLS, ConnectTimeout: n.cfg.ConnectTimeout,
+	handler := traffic.New(&n.current, traffic.Options{BackendTLS: n.backendTLS, ConnectTimeout: n.cfg.ConnectTimeout, Dial: n.dialer.DialContext,
 		MaxMessageBytes: n.cfg.MaxMessageBytes, IdleTimeout: n.cfg.IdleTimeout, PingInterval: n.cfg.PingInterval,
 		MaxHeaderBytes: n.maxHeaderBytes(), TrustedProxies: n.cfg.TrustedProxies,
 		Region: n.cfg.Region, Log: n.log, Node: n.id, Metrics: n.metrics, Registry: n.conns, Connections: n.sessions,

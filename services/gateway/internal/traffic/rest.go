@@ -27,6 +27,9 @@ func newRESTProxy(opt Options) *restProxy {
 	tr.TLSClientConfig = opt.BackendTLS
 	tr.ResponseHeaderTimeout = 5 * time.Minute
 	tr.MaxIdleConnsPerHost = 256
+	if opt.Dial != nil {
+		tr.DialContext = opt.Dial
+	}
 	p := &httputil.ReverseProxy{
 		Transport: tr,
 		Rewrite: func(pr *httputil.ProxyRequest) {

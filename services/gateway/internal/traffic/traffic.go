@@ -50,6 +50,10 @@ type Options struct {
 	BackendTLS *tls.Config
 	// ConnectTimeout bounds the backend dial and handshake.
 	ConnectTimeout time.Duration
+	// Dial opens TCP connections to backends, WebSocket and REST; nil means a net.Dialer.
+	// The node passes its egress dialer: a refused dial answers the client as an unreachable
+	// backend does, and the log says why.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// MaxMessageBytes and IdleTimeout are the per-connection defaults (0 = unlimited).
 	MaxMessageBytes int64
 	IdleTimeout     time.Duration

@@ -109,7 +109,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 	dialCtx, dialSpan := h.opt.Tracer.Start(ctx, tracing.SpanBackendDial, trace.SpanKindClient)
 	h.opt.Tracer.Inject(dialCtx, pr.Header)
 	be, refused, err := wsproxy.Dial(dialCtx, wsproxy.DialRequest{URL: target, Header: pr.Header,
-		Key: r.Header.Get("Sec-WebSocket-Key"), TLS: h.opt.BackendTLS, Timeout: h.opt.ConnectTimeout})
+		Key: r.Header.Get("Sec-WebSocket-Key"), TLS: h.opt.BackendTLS, Timeout: h.opt.ConnectTimeout, Dial: h.opt.Dial})
 	switch {
 	case err != nil:
 		tracing.End(dialSpan, 0, reasonBackendFailure)

@@ -52,6 +52,9 @@ type DialRequest struct {
 	// Timeout bounds the whole dial: TCP, TLS and the handshake response. Zero means only
 	// ctx bounds it.
 	Timeout time.Duration
+	// Dial opens the TCP connection to addr ("host:port"); nil means a net.Dialer. The node
+	// passes its egress dialer (pkg/egress), which refuses denied addresses after resolution.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Backend is an upgraded backend connection, ready to relay frames.
@@ -114,8 +117,11 @@ func Dial(ctx context.Context, req DialRequest) (*Backend, *Refused, error) {
 		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
 		defer cancel()
 	}
-	d := net.Dialer{KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	dial := req.Dial
+	if dial == nil {
+		dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+	}
+	conn, err := dial(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("wsproxy: dial %s: %w", addr, err)
 	}

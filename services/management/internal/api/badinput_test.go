@@ -123,13 +123,16 @@ type kindCase struct {
 	badIDs []string
 }
 
-// idRuleBreakers are ids that break `^[^*#&+:<>?]+$` and the length limit max.
+// idRuleBreakers are ids that break `^[^*#&+:<>?]+$`, the length limit max, or ARM's rules for
+// every name: no control or format character, no space at either end, no backslash, not "." or
+// ".." (catalog.Kind.ValidName).
 func idRuleBreakers(max int) []string {
 	ids := []string{strings.Repeat("a", max+1)}
 	for _, c := range "*#&+:<>?" {
 		ids = append(ids, "a"+string(c)+"b")
 	}
-	return append(ids, "a\x00b", "a\xffb", "\xef\xbf")
+	return append(ids, "a\x00b", "a\xffb", "\xef\xbf", "a\tb", "a\nb", "a\rb", "a\x7fb", " a", "a ", "a\u00a0",
+		"a\\b", "\\", ".", "..", "a\u202eb", "a\u200bb", "a\u2028b")
 }
 
 var policyBody = func(string) map[string]any {

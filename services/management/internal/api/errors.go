@@ -25,6 +25,7 @@ func toAPIError(err error) (*apierror.Error, bool) {
 		re   *reports.Error
 		he   *echo.HTTPError
 		body *bodyError
+		pe   *catalog.PreconditionError
 	)
 	switch {
 	case errors.As(err, &ae):
@@ -39,6 +40,9 @@ func toAPIError(err error) (*apierror.Error, bool) {
 		return apierror.NotFound("Resource"), true
 	case errors.As(err, &ce):
 		return apierror.New(apierror.Conflict, "%s", ce.Message), true
+	case errors.As(err, &pe) && pe.Header == "If-None-Match":
+		return &apierror.Error{Code: apierror.PreconditionFailed, Target: "If-None-Match",
+			Message: "The entity already exists and the If-None-Match header does not allow it to be replaced."}, true
 	case errors.Is(err, catalog.ErrPreconditionFailed):
 		return &apierror.Error{Code: apierror.PreconditionFailed, Target: "If-Match",
 			Message: "The entity's ETag does not match the If-Match header. Read the entity again and retry with its current ETag."}, true

@@ -28,7 +28,7 @@ func (s *Server) portalRoutes(e *echo.Echo) {
 	// The console authenticates with its first message: a browser cannot set headers on a
 	// WebSocket handshake.
 	e.GET(PortalPrefix+"/console", s.console)
-	g := e.Group(PortalPrefix, decodeParams, s.authenticatePortal)
+	g := e.Group(PortalPrefix, decodeParams, s.authenticatePortal, jsonBody)
 	g.GET("/me", s.me)
 	g.GET("/services/:serviceName/consolenodes", s.consoleNodes)
 	// A consumer's own resources, served by the ARM handlers on the consumer's service and user.

@@ -242,7 +242,7 @@ func (s *Server) put(col collection) echo.HandlerFunc {
 			return err
 		}
 		r, created, err := s.cat.Put(c.Request().Context(), ref(c), col.kind, col.parent(c), c.Param(col.param), body["properties"],
-			catalog.Options{IfMatch: c.Request().Header.Get("If-Match")})
+			putConditions(c))
 		if err != nil {
 			return err
 		}
@@ -306,6 +306,12 @@ func (s *Server) delete(col collection) echo.HandlerFunc {
 		}
 		return c.NoContent(http.StatusOK)
 	}
+}
+
+// putConditions are a PUT's conditional headers.
+func putConditions(c echo.Context) catalog.Options {
+	h := c.Request().Header
+	return catalog.Options{IfMatch: strings.TrimSpace(h.Get("If-Match")), IfNoneMatch: strings.TrimSpace(h.Get("If-None-Match"))}
 }
 
 func requireIfMatch(c echo.Context) (string, error) {

@@ -52,7 +52,8 @@ type Config struct {
 	Connections LiveConnections
 	// Metrics records each request's duration by route template and status; nil records none.
 	Metrics *metrics.Management
-	// MetricsHandler, if set, serves GET /metrics without authentication (docs/observability.md).
+	// MetricsHandler, if set, serves GET /metrics on the admin handler (AdminHandler), never on
+	// the API's listener (docs/observability.md).
 	MetricsHandler http.Handler
 	// Reports answers the usage reports under .../reports; nil serves empty reports.
 	Reports *reports.Store
@@ -101,25 +102,42 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 	e.GET(configwire.SnapshotPath, s.gatewayConfig)
 	portal.Register(e)
 
-	arm := e.Group("", decodeParams, s.authenticate, s.requireAPIVersion)
+	arm := e.Group("", decodeParams, s.authenticate, s.requireAPIVersion, jsonBody)
 	s.routes(arm)
 	s.portalRoutes(e)
 	return s
 }
 
-// Handler returns the HTTP handler: the API and, when Config.MetricsHandler is set, GET
-// /metrics beside it (outside the API's routes, so scrapes are not counted as API requests).
-func (s *Server) Handler() http.Handler {
-	if s.cfg.MetricsHandler == nil {
-		return s.echo
+// Handler returns the API's HTTP handler.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// AdminHandler serves the admin listener (MANAGEMENT_ADMIN_LISTEN), without authentication:
+// GET /metrics (when Config.MetricsHandler is set), /healthz and /readyz. It is meant for a
+// listener that only operators and Prometheus reach; the API's listener does not serve
+// /metrics (issue 12: the series name services, gateways and routes).
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	if s.cfg.MetricsHandler != nil {
+		mux.Handle("GET /metrics", s.cfg.MetricsHandler)
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/metrics" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			s.cfg.MetricsHandler.ServeHTTP(w, r)
-			return
-		}
-		s.echo.ServeHTTP(w, r)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok"))
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		rd := Readiness{Ready: true}
+		if s.cfg.Ready != nil {
+			rd = s.cfg.Ready(r.Context())
+		}
+		status := http.StatusOK
+		if !rd.Ready {
+			status = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(rd)
+	})
+	return mux
 }
 
 // Routes lists the method and path of every route, for the contract test.

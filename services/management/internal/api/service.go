@@ -98,7 +98,7 @@ func (s *Server) putService(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	svc, created, err := s.cat.PutService(c.Request().Context(), ref(c), in, catalog.Options{IfMatch: c.Request().Header.Get("If-Match")})
+	svc, created, err := s.cat.PutService(c.Request().Context(), ref(c), in, putConditions(c))
 	if err != nil {
 		return err
 	}

@@ -35,6 +35,7 @@ import (
 	"gatehouse.dev/management/internal/secretbox"
 	"gatehouse.dev/management/internal/store"
 	"gatehouse.dev/management/internal/store/migrate"
+	"gatehouse.dev/pkg/egress"
 	"gatehouse.dev/pkg/promreg"
 )
 
@@ -46,6 +47,13 @@ const (
 	// after a failure while NATS is connected.
 	retryWait = 2 * time.Second
 )
+
+// DefaultEgressDeny is management's default egress deny list: the link-local ranges
+// (egress.DefaultDeny) and the gateway node's default traffic and admin listeners
+// (GATEWAY_LISTEN 127.0.0.1:8081, GATEWAY_ADMIN_LISTEN 127.0.0.1:9091) on loopback, where a
+// serviceUrl would reach the node itself. The nodes refuse their own listeners at dial time
+// whatever their ports.
+const DefaultEgressDeny = egress.DefaultDeny + ",127.0.0.0/8:8081,[::1]:8081,127.0.0.0/8:9091,[::1]:9091"
 
 // Config is management's static configuration (docs/design.md §5): command management fills it from
 // flags and environment variables, tests from their options. The zero value of a field means
@@ -72,6 +80,15 @@ type Config struct {
 	// TLS configuration used instead. Neither serves plain HTTP.
 	TLSCert, TLSKey string
 	TLS             *tls.Config
+	// AdminListen is the address of the admin listener: /metrics, /healthz and /readyz, plain
+	// HTTP without authentication, for operators and Prometheus only. AdminListener, if set,
+	// is used instead; App closes it. With neither, there is no admin listener and /metrics is
+	// served nowhere.
+	AdminListen   string
+	AdminListener net.Listener
+	// EgressAllow and EgressDeny are the egress policy API serviceUrls must pass when written
+	// (pkg/egress.Parse). An empty EgressDeny means DefaultEgressDeny; "none" denies nothing.
+	EgressAllow, EgressDeny string
 	// EncryptionKey seals secrets at rest; empty uses secretbox.DevKey and logs a warning.
 	EncryptionKey string
 	// Auth configures the bearer tokens the API accepts.
@@ -114,6 +131,9 @@ type App struct {
 	listener net.Listener
 	tls      bool // the API serves HTTPS
 	http     *http.Server
+	// adminLn and admin serve the admin listener; nil without one.
+	adminLn net.Listener
+	admin   *http.Server
 
 	closeOnce sync.Once
 }
@@ -179,7 +199,15 @@ func (a *App) build(ctx context.Context) error {
 	if a.mm, err = metrics.NewManagement(a.metrics); err != nil {
 		return err
 	}
-	a.catalog = catalog.New(store.New(a.pool, box), log)
+	deny := cfg.EgressDeny
+	if strings.TrimSpace(deny) == "" {
+		deny = DefaultEgressDeny
+	}
+	policy, err := egress.Parse(cfg.EgressAllow, deny)
+	if err != nil {
+		return fmt.Errorf("MANAGEMENT_EGRESS_ALLOW/MANAGEMENT_EGRESS_DENY: %w", err)
+	}
+	a.catalog = catalog.New(store.New(a.pool, box), log, catalog.WithEgress(policy))
 	a.api = api.New(api.Config{
 		NATSURLs:       strings.Split(a.natsURLs, ","),
 		Fleet:          a.fleet,
@@ -199,6 +227,16 @@ func (a *App) build(ctx context.Context) error {
 	a.tls = tlsConfig != nil
 	a.http = &http.Server{Handler: a.api.Handler(), TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: time.Minute, WriteTimeout: 5 * time.Minute, IdleTimeout: 2 * time.Minute}
+	a.adminLn = cfg.AdminListener
+	if a.adminLn == nil && cfg.AdminListen != "" {
+		if a.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+			return fmt.Errorf("MANAGEMENT_ADMIN_LISTEN: %w", err)
+		}
+	}
+	if a.adminLn != nil {
+		a.admin = &http.Server{Handler: a.api.AdminHandler(), ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute}
+	}
 	return nil
 }
 
@@ -284,7 +322,7 @@ func (a *App) poke() {
 // (the HTTP server). Run must be called once.
 func (a *App) Run(ctx context.Context) error {
 	defer a.close()
-	a.log.Info("management listening", "url", a.URL())
+	a.log.Info("management listening", "url", a.URL(), "admin_url", a.AdminURL())
 	a.http.BaseContext = func(net.Listener) context.Context { return ctx }
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -307,11 +345,23 @@ func (a *App) Run(ctx context.Context) error {
 		}
 		return err
 	})
+	if a.admin != nil {
+		g.Go(func() error {
+			if err := a.admin.Serve(a.adminLn); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		shutCtx, cancel := context.WithTimeout(context.WithoutCancel(gctx), shutdownTimeout)
 		defer cancel()
-		return a.http.Shutdown(shutCtx)
+		err := a.http.Shutdown(shutCtx)
+		if a.admin != nil {
+			err = errors.Join(err, a.admin.Shutdown(shutCtx))
+		}
+		return err
 	})
 	return g.Wait()
 }
@@ -322,6 +372,9 @@ func (a *App) close() {
 	a.closeOnce.Do(func() {
 		if a.listener != nil {
 			_ = a.listener.Close() // already closed by the HTTP server if Run served
+		}
+		if a.adminLn != nil {
+			_ = a.adminLn.Close()
 		}
 		if a.hbSub != nil {
 			_ = a.hbSub.Unsubscribe()
@@ -442,6 +495,14 @@ func (a *App) URL() string {
 	return scheme + "://" + a.listener.Addr().String()
 }
 
+// AdminURL is the admin listener's base URL, such as "http://127.0.0.1:9090"; "" without one.
+func (a *App) AdminURL() string {
+	if a.adminLn == nil {
+		return ""
+	}
+	return "http://" + a.adminLn.Addr().String()
+}
+
 // StreamsUp is closed once the JetStream streams were first set up: from then on changes
 // flow to the gateway nodes and usage batches are stored.
 func (a *App) StreamsUp() <-chan struct{} { return a.streamsUp }
@@ -464,7 +525,7 @@ func (a *App) Catalog() *catalog.Catalog { return a.catalog }
 // Fleet is the registry of gateway nodes.
 func (a *App) Fleet() *fleet.Registry { return a.fleet }
 
-// Metrics is the Prometheus registry served at /metrics.
+// Metrics is the Prometheus registry served at /metrics on the admin listener.
 func (a *App) Metrics() *prometheus.Registry { return a.metrics }
 
 // API is the HTTP API.

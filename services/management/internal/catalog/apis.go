@@ -78,6 +78,9 @@ var apiBehaviour = behaviour{
 		if err := p.normalize(); err != nil {
 			return err
 		}
+		if err := w.c.checkEgress(p.ServiceURL); err != nil {
+			return err
+		}
 		if old != nil {
 			var o APIProperties
 			_ = json.Unmarshal(old.Properties, &o)
@@ -189,6 +192,22 @@ func checkServiceURL(raw string, schemes []string) error {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || !slices.Contains(schemes, strings.ToLower(u.Scheme)) || len(raw) > 2000 || u.User != nil {
 		return invalid("properties.serviceUrl", "serviceUrl must be an absolute %s URL of at most 2000 characters", strings.Join(schemes, ":// or ")+"://")
+	}
+	return nil
+}
+
+// checkEgress refuses a serviceUrl the egress policy denies before any name is resolved; the
+// nodes check the addresses names resolve to when they dial.
+func (c *Catalog) checkEgress(serviceURL string) error {
+	if serviceURL == "" {
+		return nil
+	}
+	u, err := url.Parse(serviceURL)
+	if err != nil {
+		return invalid("properties.serviceUrl", "serviceUrl is not a URL")
+	}
+	if err := c.egress.CheckURL(u); err != nil {
+		return invalid("properties.serviceUrl", "serviceUrl is not allowed by the operator's egress policy: %s", err)
 	}
 	return nil
 }

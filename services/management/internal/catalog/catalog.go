@@ -12,25 +12,43 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"gatehouse.dev/pkg/egress"
 )
 
 // Catalog applies APIM's rules to reads and writes of a service's resources. It is safe for
 // concurrent use.
 type Catalog struct {
-	store Store
-	log   *slog.Logger
-	now   func() time.Time
+	store  Store
+	log    *slog.Logger
+	now    func() time.Time
+	egress *egress.Policy
 }
 
+// Option adjusts a Catalog.
+type Option func(*Catalog)
+
+// WithEgress refuses API serviceUrls the operator's egress policy denies (pkg/egress): a
+// write naming one fails with a ValidationError that names the rule. nil allows every URL.
+func WithEgress(p *egress.Policy) Option { return func(c *Catalog) { c.egress = p } }
+
 // New returns a Catalog persisting through store.
-func New(store Store, log *slog.Logger) *Catalog {
-	return &Catalog{store: store, log: log, now: time.Now}
+func New(store Store, log *slog.Logger, opts ...Option) *Catalog {
+	c := &Catalog{store: store, log: log, now: time.Now}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // Options carries the query parameters of a write that change its effect.
 type Options struct {
 	// IfMatch is the If-Match header: "" for none, "*" for any.
 	IfMatch string
+	// IfNoneMatch is the If-None-Match header of a PUT: "" for none, "*" to create only
+	// (an existing resource fails with ErrPreconditionFailed), ETags to write only over
+	// another version (RFC 9110 §13.1.2).
+	IfNoneMatch string
 	// DeleteSubscriptions deletes a product's or user's subscriptions with it.
 	DeleteSubscriptions bool
 	// APIType is the type of the API a child resource belongs to, filled in by the catalog.
@@ -144,7 +162,7 @@ func (c *Catalog) upsert(ctx context.Context, ref ServiceRef, kind *Kind, parent
 		case !errors.Is(err, ErrNotFound):
 			return err
 		}
-		if err := checkETag(old, opts.IfMatch); err != nil {
+		if err := checkETag(old, opts); err != nil {
 			return err
 		}
 		in, err := props(old)
@@ -188,7 +206,7 @@ func (c *Catalog) Delete(ctx context.Context, ref ServiceRef, kind *Kind, parent
 		if err != nil {
 			return err
 		}
-		if err := checkETag(&r, opts.IfMatch); err != nil {
+		if err := checkETag(&r, opts); err != nil {
 			return err
 		}
 		return w.delete(ctx, r, opts)
@@ -248,22 +266,36 @@ func splitParent(path string) (string, string) {
 	return strings.Join(parts[:len(parts)-2], "/"), parts[len(parts)-1]
 }
 
-// checkETag enforces If-Match: "*" matches any existing resource; a value matches the current
-// ETag; empty matches anything (PUT without If-Match is an upsert, as ARM deployments expect).
-func checkETag(cur *Resource, ifMatch string) error {
-	if ifMatch == "" {
+// checkETag enforces If-Match and If-None-Match. If-Match: "*" matches any existing resource; a
+// value matches the current ETag; empty matches anything (PUT without If-Match is an upsert, as
+// ARM deployments expect). If-None-Match: "*" fails on any existing resource, a value on the
+// current ETag.
+func checkETag(cur *Resource, opts Options) error {
+	var etag *string
+	if cur != nil {
+		etag = &cur.ETag
+	}
+	return checkPreconditions(etag, opts)
+}
+
+// checkPreconditions is checkETag for the ETag of any entity; etag is nil when there is none.
+func checkPreconditions(etag *string, opts Options) error {
+	if opts.IfNoneMatch != "" && etag != nil && ETagMatch(*etag, opts.IfNoneMatch) {
+		return &PreconditionError{Header: "If-None-Match"}
+	}
+	if opts.IfMatch == "" {
 		return nil
 	}
-	if cur == nil {
-		if ifMatch == "*" {
+	if etag == nil {
+		if opts.IfMatch == "*" {
 			return nil
 		}
-		return ErrPreconditionFailed
+		return &PreconditionError{Header: "If-Match"}
 	}
-	if ifMatch == "*" || ETagMatch(cur.ETag, ifMatch) {
+	if ETagMatch(*etag, opts.IfMatch) {
 		return nil
 	}
-	return ErrPreconditionFailed
+	return &PreconditionError{Header: "If-Match"}
 }
 
 // ETagMatch compares an ETag with an If-Match value, which may list several, quoted or not.

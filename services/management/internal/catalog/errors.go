@@ -34,6 +34,13 @@ func invalid(target, format string, args ...any) error {
 	return &ValidationError{Target: target, Message: fmt.Sprintf(format, args...)}
 }
 
+// PreconditionError is a write refused by a conditional header: Header names it ("If-Match",
+// "If-None-Match").
+type PreconditionError struct{ Header string }
+
+func (e *PreconditionError) Error() string        { return "precondition failed: " + e.Header }
+func (e *PreconditionError) Is(target error) bool { return target == ErrPreconditionFailed }
+
 // ConflictError is a write refused because of the state of other resources.
 type ConflictError struct{ Message string }
 

@@ -1,7 +1,11 @@
 package catalog
 
 import (
+	"fmt"
 	"regexp"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"gatehouse.dev/pkg/configwire"
 )
@@ -94,12 +98,43 @@ func init() {
 // KindByName returns the kind stored under name, or nil.
 func KindByName(name string) *Kind { return kinds[name] }
 
-// ValidName checks a resource name against its kind's constraints.
+// ValidName checks a resource name against its kind's constraints: its length and pattern
+// (APIM's, reference/apim.md §2.2), and ARM's rules for every name, which APIM's patterns leave
+// out: no control, format or line-separator character (a tab, a newline, a bidirectional
+// override), no space at either end, no backslash, and neither "." nor "..", which a path
+// would resolve (they arrive percent-encoded, %2E%2E, past path cleaning).
 func (k *Kind) ValidName(name string) error {
 	if name == "" || len(name) > k.MaxLen || !k.Pattern.MatchString(name) {
 		return invalid("name", "'%s' is not a valid %s name: it must be 1 to %d characters and match %s", name, k.What, k.MaxLen, k.Pattern)
 	}
+	if why := armNameProblem(name); why != "" {
+		return invalid("name", "%q is not a valid %s name: %s", name, k.What, why)
+	}
 	return nil
+}
+
+// armNameProblem says why name breaks ARM's rules for every resource name, or "".
+func armNameProblem(name string) string {
+	if !utf8.ValidString(name) {
+		return "it is not valid UTF-8"
+	}
+	if name == "." || name == ".." {
+		return "'.' and '..' are not names"
+	}
+	if strings.ContainsRune(name, '\\') {
+		return "it must not contain a backslash"
+	}
+	for _, r := range name {
+		if unicode.In(r, unicode.Cc, unicode.Cf, unicode.Zl, unicode.Zp) {
+			return fmt.Sprintf("it must not contain the control or format character %U", r)
+		}
+	}
+	first, _ := utf8.DecodeRuneInString(name)
+	last, _ := utf8.DecodeLastRuneInString(name)
+	if unicode.IsSpace(first) || unicode.IsSpace(last) {
+		return "it must not begin or end with a space"
+	}
+	return ""
 }
 
 // ValidServiceName checks an API Management service name.

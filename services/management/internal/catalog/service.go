@@ -97,10 +97,12 @@ func (c *Catalog) PatchService(ctx context.Context, ref ServiceRef, in ServiceIn
 }
 
 func (c *Catalog) writeService(ctx context.Context, ref ServiceRef, old *Service, in ServiceInput, rawProps json.RawMessage, opts Options) (Service, bool, error) {
-	if opts.IfMatch != "" {
-		if old == nil && opts.IfMatch != "*" || old != nil && !ETagMatch(old.ETag, opts.IfMatch) {
-			return Service{}, false, ErrPreconditionFailed
-		}
+	var etag *string
+	if old != nil {
+		etag = &old.ETag
+	}
+	if err := checkPreconditions(etag, opts); err != nil {
+		return Service{}, false, err
 	}
 	if strings.TrimSpace(in.Location) == "" {
 		return Service{}, false, invalid("location", "location is required")

@@ -126,6 +126,7 @@ func startManagement(t *testing.T, bin, name, dbURL, natsURL string) *mgmtProc {
 		"DATABASE_URL=" + dbURL,
 		"NATS_URL=" + natsURL,
 		"MANAGEMENT_LISTEN=127.0.0.1:0",
+		"MANAGEMENT_ADMIN_LISTEN=127.0.0.1:0",
 		"MANAGEMENT_ADMIN_TOKEN=" + mgmttest.AdminToken,
 		"MANAGEMENT_ENCRYPTION_KEY=" + mgmttest.EncryptionKey,
 		"LOG_LEVEL=debug",

@@ -18,11 +18,11 @@ import (
 	"gatehouse.dev/pkg/testwait"
 )
 
-// scrape GETs /metrics without credentials and returns its gatehouse_management_ series,
+// scrape GETs /metrics of the admin listener without credentials and returns its gatehouse_management_ series,
 // "name{labels}" → value, without histogram buckets and sums, which depend on timing.
 func scrape(t *testing.T, env *mgmttest.Env) map[string]float64 {
 	t.Helper()
-	resp, err := env.Client.Get(env.URL + "/metrics")
+	resp, err := http.Get(env.AdminURL + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,9 @@ type Options struct {
 	NoRelay bool
 	// Fleet configures the registry of gateway nodes, fed by heartbeats published on Env.NC.
 	Fleet fleet.Options
+	// EgressAllow and EgressDeny are management's egress policy (app.Config); empty deny
+	// means app.DefaultEgressDeny.
+	EgressAllow, EgressDeny string
 }
 
 // Env is a running management service, built by app.New as command management builds it.
@@ -68,11 +71,13 @@ type Env struct {
 	JS      jetstream.JetStream
 	Catalog *catalog.Catalog
 	Fleet   *fleet.Registry
-	Metrics *prometheus.Registry // also served at URL + "/metrics"
-	Server  *api.Server
-	Token   string
-	Log     *SafeBuffer
-	App     *app.App
+	Metrics *prometheus.Registry // also served at AdminURL + "/metrics"
+	// AdminURL is the admin listener's base URL (/metrics, /healthz, /readyz), always plain HTTP.
+	AdminURL string
+	Server   *api.Server
+	Token    string
+	Log      *SafeBuffer
+	App      *app.App
 }
 
 // Start starts an Env and registers its teardown with t.Cleanup. It returns once management
@@ -91,8 +96,16 @@ func Start(t testing.TB, opts Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	adminLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
 	client := &http.Client{}
 	cfg := app.Config{
+		AdminListener:      adminLn,
+		EgressAllow:        opts.EgressAllow,
+		EgressDeny:         opts.EgressDeny,
 		DatabaseURL:        url,
 		NATSEmbeddedListen: "127.0.0.1:0",
 		Listener:           ln,
@@ -113,6 +126,7 @@ func Start(t testing.TB, opts Options) *Env {
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		ln.Close()
+		adminLn.Close()
 		t.Fatalf("management: %v", err)
 	}
 	done := make(chan error, 1)
@@ -131,7 +145,7 @@ func Start(t testing.TB, opts Options) *Env {
 	case <-time.After(30 * time.Second):
 		t.Fatal("management's NATS streams not set up within 30 s")
 	}
-	return &Env{URL: a.URL(), Client: client, Pool: a.Pool(), DBURL: url, NATS: a.EmbeddedNATS(), NC: a.NATS(), JS: a.JetStream(),
+	return &Env{URL: a.URL(), AdminURL: a.AdminURL(), Client: client, Pool: a.Pool(), DBURL: url, NATS: a.EmbeddedNATS(), NC: a.NATS(), JS: a.JetStream(),
 		Catalog: a.Catalog(), Fleet: a.Fleet(), Metrics: a.Metrics(), Server: a.API(), Token: cfg.Auth.AdminToken, Log: logBuf, App: a}
 }
 
