@@ -31,6 +31,9 @@ type Options struct {
 	// StoreDir is where JetStream keeps its streams. Empty means a new temporary directory that
 	// Shutdown removes, so streams do not outlive the server.
 	StoreDir string
+	// Auth is the server's credentials and callout keys; nil generates new ones (NewAuth). A
+	// server restarted with the Auth of its predecessor lets its clients reconnect.
+	Auth *Auth
 	// Log receives the server's warnings and errors; its notices are logged at debug level. Nil
 	// discards everything.
 	Log *slog.Logger
@@ -104,6 +107,12 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		storeDir = s.tempDir
 	}
 
+	if opts.Auth != nil {
+		s.auth = *opts.Auth
+	} else if s.auth, err = NewAuth(); err != nil {
+		s.removeTemp()
+		return nil, err
+	}
 	sopts, err := s.options(host, port, storeDir)
 	if err != nil {
 		s.removeTemp()
@@ -145,23 +154,35 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	return s, nil
 }
 
-// options generates the server's credentials and keys into s.auth and returns its options:
-// the accounts and callout of the deployments' configuration (deployments/compose/nats).
-func (s *Server) options(host string, port int, storeDir string) (*server.Options, error) {
+// NewAuth generates credentials and callout keys for a server.
+func NewAuth() (Auth, error) {
 	issuer, err := nkeys.CreateAccount()
 	if err != nil {
-		return nil, fmt.Errorf("natsembed: issuer key: %w", err)
+		return Auth{}, fmt.Errorf("natsembed: issuer key: %w", err)
 	}
 	xkey, err := nkeys.CreateCurveKeys()
 	if err != nil {
-		return nil, fmt.Errorf("natsembed: xkey: %w", err)
+		return Auth{}, fmt.Errorf("natsembed: xkey: %w", err)
 	}
 	issuerSeed, _ := issuer.Seed()
-	issuerPub, _ := issuer.PublicKey()
 	xkeySeed, _ := xkey.Seed()
+	return Auth{User: managementUser, Password: newPassword(), SystemUser: systemUser, SystemPassword: newPassword(),
+		IssuerSeed: string(issuerSeed), XKeySeed: string(xkeySeed)}, nil
+}
+
+// options returns the server's options: the accounts and callout of the deployments'
+// configuration (deployments/compose/nats), with the keys of s.auth.
+func (s *Server) options(host string, port int, storeDir string) (*server.Options, error) {
+	issuer, err := nkeys.FromSeed([]byte(s.auth.IssuerSeed))
+	if err != nil {
+		return nil, fmt.Errorf("natsembed: issuer seed: %w", err)
+	}
+	xkey, err := nkeys.FromCurveSeed([]byte(s.auth.XKeySeed))
+	if err != nil {
+		return nil, fmt.Errorf("natsembed: xkey seed: %w", err)
+	}
+	issuerPub, _ := issuer.PublicKey()
 	xkeyPub, _ := xkey.PublicKey()
-	s.auth = Auth{User: managementUser, Password: nuidPassword(), SystemUser: systemUser, SystemPassword: nuidPassword(),
-		IssuerSeed: string(issuerSeed), XKeySeed: string(xkeySeed)}
 	conf := fmt.Sprintf(`
 accounts {
   %[1]s { jetstream: enabled, users: [ { user: %[3]q, password: %[4]q } ] }
@@ -190,8 +211,8 @@ authorization {
 	return opts, nil
 }
 
-// nuidPassword is a new random password.
-func nuidPassword() string {
+// newPassword is a new random password.
+func newPassword() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
