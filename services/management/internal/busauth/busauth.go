@@ -197,8 +197,7 @@ func (a *Authorizer) authorize(ctx context.Context, req *jwt.AuthorizationReques
 	}
 	uc := jwt.NewUserClaims(req.UserNkey)
 	uc.Audience = Account
-	uc.Name = "gateway " + id.Gateway
-	uc.Tags.Add(Tag(id.ServiceID, id.Gateway))
+	uc.Name = Tag(id.ServiceID, id.Gateway) // the connection's user name on the server
 	uc.Expires = expires.Unix()
 	uc.Permissions = NodePermissions(id.ServiceID, id.Gateway)
 	a.opt.Log.DebugContext(ctx, "bus connection authorized", "service_id", id.ServiceID, "gateway", id.Gateway,
@@ -206,8 +205,8 @@ func (a *Authorizer) authorize(ctx context.Context, req *jwt.AuthorizationReques
 	return uc.Encode(a.issuer)
 }
 
-// Tag marks the connections of a gateway's nodes (the user JWT's tag, listed by the server's
-// connection monitor), so that Revoke finds them. Resource names are case-insensitive (ARM).
+// Tag is the user name of the connections of a gateway's nodes (the user JWT's name, which the
+// server's connection monitor lists), so that Revoke finds them. Resource names are case-insensitive (ARM).
 func Tag(serviceID, gateway string) string {
 	sum := sha256.Sum256([]byte(strings.ToLower(serviceID) + "\x00" + strings.ToLower(gateway)))
 	return "gatehouse-gateway:" + hex.EncodeToString(sum[:20])

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -41,14 +40,14 @@ func (a *Authorizer) Revoke(ctx context.Context, serviceID, gateway string) (int
 		return 0, ErrNoSystem
 	}
 	tag := Tag(serviceID, gateway)
-	conns, err := listConnections(ctx, sys)
+	conns, err := listConnections(ctx, sys, tag)
 	if err != nil {
 		return 0, err
 	}
 	kicked := 0
 	var errs []error
 	for _, c := range conns {
-		if !slices.Contains(c.tags, tag) {
+		if c.user != tag {
 			continue
 		}
 		if err := kick(ctx, sys, c.server, c.cid); err != nil {
@@ -64,13 +63,13 @@ func (a *Authorizer) Revoke(ctx context.Context, serviceID, gateway string) (int
 type conn struct {
 	server string
 	cid    uint64
-	tags   []string
+	user   string
 }
 
-// listConnections lists the open client connections of Account on every server.
-func listConnections(ctx context.Context, sys *nats.Conn) ([]conn, error) {
+// listConnections lists the open client connections of user in Account on every server.
+func listConnections(ctx context.Context, sys *nats.Conn, user string) ([]conn, error) {
 	body, err := json.Marshal(server.ConnzEventOptions{ConnzOptions: server.ConnzOptions{
-		Account: Account, Username: true, State: server.ConnOpen, Limit: connzLimit}})
+		Account: Account, User: user, Username: true, State: server.ConnOpen, Limit: connzLimit}})
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +109,7 @@ func listConnections(ctx context.Context, sys *nats.Conn) ([]conn, error) {
 			return nil, fmt.Errorf("busauth: listing connections: %v", res.Error)
 		}
 		for _, c := range res.Data.Conns {
-			out = append(out, conn{server: res.Server.ID, cid: c.Cid, tags: c.Tags})
+			out = append(out, conn{server: res.Server.ID, cid: c.Cid, user: c.AuthorizedUser})
 		}
 	}
 }
