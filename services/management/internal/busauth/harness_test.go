@@ -16,7 +16,7 @@ import (
 	"gatehouse.dev/pkg/bus"
 )
 
-// bus is an embedded server with management's connections and an Authorizer admitting the
+// testBus is an embedded server with management's connections and an Authorizer admitting the
 // tokens of a table that tests change.
 type testBus struct {
 	srv  *natsembed.Server
@@ -26,7 +26,6 @@ type testBus struct {
 
 	mu     sync.Mutex
 	tokens map[string]busauth.Identity
-	calls  int
 }
 
 func newTestBus(t *testing.T, ttl time.Duration) *testBus {
@@ -52,7 +51,6 @@ func newTestBus(t *testing.T, ttl time.Duration) *testBus {
 		Verify: func(_ context.Context, token string) (busauth.Identity, error) {
 			b.mu.Lock()
 			defer b.mu.Unlock()
-			b.calls++
 			id, ok := b.tokens[token]
 			if !ok {
 				return busauth.Identity{}, busauth.ErrInvalidToken
@@ -89,12 +87,6 @@ func (b *testBus) refuse(token string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.tokens, token)
-}
-
-func (b *testBus) verifications() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.calls
 }
 
 // client is a connection with the asynchronous errors the server sent it.
