@@ -262,7 +262,7 @@ func TestAttackCredentialsExpire(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the refused node kept the bus past its credentials' expiry")
 	}
-	<-valid.dropped // its JWT expired too
+	<-valid.dropped                          // its JWT expired too
 	if err := valid.nc.Flush(); err != nil { // waits for the reconnection
 		t.Errorf("the valid node after its credentials expired: %v", err)
 	}
