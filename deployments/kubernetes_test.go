@@ -361,7 +361,7 @@ func TestKubernetesObjects(t *testing.T) {
 	want := map[string]int{
 		"v1 Namespace":                           1,
 		"v1 ConfigMap":                           3, // management and gateway settings, nats.conf
-		"v1 Secret":                              2, // the example overlay's
+		"v1 Secret":                              4, // the example overlay's
 		"v1 Service":                             4, // management, gateway, nats, nats-headless
 		"apps/v1 Deployment":                     2,
 		"apps/v1 StatefulSet":                    1,

@@ -84,3 +84,11 @@ func SubjectToken(s string) string {
 func ConnectionsSubject(serviceID string) string {
 	return "gatehouse.connections." + SubjectToken(serviceID)
 }
+
+// NodeInboxPrefix is the inbox prefix of a gateway node's NATS connection: replies to the
+// node's requests (JetStream API calls, pulls, counters' round trips) arrive under it, and a
+// node may subscribe nowhere else for replies, so that it never reads another node's (issue 12).
+// Management names it in the snapshot (configwire.NATSInfo.InboxPrefix).
+func NodeInboxPrefix(serviceID, gateway string) string {
+	return "_GH_INBOX." + SubjectToken(serviceID) + "." + SubjectToken(gateway)
+}

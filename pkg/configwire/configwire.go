@@ -79,6 +79,9 @@ type NATSInfo struct {
 	URLs    []string `json:"urls,omitempty"`
 	Stream  string   `json:"stream"`
 	Subject string   `json:"subject"`
+	// InboxPrefix is the prefix of the node's reply subjects (bus.NodeInboxPrefix): the bus
+	// lets a node subscribe to replies under it only. Empty on a bus without authorization.
+	InboxPrefix string `json:"inboxPrefix,omitempty"`
 }
 
 // Snapshot is the complete configuration a gateway node needs at Revision: the APIs linked to

@@ -48,6 +48,7 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 	fs.StringVar(&c.Token, "token", e.String("GATEWAY_TOKEN", ""), "gateway token from generateToken (GATEWAY_TOKEN)")
 	fs.StringVar(&c.ManagementURL, "management-url", e.String("MANAGEMENT_URL", "http://127.0.0.1:8080"), "management URL (MANAGEMENT_URL)")
 	fs.StringVar(&c.NATSURL, "nats-url", e.String("NATS_URL", ""), "NATS servers; empty = as management advertises (NATS_URL)")
+	fs.StringVar(&c.NATSCAFile, "nats-ca-file", e.String("NATS_CA_FILE", ""), "PEM file of the CAs of the NATS servers' certificates; empty = the system's (NATS_CA_FILE)")
 	fs.StringVar(&c.Listen, "listen", e.String("GATEWAY_LISTEN", "127.0.0.1:8081"), "API traffic listener (GATEWAY_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", e.String("GATEWAY_PUBLIC_URL", ""), "ws:// or wss:// URL clients reach this node at, reported to management for its test console; empty = the traffic listener's (GATEWAY_PUBLIC_URL)")
 	fs.StringVar(&c.TLSCert, "tls-cert", e.String("GATEWAY_TLS_CERT", ""), "TLS certificate for wss/https (GATEWAY_TLS_CERT)")

@@ -44,6 +44,9 @@ type Options struct {
 	Token         string
 	// NATSURL overrides the NATS servers management advertises.
 	NATSURL string
+	// NATSCAFile is the PEM file of the CAs that sign the NATS servers' certificates; empty
+	// uses the system's (for tls:// URLs).
+	NATSCAFile string
 	// CacheDir holds the last good snapshot; empty disables the cache.
 	CacheDir string
 	HTTP     *http.Client
@@ -521,8 +524,7 @@ func (s *Syncer) follow(ctx context.Context, snap configwire.Snapshot) error {
 	if urls == "" {
 		urls = strings.Join(info.URLs, ",")
 	}
-	nc, err := nats.Connect(urls, nats.Name("gatehouse-gateway"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
-		nats.ReconnectWait(time.Second))
+	nc, err := nats.Connect(urls, s.natsOptions(ctx, info)...)
 	if err != nil {
 		return fmt.Errorf("NATS %s: %w", urls, err)
 	}
@@ -609,6 +611,30 @@ func (s *Syncer) follow(ctx context.Context, snap configwire.Snapshot) error {
 			}
 		}
 	}
+}
+
+// natsOptions are the options of the node's NATS connection. The node authenticates with its
+// gateway token (management authorizes it through the server's auth callout, issue 12) and
+// takes its replies under the inbox prefix management named, the only one it may read.
+func (s *Syncer) natsOptions(ctx context.Context, info configwire.NATSInfo) []nats.Option {
+	opts := []nats.Option{nats.Name("gatehouse-gateway"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(time.Second), nats.Token(strings.TrimSpace(strings.TrimPrefix(s.opt.Token, "GatewayKey "))),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			s.opt.Log.WarnContext(ctx, "NATS error", "err", err)
+		}),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			if err := nc.LastError(); err != nil && ctx.Err() == nil {
+				s.opt.Log.ErrorContext(ctx, "NATS connection closed; the bus refused this node (its gateway key regenerated or the gateway deleted?)", "err", err)
+			}
+		}),
+	}
+	if info.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(info.InboxPrefix))
+	}
+	if s.opt.NATSCAFile != "" {
+		opts = append(opts, nats.RootCAs(s.opt.NATSCAFile))
+	}
+	return opts
 }
 
 // handle applies one message and reports whether it changed the Builder incrementally, so

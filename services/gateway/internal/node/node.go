@@ -48,6 +48,9 @@ type Config struct {
 	ManagementURL string // MANAGEMENT_URL; required
 	// NATSURL overrides the NATS servers management advertises (NATS_URL).
 	NATSURL string
+	// NATSCAFile is the PEM file of the CAs of the NATS servers' certificates; empty uses the
+	// system's (NATS_CA_FILE).
+	NATSCAFile string
 	// Listen and AdminListen are the traffic and admin (/healthz /readyz /metrics) listeners
 	// (GATEWAY_LISTEN, GATEWAY_ADMIN_LISTEN); port 0 picks a free one.
 	Listen, AdminListen string
@@ -206,7 +209,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		configured: n.configured, shared: n.countsWithFleet, prepare: n.prepareCounters, changed: n.heartbeat.Notify}
 	keys := pipeline.NewKeySource(&http.Client{Timeout: 10 * time.Second}, log)
 	builder := compiled.NewBuilder(pipeline.Env{Counters: n.counters, Keys: keys, Log: log})
-	n.syncer = configsync.New(configsync.Options{ManagementURL: cfg.ManagementURL, Token: cfg.Token, NATSURL: cfg.NATSURL,
+	n.syncer = configsync.New(configsync.Options{ManagementURL: cfg.ManagementURL, Token: cfg.Token, NATSURL: cfg.NATSURL, NATSCAFile: cfg.NATSCAFile,
 		CacheDir: cfg.CacheDir, Log: log, Install: n.install, Connected: n.bus.connect,
 		Applied: func(_ int64, took time.Duration) { n.metrics.ConfigApplied(took) }}, builder)
 	// What a new NATS connection serves, in this order: heartbeats, the fleet's connection

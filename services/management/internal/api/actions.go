@@ -74,6 +74,7 @@ func (s *Server) regenerateGatewayKey(c echo.Context) error {
 	if err := s.cat.RegenerateGatewayKey(c.Request().Context(), ref(c), c.Param("gatewayId"), in.KeyType); err != nil {
 		return err
 	}
+	s.revokeBus(c, c.Param("gatewayId"))
 	return c.NoContent(http.StatusNoContent)
 }
 
@@ -112,4 +113,23 @@ func (s *Server) listNamedValue(c echo.Context) error {
 	}
 	c.Response().Header().Set("ETag", r.ETag)
 	return c.JSON(http.StatusOK, map[string]string{"value": v})
+}
+
+// revokeBus disconnects the bus connections of the nodes of gateway, whose tokens may have
+// stopped being valid: those still valid reconnect at once (issue 12). A failure is logged, not
+// returned: the write is done, and the nodes' bus credentials expire on their own.
+func (s *Server) revokeBus(c echo.Context, gateway string) {
+	if s.cfg.Bus == nil {
+		return
+	}
+	ctx := c.Request().Context()
+	svc, err := s.cat.GetService(ctx, ref(c))
+	if err == nil {
+		var n int
+		n, err = s.cfg.Bus.Revoke(ctx, svc.ID, gateway)
+		s.log.InfoContext(ctx, "gateway nodes disconnected from the bus", "gateway", gateway, "connections", n)
+	}
+	if err != nil {
+		s.log.WarnContext(ctx, "disconnecting gateway nodes from the bus failed; their credentials expire on their own", "gateway", gateway, "err", err)
+	}
 }

@@ -28,7 +28,8 @@ func (s *Server) gatewayConfig(c echo.Context) error {
 	res := c.Response()
 	var w *configwire.SnapshotWriter
 	err = s.cat.Snapshot(ctx, node, format == configwire.SnapshotStream, func(h configwire.Snapshot) (catalog.SnapshotSink, error) {
-		h.NATS = configwire.NATSInfo{URLs: s.cfg.NATSURLs, Stream: bus.ConfigStream, Subject: bus.ConfigSubject(h.ServiceID)}
+		h.NATS = configwire.NATSInfo{URLs: s.cfg.NATSURLs, Stream: bus.ConfigStream, Subject: bus.ConfigSubject(h.ServiceID),
+			InboxPrefix: bus.NodeInboxPrefix(h.ServiceID, node.Gateway.Name)}
 		res.Header().Set(echo.HeaderContentType, contentType)
 		res.Header().Set("Cache-Control", "no-store")
 		res.Header().Add(echo.HeaderVary, echo.HeaderAccept)

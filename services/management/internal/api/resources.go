@@ -300,6 +300,9 @@ func (s *Server) delete(col collection) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		if col.kind == catalog.KindGateway {
+			s.revokeBus(c, c.Param(col.param))
+		}
 		if col.kind == catalog.KindAPI || col.kind == catalog.KindUser {
 			// SDK v3 accepts only 202/204 for these (v2: 200/204); 204 satisfies both.
 			return c.NoContent(http.StatusNoContent)

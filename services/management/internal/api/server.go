@@ -57,6 +57,14 @@ type Config struct {
 	MetricsHandler http.Handler
 	// Reports answers the usage reports under .../reports; nil serves empty reports.
 	Reports *reports.Store
+	// Bus cuts a gateway's nodes off the bus when its keys are regenerated or it is deleted;
+	// nil leaves them connected until their bus credentials expire.
+	Bus BusRevoker
+}
+
+// BusRevoker disconnects the bus connections of a gateway's nodes (busauth.Authorizer).
+type BusRevoker interface {
+	Revoke(ctx context.Context, serviceID, gateway string) (int, error)
 }
 
 // Server is management's HTTP API.

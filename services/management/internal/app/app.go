@@ -6,6 +6,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -26,6 +27,7 @@ import (
 
 	"gatehouse.dev/management/internal/api"
 	"gatehouse.dev/management/internal/auth"
+	"gatehouse.dev/management/internal/busauth"
 	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/management/internal/fleet"
 	"gatehouse.dev/management/internal/metrics"
@@ -70,6 +72,22 @@ type Config struct {
 	// NATSReconnectWait is how long the NATS connection waits between attempts to reach a
 	// server; zero means nats.go's default (2 s).
 	NATSReconnectWait time.Duration
+	// NATSUser and NATSPassword are management's user on a remote NATS, in busauth.Account
+	// and among the callout's auth users. With an embedded server, New generates them.
+	NATSUser, NATSPassword string
+	// NATSSystemUser and NATSSystemPassword are management's user in the system account, with
+	// which it disconnects the nodes of a gateway whose keys are regenerated or that is
+	// deleted; without them those nodes keep the bus until their credentials expire.
+	NATSSystemUser, NATSSystemPassword string
+	// NATSCalloutIssuerSeed and NATSCalloutXKeySeed are the auth callout's keys
+	// (busauth.Options); without the issuer seed management authorizes no gateway node, and
+	// nodes reach the bus only if it is open.
+	NATSCalloutIssuerSeed, NATSCalloutXKeySeed string
+	// NATSCredentialTTL is the life of a node's bus credentials (busauth.DefaultTTL when zero).
+	NATSCredentialTTL time.Duration
+	// NATSCAFile is the PEM file of the CAs that sign the NATS servers' certificates; empty
+	// uses the system's (for tls:// URLs).
+	NATSCAFile string
 	// StreamReplicas is the replication factor of the streams on a NATS cluster; below 1 means 1.
 	StreamReplicas int
 	// Listen is the address of the ARM API. Listener, if set, is used instead (tests listen on
@@ -112,7 +130,10 @@ type App struct {
 	embedded *natsembed.Server // nil when NATS is remote
 	natsURLs string
 	nc       *nats.Conn
+	sys      *nats.Conn // the system account's; nil without its credentials
 	js       jetstream.JetStream
+	busAuth  *busauth.Authorizer // nil without the callout's keys
+	authSub  *nats.Subscription
 	// connected receives a token whenever the NATS connection is (re)established; it holds
 	// at most one, so a connect is never lost and never blocks nats.go's callback goroutine.
 	connected chan struct{}
@@ -208,7 +229,15 @@ func (a *App) build(ctx context.Context) error {
 		return fmt.Errorf("MANAGEMENT_EGRESS_ALLOW/MANAGEMENT_EGRESS_DENY: %w", err)
 	}
 	a.catalog = catalog.New(store.New(a.pool, box), log, catalog.WithEgress(policy))
+	if err := a.serveBusAuth(ctx); err != nil {
+		return err
+	}
+	var bus api.BusRevoker
+	if a.busAuth != nil {
+		bus = a.busAuth
+	}
 	a.api = api.New(api.Config{
+		Bus:            bus,
 		NATSURLs:       strings.Split(a.natsURLs, ","),
 		Fleet:          a.fleet,
 		Connections:    fleet.NewConnections(a.nc, a.fleet, log),
@@ -273,6 +302,14 @@ func (a *App) connectNATS(ctx context.Context) error {
 		a.embedded = ns
 		a.natsURLs = ns.ClientURL()
 		a.log.Info("embedded NATS started", "url", a.natsURLs)
+		auth := ns.Auth()
+		a.cfg.NATSUser, a.cfg.NATSPassword = auth.User, auth.Password
+		a.cfg.NATSSystemUser, a.cfg.NATSSystemPassword = auth.SystemUser, auth.SystemPassword
+		a.cfg.NATSCalloutIssuerSeed, a.cfg.NATSCalloutXKeySeed = auth.IssuerSeed, auth.XKeySeed
+	}
+	secure, err := a.natsSecurity()
+	if err != nil {
+		return err
 	}
 	opts := []nats.Option{
 		nats.Name("gatehouse-management"),
@@ -295,6 +332,10 @@ func (a *App) connectNATS(ctx context.Context) error {
 	if a.cfg.NATSReconnectWait > 0 {
 		opts = append(opts, nats.ReconnectWait(a.cfg.NATSReconnectWait))
 	}
+	opts = append(opts, secure...)
+	if a.cfg.NATSUser != "" {
+		opts = append(opts, nats.UserInfo(a.cfg.NATSUser, a.cfg.NATSPassword))
+	}
 	nc, err := nats.Connect(a.natsURLs, opts...)
 	if err != nil {
 		return fmt.Errorf("NATS %s: %w", a.natsURLs, err)
@@ -305,6 +346,61 @@ func (a *App) connectNATS(ctx context.Context) error {
 	}
 	if a.js, err = jetstream.New(nc); err != nil {
 		return err
+	}
+	return nil
+}
+
+// natsSecurity returns the TLS options of management's NATS connections.
+func (a *App) natsSecurity() ([]nats.Option, error) {
+	if a.cfg.NATSCAFile == "" {
+		return nil, nil
+	}
+	return []nats.Option{nats.RootCAs(a.cfg.NATSCAFile)}, nil
+}
+
+// serveBusAuth answers the auth callout for gateway nodes (busauth), with a connection to the
+// system account to disconnect revoked ones, when management has the callout's keys.
+func (a *App) serveBusAuth(ctx context.Context) error {
+	if a.cfg.NATSCalloutIssuerSeed == "" {
+		a.log.Warn("no NATS auth callout keys (MANAGEMENT_NATS_CALLOUT_ISSUER_SEED): management authorizes no gateway node; the bus must be closed some other way")
+		return nil
+	}
+	if a.cfg.NATSSystemUser != "" {
+		secure, err := a.natsSecurity()
+		if err != nil {
+			return err
+		}
+		opts := append([]nats.Option{nats.Name("gatehouse-management-system"), nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1),
+			nats.UserInfo(a.cfg.NATSSystemUser, a.cfg.NATSSystemPassword)}, secure...)
+		if a.sys, err = nats.Connect(a.natsURLs, opts...); err != nil {
+			return fmt.Errorf("NATS system account %s: %w", a.natsURLs, err)
+		}
+	} else {
+		a.log.Warn("no NATS system account user (MANAGEMENT_NATS_SYSTEM_USER): a gateway whose keys are regenerated keeps the bus until its nodes' credentials expire",
+			"ttl", cmp.Or(a.cfg.NATSCredentialTTL, busauth.DefaultTTL))
+	}
+	var err error
+	a.busAuth, err = busauth.New(busauth.Options{
+		IssuerSeed: a.cfg.NATSCalloutIssuerSeed,
+		XKeySeed:   a.cfg.NATSCalloutXKeySeed,
+		TTL:        a.cfg.NATSCredentialTTL,
+		System:     a.sys,
+		Log:        a.log,
+		Verify: func(ctx context.Context, token string) (busauth.Identity, error) {
+			node, err := a.catalog.VerifyGatewayToken(ctx, token)
+			if err != nil {
+				return busauth.Identity{}, err
+			}
+			return busauth.Identity{ServiceID: node.Service.ID, Gateway: node.Gateway.Name, Expiry: node.Expiry}, nil
+		},
+	})
+	if err != nil {
+		return err
+	}
+	// The subscription outlives reconnections; ctx bounds each answer's checks, so it must be
+	// the process's, not New's.
+	if a.authSub, err = a.busAuth.Serve(context.WithoutCancel(ctx), a.nc); err != nil {
+		return fmt.Errorf("serving the NATS auth callout: %w", err)
 	}
 	return nil
 }
@@ -378,6 +474,12 @@ func (a *App) close() {
 		}
 		if a.hbSub != nil {
 			_ = a.hbSub.Unsubscribe()
+		}
+		if a.authSub != nil {
+			_ = a.authSub.Unsubscribe()
+		}
+		if a.sys != nil {
+			a.sys.Close()
 		}
 		if a.nc != nil {
 			a.nc.Close()

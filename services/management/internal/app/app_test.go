@@ -63,6 +63,10 @@ func TestNATSOutage(t *testing.T) {
 	}
 	defer drop()
 	natsAddr := freeAddr(t)
+	natsAuth, err := natsembed.NewAuth()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -71,10 +75,13 @@ func TestNATSOutage(t *testing.T) {
 		DatabaseURL:       dbURL,
 		NATSURL:           "nats://" + natsAddr,
 		NATSReconnectWait: 50 * time.Millisecond,
-		Listener:          ln,
-		EncryptionKey:     mgmttest.EncryptionKey,
-		Auth:              auth.Config{AdminToken: mgmttest.AdminToken},
-		Relay:             []outbox.Option{outbox.WithRetryBackoff(10*time.Millisecond, 100*time.Millisecond)},
+		NATSUser:          natsAuth.User, NATSPassword: natsAuth.Password,
+		NATSSystemUser: natsAuth.SystemUser, NATSSystemPassword: natsAuth.SystemPassword,
+		NATSCalloutIssuerSeed: natsAuth.IssuerSeed, NATSCalloutXKeySeed: natsAuth.XKeySeed,
+		Listener:      ln,
+		EncryptionKey: mgmttest.EncryptionKey,
+		Auth:          auth.Config{AdminToken: mgmttest.AdminToken},
+		Relay:         []outbox.Option{outbox.WithRetryBackoff(10*time.Millisecond, 100*time.Millisecond)},
 	}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatalf("New with NATS unreachable: %v", err)
@@ -114,7 +121,7 @@ func TestNATSOutage(t *testing.T) {
 	}
 
 	// NATS appears where management looks for it; the change waiting in the outbox arrives.
-	ns, err := natsembed.Start(ctx, natsembed.Options{Listen: natsAddr})
+	ns, err := natsembed.Start(ctx, natsembed.Options{Listen: natsAddr, Auth: &natsAuth})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +131,7 @@ func TestNATSOutage(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("management did not set up its streams within 30 s of NATS starting")
 	}
-	nc, err := nats.Connect(ns.ClientURL())
+	nc, err := nats.Connect(ns.ClientURL(), ns.UserInfo())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func start(t *testing.T, opt fleet.Options) *harness {
 	}
 	t.Cleanup(ns.Shutdown)
 	conn := func() *nats.Conn {
-		nc, err := nats.Connect(ns.ClientURL())
+		nc, err := nats.Connect(ns.ClientURL(), ns.UserInfo())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -312,10 +312,14 @@ func TestWait(t *testing.T) {
 func TestHeartbeatsAcrossNATSRestart(t *testing.T) {
 	t.Parallel()
 	store := t.TempDir()
+	auth, err := natsembed.NewAuth() // the same credentials across the restart
+	if err != nil {
+		t.Fatal(err)
+	}
 	startNATS := func(listen string) *natsembed.Server {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		ns, err := natsembed.Start(ctx, natsembed.Options{Listen: listen, StoreDir: store})
+		ns, err := natsembed.Start(ctx, natsembed.Options{Listen: listen, StoreDir: store, Auth: &auth})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -325,7 +329,7 @@ func TestHeartbeatsAcrossNATSRestart(t *testing.T) {
 	url := ns.ClientURL()
 	conn := func() *nats.Conn {
 		// As management and the gateway connect: reconnecting for ever.
-		nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+		nc, err := nats.Connect(url, ns.UserInfo(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -17,12 +17,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// publishOne creates stream "T" on the server at url if needed and publishes one message to it.
-func publishOne(t *testing.T, ctx context.Context, url string) {
+// publishOne creates stream "T" on s if needed and publishes one message to it.
+func publishOne(t *testing.T, ctx context.Context, s *Server) {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(s.ClientURL(), s.UserInfo())
 	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
+		t.Fatalf("connect %s: %v", s.ClientURL(), err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
@@ -37,23 +37,23 @@ func publishOne(t *testing.T, ctx context.Context, url string) {
 	}
 }
 
-// streamMsgs returns how many messages stream "T" holds on the server at url.
-func streamMsgs(t *testing.T, ctx context.Context, url string) uint64 {
+// streamMsgs returns how many messages stream "T" holds on s.
+func streamMsgs(t *testing.T, ctx context.Context, s *Server) uint64 {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	nc, err := nats.Connect(s.ClientURL(), s.UserInfo())
 	if err != nil {
-		t.Fatalf("connect %s: %v", url, err)
+		t.Fatalf("connect %s: %v", s.ClientURL(), err)
 	}
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := js.Stream(ctx, "T")
+	st, err := js.Stream(ctx, "T")
 	if err != nil {
 		t.Fatalf("stream T: %v", err)
 	}
-	info, err := s.Info(ctx)
+	info, err := st.Info(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,12 +78,12 @@ func TestStartRandomPortWithJetStream(t *testing.T) {
 		t.Fatalf("temporary store dir: %v", err)
 	}
 
-	publishOne(t, ctx, url)
-	if got := streamMsgs(t, ctx, url); got != 1 {
+	publishOne(t, ctx, s)
+	if got := streamMsgs(t, ctx, s); got != 1 {
 		t.Errorf("stream holds %d messages, want 1", got)
 	}
 
-	nc, err := nats.Connect(url, nats.NoReconnect())
+	nc, err := nats.Connect(url, s.UserInfo(), nats.NoReconnect())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestStoreDirOutlivesServer(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Start: %v", err)
 	}
-	publishOne(t, ctx, s.ClientURL())
+	publishOne(t, ctx, s)
 	s.Shutdown()
 	if _, err := os.Stat(dir); err != nil {
 		t.Fatalf("caller's store dir after Shutdown: %v", err)
@@ -119,7 +119,7 @@ func TestStoreDirOutlivesServer(t *testing.T) {
 		t.Fatalf("restart: %v", err)
 	}
 	defer s.Shutdown()
-	if got := streamMsgs(t, ctx, s.ClientURL()); got != 1 {
+	if got := streamMsgs(t, ctx, s); got != 1 {
 		t.Errorf("after restart the stream holds %d messages, want 1", got)
 	}
 }

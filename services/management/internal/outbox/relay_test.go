@@ -62,7 +62,7 @@ func newEnv(t *testing.T, ctx context.Context) *env {
 	}
 	t.Cleanup(ns.Shutdown)
 	e := &env{url: url, nats: ns}
-	e.js = connectJS(t, ns.ClientURL())
+	e.js = connectJS(t, ns)
 	if err := EnsureStream(ctx, e.js, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -70,10 +70,10 @@ func newEnv(t *testing.T, ctx context.Context) *env {
 	return e
 }
 
-// connectJS connects to NATS at url, reconnecting forever, as management does.
-func connectJS(t *testing.T, url string) jetstream.JetStream {
+// connectJS connects to ns as management, reconnecting forever, as management does.
+func connectJS(t *testing.T, ns *natsembed.Server) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	nc, err := nats.Connect(ns.ClientURL(), ns.UserInfo(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -441,8 +441,8 @@ func TestTwoRelaysPublishEveryRevisionOnceInOrder(t *testing.T) {
 
 	// Two replicas: each its own pool and NATS connection.
 	var recA, recB recorder
-	relayA, stopA := runRelay(t, ctx, e.newPool(t, ctx), connectJS(t, e.nats.ClientURL()), "a", withAfterPublish(recA.hook))
-	relayB, stopB := runRelay(t, ctx, e.newPool(t, ctx), connectJS(t, e.nats.ClientURL()), "b", withAfterPublish(recB.hook))
+	relayA, stopA := runRelay(t, ctx, e.newPool(t, ctx), connectJS(t, e.nats), "a", withAfterPublish(recA.hook))
+	relayB, stopB := runRelay(t, ctx, e.newPool(t, ctx), connectJS(t, e.nats), "b", withAfterPublish(recB.hook))
 
 	// Four writers commit 200 revisions across the services; midway the leader's database
 	// session is killed.
@@ -533,7 +533,7 @@ func TestRelaySurvivesNATSOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	e.js = connectJS(t, ns.ClientURL())
+	e.js = connectJS(t, ns)
 	if err := EnsureStream(ctx, e.js, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -558,7 +558,8 @@ func TestRelaySurvivesNATSOutage(t *testing.T) {
 		t.Errorf("with NATS down %d rows are pending, want 3 (none marked)", got)
 	}
 
-	ns, err = natsembed.Start(ctx, natsembed.Options{Listen: "127.0.0.1:" + port, StoreDir: dir})
+	auth := ns.Auth() // the client reconnects with management's credentials
+	ns, err = natsembed.Start(ctx, natsembed.Options{Listen: "127.0.0.1:" + port, StoreDir: dir, Auth: &auth})
 	if err != nil {
 		t.Fatalf("restart NATS on port %s: %v", port, err)
 	}
@@ -649,7 +650,7 @@ func TestEnsureStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(ns.Shutdown)
-	js := connectJS(t, ns.ClientURL())
+	js := connectJS(t, ns)
 
 	// A stream left with another duplicate window is brought back to the contract; calling
 	// twice is fine.
