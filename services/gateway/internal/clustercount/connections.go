@@ -353,7 +353,7 @@ func (c *Connections) session(ctx context.Context, js jetstream.JetStream) error
 	defer cancel()
 	setupCtx, setupDone := context.WithTimeout(ctx, setupTimeout)
 	defer setupDone()
-	kv, err := js.CreateOrUpdateKeyValue(setupCtx, jetstream.KeyValueConfig{
+	kv, err := bindKeyValue(setupCtx, js, jetstream.KeyValueConfig{
 		Bucket:      c.opt.Bucket,
 		Description: "Gatehouse concurrent connections per counter and node",
 		// Watches skip revisions that are gone, and a revision the watch of another node

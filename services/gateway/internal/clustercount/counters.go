@@ -349,7 +349,7 @@ func (c *Counters) setup(ctx context.Context, js jetstream.JetStream, done chan 
 }
 
 func (c *Counters) createBuckets(ctx context.Context, js jetstream.JetStream) (*buckets, error) {
-	rates, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	rates, err := bindKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      c.opt.RateBucket,
 		Description: "Gatehouse rate-limit counters (sliding windows)",
 		History:     1,
@@ -361,7 +361,7 @@ func (c *Counters) createBuckets(ctx context.Context, js jetstream.JetStream) (*
 	if err != nil {
 		return nil, err
 	}
-	quotas, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	quotas, err := bindKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:         c.opt.QuotaBucket,
 		Description:    "Gatehouse quota counters (fixed periods)",
 		History:        1,
@@ -521,4 +521,20 @@ func stateTTL(st *ratecount.State, now time.Time) time.Duration {
 	}
 	d := time.Duration(st.Expires - now.UnixNano())
 	return max(d.Truncate(time.Second)+2*time.Second, 2*time.Second)
+}
+
+// bindKeyValue binds the bucket of cfg, creating it when it does not exist. A bucket that
+// exists is used as it is, never updated: every node sets its buckets up at each (re)connect,
+// and an update reconfigures the bucket's stream while other nodes use it (which nats-server
+// does not do safely with consumers being created at the same time).
+func bindKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return kv, err
+	}
+	kv, err = js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		return js.KeyValue(ctx, cfg.Bucket) // another node created it first
+	}
+	return kv, err
 }
