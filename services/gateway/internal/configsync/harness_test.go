@@ -2,6 +2,7 @@ package configsync_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
 	"log/slog"
@@ -26,6 +27,12 @@ import (
 	"gatehouse.dev/pkg/pipeline"
 
 	"gatehouse.dev/pkg/testwait"
+)
+
+// testKey is the fake management's signing key; testNodeKey the node key it hands out.
+var (
+	testKey     = configwire.NewSigner(ed25519.NewKeyFromSeed(sha256.New().Sum(nil)))
+	testNodeKey = configwire.DeriveNodeKey(testKey.KeyID(), []byte("root"), serviceID, "gw1")
 )
 
 const (
@@ -79,6 +86,8 @@ type management struct {
 	streams atomic.Int64
 
 	mu       sync.Mutex
+	// sealWith, if set, seals streams instead of the key the snapshot lists.
+	sealWith *configwire.Signer
 	snap     configwire.Snapshot
 	down     bool
 	jsonOnly bool
@@ -108,10 +117,12 @@ func (m *management) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.fetches.Add(1)
 		m.streams.Add(1)
 		w.Header().Set("Content-Type", configwire.SnapshotStreamType)
+		w.Header().Set(configwire.NodeKeyHeader, testNodeKey.String())
 		sw, err := configwire.NewSnapshotWriter(w, configwire.SnapshotStream, snap)
 		if err != nil {
 			panic(err)
 		}
+		sw.Sign(m.sealer())
 		for _, e := range snap.Entities {
 			if e.Kind == configwire.KindSubscription {
 				s, err := configwire.SubscriptionOf(e)
@@ -129,6 +140,15 @@ func (m *management) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(snap)
 	}
+}
+
+func (m *management) sealer() *configwire.Signer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sealWith != nil {
+		return m.sealWith
+	}
+	return testKey
 }
 
 // setJSONOnly makes m serve JSON whatever the client accepts.
@@ -270,7 +290,9 @@ func publishRaw(t *testing.T, js jetstream.JetStream, rev int64, data []byte) {
 	msg.Data = data
 	msg.Header.Set(bus.HeaderRevision, strconv.FormatInt(rev, 10))
 	msg.Header.Set(bus.HeaderService, serviceID)
-	if _, err := js.PublishMsg(t.Context(), msg, jetstream.WithMsgID(bus.ConfigMsgID(serviceID, rev))); err != nil {
+	sig := testKey.SignChange(serviceID, rev, data)
+	msg.Header.Set(bus.HeaderSignature, sig)
+	if _, err := js.PublishMsg(t.Context(), msg, jetstream.WithMsgID(bus.ConfigMsgID(serviceID, rev, configwire.SignatureDigest(sig)))); err != nil {
 		t.Fatalf("publish revision %d: %v", rev, err)
 	}
 }
@@ -335,6 +357,7 @@ func snapshot(natsURL string, rev int64, extra ...configwire.Entity) configwire.
 		}
 	}
 	return configwire.Snapshot{ServiceID: serviceID, Service: "svc", Gateway: "gw1", Revision: rev, Entities: ents,
+		SigningKeys: []configwire.VerifyKey{testKey.VerifyKey()},
 		NATS: configwire.NATSInfo{URLs: []string{natsURL}, Stream: bus.ConfigStream, Subject: bus.ConfigSubject(serviceID)}}
 }
 

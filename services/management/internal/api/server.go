@@ -56,6 +56,16 @@ type Config struct {
 	MetricsHandler http.Handler
 	// Reports answers the usage reports under .../reports; nil serves empty reports.
 	Reports *reports.Store
+	// Keys signs the snapshots served to gateway nodes and gives them their verification keys
+	// and node keys (signing.Keyring). Required.
+	Keys Keys
+}
+
+// Keys is what the snapshot endpoint needs of management's signing keys.
+type Keys interface {
+	Signer() *configwire.Signer
+	VerifyKeys() []configwire.VerifyKey
+	NodeKey(serviceID, gateway string) configwire.NodeKey
 }
 
 // Server is management's HTTP API.

@@ -33,6 +33,7 @@ import (
 	"gatehouse.dev/management/internal/outbox"
 	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/management/internal/secretbox"
+	"gatehouse.dev/management/internal/signing"
 	"gatehouse.dev/management/internal/store"
 	"gatehouse.dev/management/internal/store/migrate"
 	"gatehouse.dev/pkg/promreg"
@@ -105,6 +106,7 @@ type App struct {
 	streamsUpOnce sync.Once
 	streamsOK     atomic.Bool
 
+	keys     *signing.Keyring
 	fleet    *fleet.Registry
 	hbSub    *nats.Subscription
 	metrics  *prometheus.Registry
@@ -166,12 +168,8 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 
-	if cfg.Fleet.Log == nil {
-		cfg.Fleet.Log = log
-	}
-	a.fleet = fleet.New(cfg.Fleet)
-	if a.hbSub, err = a.fleet.Subscribe(a.nc); err != nil {
-		return fmt.Errorf("subscribing to gateway heartbeats: %w", err)
+	if a.keys, err = signing.Open(ctx, a.pool, box, log); err != nil {
+		return err
 	}
 	if a.metrics, err = promreg.New(); err != nil {
 		return err
@@ -179,15 +177,25 @@ func (a *App) build(ctx context.Context) error {
 	if a.mm, err = metrics.NewManagement(a.metrics); err != nil {
 		return err
 	}
+	if cfg.Fleet.Log == nil {
+		cfg.Fleet.Log = log
+	}
+	cfg.Fleet.Keys = a.keys
+	cfg.Fleet.Rejected = a.mm.NodeMessageRejected
+	a.fleet = fleet.New(cfg.Fleet)
+	if a.hbSub, err = a.fleet.Subscribe(a.nc); err != nil {
+		return fmt.Errorf("subscribing to gateway heartbeats: %w", err)
+	}
 	a.catalog = catalog.New(store.New(a.pool, box), log)
 	a.api = api.New(api.Config{
 		NATSURLs:       strings.Split(a.natsURLs, ","),
 		Fleet:          a.fleet,
-		Connections:    fleet.NewConnections(a.nc, a.fleet, log),
+		Connections:    fleet.NewConnections(a.nc, a.fleet, a.keys.Signer, log),
 		Metrics:        a.mm,
 		MetricsHandler: promreg.Handler(a.metrics),
 		Reports:        reports.NewStore(a.pool),
 		Ready:          a.readiness,
+		Keys:           a.keys,
 	}, a.catalog, verifier, log)
 
 	a.listener = cfg.Listener
@@ -290,9 +298,10 @@ func (a *App) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.keepStreams(gctx) })
 	g.Go(func() error { return a.ingestUsage(gctx) })
+	g.Go(func() error { return a.keys.Run(gctx) })
 	if !a.cfg.NoRelay {
 		opts := append([]outbox.Option{outbox.WithObserver(a.mm), outbox.WithStreamReplicas(a.cfg.StreamReplicas)}, a.cfg.Relay...)
-		relay := outbox.NewRelay(a.pool, a.js, a.log, opts...)
+		relay := outbox.NewRelay(a.pool, a.js, a.keys.Signer, a.log, opts...)
 		g.Go(func() error { return relay.Run(gctx) })
 	}
 	g.Go(func() error {
