@@ -85,7 +85,7 @@ type management struct {
 	// streams counts the snapshots served as streams.
 	streams atomic.Int64
 
-	mu       sync.Mutex
+	mu sync.Mutex
 	// sealWith, if set, seals streams instead of the key the snapshot lists.
 	sealWith *configwire.Signer
 	snap     configwire.Snapshot
@@ -358,7 +358,7 @@ func snapshot(natsURL string, rev int64, extra ...configwire.Entity) configwire.
 	}
 	return configwire.Snapshot{ServiceID: serviceID, Service: "svc", Gateway: "gw1", Revision: rev, Entities: ents,
 		SigningKeys: []configwire.VerifyKey{testKey.VerifyKey()},
-		NATS: configwire.NATSInfo{URLs: []string{natsURL}, Stream: bus.ConfigStream, Subject: bus.ConfigSubject(serviceID)}}
+		NATS:        configwire.NATSInfo{URLs: []string{natsURL}, Stream: bus.ConfigStream, Subject: bus.ConfigSubject(serviceID)}}
 }
 
 func withoutGreeting(s configwire.Snapshot) configwire.Snapshot {
