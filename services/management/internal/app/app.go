@@ -473,6 +473,9 @@ func (a *App) Catalog() *catalog.Catalog { return a.catalog }
 // Fleet is the registry of gateway nodes.
 func (a *App) Fleet() *fleet.Registry { return a.fleet }
 
+// Keys returns the configuration signing keys.
+func (a *App) Keys() *signing.Keyring { return a.keys }
+
 // Metrics is the Prometheus registry served at /metrics.
 func (a *App) Metrics() *prometheus.Registry { return a.metrics }
 
