@@ -187,10 +187,16 @@ type node struct {
 // as in production.
 func startNode(t *testing.T, m *management, cacheDir string) *node {
 	t.Helper()
+	return startNodeWith(t, m, cacheDir, func(*configsync.Options) {})
+}
+
+// startNodeWith is startNode with its Options adjusted by adjust.
+func startNodeWith(t *testing.T, m *management, cacheDir string, adjust func(*configsync.Options)) *node {
+	t.Helper()
 	n := &node{done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
-	n.syncer = configsync.New(configsync.Options{
+	opt := configsync.Options{
 		ManagementURL: m.srv.URL, Token: token, CacheDir: cacheDir,
 		Log:   slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Retry: 10 * time.Millisecond, CacheWriteDelay: 10 * time.Millisecond,
@@ -205,7 +211,9 @@ func startNode(t *testing.T, m *management, cacheDir string) *node {
 			n.applied = append(n.applied, rev)
 			n.mu.Unlock()
 		},
-	}, compiled.NewBuilder(pipeline.Env{}))
+	}
+	adjust(&opt)
+	n.syncer = configsync.New(opt, compiled.NewBuilder(pipeline.Env{}))
 	go func() { n.done <- n.syncer.Run(ctx) }()
 	t.Cleanup(func() { n.shutdown(t) })
 	return n
