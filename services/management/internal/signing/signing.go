@@ -157,6 +157,7 @@ func (k *Keyring) load(ctx context.Context) (*keys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("signing: read keys: %w", err)
 	}
+	defer rows.Close()
 	next := &keys{seeds: map[string][]byte{}}
 	for rows.Next() {
 		var (
