@@ -29,11 +29,23 @@ const (
 	HeaderRevision = "Gatehouse-Revision"
 	// HeaderService carries the internal id of the service.
 	HeaderService = "Gatehouse-Service"
+	// HeaderSignature carries management's signature of a change (configwire.Signer), and of
+	// a live-connection request.
+	HeaderSignature = "Gatehouse-Signature"
 )
 
-// ConfigMsgID is the JetStream de-duplication id (Nats-Msg-Id) of a service's revision.
-func ConfigMsgID(serviceID string, revision int64) string {
-	return fmt.Sprintf("%s:%d", serviceID, revision)
+// HeaderNodeAuth carries a gateway node's authentication of a heartbeat or a live-connection
+// reply (configwire.NodeKey.Sign).
+const HeaderNodeAuth = "Gatehouse-Node-Auth"
+
+// ConfigMsgID is the JetStream de-duplication id (Nats-Msg-Id) of a service's revision whose
+// change carries the signature sig (a HeaderSignature value). It holds a digest of the
+// signature, which only management can produce: a message someone else publishes with the id
+// of a revision to come never makes JetStream drop management's real change as a duplicate
+// (issue 12). Signatures are deterministic, so a change re-published after a crash keeps its
+// id and is still de-duplicated.
+func ConfigMsgID(serviceID string, revision int64, sigDigest string) string {
+	return fmt.Sprintf("%s:%d:%s", serviceID, revision, sigDigest)
 }
 
 // ParseRevision reads a HeaderRevision value.

@@ -93,7 +93,22 @@ type Snapshot struct {
 	Gateway   string   `json:"gateway"`
 	Revision  int64    `json:"revision"`
 	NATS      NATSInfo `json:"nats"`
-	Entities  []Entity `json:"entities"`
+	// SigningKeys are the public keys of management's signing keys: a node accepts a change
+	// only when it carries a signature by one of them. Learned with the snapshot, over the
+	// authenticated management API, and replaced by every later snapshot (key rotation).
+	SigningKeys []VerifyKey `json:"signingKeys,omitempty"`
+	Entities    []Entity    `json:"entities"`
+	// Seal is the signature of a snapshot stream as ReadSnapshot read it; nil when the
+	// snapshot was JSON or not sealed. Never encoded.
+	Seal *Seal `json:"-"`
+}
+
+// Seal is a snapshot stream's signature: by the key KeyID, over the snapshot's service id,
+// revision, and Digest, the SHA-256 of the stream's bytes before the seal.
+type Seal struct {
+	KeyID     string
+	Signature []byte
+	Digest    [32]byte
 }
 
 // KeyHash is the form in which a subscription key reaches a gateway: hex SHA-256 of the key.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
 	"time"
@@ -41,7 +42,13 @@ const SnapshotPath = "/gatehouse/gateway/v1/config"
 //	    bytes entity = 2;             // JSON of an Entity
 //	    Subscription subscription = 3;
 //	    End end = 4;                  // the last frame
+//	    Seal seal = 5;                // management's signature; just before End
 //	  }
+//	}
+//	message Seal {
+//	  string key_id = 1;              // a VerifyKey's id
+//	  bytes signature = 2;            // Ed25519 over the service, revision and SHA-256 of
+//	                                  // every byte of the stream before this frame
 //	}
 //	message Subscription {
 //	  string name = 1;
@@ -59,7 +66,8 @@ const SnapshotPath = "/gatehouse/gateway/v1/config"
 // A stream without its end frame, or whose counts differ, is incomplete: management aborts the
 // response when it fails after the first bytes. Readers skip frames and fields they do not
 // know; a writer adds one only for information that a reader may ignore, and anything else
-// needs a new media type.
+// needs a new media type. A sealed stream (SnapshotWriter.Sign) has its Seal frame right before
+// its End frame; ReadSnapshot reports it in Snapshot.Seal and Verifier.VerifySnapshot checks it.
 const (
 	// SnapshotStreamType is the media type of a snapshot stream.
 	SnapshotStreamType = "application/vnd.gatehouse.snapshot.v2"
@@ -84,6 +92,7 @@ const (
 	frameEntity       protowire.Number = 2
 	frameSubscription protowire.Number = 3
 	frameEnd          protowire.Number = 4
+	frameSeal         protowire.Number = 5
 
 	subName      protowire.Number = 1
 	subScope     protowire.Number = 2
@@ -94,6 +103,9 @@ const (
 
 	endEntities      protowire.Number = 1
 	endSubscriptions protowire.Number = 2
+
+	sealKeyID     protowire.Number = 1
+	sealSignature protowire.Number = 2
 )
 
 // SnapshotWriter writes a snapshot an entity at a time, so that memory does not grow with its
@@ -101,6 +113,10 @@ const (
 type SnapshotWriter struct {
 	format SnapshotFormat
 	w      *bufio.Writer
+	// hash sees every byte of a stream written to w, for its seal; signer seals it.
+	hash   hash.Hash
+	signer *Signer
+	head   Snapshot
 	// enc encodes entities to w in a JSON snapshot and to ent in a stream, without escaping
 	// HTML (policies are XML).
 	enc        *json.Encoder
@@ -112,7 +128,11 @@ type SnapshotWriter struct {
 // NewSnapshotWriter writes the start of a snapshot with the header h (its Entities are
 // ignored) to w.
 func NewSnapshotWriter(w io.Writer, format SnapshotFormat, h Snapshot) (*SnapshotWriter, error) {
-	sw := &SnapshotWriter{format: format, w: bufio.NewWriterSize(w, 64<<10)}
+	sw := &SnapshotWriter{format: format, hash: sha256.New(), head: h}
+	sw.w = bufio.NewWriterSize(w, 64<<10)
+	if format == SnapshotStream {
+		sw.w = bufio.NewWriterSize(io.MultiWriter(w, sw.hash), 64<<10)
+	}
 	h.Entities = []Entity{}
 	head, err := json.Marshal(h)
 	if err != nil {
@@ -146,6 +166,11 @@ func (sw *SnapshotWriter) frame(num protowire.Number, payload []byte) {
 	_, _ = sw.w.Write(b)
 	_, _ = sw.w.Write(payload)
 }
+
+// Sign makes Close seal a snapshot stream with s: the seal signs the header's service id and
+// revision and the SHA-256 of every byte written before it. A JSON snapshot is not sealed;
+// gateway nodes ask for streams.
+func (sw *SnapshotWriter) Sign(s *Signer) { sw.signer = s }
 
 // WriteEntity writes an entity; a subscription entity goes as it is, with all its properties.
 func (sw *SnapshotWriter) WriteEntity(e Entity) error {
@@ -200,6 +225,17 @@ func (sw *SnapshotWriter) Close() error {
 	if sw.format == SnapshotJSON {
 		_, _ = sw.w.WriteString("]}\n")
 	} else {
+		if sw.signer != nil {
+			if err := sw.w.Flush(); err != nil {
+				return err
+			}
+			sig := sw.signer.sign(snapshotMessage(sw.head.ServiceID, sw.head.Revision, [sha256.Size]byte(sw.hash.Sum(nil))))
+			b := protowire.AppendTag(nil, sealKeyID, protowire.BytesType)
+			b = protowire.AppendString(b, sw.signer.KeyID())
+			b = protowire.AppendTag(b, sealSignature, protowire.BytesType)
+			b = protowire.AppendBytes(b, sig)
+			sw.frame(frameSeal, b)
+		}
 		b := protowire.AppendTag(nil, endEntities, protowire.VarintType)
 		b = protowire.AppendVarint(b, sw.ents)
 		b = protowire.AppendTag(b, endSubscriptions, protowire.VarintType)
@@ -225,7 +261,9 @@ func ReadSnapshot(r io.Reader, h SnapshotHandler) (Snapshot, error) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	if magic, _ := br.Peek(len(snapshotMagic)); string(magic) == snapshotMagic {
 		_, _ = br.Discard(len(snapshotMagic))
-		return (&streamReader{r: br, h: h, strings: map[string]string{}}).read()
+		sr := &streamReader{r: br, h: h, strings: map[string]string{}, hash: sha256.New()}
+		sr.hash.Write([]byte(snapshotMagic))
+		return sr.read()
 	}
 	return readJSON(br, h)
 }
@@ -324,6 +362,11 @@ type streamReader struct {
 	// subscription being read.
 	strings map[string]string
 	hashes  [][sha256.Size]byte
+	// hash sees every frame read; seal is the seal frame, once read, with the digest of what
+	// came before it.
+	hash       hash.Hash
+	seal       *Seal
+	sealDigest [sha256.Size]byte
 }
 
 var errTruncated = errors.New("the snapshot stream ends before its end frame")
@@ -340,6 +383,8 @@ func (sr *streamReader) read() (Snapshot, error) {
 			return snap, errors.New("snapshot stream: no header first")
 		case !first && num == frameHeader:
 			return snap, errors.New("snapshot stream: a second header")
+		case sr.seal != nil && num != frameEnd:
+			return snap, errors.New("snapshot stream: a frame other than the end after the seal")
 		}
 		switch num {
 		case frameHeader:
@@ -365,7 +410,12 @@ func (sr *streamReader) read() (Snapshot, error) {
 			if err := sr.h.Subscription(s); err != nil {
 				return snap, err
 			}
+		case frameSeal:
+			if err := sr.readSeal(v); err != nil {
+				return snap, err
+			}
 		case frameEnd:
+			snap.Seal = sr.seal
 			return snap, sr.end(v)
 		}
 	}
@@ -396,6 +446,12 @@ func (sr *streamReader) next() (protowire.Number, []byte, error) {
 	if k < 0 {
 		return 0, nil, fmt.Errorf("snapshot stream: %w", protowire.ParseError(k))
 	}
+	if num == frameSeal {
+		sr.sealDigest = [sha256.Size]byte(sr.hash.Sum(nil))
+	}
+	var lenBuf [binary.MaxVarintLen64]byte
+	sr.hash.Write(protowire.AppendVarint(lenBuf[:0], n))
+	sr.hash.Write(b)
 	if typ != protowire.BytesType {
 		// Every frame holds bytes or a message; a later version may add other kinds.
 		if m := protowire.ConsumeFieldValue(num, typ, b[k:]); m < 0 || k+m != len(b) {
@@ -471,6 +527,40 @@ func (sr *streamReader) intern(b []byte) string {
 	s := string(b)
 	sr.strings[s] = s
 	return s
+}
+
+// readSeal decodes a Seal message.
+func (sr *streamReader) readSeal(b []byte) error {
+	if sr.seal != nil {
+		return errors.New("snapshot stream: a second seal")
+	}
+	seal := &Seal{Digest: sr.sealDigest}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return fmt.Errorf("snapshot seal: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if typ != protowire.BytesType || (num != sealKeyID && num != sealSignature) {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return fmt.Errorf("snapshot seal: %w", protowire.ParseError(n))
+			}
+			b = b[n:]
+			continue
+		}
+		v, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return fmt.Errorf("snapshot seal: %w", protowire.ParseError(n))
+		}
+		b = b[n:]
+		if num == sealKeyID {
+			seal.KeyID = string(v)
+		} else {
+			seal.Signature = bytes.Clone(v)
+		}
+	}
+	sr.seal = seal
+	return nil
 }
 
 // end checks the end frame against what was read, and that nothing follows it.

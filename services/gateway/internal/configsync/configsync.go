@@ -20,6 +20,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -55,6 +56,9 @@ type Options struct {
 	Install func(*compiled.Config)
 	// Applied is told the apply latency of each change, for metrics; optional.
 	Applied func(rev int64, took time.Duration)
+	// Dropped is told of every change message dropped because it was unsigned, forged or
+	// replayed (reason "unsigned", "forged" or "replayed"), for metrics; optional.
+	Dropped func(reason string)
 	// Connected is given the NATS connection once the change stream's servers are known, so
 	// the node's other fleet features (heartbeats, shared counters) can use it; optional. The
 	// connection closes when Run returns.
@@ -77,6 +81,31 @@ type Syncer struct {
 	// last wrote or removed, and an older one never replaces it.
 	cacheMu  sync.Mutex
 	cacheRev int64
+
+	// verifier checks management's signatures with the keys of the last snapshot fetched;
+	// nodeKey is the node key that fetch handed out. Both are nil until a fetch succeeds.
+	verifier atomic.Pointer[configwire.Verifier]
+	nodeKey  atomic.Pointer[configwire.NodeKey]
+	// serviceID is the service whose changes follow consumes; touched by the loop only, as
+	// are dropResync (a dropped change asks for a snapshot) and lastDropResync.
+	serviceID      string
+	dropResync     bool
+	lastDropResync time.Time
+}
+
+// Verifier returns the Verifier of management's signing keys as the last snapshot listed
+// them, nil before the first. Safe for concurrent use.
+func (s *Syncer) Verifier() *configwire.Verifier { return s.verifier.Load() }
+
+// NodeKey returns the node key management handed out with the last snapshot, which
+// authenticates this node's heartbeats and replies; false before the first. Safe for
+// concurrent use.
+func (s *Syncer) NodeKey() (configwire.NodeKey, bool) {
+	k := s.nodeKey.Load()
+	if k == nil {
+		return configwire.NodeKey{}, false
+	}
+	return *k, true
 }
 
 // New returns a Syncer compiling with builder.
@@ -204,6 +233,14 @@ func (s *Syncer) fetch(ctx context.Context) (*fetched, error) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		return nil, fmt.Errorf("management answered %d: %s", resp.StatusCode, body)
 	}
+	var nodeKey *configwire.NodeKey
+	if v := resp.Header.Get(configwire.NodeKeyHeader); v != "" {
+		k, err := configwire.ParseNodeKey(v)
+		if err != nil {
+			return nil, err
+		}
+		nodeKey = &k
+	}
 	stalled := time.AfterFunc(fetchTimeout, cancel)
 	defer stalled.Stop()
 	var body io.Reader = readerFunc(func(p []byte) (int, error) {
@@ -226,8 +263,35 @@ func (s *Syncer) fetch(ctx context.Context) (*fetched, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decoding the snapshot: %w", err)
 	}
+	verifier, err := s.checkSnapshot(f.snap)
+	if err != nil {
+		f.discard()
+		return nil, err
+	}
+	s.verifier.Store(verifier)
+	if nodeKey != nil {
+		s.nodeKey.Store(nodeKey)
+	}
 	f.fetchMS = time.Since(start).Milliseconds()
 	return f, nil
+}
+
+// checkSnapshot returns the Verifier of the signing keys snap lists, after checking snap's
+// seal with them when it has one. The keys come over the authenticated management API, so
+// they are trusted as they are; the seal proves the stream whole and management's. A snapshot
+// without keys (a management of an earlier version) gives a Verifier that verifies nothing:
+// every change is then dropped and a snapshot fetched in its stead.
+func (s *Syncer) checkSnapshot(snap configwire.Snapshot) (*configwire.Verifier, error) {
+	v, err := configwire.NewVerifier(snap.SigningKeys)
+	if err != nil {
+		return nil, fmt.Errorf("the snapshot's signing keys: %w", err)
+	}
+	if snap.Seal != nil {
+		if err := v.VerifySnapshot(snap); err != nil {
+			return nil, fmt.Errorf("the snapshot's seal: %w", err)
+		}
+	}
+	return v, nil
 }
 
 type readerFunc func(p []byte) (int, error)
@@ -540,6 +604,7 @@ func (s *Syncer) follow(ctx context.Context, snap configwire.Snapshot) error {
 	if subject == "" {
 		subject = bus.ConfigSubject(snap.ServiceID)
 	}
+	s.serviceID = snap.ServiceID
 	msgs := make(chan jetstream.Msg, 1024)
 	var cons jetstream.Consumer
 	for {
@@ -575,6 +640,12 @@ func (s *Syncer) follow(ctx context.Context, snap configwire.Snapshot) error {
 	cacheTimer := time.NewTimer(time.Hour)
 	cacheTimer.Stop()
 	cachePending := false
+	// A dropped change asks for a snapshot, at most once per Retry: a flood of forged
+	// messages costs management one snapshot per interval, and the real revision is never
+	// lost (the snapshot holds it).
+	resyncTimer := time.NewTimer(time.Hour)
+	resyncTimer.Stop()
+	resyncPending := false
 	var writing sync.WaitGroup
 	writer := make(chan struct{}, 1) // holds a token while a write runs
 	for {
@@ -593,6 +664,20 @@ func (s *Syncer) follow(ctx context.Context, snap configwire.Snapshot) error {
 				cacheTimer.Reset(s.opt.CacheWriteDelay)
 				cachePending = true
 			}
+			if s.dropResync && !resyncPending {
+				s.dropResync = false
+				if wait := time.Until(s.lastDropResync.Add(s.opt.Retry)); wait > 0 {
+					resyncTimer.Reset(wait)
+					resyncPending = true
+					continue
+				}
+				s.lastDropResync = time.Now()
+				s.resyncLogged(ctx)
+			}
+		case <-resyncTimer.C:
+			resyncPending, s.dropResync = false, false
+			s.lastDropResync = time.Now()
+			s.resyncLogged(ctx)
 		case <-cacheTimer.C:
 			if s.builder.Current() == nil {
 				cachePending = false
@@ -641,10 +726,8 @@ func (s *Syncer) natsOptions(ctx context.Context, info configwire.NATSInfo) []na
 // that the cache needs writing (a snapshot install writes it itself).
 func (s *Syncer) handle(ctx context.Context, m jetstream.Msg) bool {
 	start := time.Now()
-	var ch configwire.Change
-	if err := json.Unmarshal(m.Data(), &ch); err != nil {
-		s.opt.Log.WarnContext(ctx, "undecodable change; resyncing", "err", err)
-		s.resyncLogged(ctx)
+	ch, ok := s.verify(ctx, m)
+	if !ok {
 		return false
 	}
 	for _, it := range ch.Items {
@@ -681,6 +764,61 @@ func (s *Syncer) handle(ctx context.Context, m jetstream.Msg) bool {
 	}
 	s.opt.Log.DebugContext(ctx, "change applied", "revision", ch.Revision, "items", len(ch.Items), "took_us", took.Microseconds())
 	return true
+}
+
+// verify checks that m is a change management signed for this node's service, and decodes
+// it. A message that is not (unsigned, forged, or a replay of a revision the node already
+// serves) is dropped, counted and logged; one that claims a revision the node has not yet
+// applied makes the node fetch a snapshot (follow), so a forged message never costs the real
+// revision, whether or not it reaches the node. An undecodable signed change resyncs at once.
+func (s *Syncer) verify(ctx context.Context, m jetstream.Msg) (configwire.Change, bool) {
+	var ch configwire.Change
+	h := m.Headers()
+	svc, rawRev, sig := h.Get(bus.HeaderService), h.Get(bus.HeaderRevision), h.Get(bus.HeaderSignature)
+	rev, revErr := bus.ParseRevision(rawRev)
+	err := s.verifier.Load().VerifyChange(svc, rev, m.Data(), sig)
+	switch {
+	case err != nil:
+	case revErr != nil || svc != s.serviceID:
+		err = fmt.Errorf("%w: signed for another service or revision", configwire.ErrForged)
+	default:
+		if jerr := json.Unmarshal(m.Data(), &ch); jerr != nil {
+			s.opt.Log.WarnContext(ctx, "undecodable change; resyncing", "err", jerr)
+			s.resyncLogged(ctx)
+			return ch, false
+		}
+		if ch.ServiceID != svc || ch.Revision != rev {
+			err = fmt.Errorf("%w: the change's service or revision differs from its signed headers", configwire.ErrForged)
+		}
+	}
+	if err != nil {
+		reason := "forged"
+		if errors.Is(err, configwire.ErrUnsigned) {
+			reason = "unsigned"
+		}
+		s.dropped(reason)
+		ahead := revErr == nil && rev > s.builder.Revision()
+		s.opt.Log.WarnContext(ctx, "configuration change dropped", "reason", reason, "revision", rawRev,
+			"service_id", svc, "resync", ahead, "err", err)
+		s.dropResync = s.dropResync || ahead
+		return ch, false
+	}
+	if meta, merr := m.Metadata(); merr == nil && meta.Sequence.Consumer > 1 && ch.Revision <= s.builder.Revision() &&
+		s.builder.Current() != nil {
+		// The first message of a subscription is the stream's last, which the node may
+		// already serve; any later one at or below the served revision is a copy.
+		s.dropped("replayed")
+		s.opt.Log.WarnContext(ctx, "configuration change dropped", "reason", "replayed", "revision", ch.Revision,
+			"serving", s.builder.Revision())
+		return ch, false
+	}
+	return ch, true
+}
+
+func (s *Syncer) dropped(reason string) {
+	if s.opt.Dropped != nil {
+		s.opt.Dropped(reason)
+	}
 }
 
 func (s *Syncer) resyncLogged(ctx context.Context) {

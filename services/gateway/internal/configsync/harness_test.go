@@ -2,6 +2,7 @@ package configsync_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
 	"log/slog"
@@ -26,6 +27,12 @@ import (
 	"gatehouse.dev/pkg/pipeline"
 
 	"gatehouse.dev/pkg/testwait"
+)
+
+// testKey is the fake management's signing key; testNodeKey the node key it hands out.
+var (
+	testKey     = configwire.NewSigner(ed25519.NewKeyFromSeed(sha256.New().Sum(nil)))
+	testNodeKey = configwire.DeriveNodeKey(testKey.KeyID(), []byte("root"), serviceID, "gw1")
 )
 
 const (
@@ -80,7 +87,9 @@ type management struct {
 	// refused counts the requests dropped while down.
 	refused atomic.Int64
 
-	mu       sync.Mutex
+	mu sync.Mutex
+	// sealWith, if set, seals streams instead of the key the snapshot lists.
+	sealWith *configwire.Signer
 	snap     configwire.Snapshot
 	down     bool
 	jsonOnly bool
@@ -111,10 +120,12 @@ func (m *management) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.fetches.Add(1)
 		m.streams.Add(1)
 		w.Header().Set("Content-Type", configwire.SnapshotStreamType)
+		w.Header().Set(configwire.NodeKeyHeader, testNodeKey.String())
 		sw, err := configwire.NewSnapshotWriter(w, configwire.SnapshotStream, snap)
 		if err != nil {
 			panic(err)
 		}
+		sw.Sign(m.sealer())
 		for _, e := range snap.Entities {
 			if e.Kind == configwire.KindSubscription {
 				s, err := configwire.SubscriptionOf(e)
@@ -132,6 +143,15 @@ func (m *management) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(snap)
 	}
+}
+
+func (m *management) sealer() *configwire.Signer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.sealWith != nil {
+		return m.sealWith
+	}
+	return testKey
 }
 
 // setJSONOnly makes m serve JSON whatever the client accepts.
@@ -170,10 +190,16 @@ type node struct {
 // as in production.
 func startNode(t *testing.T, m *management, cacheDir string) *node {
 	t.Helper()
+	return startNodeWith(t, m, cacheDir, func(*configsync.Options) {})
+}
+
+// startNodeWith is startNode with its Options adjusted by adjust.
+func startNodeWith(t *testing.T, m *management, cacheDir string, adjust func(*configsync.Options)) *node {
+	t.Helper()
 	n := &node{done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
-	n.syncer = configsync.New(configsync.Options{
+	opt := configsync.Options{
 		ManagementURL: m.srv.URL, Token: token, CacheDir: cacheDir,
 		Log:   slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Retry: 10 * time.Millisecond, CacheWriteDelay: 10 * time.Millisecond,
@@ -188,7 +214,9 @@ func startNode(t *testing.T, m *management, cacheDir string) *node {
 			n.applied = append(n.applied, rev)
 			n.mu.Unlock()
 		},
-	}, compiled.NewBuilder(pipeline.Env{}))
+	}
+	adjust(&opt)
+	n.syncer = configsync.New(opt, compiled.NewBuilder(pipeline.Env{}))
 	go func() { n.done <- n.syncer.Run(ctx) }()
 	t.Cleanup(func() { n.shutdown(t) })
 	return n
@@ -273,7 +301,9 @@ func publishRaw(t *testing.T, js jetstream.JetStream, rev int64, data []byte) {
 	msg.Data = data
 	msg.Header.Set(bus.HeaderRevision, strconv.FormatInt(rev, 10))
 	msg.Header.Set(bus.HeaderService, serviceID)
-	if _, err := js.PublishMsg(t.Context(), msg, jetstream.WithMsgID(bus.ConfigMsgID(serviceID, rev))); err != nil {
+	sig := testKey.SignChange(serviceID, rev, data)
+	msg.Header.Set(bus.HeaderSignature, sig)
+	if _, err := js.PublishMsg(t.Context(), msg, jetstream.WithMsgID(bus.ConfigMsgID(serviceID, rev, configwire.SignatureDigest(sig)))); err != nil {
 		t.Fatalf("publish revision %d: %v", rev, err)
 	}
 }
@@ -338,7 +368,8 @@ func snapshot(natsURL string, rev int64, extra ...configwire.Entity) configwire.
 		}
 	}
 	return configwire.Snapshot{ServiceID: serviceID, Service: "svc", Gateway: "gw1", Revision: rev, Entities: ents,
-		NATS: configwire.NATSInfo{URLs: []string{natsURL}, Stream: bus.ConfigStream, Subject: bus.ConfigSubject(serviceID)}}
+		SigningKeys: []configwire.VerifyKey{testKey.VerifyKey()},
+		NATS:        configwire.NATSInfo{URLs: []string{natsURL}, Stream: bus.ConfigStream, Subject: bus.ConfigSubject(serviceID)}}
 }
 
 func withoutGreeting(s configwire.Snapshot) configwire.Snapshot {

@@ -64,6 +64,10 @@ type Options struct {
 	Version  string
 	Hostname string
 	Log      *slog.Logger
+	// Key returns the node key management handed this node with its snapshot
+	// (configsync.Syncer.NodeKey), which authenticates each heartbeat; required. Until it
+	// reports one, no heartbeat is sent: management would drop it.
+	Key func() (configwire.NodeKey, bool)
 }
 
 // Publisher sends a node's heartbeats. Its methods are safe for concurrent use; Run runs once.
@@ -270,7 +274,14 @@ func (p *Publisher) publish(nc *nats.Conn, stopping bool) error {
 	if err != nil {
 		return err
 	}
-	return nc.Publish(bus.HeartbeatSubject(hb.ServiceID, hb.Gateway), raw)
+	key, ok := p.opt.Key()
+	if !ok {
+		p.opt.Log.Debug("no node key from management yet; heartbeat not sent")
+		return nil
+	}
+	msg := &nats.Msg{Subject: bus.HeartbeatSubject(hb.ServiceID, hb.Gateway), Data: raw, Header: nats.Header{}}
+	msg.Header.Set(bus.HeaderNodeAuth, key.Sign(msg.Subject, raw))
+	return nc.PublishMsg(msg)
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.

@@ -59,6 +59,9 @@ func listen(t *testing.T, url string) *listener {
 		if err := hb.Validate(); err != nil {
 			t.Errorf("published heartbeat does not validate: %v", err)
 		}
+		if err := testNodeKey.Verify(m.Subject, m.Data, m.Header.Get(bus.HeaderNodeAuth)); err != nil {
+			t.Errorf("heartbeat authentication: %v", err)
+		}
 		l.ch <- hb
 	})
 	if err != nil {
@@ -143,7 +146,7 @@ func TestPublisherReportsStateAndChanges(t *testing.T) {
 	l := listen(t, url)
 	n := &node{st: heartbeat.State{ServiceID: "svc-1", Gateway: "edge.eu", Revision: 7, Connections: 3, Healthy: true}}
 	before := time.Now()
-	p := heartbeat.New(nil, heartbeat.Options{URLs: []string{url}, State: n.state, Interval: time.Hour,
+	p := heartbeat.New(nil, heartbeat.Options{Key: testKey, URLs: []string{url}, State: n.state, Interval: time.Hour,
 		NodeID: "node-a", Version: "v1.2.3", Hostname: "gw-1"})
 	stop := run(t, p)
 
@@ -192,7 +195,7 @@ func TestPublisherInterval(t *testing.T) {
 	}
 	t.Cleanup(nc.Close)
 	n := &node{st: heartbeat.State{ServiceID: "svc-1", Gateway: "edge", Revision: 1, Healthy: true}}
-	p := heartbeat.New(nc, heartbeat.Options{State: n.state, Interval: 50 * time.Millisecond})
+	p := heartbeat.New(nc, heartbeat.Options{Key: testKey, State: n.state, Interval: 50 * time.Millisecond})
 	stop := run(t, p)
 	var ids []string
 	for i := 0; i < 4; i++ {
@@ -215,7 +218,7 @@ func TestPublisherCoalescesBursts(t *testing.T) {
 	url := startNATS(t)
 	l := listen(t, url)
 	n := &node{st: heartbeat.State{ServiceID: "svc-1", Gateway: "edge", Healthy: true}}
-	p := heartbeat.New(nil, heartbeat.Options{URLs: []string{url}, State: n.state, Interval: time.Hour})
+	p := heartbeat.New(nil, heartbeat.Options{Key: testKey, URLs: []string{url}, State: n.state, Interval: time.Hour})
 	run(t, p)
 	l.next(t, 5*time.Second)
 
@@ -268,7 +271,7 @@ func TestPublisherWaitsForConfigurationAndConnection(t *testing.T) {
 			url := startNATS(t)
 			l := listen(t, url)
 			n := &node{}
-			p := heartbeat.New(nil, heartbeat.Options{State: n.state, Interval: 20 * time.Millisecond})
+			p := heartbeat.New(nil, heartbeat.Options{Key: testKey, State: n.state, Interval: 20 * time.Millisecond})
 			stop := run(t, p)
 
 			// Nowhere to publish yet: nothing is sent, and Run must not fail.
@@ -301,7 +304,7 @@ func TestPublisherBoundsStrings(t *testing.T) {
 	l := listen(t, url)
 	long := strings.Repeat("é", configwire.MaxHeartbeatErrorBytes) // 2 bytes each
 	n := &node{st: heartbeat.State{ServiceID: "svc-1", Gateway: "edge", LastError: long}}
-	p := heartbeat.New(nil, heartbeat.Options{URLs: []string{url}, State: n.state, Hostname: strings.Repeat("h", 1000)})
+	p := heartbeat.New(nil, heartbeat.Options{Key: testKey, URLs: []string{url}, State: n.state, Hostname: strings.Repeat("h", 1000)})
 	run(t, p)
 	hb := l.next(t, 5*time.Second) // the listener also checks hb.Validate()
 	if len(hb.LastError) > configwire.MaxHeartbeatErrorBytes || !utf8.ValidString(hb.LastError) || !strings.HasPrefix(long, hb.LastError) {
@@ -312,10 +315,15 @@ func TestPublisherBoundsStrings(t *testing.T) {
 
 func TestPublisherMalformedURL(t *testing.T) {
 	t.Parallel()
-	p := heartbeat.New(nil, heartbeat.Options{URLs: []string{"nats://[::1"}, State: func() heartbeat.State { return heartbeat.State{} }})
+	p := heartbeat.New(nil, heartbeat.Options{Key: testKey, URLs: []string{"nats://[::1"}, State: func() heartbeat.State { return heartbeat.State{} }})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := p.Run(ctx); err == nil {
 		t.Error("Run with a malformed URL = nil, want an error")
 	}
 }
+
+// testNodeKey is the node key the tests' publishers authenticate with.
+var testNodeKey = configwire.DeriveNodeKey("k1", []byte("root"), "svc", "gw")
+
+func testKey() (configwire.NodeKey, bool) { return testNodeKey, true }

@@ -6,6 +6,7 @@ package liveconn
 import (
 	"cmp"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -25,6 +26,15 @@ type Options struct {
 	// Gateway returns the name of the gateway resource the node serves now; optional.
 	Gateway func() string
 	Log     *slog.Logger
+	// Verifier returns the Verifier of management's signing keys (configsync.Syncer.Verifier);
+	// required. A request it does not verify is dropped unanswered: anyone on the bus could
+	// otherwise list the node's sessions or close them.
+	Verifier func() *configwire.Verifier
+	// Key returns the node key replies are authenticated with (configsync.Syncer.NodeKey);
+	// required. Without one the node does not answer.
+	Key func() (configwire.NodeKey, bool)
+	// Dropped, if set, is told the reason ("unsigned" or "forged") of each request dropped.
+	Dropped func(reason string)
 }
 
 // Responder answers live-connection requests from the sessions of a traffic.Registry. It is
@@ -60,6 +70,21 @@ func (r *Responder) receive(nc *nats.Conn, m *nats.Msg) {
 	if m.Reply == "" {
 		return // nobody to answer
 	}
+	if err := r.opt.Verifier().VerifyRequest(m.Subject, m.Reply, m.Data, m.Header.Get(bus.HeaderSignature)); err != nil {
+		reason := "forged"
+		if errors.Is(err, configwire.ErrUnsigned) {
+			reason = "unsigned"
+		}
+		if r.opt.Dropped != nil {
+			r.opt.Dropped(reason)
+		}
+		r.opt.Log.Warn("live-connection request dropped", "reason", reason, "subject", m.Subject, "err", err)
+		return
+	}
+	key, ok := r.opt.Key()
+	if !ok {
+		return // management would not take the answer
+	}
 	var req configwire.ConnectionsRequest
 	var reply configwire.ConnectionsReply
 	if err := json.Unmarshal(m.Data, &req); err != nil {
@@ -76,7 +101,9 @@ func (r *Responder) receive(nc *nats.Conn, m *nats.Msg) {
 		r.opt.Log.Warn("encoding a connections reply failed", "err", err)
 		return
 	}
-	if err := m.Respond(data); err != nil {
+	resp := &nats.Msg{Subject: m.Reply, Data: data, Header: nats.Header{}}
+	resp.Header.Set(bus.HeaderNodeAuth, key.Sign(m.Reply, data))
+	if err := nc.PublishMsg(resp); err != nil {
 		r.opt.Log.Warn("answering a connections request failed", "err", err)
 	}
 }

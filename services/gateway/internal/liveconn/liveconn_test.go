@@ -1,11 +1,16 @@
 package liveconn_test
 
 import (
+	"bytes"
+	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -93,6 +98,9 @@ type env struct {
 	handler *traffic.Handler
 	url     string // ws://host of the gateway
 	nc      *nats.Conn
+
+	mu      sync.Mutex
+	dropped []string // reasons of the requests the Responder dropped
 }
 
 // newEnv starts a gateway handler, an in-process NATS server and a Responder subscribed on it.
@@ -122,11 +130,18 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	r := liveconn.New(h.Connections(), liveconn.Options{NodeID: nodeID, Gateway: func() string { return cfg.Load().Gateway }})
+	e := &env{handler: h, url: "ws" + strings.TrimPrefix(srv.URL, "http"), nc: nc}
+	r := liveconn.New(h.Connections(), liveconn.Options{NodeID: nodeID, Gateway: func() string { return cfg.Load().Gateway },
+		Verifier: func() *configwire.Verifier { return testVerifier }, Key: func() (configwire.NodeKey, bool) { return testNodeKey, true },
+		Dropped: func(reason string) {
+			e.mu.Lock()
+			e.dropped = append(e.dropped, reason)
+			e.mu.Unlock()
+		}})
 	if _, err := r.Subscribe(nc, serviceID); err != nil {
 		t.Fatal(err)
 	}
-	return &env{handler: h, url: "ws" + strings.TrimPrefix(srv.URL, "http"), nc: nc}
+	return e
 }
 
 // session is a client session through the gateway.
@@ -174,16 +189,20 @@ func (s *session) readClose(t *testing.T) (int, string) {
 	}
 }
 
-// ask sends req as management does and returns the raw reply.
+// ask sends req as management does, signed, and returns the raw reply, whose node
+// authentication it checks.
 func (e *env) ask(t *testing.T, req configwire.ConnectionsRequest) (configwire.ConnectionsReply, string) {
 	t.Helper()
 	body, err := json.Marshal(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := e.nc.Request(bus.ConnectionsSubject(serviceID), body, 5*time.Second)
+	m, err := e.request(t, body, func(subject, inbox string) string { return testSigner.SignRequest(subject, inbox, body) }, 5*time.Second)
 	if err != nil {
 		t.Fatalf("request: %v", err)
+	}
+	if err := testNodeKey.Verify(m.Subject, m.Data, m.Header.Get(bus.HeaderNodeAuth)); err != nil {
+		t.Errorf("reply authentication: %v", err)
 	}
 	var rep configwire.ConnectionsReply
 	if err := json.Unmarshal(m.Data, &rep); err != nil {
@@ -284,4 +303,83 @@ func TestListAndClose(t *testing.T) {
 	if rep := closeReq(configwire.ConnectionFilter{ID: "no-such-id"}); rep.Closed != 0 {
 		t.Errorf("close of an unknown id closed %d", rep.Closed)
 	}
+}
+
+// Keys of the tests: management's signer, and the node key of the node under test.
+var (
+	testSigner   = configwire.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	testVerifier = func() *configwire.Verifier {
+		v, err := configwire.NewVerifier([]configwire.VerifyKey{testSigner.VerifyKey()})
+		if err != nil {
+			panic(err)
+		}
+		return v
+	}()
+	testNodeKey = configwire.DeriveNodeKey(testSigner.KeyID(), []byte("root"), serviceID, "gw1")
+)
+
+// request sends body on the service's subject with a fresh reply inbox, its signature header
+// made by sign (none when sign is nil), and waits up to d for the first reply.
+func (e *env) request(t *testing.T, body []byte, sign func(subject, inbox string) string, d time.Duration) (*nats.Msg, error) {
+	t.Helper()
+	inbox := e.nc.NewInbox()
+	sub, err := e.nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	subject := bus.ConnectionsSubject(serviceID)
+	msg := &nats.Msg{Subject: subject, Reply: inbox, Data: body, Header: nats.Header{}}
+	if sign != nil {
+		msg.Header.Set(bus.HeaderSignature, sign(subject, inbox))
+	}
+	if err := e.nc.PublishMsg(msg); err != nil {
+		t.Fatal(err)
+	}
+	return sub.NextMsg(d)
+}
+
+func (e *env) droppedReasons() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.dropped)
+}
+
+// TestAttackForgedRequest: a request management did not sign (none, another key's, or a
+// real signature made for another reply inbox) lists and closes nothing and gets no answer.
+func TestAttackForgedRequest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	s := e.open(t, "chat", aliceKey)
+	body, err := json.Marshal(configwire.ConnectionsRequest{Op: configwire.ConnectionsClose,
+		Filter: configwire.ConnectionFilter{ID: s.id}, Code: configwire.AdminCloseCode, Reason: "forged"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := configwire.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize)))
+	for _, tc := range []struct {
+		name   string
+		sign   func(subject, inbox string) string
+		reason string
+	}{
+		{"unsigned", nil, "unsigned"},
+		{"another key", func(subject, inbox string) string { return other.SignRequest(subject, inbox, body) }, "forged"},
+		{"management's signature for another inbox", func(subject, _ string) string {
+			return testSigner.SignRequest(subject, "_INBOX.captured", body)
+		}, "forged"},
+		{"another key posing under management's key id", func(subject, inbox string) string {
+			sig := other.SignRequest(subject, inbox, body)
+			return testSigner.KeyID() + sig[strings.Index(sig, "."):]
+		}, "forged"},
+	} {
+		before := len(e.droppedReasons())
+		if m, err := e.request(t, body, tc.sign, 300*time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+			t.Errorf("%s: answered %v, %v; want no answer", tc.name, m, err)
+		}
+		testwait.Until(t, 5*time.Second, tc.name+": the request counted as dropped", func() bool { return len(e.droppedReasons()) > before })
+		if got := e.droppedReasons()[before]; got != tc.reason {
+			t.Errorf("%s: dropped as %q, want %q", tc.name, got, tc.reason)
+		}
+	}
+	s.echo(t, "still open")
 }

@@ -72,6 +72,7 @@ type Gateway struct {
 	failures     prometheus.Gauge
 	failedAPIs   prometheus.Gauge
 	applyDur     prometheus.Histogram
+	busDropped   *prometheus.CounterVec
 
 	sessions sessions
 }
@@ -108,10 +109,13 @@ func NewGateway(reg prometheus.Registerer) (*Gateway, error) {
 		applyDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "config_apply_duration_seconds",
 			Help:    "Time to decode, compile and install one configuration change received from management.",
 			Buckets: applyBuckets}),
+		busDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "bus_messages_dropped_total",
+			Help: "Messages from the bus dropped because management's signature was missing (unsigned), did not verify (forged), or the change was a copy of a revision already served (replayed), by kind (change, request) and reason."},
+			[]string{"kind", "reason"}),
 	}
 	m.sessions.init()
 	for _, c := range []prometheus.Collector{m.handshakes, m.handshakeDur, m.policyDur, m.dialDur, m.closes, m.sessionDur,
-		m.revocations, m.revision, m.failures, m.failedAPIs, m.applyDur, &m.sessions} {
+		m.revocations, m.revision, m.failures, m.failedAPIs, m.applyDur, m.busDropped, &m.sessions} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -176,6 +180,16 @@ func (m *Gateway) ConfigApplied(took time.Duration) {
 		return
 	}
 	m.applyDur.Observe(took.Seconds())
+}
+
+// BusDropped counts a message from the bus dropped for reason ("unsigned", "forged",
+// "replayed"): kind "change" for the configuration stream, "request" for live-connection
+// requests.
+func (m *Gateway) BusDropped(kind, reason string) {
+	if m == nil {
+		return
+	}
+	m.busDropped.WithLabelValues(kind, reason).Inc()
 }
 
 // Session is an open WebSocket session being counted. End it once, when it has ended.

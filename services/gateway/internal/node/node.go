@@ -203,15 +203,19 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	// Usage is published to management per minute over JetStream, once the node has a NATS
 	// connection; until then finished minutes wait.
 	n.usage = usage.New(usage.Options{NodeID: n.id, JetStream: n.bus.JetStream, Log: log, ServiceID: n.serviceID})
-	n.liveConns = liveconn.New(n.conns, liveconn.Options{NodeID: n.id, Log: log, Gateway: n.gatewayName})
-	n.heartbeat = heartbeat.New(nil, heartbeat.Options{NodeID: n.id, Log: log, State: n.heartbeatState})
+	// The syncer, made below, learns management's keys and this node's key with each snapshot.
+	n.liveConns = liveconn.New(n.conns, liveconn.Options{NodeID: n.id, Log: log, Gateway: n.gatewayName,
+		Verifier: func() *configwire.Verifier { return n.syncer.Verifier() }, Key: n.nodeKey,
+		Dropped: func(reason string) { n.metrics.BusDropped("request", reason) }})
+	n.heartbeat = heartbeat.New(nil, heartbeat.Options{NodeID: n.id, Log: log, State: n.heartbeatState, Key: n.nodeKey})
 	n.gate = &fleetGate{timeout: cfg.NATSReadyTimeout, log: log, wake: make(chan struct{}, 1),
 		configured: n.configured, shared: n.countsWithFleet, prepare: n.prepareCounters, changed: n.heartbeat.Notify}
 	keys := pipeline.NewKeySource(&http.Client{Timeout: 10 * time.Second}, log)
 	builder := compiled.NewBuilder(pipeline.Env{Counters: n.counters, Keys: keys, Log: log})
 	n.syncer = configsync.New(configsync.Options{ManagementURL: cfg.ManagementURL, Token: cfg.Token, NATSURL: cfg.NATSURL, NATSCAFile: cfg.NATSCAFile,
 		CacheDir: cfg.CacheDir, Log: log, Install: n.install, Connected: n.bus.connect,
-		Applied: func(_ int64, took time.Duration) { n.metrics.ConfigApplied(took) }}, builder)
+		Applied: func(_ int64, took time.Duration) { n.metrics.ConfigApplied(took) },
+		Dropped: func(reason string) { n.metrics.BusDropped("change", reason) }}, builder)
 	// What a new NATS connection serves, in this order: heartbeats, the fleet's connection
 	// counts, readiness, and management's live-connection requests.
 	n.bus.OnConnect(n.heartbeat.UseConn)
@@ -421,6 +425,10 @@ func (n *Node) answerLiveConnections(nc *nats.Conn) {
 		n.log.Warn("answering live-connection requests", "err", err)
 	}
 }
+
+// nodeKey is the node key management handed out with the last snapshot (heartbeats and
+// live-connection replies carry it).
+func (n *Node) nodeKey() (configwire.NodeKey, bool) { return n.syncer.NodeKey() }
 
 // heartbeatState is what the node's heartbeats report (heartbeat.Options.State).
 func (n *Node) heartbeatState() heartbeat.State {

@@ -100,6 +100,8 @@ func startManagement(t *testing.T, natsURL, backendURL string) string {
 			w.WriteHeader(http.StatusUnauthorized)
 		default:
 			w.Header().Set("Content-Type", "application/json")
+			// The node key, which heartbeats need, comes with the snapshot.
+			w.Header().Set(configwire.NodeKeyHeader, testNodeKey.String())
 			_ = json.NewEncoder(w).Encode(snap)
 		}
 	}))
@@ -342,3 +344,6 @@ func TestNewValidates(t *testing.T) {
 		}
 	}
 }
+
+// testNodeKey is the node key the management double hands out.
+var testNodeKey = configwire.DeriveNodeKey("ktest", []byte("root"), serviceID, "gw1")

@@ -21,6 +21,9 @@ import (
 // does, from a fixed set of connections, and records the closes it was asked for.
 type fakeNode struct {
 	id, gateway string
+	// key authenticates its replies; verifier checks management's requests.
+	key      configwire.NodeKey
+	verifier *configwire.Verifier
 
 	mu     sync.Mutex
 	conns  []configwire.Connection
@@ -29,7 +32,11 @@ type fakeNode struct {
 
 func (f *fleetFixture) fakeNode(t *testing.T, id, gateway string, conns ...configwire.Connection) *fakeNode {
 	t.Helper()
-	n := &fakeNode{id: id, gateway: gateway, conns: conns}
+	v, verr := configwire.NewVerifier(f.env.Keys.VerifyKeys())
+	if verr != nil {
+		t.Fatal(verr)
+	}
+	n := &fakeNode{id: id, gateway: gateway, conns: conns, key: f.env.Keys.NodeKey(f.serviceID, gateway), verifier: v}
 	sub, err := f.env.NC.Subscribe(bus.ConnectionsSubject(f.serviceID), n.answer)
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +52,9 @@ func (f *fleetFixture) fakeNode(t *testing.T, id, gateway string, conns ...confi
 func (n *fakeNode) answer(m *nats.Msg) {
 	var req configwire.ConnectionsRequest
 	rep := configwire.ConnectionsReply{Node: n.id, Gateway: n.gateway}
-	if err := json.Unmarshal(m.Data, &req); err != nil {
+	if err := n.verifier.VerifyRequest(m.Subject, m.Reply, m.Data, m.Header.Get(bus.HeaderSignature)); err != nil {
+		rep.Error = "request not signed by management: " + err.Error()
+	} else if err := json.Unmarshal(m.Data, &req); err != nil {
 		rep.Error = err.Error()
 	} else if err := req.Validate(); err != nil {
 		rep.Error = err.Error()
@@ -69,7 +78,9 @@ func (n *fakeNode) answer(m *nats.Msg) {
 		n.mu.Unlock()
 	}
 	raw, _ := json.Marshal(rep)
-	_ = m.Respond(raw)
+	r := &nats.Msg{Subject: m.Reply, Data: raw, Header: nats.Header{}}
+	r.Header.Set(bus.HeaderNodeAuth, n.key.Sign(m.Reply, raw))
+	_ = m.RespondMsg(r)
 }
 
 func (n *fakeNode) closeRequests() []configwire.ConnectionsRequest {

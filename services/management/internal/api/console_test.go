@@ -184,11 +184,12 @@ func TestConsole(t *testing.T) {
 		node.lastRequest(t)
 	})
 
-	t.Run("path stays on the node", func(t *testing.T) {
+	t.Run("path stays below the API", func(t *testing.T) {
 		for path, want := range map[string]string{
-			"../../../admin":            "/admin?subscription-key=good-key",
-			"//evil.example.com/x":      "/chat/evil.example.com/x?subscription-key=good-key",
-			"http://evil.example.com/x": "/chat/http:/evil.example.com/x?subscription-key=good-key",
+			"sub/path":     "/chat/sub/path?subscription-key=good-key",
+			"/sub/":        "/chat/sub/?subscription-key=good-key",
+			"a%20b":        "/chat/a%20b?subscription-key=good-key",
+			"files/x..y.z": "/chat/files/x..y.z?subscription-key=good-key",
 		} {
 			s := env.OpenConsole(t, open(admin, a.svc, "chat", "node-a", map[string]string{"subscription-key": "good-key"}, path))
 			if hs := s.Next(); hs.Type != "handshake" {
@@ -257,5 +258,31 @@ func TestConsole(t *testing.T) {
 	}
 	if !strings.Contains(log, `"msg":"test console"`) || !strings.Contains(log, "subscription-key=***") {
 		t.Errorf("management logged no test console session with its redacted URL:\n%s", log)
+	}
+}
+
+// TestAttackConsolePathTraversal: no path in the opening message reaches anything on the node
+// but the API's own paths (issue 12: "../metrics" was cleaned into the node's /metrics). Each
+// is refused before any connection is made.
+func TestAttackConsolePathTraversal(t *testing.T) {
+	t.Parallel()
+	env, _, a, _ := startTenants(t)
+	node := newNodeStandIn(t)
+	announceNode(t, env, serviceIDOf(t, env, tenantA, "rg", "svc-a"), "gw1", "node-a", node.url())
+	for _, path := range []string{
+		"../metrics", "../../../admin", "..", ".", "./x", "x/../../metrics", "x/..",
+		"%2e%2e/metrics", "%2E%2E%2Fmetrics", "x%2f..%2f..%2fmetrics", ".%2e/metrics",
+		"..\\metrics", "x%5c..%5cmetrics",
+		"//evil.example.com/x", "http://evil.example.com/x", "ws:%2F%2Fevil.example.com",
+		"x//y", "x?y=1", "x#frag", "x%00y", "x\ny", "%zz",
+	} {
+		s := env.OpenConsole(t, map[string]any{"authorization": "Bearer " + env.Token, "service": a.svc, "api": "chat", "node": "node-a",
+			"query": map[string]string{"subscription-key": "good-key"}, "path": path})
+		wantConsoleError(t, s, "ValidationError", websocket.ClosePolicyViolation)
+	}
+	select {
+	case got := <-node.seen:
+		t.Errorf("the node was reached at %s", got)
+	default:
 	}
 }

@@ -14,7 +14,9 @@ import (
 )
 
 // gatewayConfig writes the snapshot as it is read from the database: a million subscriptions
-// are never held in memory, and the node loads them while they are still being read.
+// are never held in memory, and the node loads them while they are still being read. A stream
+// is sealed with management's active signing key; the header lists the keys nodes verify
+// changes with, and the response carries the node key of the caller's gateway.
 func (s *Server) gatewayConfig(c echo.Context) error {
 	ctx := c.Request().Context()
 	node, err := s.cat.VerifyGatewayToken(ctx, c.Request().Header.Get(echo.HeaderAuthorization))
@@ -30,11 +32,18 @@ func (s *Server) gatewayConfig(c echo.Context) error {
 	err = s.cat.Snapshot(ctx, node, format == configwire.SnapshotStream, func(h configwire.Snapshot) (catalog.SnapshotSink, error) {
 		h.NATS = configwire.NATSInfo{URLs: s.cfg.NATSURLs, Stream: bus.ConfigStream, Subject: bus.ConfigSubject(h.ServiceID),
 			InboxPrefix: bus.NodeInboxPrefix(h.ServiceID, node.Gateway.Name)}
+		h.SigningKeys = s.cfg.Keys.VerifyKeys()
 		res.Header().Set(echo.HeaderContentType, contentType)
+		// The node key is a secret of this gateway's nodes: it goes in a header, never into
+		// the snapshot a node caches.
+		res.Header().Set(configwire.NodeKeyHeader, s.cfg.Keys.NodeKey(h.ServiceID, h.Gateway).String())
 		res.Header().Set("Cache-Control", "no-store")
 		res.Header().Add(echo.HeaderVary, echo.HeaderAccept)
 		var err error
 		w, err = configwire.NewSnapshotWriter(res, format, h)
+		if err == nil {
+			w.Sign(s.cfg.Keys.Signer())
+		}
 		return w, err
 	})
 	if err == nil {

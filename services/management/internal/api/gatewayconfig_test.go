@@ -75,6 +75,19 @@ func checkStreamMatches(t *testing.T, env *mgmttest.Env, token string, want conf
 			t.Fatalf("Accept %q: %v", tc.accept, err)
 		}
 		slices.SortFunc(subs, byName)
+		// A stream is sealed by management's active key, over what it holds; the node key of
+		// the caller's gateway comes with every answer.
+		v, err := configwire.NewVerifier(env.Keys.VerifyKeys())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.VerifySnapshot(head); tc.stream != (err == nil) {
+			t.Errorf("Accept %q: seal: %v", tc.accept, err)
+		}
+		if got, want := r.Header.Get(configwire.NodeKeyHeader), env.Keys.NodeKey(want.ServiceID, want.Gateway).String(); got != want {
+			t.Errorf("Accept %q: node key %q, want the gateway's", tc.accept, got)
+		}
+		head.Seal = nil
 		if diff := cmp.Diff(want, head); diff != "" {
 			t.Errorf("Accept %q: header (-JSON +stream):\n%s", tc.accept, diff)
 		}

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/nats-io/nats.go"
 	"io"
 	"net/http"
 	"strconv"
@@ -68,7 +69,9 @@ func (f *fleetFixture) publish(t *testing.T, hb configwire.Heartbeat) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.env.NC.Publish(bus.HeartbeatSubject(hb.ServiceID, hb.Gateway), raw); err != nil {
+	m := &nats.Msg{Subject: bus.HeartbeatSubject(hb.ServiceID, hb.Gateway), Data: raw, Header: nats.Header{}}
+	m.Header.Set(bus.HeaderNodeAuth, f.env.Keys.NodeKey(hb.ServiceID, hb.Gateway).Sign(m.Subject, raw))
+	if err := f.env.NC.PublishMsg(m); err != nil {
 		t.Fatal(err)
 	}
 	testwait.Until(t, 10*time.Second, "management receiving the heartbeat of node "+hb.NodeID, func() bool {

@@ -60,11 +60,21 @@ type Config struct {
 	// Bus cuts a gateway's nodes off the bus when its keys are regenerated or it is deleted;
 	// nil leaves them connected until their bus credentials expire.
 	Bus BusRevoker
+	// Keys signs the snapshots served to gateway nodes and gives them their verification keys
+	// and node keys (signing.Keyring). Required.
+	Keys Keys
 }
 
 // BusRevoker disconnects the bus connections of a gateway's nodes (busauth.Authorizer).
 type BusRevoker interface {
 	Revoke(ctx context.Context, serviceID, gateway string) (int, error)
+}
+
+// Keys is what the snapshot endpoint needs of management's signing keys.
+type Keys interface {
+	Signer() *configwire.Signer
+	VerifyKeys() []configwire.VerifyKey
+	NodeKey(serviceID, gateway string) configwire.NodeKey
 }
 
 // Server is management's HTTP API.

@@ -35,6 +35,7 @@ import (
 	"gatehouse.dev/management/internal/outbox"
 	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/management/internal/secretbox"
+	"gatehouse.dev/management/internal/signing"
 	"gatehouse.dev/management/internal/store"
 	"gatehouse.dev/management/internal/store/migrate"
 	"gatehouse.dev/pkg/egress"
@@ -143,6 +144,7 @@ type App struct {
 	streamsUpOnce sync.Once
 	streamsOK     atomic.Bool
 
+	keys     *signing.Keyring
 	fleet    *fleet.Registry
 	hbSub    *nats.Subscription
 	metrics  *prometheus.Registry
@@ -207,18 +209,23 @@ func (a *App) build(ctx context.Context) error {
 		return err
 	}
 
-	if cfg.Fleet.Log == nil {
-		cfg.Fleet.Log = log
-	}
-	a.fleet = fleet.New(cfg.Fleet)
-	if a.hbSub, err = a.fleet.Subscribe(a.nc); err != nil {
-		return fmt.Errorf("subscribing to gateway heartbeats: %w", err)
+	if a.keys, err = signing.Open(ctx, a.pool, box, log); err != nil {
+		return err
 	}
 	if a.metrics, err = promreg.New(); err != nil {
 		return err
 	}
 	if a.mm, err = metrics.NewManagement(a.metrics); err != nil {
 		return err
+	}
+	if cfg.Fleet.Log == nil {
+		cfg.Fleet.Log = log
+	}
+	cfg.Fleet.Keys = a.keys
+	cfg.Fleet.Rejected = a.mm.NodeMessageRejected
+	a.fleet = fleet.New(cfg.Fleet)
+	if a.hbSub, err = a.fleet.Subscribe(a.nc); err != nil {
+		return fmt.Errorf("subscribing to gateway heartbeats: %w", err)
 	}
 	deny := cfg.EgressDeny
 	if strings.TrimSpace(deny) == "" {
@@ -240,11 +247,12 @@ func (a *App) build(ctx context.Context) error {
 		Bus:            bus,
 		NATSURLs:       strings.Split(a.natsURLs, ","),
 		Fleet:          a.fleet,
-		Connections:    fleet.NewConnections(a.nc, a.fleet, log),
+		Connections:    fleet.NewConnections(a.nc, a.fleet, a.keys.Signer, log),
 		Metrics:        a.mm,
 		MetricsHandler: promreg.Handler(a.metrics),
 		Reports:        reports.NewStore(a.pool),
 		Ready:          a.readiness,
+		Keys:           a.keys,
 	}, a.catalog, verifier, log)
 
 	a.listener = cfg.Listener
@@ -424,9 +432,10 @@ func (a *App) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.keepStreams(gctx) })
 	g.Go(func() error { return a.ingestUsage(gctx) })
+	g.Go(func() error { return a.keys.Run(gctx) })
 	if !a.cfg.NoRelay {
 		opts := append([]outbox.Option{outbox.WithObserver(a.mm), outbox.WithStreamReplicas(a.cfg.StreamReplicas)}, a.cfg.Relay...)
-		relay := outbox.NewRelay(a.pool, a.js, a.log, opts...)
+		relay := outbox.NewRelay(a.pool, a.js, a.keys.Signer, a.log, opts...)
 		g.Go(func() error { return relay.Run(gctx) })
 	}
 	g.Go(func() error {
@@ -626,6 +635,9 @@ func (a *App) Catalog() *catalog.Catalog { return a.catalog }
 
 // Fleet is the registry of gateway nodes.
 func (a *App) Fleet() *fleet.Registry { return a.fleet }
+
+// Keys returns the configuration signing keys.
+func (a *App) Keys() *signing.Keyring { return a.keys }
 
 // Metrics is the Prometheus registry served at /metrics on the admin listener.
 func (a *App) Metrics() *prometheus.Registry { return a.metrics }

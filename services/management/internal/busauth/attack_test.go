@@ -109,7 +109,7 @@ func TestAttackNodePermissions(t *testing.T) {
 			t.Fatal(err)
 		}
 		c.wantViolation(t, `"`+bus.ConfigSubject(nodeA.ServiceID)+`"`)
-		if _, err := js.Publish(ctx, bus.ConfigSubject(nodeA.ServiceID), []byte(`{"revision":2}`), jetstream.WithMsgID(bus.ConfigMsgID(nodeA.ServiceID, 2))); err == nil {
+		if _, err := js.Publish(ctx, bus.ConfigSubject(nodeA.ServiceID), []byte(`{"revision":2}`), jetstream.WithMsgID(bus.ConfigMsgID(nodeA.ServiceID, 2, "forged"))); err == nil {
 			t.Error("a JetStream publication of a change was acknowledged")
 		}
 		if err := b.mgmt.Flush(); err != nil {

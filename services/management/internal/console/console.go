@@ -197,11 +197,13 @@ func (h *Handler) resolve(ctx context.Context, browser *websocket.Conn) (target,
 	if err != nil {
 		return target{}, err
 	}
-	if open.Path != "" {
-		u = u.JoinPath(ep.APIPath, open.Path)
-	} else {
-		u = u.JoinPath(ep.APIPath)
+	rest, err := subPath(open.Path)
+	if err != nil {
+		return target{}, err
 	}
+	// Concatenated, never cleaned: the path stays below the node's URL and the API's path.
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/" + strings.Trim(ep.APIPath, "/") + rest
+	u.RawPath = ""
 	secret := secretQueryParams
 	if ep.KeyParam != "" {
 		secret = append(slices.Clip(secret), ep.KeyParam)
@@ -214,6 +216,47 @@ func (h *Handler) resolve(ctx context.Context, browser *websocket.Conn) (target,
 	redacted := *u
 	redacted.RawQuery = redactQuery(q, secret)
 	return target{Endpoint: ep, url: u.String(), redacted: redacted.String()}, nil
+}
+
+// subPath checks the opening message's path, which goes below the API's path, and returns it
+// decoded with a leading "/" ("" for none). It refuses what could leave the API (issue 12):
+// "." and ".." segments, in plain or percent-encoded form, backslashes, empty segments ("//",
+// which some servers fold), absolute URLs, and control characters; a query or fragment
+// belongs in query, not here.
+func subPath(p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	bad := func(why string) error {
+		return apierror.Validation("path", "path %s: it must stay below the API's path", why)
+	}
+	decoded, err := url.PathUnescape(p)
+	switch {
+	case err != nil:
+		return "", bad("is not a valid percent-encoded path")
+	case len(p) > 2048:
+		return "", bad("is longer than 2048 characters")
+	case strings.ContainsAny(decoded, "\\?#"):
+		return "", bad("holds a backslash, a query or a fragment")
+	case strings.Contains(p, "://") || strings.Contains(decoded, "://"):
+		return "", bad("is an absolute URL")
+	}
+	for _, r := range decoded {
+		if r < 0x20 || r == 0x7f {
+			return "", bad("holds a control character")
+		}
+	}
+	trimmed := strings.TrimPrefix(decoded, "/")
+	if trimmed == "" {
+		return "", nil
+	}
+	// A trailing "/" is kept; any other empty segment is refused.
+	for seg := range strings.SplitSeq(strings.TrimSuffix(trimmed, "/"), "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return "", bad("has an empty, \".\" or \"..\" segment")
+		}
+	}
+	return "/" + trimmed, nil
 }
 
 // redactQuery encodes q as url.Values.Encode does, with the values of the secret parameters

@@ -26,18 +26,21 @@ var ErrUnreachable = errors.New("fleet: gateway nodes unreachable")
 // A nil *Connections, or one without a NATS connection, asks no node. It is safe for
 // concurrent use.
 type Connections struct {
-	nc  *nats.Conn
-	reg *Registry
-	log *slog.Logger
+	nc     *nats.Conn
+	reg    *Registry
+	signer func() *configwire.Signer
+	log    *slog.Logger
 }
 
-// NewConnections returns a Connections asking the live nodes of reg over nc. A nil log
+// NewConnections returns a Connections asking the live nodes of reg over nc, its requests
+// signed by the Signer signer returns (nodes answer only those); replies count only when
+// authenticated with the node key of the gateway reg knows the answering node by. A nil log
 // discards logs.
-func NewConnections(nc *nats.Conn, reg *Registry, log *slog.Logger) *Connections {
+func NewConnections(nc *nats.Conn, reg *Registry, signer func() *configwire.Signer, log *slog.Logger) *Connections {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Connections{nc: nc, reg: reg, log: log}
+	return &Connections{nc: nc, reg: reg, signer: signer, log: log}
 }
 
 // List returns the answers of the nodes of the service with internal id serviceID to a list
@@ -68,10 +71,11 @@ func (c *Connections) ask(ctx context.Context, serviceID string, req configwire.
 	if c == nil || c.nc == nil {
 		return nil, nil
 	}
-	waiting := map[string]bool{}
+	// waiting maps each node asked to its gateway, whose node key its reply must carry.
+	waiting := map[string]string{}
 	for _, n := range c.reg.Nodes(serviceID, "") {
 		if n.Live && (req.Filter.Node == "" || n.NodeID == req.Filter.Node) {
-			waiting[n.NodeID] = true
+			waiting[n.NodeID] = n.Gateway
 		}
 	}
 	if len(waiting) == 0 {
@@ -91,7 +95,10 @@ func (c *Connections) ask(ctx context.Context, serviceID string, req configwire.
 		return nil, unreachable(err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := c.nc.PublishRequest(bus.ConnectionsSubject(serviceID), inbox, body); err != nil {
+	subject := bus.ConnectionsSubject(serviceID)
+	msg := &nats.Msg{Subject: subject, Reply: inbox, Data: body, Header: nats.Header{}}
+	msg.Header.Set(bus.HeaderSignature, c.signer().SignRequest(subject, inbox, body))
+	if err := c.nc.PublishMsg(msg); err != nil {
 		return nil, unreachable(err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, ConnectionsWait)
@@ -110,6 +117,15 @@ func (c *Connections) ask(ctx context.Context, serviceID string, req configwire.
 		}
 		var r configwire.ConnectionsReply
 		if err := json.Unmarshal(m.Data, &r); err != nil || r.Node == "" || answered[r.Node] {
+			continue
+		}
+		gateway, asked := waiting[r.Node]
+		if !asked {
+			continue
+		}
+		if err := c.reg.authenticate(m, serviceID, gateway); err != nil {
+			c.reg.reject("reply", err)
+			c.log.WarnContext(ctx, "unauthenticated live-connection reply dropped", "node", r.Node, "op", req.Op, "err", err)
 			continue
 		}
 		answered[r.Node] = true

@@ -1,5 +1,6 @@
 // Package fleet is management's view of the gateway nodes: it receives their heartbeats over
-// NATS (bus.HeartbeatSubjects), tells which nodes of a gateway resource are live and which
+// NATS (bus.HeartbeatSubjects), keeps only those a node authenticated with its gateway's node
+// key, tells which nodes of a gateway resource are live and which
 // configuration revision each serves, and waits until they all serve a revision.
 package fleet
 
@@ -7,6 +8,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -39,6 +41,18 @@ type Options struct {
 	// means DefaultMaxNodes.
 	MaxNodes int
 	Log      *slog.Logger
+	// Keys derives the node keys heartbeats and live-connection replies are authenticated
+	// with (signing.Keyring). Without it no message verifies, so no node is ever listed.
+	Keys NodeKeys
+	// Rejected, if set, is told of every heartbeat or reply dropped because its node
+	// authentication is missing or wrong: kind "heartbeat" or "reply", reason "unsigned" or
+	// "forged" (metrics.Management.NodeMessageRejected). Called on NATS's goroutines.
+	Rejected func(kind, reason string)
+}
+
+// NodeKeys derives a gateway's node key from a key id; false when the id is unknown.
+type NodeKeys interface {
+	NodeKeyFor(id, serviceID, gateway string) (configwire.NodeKey, bool)
 }
 
 // Node is what management knows of one gateway node: its last heartbeat, when that arrived, and
@@ -110,7 +124,42 @@ func (r *Registry) receive(m *nats.Msg) {
 		r.opt.Log.Debug("heartbeat on a subject not its own dropped", "subject", m.Subject, "node_id", hb.NodeID)
 		return
 	}
+	if err := r.authenticate(m, hb.ServiceID, hb.Gateway); err != nil {
+		r.reject("heartbeat", err)
+		r.opt.Log.Warn("unauthenticated heartbeat dropped", "subject", m.Subject, "node_id", hb.NodeID, "err", err)
+		return
+	}
 	r.observe(hb, time.Now())
+}
+
+// authenticate checks the node authentication of m, a message from a node of gateway in the
+// service serviceID: only management and that gateway's nodes know the key (issue 12), so a
+// node of another gateway, or anyone else on the bus, cannot speak for it.
+func (r *Registry) authenticate(m *nats.Msg, serviceID, gateway string) error {
+	auth := m.Header.Get(bus.HeaderNodeAuth)
+	if auth == "" {
+		return configwire.ErrUnsigned
+	}
+	if r.opt.Keys == nil {
+		return configwire.ErrForged
+	}
+	key, ok := r.opt.Keys.NodeKeyFor(configwire.NodeAuthKeyID(auth), serviceID, gateway)
+	if !ok {
+		return configwire.ErrForged
+	}
+	return key.Verify(m.Subject, m.Data, auth)
+}
+
+// reject counts a message dropped by authenticate.
+func (r *Registry) reject(kind string, err error) {
+	if r.opt.Rejected == nil {
+		return
+	}
+	reason := "forged"
+	if errors.Is(err, configwire.ErrUnsigned) {
+		reason = "unsigned"
+	}
+	r.opt.Rejected(kind, reason)
 }
 
 // observe records hb, received at now.

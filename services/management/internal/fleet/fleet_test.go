@@ -2,6 +2,7 @@ package fleet_test
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -43,6 +44,9 @@ func start(t *testing.T, opt fleet.Options) *harness {
 		t.Cleanup(nc.Close)
 		return nc
 	}
+	if opt.Keys == nil {
+		opt.Keys = testKeys{}
+	}
 	reg := fleet.New(opt)
 	sub, err := reg.Subscribe(conn())
 	if err != nil {
@@ -67,7 +71,7 @@ func (h *harness) sendOn(t *testing.T, subject string, v any) {
 			t.Fatal(err)
 		}
 	}
-	if err := h.pub.Publish(subject, raw); err != nil {
+	if err := h.pub.PublishMsg(signed(subject, raw)); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.pub.Flush(); err != nil {
@@ -336,7 +340,7 @@ func TestHeartbeatsAcrossNATSRestart(t *testing.T) {
 		t.Cleanup(nc.Close)
 		return nc
 	}
-	reg := fleet.New(fleet.Options{})
+	reg := fleet.New(fleet.Options{Keys: testKeys{}})
 	sub, err := reg.Subscribe(conn())
 	if err != nil {
 		t.Fatal(err)
@@ -362,7 +366,38 @@ func TestHeartbeatsAcrossNATSRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = h.pub.Publish(bus.HeartbeatSubject("svc", "gw"), raw) // one per poll until one arrives
+		_ = h.pub.PublishMsg(signed(bus.HeartbeatSubject("svc", "gw"), raw)) // one per poll until one arrives
 		return revision() == 2
 	})
 }
+
+// testKeys derives node keys from a fixed root under the key id testKeyID, as management's
+// keyring does from its signing keys.
+type testKeys struct{}
+
+const testKeyID = "ktest"
+
+func (testKeys) NodeKeyFor(id, serviceID, gateway string) (configwire.NodeKey, bool) {
+	if id != testKeyID {
+		return configwire.NodeKey{}, false
+	}
+	return nodeKey(serviceID, gateway), true
+}
+
+func nodeKey(serviceID, gateway string) configwire.NodeKey {
+	return configwire.DeriveNodeKey(testKeyID, []byte("test root"), serviceID, gateway)
+}
+
+// signed is a message on subject with data, authenticated as a node of the gateway the data
+// names (when it is a heartbeat) would: with that gateway's node key.
+func signed(subject string, data []byte) *nats.Msg {
+	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
+	var hb configwire.Heartbeat
+	if json.Unmarshal(data, &hb) == nil {
+		m.Header.Set(bus.HeaderNodeAuth, nodeKey(hb.ServiceID, hb.Gateway).Sign(subject, data))
+	}
+	return m
+}
+
+// testSigningKey signs the tests' live-connection requests.
+var testSigningKey = ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize))

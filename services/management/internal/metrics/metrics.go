@@ -22,6 +22,7 @@ type Management struct {
 	leader    prometheus.Gauge
 	lag       prometheus.Gauge
 	published prometheus.Counter
+	rejected  *prometheus.CounterVec
 }
 
 // NewManagement registers management's metrics on reg.
@@ -36,8 +37,11 @@ func NewManagement(reg prometheus.Registerer) (*Management, error) {
 			Help: "Age of the oldest configuration change not yet published to NATS, as the leading relay last saw it; 0 on replicas not leading."}),
 		published: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "outbox_published_total",
 			Help: "Configuration changes this replica's relay published to NATS and marked published."}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "node_messages_rejected_total",
+			Help: "Heartbeats and live-connection replies dropped because their node authentication was missing (unsigned) or did not verify (forged)."},
+			[]string{"kind", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.leader, m.lag, m.published} {
+	for _, c := range []prometheus.Collector{m.requests, m.leader, m.lag, m.published, m.rejected} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -91,4 +95,13 @@ func (m *Management) Published(rows int) {
 		return
 	}
 	m.published.Add(float64(rows))
+}
+
+// NodeMessageRejected counts a message claiming to come from a gateway node that was dropped:
+// kind is "heartbeat" or "reply", reason "unsigned" or "forged" (fleet.Options.Rejected).
+func (m *Management) NodeMessageRejected(kind, reason string) {
+	if m == nil {
+		return
+	}
+	m.rejected.WithLabelValues(kind, reason).Inc()
 }

@@ -37,6 +37,7 @@ import (
 	"gatehouse.dev/management/internal/fleet"
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/management/internal/outbox"
+	"gatehouse.dev/management/internal/signing"
 )
 
 // AdminToken is the static admin token of every Env unless Options.Auth sets another.
@@ -71,6 +72,7 @@ type Env struct {
 	JS      jetstream.JetStream
 	Catalog *catalog.Catalog
 	Fleet   *fleet.Registry
+	Keys    *signing.Keyring
 	Metrics *prometheus.Registry // also served at AdminURL + "/metrics"
 	// AdminURL is the admin listener's base URL (/metrics, /healthz, /readyz), always plain HTTP.
 	AdminURL string
@@ -146,7 +148,7 @@ func Start(t testing.TB, opts Options) *Env {
 		t.Fatal("management's NATS streams not set up within 30 s")
 	}
 	return &Env{URL: a.URL(), AdminURL: a.AdminURL(), Client: client, Pool: a.Pool(), DBURL: url, NATS: a.EmbeddedNATS(), NC: a.NATS(), JS: a.JetStream(),
-		Catalog: a.Catalog(), Fleet: a.Fleet(), Metrics: a.Metrics(), Server: a.API(), Token: cfg.Auth.AdminToken, Log: logBuf, App: a}
+		Catalog: a.Catalog(), Fleet: a.Fleet(), Keys: a.Keys(), Metrics: a.Metrics(), Server: a.API(), Token: cfg.Auth.AdminToken, Log: logBuf, App: a}
 }
 
 // selfSigned returns a server TLS configuration with a new self-signed certificate for

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"gatehouse.dev/pkg/bus"
+	"gatehouse.dev/pkg/configwire"
 )
 
 // NotifyChannel is the Postgres channel a writer notifies, with pg_notify, in the transaction that
@@ -163,21 +164,25 @@ func setPositive(dst *time.Duration, d time.Duration) {
 type Relay struct {
 	pool    *pgxpool.Pool
 	js      jetstream.JetStream
+	signer  func() *configwire.Signer
 	log     *slog.Logger
 	set     settings
 	leading atomic.Bool
 }
 
-// NewRelay returns a Relay over the outbox in pool's database publishing through js. A nil log
-// discards logs. While leading, the Relay holds one connection outside the pool's accounting.
-func NewRelay(pool *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger, opts ...Option) *Relay {
+// NewRelay returns a Relay over the outbox in pool's database publishing through js, each
+// change signed by the Signer signer returns when it is published (signing.Keyring.Signer). A
+// nil log discards logs. While leading, the Relay holds one connection outside the pool's
+// accounting.
+func NewRelay(pool *pgxpool.Pool, js jetstream.JetStream, signer func() *configwire.Signer, log *slog.Logger, opts ...Option) *Relay {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	r := &Relay{
-		pool: pool,
-		js:   js,
-		log:  log.With("component", "outbox_relay"),
+		pool:   pool,
+		js:     js,
+		signer: signer,
+		log:    log.With("component", "outbox_relay"),
 		set: settings{
 			lockRetry:       DefaultLockRetry,
 			pollInterval:    DefaultPollInterval,
@@ -410,8 +415,11 @@ func (r *Relay) drain(ctx context.Context, conn *pgx.Conn) error {
 	}
 }
 
-// publish sends row to its service's subject and waits for the stream's acknowledgement.
+// publish signs row, sends it to its service's subject and waits for the stream's
+// acknowledgement. Its message id holds a digest of its signature (bus.ConfigMsgID), so that
+// no message published by anyone else is taken for it.
 func (r *Relay) publish(ctx context.Context, row pendingRow) (*jetstream.PubAck, error) {
+	sig := r.signer().SignChange(row.ServiceID, row.Revision, row.Payload)
 	msg := &nats.Msg{
 		Subject: bus.ConfigSubject(row.ServiceID),
 		Data:    row.Payload,
@@ -419,10 +427,11 @@ func (r *Relay) publish(ctx context.Context, row pendingRow) (*jetstream.PubAck,
 	}
 	msg.Header.Set(bus.HeaderRevision, strconv.FormatInt(row.Revision, 10))
 	msg.Header.Set(bus.HeaderService, row.ServiceID)
+	msg.Header.Set(bus.HeaderSignature, sig)
 	pctx, cancel := context.WithTimeout(ctx, r.set.publishTimeout)
 	defer cancel()
 	return r.js.PublishMsg(pctx, msg,
-		jetstream.WithMsgID(bus.ConfigMsgID(row.ServiceID, row.Revision)),
+		jetstream.WithMsgID(bus.ConfigMsgID(row.ServiceID, row.Revision, configwire.SignatureDigest(sig))),
 		jetstream.WithExpectStream(bus.ConfigStream),
 		// No hidden retries: a missing stream surfaces as ErrNoStreamResponse at once and lead
 		// retries with its own backoff.

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -208,7 +209,11 @@ func (e *env) streamRevisions(t *testing.T, ctx context.Context) map[string][]in
 		if m.Subject != bus.ConfigSubject(svc) {
 			t.Errorf("message %d: subject %q, want %q", seq, m.Subject, bus.ConfigSubject(svc))
 		}
-		if got, want := m.Header.Get(jetstream.MsgIDHeader), bus.ConfigMsgID(svc, rev); got != want {
+		sig := m.Header.Get(bus.HeaderSignature)
+		if err := testVerifier.VerifyChange(svc, rev, m.Data, sig); err != nil {
+			t.Errorf("message %d: signature: %v", seq, err)
+		}
+		if got, want := m.Header.Get(jetstream.MsgIDHeader), bus.ConfigMsgID(svc, rev, configwire.SignatureDigest(sig)); got != want {
 			t.Errorf("message %d: %s = %q, want %q", seq, jetstream.MsgIDHeader, got, want)
 		}
 		var c configwire.Change
@@ -278,7 +283,7 @@ func consecutive(n int) []int64 {
 func runRelay(t *testing.T, ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, name string, opts ...Option) (*Relay, func()) {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})).With("relay", name)
-	r := NewRelay(pool, js, log, append(fastOptions(), opts...)...)
+	r := NewRelay(pool, js, testSigner, log, append(fastOptions(), opts...)...)
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(rctx) }()
@@ -619,7 +624,7 @@ func TestCleanupDeletesOnlyOldPublishedRows(t *testing.T) {
 		}
 	}
 
-	r := NewRelay(e.writer, e.js, nil, WithRetention(24*time.Hour, time.Minute))
+	r := NewRelay(e.writer, e.js, testSigner, nil, WithRetention(24*time.Hour, time.Minute))
 	conn, err := e.writer.Acquire(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -682,7 +687,7 @@ func TestEnsureStream(t *testing.T) {
 	// A duplicate message id inside the window is dropped.
 	for i := range 2 {
 		msg := &nats.Msg{Subject: bus.ConfigSubject("svc"), Data: []byte("{}")}
-		ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(bus.ConfigMsgID("svc", 1)))
+		ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(bus.ConfigMsgID("svc", 1, "d")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -691,3 +696,17 @@ func TestEnsureStream(t *testing.T) {
 		}
 	}
 }
+
+// testKey signs the relays' changes; testVerifier checks them.
+var (
+	testKey      = configwire.NewSigner(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)))
+	testVerifier = func() *configwire.Verifier {
+		v, err := configwire.NewVerifier([]configwire.VerifyKey{testKey.VerifyKey()})
+		if err != nil {
+			panic(err)
+		}
+		return v
+	}()
+)
+
+func testSigner() *configwire.Signer { return testKey }

@@ -1,0 +1,115 @@
+package configwire_test
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"errors"
+	"testing"
+
+	"gatehouse.dev/pkg/configwire"
+)
+
+func TestSnapshotSeal(t *testing.T) {
+	t.Parallel()
+	key := configwire.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, ed25519.SeedSize)))
+	other := configwire.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, ed25519.SeedSize)))
+	v, err := configwire.NewVerifier([]configwire.VerifyKey{key.VerifyKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(signer *configwire.Signer) []byte {
+		var buf bytes.Buffer
+		sw, err := configwire.NewSnapshotWriter(&buf, configwire.SnapshotStream, configwire.Snapshot{ServiceID: "svc", Revision: 7,
+			SigningKeys: []configwire.VerifyKey{key.VerifyKey()}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sw.WriteEntity(configwire.Entity{Kind: configwire.KindAPI, Name: "echo"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := sw.WriteSubscription(configwire.Subscription{Name: "s", KeyHashes: [][32]byte{{1}}}); err != nil {
+			t.Fatal(err)
+		}
+		if signer != nil {
+			sw.Sign(signer)
+		}
+		if err := sw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	sealed := write(key)
+	snap, err := configwire.DecodeSnapshot(bytes.NewReader(sealed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.VerifySnapshot(snap); err != nil {
+		t.Errorf("sealed snapshot: %v", err)
+	}
+
+	unsealed, err := configwire.DecodeSnapshot(bytes.NewReader(write(nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.VerifySnapshot(unsealed); !errors.Is(err, configwire.ErrUnsigned) {
+		t.Errorf("unsealed snapshot: %v, want ErrUnsigned", err)
+	}
+	foreign, err := configwire.DecodeSnapshot(bytes.NewReader(write(other)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.VerifySnapshot(foreign); !errors.Is(err, configwire.ErrForged) {
+		t.Errorf("snapshot sealed by another key: %v, want ErrForged", err)
+	}
+	// One byte changed in the entity: the seal no longer verifies.
+	i := bytes.Index(sealed, []byte("echo"))
+	tampered := bytes.Clone(sealed)
+	tampered[i] = 'x'
+	if snap, err := configwire.DecodeSnapshot(bytes.NewReader(tampered)); err != nil {
+		t.Fatal(err)
+	} else if err := v.VerifySnapshot(snap); !errors.Is(err, configwire.ErrForged) {
+		t.Errorf("tampered snapshot: %v, want ErrForged", err)
+	}
+	// The revision is bound too.
+	snap.Revision = 8
+	if err := v.VerifySnapshot(snap); !errors.Is(err, configwire.ErrForged) {
+		t.Errorf("snapshot with another revision: %v, want ErrForged", err)
+	}
+}
+
+func TestChangeSignature(t *testing.T) {
+	t.Parallel()
+	key := configwire.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, ed25519.SeedSize)))
+	v, err := configwire.NewVerifier([]configwire.VerifyKey{key.VerifyKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig := key.SignChange("svc", 3, []byte(`{"a":1}`))
+	if sig != key.SignChange("svc", 3, []byte(`{"a":1}`)) {
+		t.Error("signatures are not deterministic: a re-published change would get another message id")
+	}
+	for _, tc := range []struct {
+		name    string
+		svc     string
+		rev     int64
+		payload string
+		sig     string
+		want    error
+	}{
+		{"valid", "svc", 3, `{"a":1}`, sig, nil},
+		{"unsigned", "svc", 3, `{"a":1}`, "", configwire.ErrUnsigned},
+		{"other payload", "svc", 3, `{"a":2}`, sig, configwire.ErrForged},
+		{"other revision", "svc", 4, `{"a":1}`, sig, configwire.ErrForged},
+		{"other service", "svd", 3, `{"a":1}`, sig, configwire.ErrForged},
+		{"no key id", "svc", 3, `{"a":1}`, "abc", configwire.ErrForged},
+		{"nil verifier", "svc", 3, `{"a":1}`, sig, configwire.ErrForged},
+	} {
+		vv := v
+		if tc.name == "nil verifier" {
+			vv = nil
+		}
+		if err := vv.VerifyChange(tc.svc, tc.rev, []byte(tc.payload), tc.sig); !errors.Is(err, tc.want) && (err != nil || tc.want != nil) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,122 @@
+package fleet_test
+
+import (
+	"encoding/json"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"gatehouse.dev/management/internal/fleet"
+	"gatehouse.dev/pkg/bus"
+	"gatehouse.dev/pkg/configwire"
+)
+
+// rejections records what a Registry dropped (fleet.Options.Rejected).
+type rejections struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *rejections) add(kind, reason string) {
+	r.mu.Lock()
+	r.got = append(r.got, kind+" "+reason)
+	r.mu.Unlock()
+}
+
+func (r *rejections) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.got)
+}
+
+// TestAttackForgedHeartbeat: a heartbeat advertising a node URL that is not authenticated with
+// its gateway's node key (none, the key of another gateway, a key id management does not
+// know, or a real authentication of other bytes) is dropped and counted, so the node is never
+// listed and the test console never dials it.
+func TestAttackForgedHeartbeat(t *testing.T) {
+	t.Parallel()
+	rej := &rejections{}
+	h := start(t, fleet.Options{Rejected: rej.add})
+	forged := beat("evil", "svc", "victim", 1)
+	forged.URL = "ws://attacker.example:8080"
+	raw, err := json.Marshal(forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := bus.HeartbeatSubject("svc", "victim")
+	genuine := beat("evil", "svc", "victim", 1)
+	genuineRaw, err := json.Marshal(genuine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, auth, want string
+	}{
+		{"unsigned", "", "heartbeat unsigned"},
+		// A node of gateway "mine" knows its own key, not the victim's.
+		{"the key of another gateway", nodeKey("svc", "mine").Sign(subject, raw), "heartbeat forged"},
+		{"the key of another service", nodeKey("svc2", "victim").Sign(subject, raw), "heartbeat forged"},
+		{"an unknown key id", configwire.DeriveNodeKey("kother", []byte("test root"), "svc", "victim").Sign(subject, raw), "heartbeat forged"},
+		{"the victim's authentication of other bytes", nodeKey("svc", "victim").Sign(subject, genuineRaw), "heartbeat forged"},
+		{"the victim's authentication on another subject", nodeKey("svc", "victim").Sign(bus.HeartbeatSubject("svc", "other"), raw), "heartbeat forged"},
+		{"garbage", "ktest.!!!", "heartbeat forged"},
+	} {
+		before := len(rej.list())
+		m := &nats.Msg{Subject: subject, Data: raw, Header: nats.Header{}}
+		if tc.auth != "" {
+			m.Header.Set(bus.HeaderNodeAuth, tc.auth)
+		}
+		if err := h.pub.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		h.sync(t)
+		if got := rej.list(); len(got) != before+1 || got[before] != tc.want {
+			t.Errorf("%s: rejections %v, want %q added", tc.name, got[before:], tc.want)
+		}
+		if n := h.reg.Nodes("svc", ""); len(n) != 0 {
+			t.Errorf("%s: listed %+v", tc.name, n)
+		}
+	}
+}
+
+// TestAttackForgedReply: a live-connection reply that is not authenticated with the node key of
+// the gateway the answering node belongs to is left out, and counted.
+func TestAttackForgedReply(t *testing.T) {
+	t.Parallel()
+	rej := &rejections{}
+	h := start(t, fleet.Options{Rejected: rej.add})
+	h.send(t, beat("n1", "svc", "gw", 1))
+	eventually(t, "n1 listed", func() bool { return len(h.reg.Nodes("svc", "")) == 1 })
+
+	// The attacker sees the request and answers for n1 before it does, with a key of its own
+	// gateway; n1 itself does not answer.
+	sub, err := h.pub.Subscribe(bus.ConnectionsSubject("svc"), func(m *nats.Msg) {
+		data, _ := json.Marshal(configwire.ConnectionsReply{Node: "n1", Gateway: "gw", Closed: 1000})
+		r := &nats.Msg{Subject: m.Reply, Data: data, Header: nats.Header{}}
+		r.Header.Set(bus.HeaderNodeAuth, nodeKey("svc", "mine").Sign(m.Reply, data))
+		_ = h.pub.PublishMsg(r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := h.pub.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(h.pub.ConnectedUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	signer := configwire.NewSigner(testSigningKey)
+	c := fleet.NewConnections(nc, h.reg, func() *configwire.Signer { return signer }, nil)
+	n, err := c.Close(t.Context(), "svc", configwire.ConnectionFilter{Subscription: "s"})
+	if err != nil || n != 0 {
+		t.Errorf("Close = %d, %v; want 0 closed by a forged reply", n, err)
+	}
+	if got := rej.list(); !slices.Contains(got, "reply forged") {
+		t.Errorf("rejections %v, want a forged reply", got)
+	}
+}
