@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gatehouse.dev/management/internal/mgmttest"
+
+	"gatehouse.dev/management/internal/natsembed"
 )
 
 // buildBinary builds pkg (an import path, or a directory relative to this package) into dir,
@@ -106,9 +108,13 @@ func (p *proc) logCount(s string) int { return strings.Count(p.log.String(), s) 
 
 // startNATS starts the natsd helper on addr with JetStream in storeDir and waits until it
 // accepts clients. It runs until owner ends (see startProc).
-func startNATS(t, owner *testing.T, bin, addr, storeDir string) *proc {
+func startNATS(t, owner *testing.T, bin, addr, storeDir string, auth natsembed.Auth) *proc {
 	t.Helper()
-	p := startProc(t, owner, "nats", bin, nil, addr, storeDir)
+	raw, err := json.Marshal(auth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, owner, "nats", bin, []string{"NATSD_AUTH=" + string(raw)}, addr, storeDir)
 	p.waitLog(t, 15*time.Second, "ready", func(l string) bool { return strings.HasPrefix(l, "ready ") })
 	return p
 }
@@ -120,11 +126,17 @@ type mgmtProc struct {
 }
 
 // startManagement starts a management process on dbURL and natsURL and waits until it listens.
-func startManagement(t *testing.T, bin, name, dbURL, natsURL string) *mgmtProc {
+func startManagement(t *testing.T, bin, name, dbURL, natsURL string, auth natsembed.Auth) *mgmtProc {
 	t.Helper()
 	p := startProc(t, t, name, bin, []string{
 		"DATABASE_URL=" + dbURL,
 		"NATS_URL=" + natsURL,
+		"MANAGEMENT_NATS_USER=" + auth.User,
+		"MANAGEMENT_NATS_PASSWORD=" + auth.Password,
+		"MANAGEMENT_NATS_SYSTEM_USER=" + auth.SystemUser,
+		"MANAGEMENT_NATS_SYSTEM_PASSWORD=" + auth.SystemPassword,
+		"MANAGEMENT_NATS_CALLOUT_ISSUER_SEED=" + auth.IssuerSeed,
+		"MANAGEMENT_NATS_CALLOUT_XKEY_SEED=" + auth.XKeySeed,
 		"MANAGEMENT_LISTEN=127.0.0.1:0",
 		"MANAGEMENT_ADMIN_LISTEN=127.0.0.1:0",
 		"MANAGEMENT_ADMIN_TOKEN=" + mgmttest.AdminToken,

@@ -19,6 +19,8 @@ import (
 
 	"gatehouse.dev/management/internal/dbtest"
 	"gatehouse.dev/management/internal/mgmttest"
+
+	"gatehouse.dev/management/internal/natsembed"
 )
 
 // drillWrite is one ARM write of the drill writer.
@@ -171,11 +173,16 @@ func TestFailureDrills(t *testing.T) {
 	natsAddr := closedAddr(t)
 	natsURL := "nats://" + natsAddr
 	natsStore := t.TempDir()
-	natsProc := startNATS(t, t, natsBin, natsAddr, natsStore)
+	auth, err := natsembed.NewAuth()
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsProc := startNATS(t, t, natsBin, natsAddr, natsStore, auth)
 	natsProcs := []*proc{natsProc}
 
 	tap := &wireTap{}
-	tapConn, err := nats.Connect(natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	// The tap is management's user: it sees everything on the bus, as an insider would.
+	tapConn, err := nats.Connect(natsURL, nats.UserInfo(auth.User, auth.Password), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,9 +198,9 @@ func TestFailureDrills(t *testing.T) {
 	}
 
 	// m1 starts first and takes the relay's leader lock, so killing it moves the relay.
-	m1 := startManagement(t, mgmtBin, "management-1", dbURL, natsURL)
+	m1 := startManagement(t, mgmtBin, "management-1", dbURL, natsURL, auth)
 	m1.waitLog(t, 15*time.Second, "relay leadership", func(l string) bool { return strings.Contains(l, `"outbox relay leading"`) })
-	m2 := startManagement(t, mgmtBin, "management-2", dbURL, natsURL)
+	m2 := startManagement(t, mgmtBin, "management-2", dbURL, natsURL, auth)
 	mgmts := []*mgmtProc{m1, m2}
 
 	// The stack's helpers talk to m2, which survives; the nodes fetch their configuration from it.
@@ -362,7 +369,7 @@ func TestFailureDrills(t *testing.T) {
 		})
 		// The new server is another process with the same store: streams and KV buckets
 		// survive, core NATS subscriptions do not (the clients send them again).
-		natsProc = startNATS(t, drills, natsBin, natsAddr, natsStore)
+		natsProc = startNATS(t, drills, natsBin, natsAddr, natsStore, auth)
 		natsProcs = append(natsProcs, natsProc)
 		recovered(t)
 	})
