@@ -47,8 +47,10 @@ func TestAttackBus(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The attacker's own connection to the bus.
-	nc, err := nats.Connect(s.env.NATS.ClientURL())
+	// The attacker's own connection to the bus, past its authentication (stolen management
+	// credentials, a compromised NATS server): what follows must hold even then, because
+	// nodes trust only what management signed.
+	nc, err := nats.Connect(s.env.NATS.ClientURL(), s.env.NATS.UserInfo())
 	if err != nil {
 		t.Fatal(err)
 	}

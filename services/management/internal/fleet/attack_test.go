@@ -105,11 +105,7 @@ func TestAttackForgedReply(t *testing.T) {
 	if err := h.pub.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(h.pub.ConnectedUrl())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := h.conn() // management's side of the request
 	signer := configwire.NewSigner(testSigningKey)
 	c := fleet.NewConnections(nc, h.reg, func() *configwire.Signer { return signer }, nil)
 	n, err := c.Close(t.Context(), "svc", configwire.ConnectionFilter{Subscription: "s"})

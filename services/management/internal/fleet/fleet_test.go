@@ -25,6 +25,8 @@ import (
 type harness struct {
 	reg *fleet.Registry
 	pub *nats.Conn
+	// conn opens another connection to the harness's server, as management's user.
+	conn func() *nats.Conn
 }
 
 func start(t *testing.T, opt fleet.Options) *harness {
@@ -53,7 +55,7 @@ func start(t *testing.T, opt fleet.Options) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	return &harness{reg: reg, pub: conn()}
+	return &harness{reg: reg, pub: conn(), conn: conn}
 }
 
 // send publishes hb as a node would, on its own subject.
