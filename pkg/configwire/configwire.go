@@ -22,6 +22,13 @@ const (
 	KindGateway      = "gateways"
 	KindGatewayAPI   = "gatewayApis"
 	KindNamedValue   = "namedValues"
+	// KindCertificate is a certificate; its chain and key (PEM) travel as SecretValue in
+	// snapshots only.
+	KindCertificate = "certificates"
+	// KindGatewayHostname and KindGatewayCA are a gateway's hostname configurations and
+	// certificate authorities; their parent is "gateways/{id}".
+	KindGatewayHostname = "gatewayHostnameConfigurations"
+	KindGatewayCA       = "gatewayCertificateAuthorities"
 )
 
 // Op is what a change does to an entity.
@@ -51,8 +58,9 @@ type Entity struct {
 	Properties json.RawMessage `json:"properties,omitempty"`
 	// KeyHashes are KeyHash of a subscription's primary and secondary keys.
 	KeyHashes []string `json:"keyHashes,omitempty"`
-	// Secret is set on a secret named value. Its value is in SecretValue in snapshots and
-	// absent from changes: a gateway refetches its snapshot to learn a changed secret.
+	// Secret is set on a secret named value and on a certificate. The value (for a
+	// certificate, its chain and private key in PEM) is in SecretValue in snapshots and absent
+	// from changes: a gateway refetches its snapshot to learn a changed secret.
 	Secret      bool   `json:"secret,omitempty"`
 	SecretValue string `json:"secretValue,omitempty"`
 	// Revision is the service revision that last wrote the entity.

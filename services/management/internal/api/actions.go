@@ -22,6 +22,13 @@ func (s *Server) actionRoutes(g *echo.Group) {
 	g.POST(p+"/gateways/:gatewayId/generateToken", s.generateGatewayToken)
 	g.POST(p+"/namedValues/:namedValueId/listValue", s.listNamedValue)
 	g.POST(p+"/users/:userId/token", s.generateUserToken)
+	g.POST(p+"/certificates/:certificateId/refreshSecret", s.refreshCertificateSecret)
+}
+
+// refreshCertificateSecret answers refreshSecret, which only Key Vault certificates have: 400
+// for an existing certificate (catalog.RefreshCertificateSecret).
+func (s *Server) refreshCertificateSecret(c echo.Context) error {
+	return s.cat.RefreshCertificateSecret(c.Request().Context(), ref(c), c.Param("certificateId"))
 }
 
 func (s *Server) listSubscriptionSecrets(c echo.Context) error {

@@ -396,6 +396,28 @@ func TestContractSession(t *testing.T) {
 	s.do(t, call{method: "HEAD", path: svc + "/gateways/edge/apis/echo", want: 200})
 	s.do(t, call{method: "GET", path: svc + "/gateways/edge/apis", want: 200})
 	s.do(t, call{method: "GET", path: svc + "/gateways", want: 200})
+	// The gateway's TLS: a certificate served on a hostname, and a CA for client certificates.
+	ca := mgmttest.NewCert(t, "Contract CA", nil, nil)
+	s.do(t, call{method: "PUT", path: svc + "/certificates/ca", want: 201, body: props(map[string]any{"data": ca.PFX(t, "pw"), "password": "pw"})})
+	s.do(t, call{method: "PUT", path: svc + "/certificates/edge-tls", want: 201, body: props(map[string]any{
+		"data": mgmttest.NewCert(t, "edge.example.com", []string{"edge.example.com"}, ca).PFX(t, "pw"), "password": "pw"})})
+	s.do(t, call{method: "GET", path: svc + "/certificates/edge-tls", want: 200})
+	s.do(t, call{method: "HEAD", path: svc + "/certificates/edge-tls", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/certificates?$filter=contains(subject,'edge')", want: 200})
+	wantCode(t, s.do(t, call{method: "POST", path: svc + "/certificates/edge-tls/refreshSecret", want: 400}), "ValidationError")
+	s.do(t, call{method: "PUT", path: svc + "/gateways/edge/hostnameConfigurations/edge", want: 201, body: props(map[string]any{
+		"hostname": "edge.example.com", "certificateId": svc + "/certificates/edge-tls", "negotiateClientCertificate": true})})
+	s.do(t, call{method: "GET", path: svc + "/gateways/edge/hostnameConfigurations/edge", want: 200})
+	s.do(t, call{method: "HEAD", path: svc + "/gateways/edge/hostnameConfigurations/edge", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/gateways/edge/hostnameConfigurations", want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/gateways/edge/certificateAuthorities/ca", want: 201, body: props(map[string]any{"isTrusted": true})})
+	s.do(t, call{method: "GET", path: svc + "/gateways/edge/certificateAuthorities/ca", want: 200})
+	s.do(t, call{method: "HEAD", path: svc + "/gateways/edge/certificateAuthorities/ca", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/gateways/edge/certificateAuthorities", want: 200})
+	wantCode(t, s.do(t, call{method: "DELETE", path: svc + "/certificates/ca", want: 409, headers: []string{"If-Match", "*"}}), "Conflict")
+	for _, p := range []string{"/certificates/ca", "/gateways/edge/hostnameConfigurations/edge", "/gateways/edge/certificateAuthorities/ca"} {
+		wantCode(t, s.do(t, call{method: "PATCH", path: svc + p, want: 405, body: props(map[string]any{}), headers: []string{"If-Match", "*"}}), "MethodNotAllowed")
+	}
 	s.do(t, call{method: "GET", path: svc + "/gateways/edge/nodes?waitForRevision=latest&timeout=1s", want: 200})
 	// Live connections: no gateway node runs here, so none is open (connections_test.go has them).
 	s.do(t, call{method: "GET", path: svc + "/connections?api=echo&subscription=alice-starter", want: 200})
@@ -421,7 +443,8 @@ func TestContractSession(t *testing.T) {
 	for _, e := range snap.Entities {
 		kinds[e.Kind] = true
 	}
-	for _, k := range []string{"gateways", "gatewayApis", "apis", "operations", "products", "productApis", "subscriptions", "namedValues", "policies"} {
+	for _, k := range []string{"gateways", "gatewayApis", "apis", "operations", "products", "productApis", "subscriptions", "namedValues", "policies",
+		"gatewayHostnameConfigurations", "gatewayCertificateAuthorities", "certificates"} {
 		if !kinds[k] {
 			t.Errorf("the gateway snapshot has no %s entity; kinds: %v", k, kinds)
 		}
@@ -492,6 +515,10 @@ func TestContractSession(t *testing.T) {
 	// Tearing down.
 	s.do(t, call{method: "DELETE", path: svc + "/gateways/edge/apis/echo", want: 200})
 	s.do(t, call{method: "DELETE", path: svc + "/gateways/edge/apis/echo", want: 204})
+	s.do(t, call{method: "DELETE", path: svc + "/gateways/edge/hostnameConfigurations/edge", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/gateways/edge/certificateAuthorities/ca", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/certificates/ca", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/certificates/edge-tls", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/products/starter/apis/echo", want: 200})
 	s.do(t, call{method: "DELETE", path: svc + "/apis/echo/operations/onHandshake/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/policies/policy", want: 200, headers: []string{"If-Match", "*"}})

@@ -58,13 +58,17 @@ func (s *Server) routes(g *echo.Group) {
 		{catalog.KindNamedValue, "/namedValues", "namedValueId", topLevel},
 	}
 	for _, col := range cols {
-		item := p + col.path + "/:" + col.param
-		g.GET(p+col.path, s.list(col))
-		g.GET(item, s.get(col))
-		g.HEAD(item, s.get(col))
-		g.PUT(item, s.put(col))
-		g.PATCH(item, s.patch(col))
-		g.DELETE(item, s.delete(col))
+		s.itemRoutes(g, col, s.patch(col))
+	}
+	// Certificates and a gateway's TLS settings have no PATCH in ARM: it answers 405, which
+	// echo's router would turn into 404 where a parameter route matches the path.
+	unpatched := []collection{
+		{catalog.KindCertificate, "/certificates", "certificateId", topLevel},
+		{catalog.KindGatewayHostname, "/gateways/:gatewayId/hostnameConfigurations", "hcId", pathOf("gateways", "gatewayId")},
+		{catalog.KindGatewayCA, "/gateways/:gatewayId/certificateAuthorities", "certificateId", pathOf("gateways", "gatewayId")},
+	}
+	for _, col := range unpatched {
+		s.itemRoutes(g, col, noPatch)
 	}
 	links := []collection{
 		{catalog.KindProductAPI, "/products/:productId/apis", "apiId", pathOf("products", "productId")},
@@ -85,6 +89,18 @@ func (s *Server) routes(g *echo.Group) {
 	s.nodeRoutes(g)
 	s.reportRoutes(g)
 	s.connectionRoutes(g)
+}
+
+// itemRoutes serves a collection's list and its items' GET, HEAD, PUT, PATCH (with patch)
+// and DELETE.
+func (s *Server) itemRoutes(g *echo.Group, col collection, patch echo.HandlerFunc) {
+	item := ServicePrefix + col.path + "/:" + col.param
+	g.GET(ServicePrefix+col.path, s.list(col))
+	g.GET(item, s.get(col))
+	g.HEAD(item, s.get(col))
+	g.PUT(item, s.put(col))
+	g.PATCH(item, patch)
+	g.DELETE(item, s.delete(col))
 }
 
 // ref is the service a request addresses.
@@ -309,6 +325,12 @@ func (s *Server) delete(col collection) echo.HandlerFunc {
 		}
 		return c.NoContent(http.StatusOK)
 	}
+}
+
+// noPatch answers PATCH on a resource that has none, with the methods it has.
+func noPatch(c echo.Context) error {
+	c.Response().Header().Set("Allow", "GET, HEAD, PUT, DELETE")
+	return echo.NewHTTPError(http.StatusMethodNotAllowed)
 }
 
 // putConditions are a PUT's conditional headers.

@@ -80,6 +80,10 @@ func init() {
 		KindGateway:      gatewayBehaviour,
 		KindGatewayAPI:   gatewayAPIBehaviour,
 		KindNamedValue:   namedValueBehaviour,
+
+		KindCertificate:     certificateBehaviour,
+		KindGatewayHostname: hostnameBehaviour,
+		KindGatewayCA:       gatewayCABehaviour,
 	}
 }
 

@@ -69,7 +69,12 @@ var gatewayBehaviour = behaviour{
 		return nil
 	},
 	beforeDelete: func(ctx context.Context, w *write, r Resource, opts Options) error {
-		return w.deleteAll(ctx, Query{Kind: KindGatewayAPI, Parent: r.Path()}, opts)
+		for _, k := range []*Kind{KindGatewayAPI, KindGatewayHostname, KindGatewayCA} {
+			if err := w.deleteAll(ctx, Query{Kind: k, Parent: r.Path()}, opts); err != nil {
+				return err
+			}
+		}
+		return nil
 	},
 }
 

@@ -78,6 +78,12 @@ var (
 		MaxLen: 256, Pattern: idPattern, Link: true, Filter: stringFields()}
 	KindNamedValue = &Kind{Name: configwire.KindNamedValue, Segment: "namedValues", Type: "Microsoft.ApiManagement/service/namedValues", What: "NamedValue",
 		MaxLen: 256, Pattern: idPattern, Filter: stringFields("displayName")}
+	KindCertificate = &Kind{Name: configwire.KindCertificate, Segment: "certificates", Type: "Microsoft.ApiManagement/service/certificates", What: "Certificate",
+		MaxLen: 80, Pattern: idPattern, Filter: stringFields("subject", "thumbprint", "expirationDate")}
+	KindGatewayHostname = &Kind{Name: configwire.KindGatewayHostname, Segment: "hostnameConfigurations", Type: "Microsoft.ApiManagement/service/gateways/hostnameConfigurations",
+		What: "GatewayHostnameConfiguration", MaxLen: 80, Pattern: idPattern, Filter: stringFields("hostname")}
+	KindGatewayCA = &Kind{Name: configwire.KindGatewayCA, Segment: "certificateAuthorities", Type: "Microsoft.ApiManagement/service/gateways/certificateAuthorities",
+		What: "GatewayCertificateAuthority", MaxLen: 80, Pattern: idPattern, Filter: map[string]FilterField{"name": {Type: "string", EqOnly: true}}}
 )
 
 func withField(m map[string]FilterField, name string, f FilterField) map[string]FilterField {
@@ -90,7 +96,8 @@ var kinds = map[string]*Kind{}
 
 func init() {
 	for _, k := range []*Kind{KindAPI, KindOperation, KindPolicy, KindProduct, KindProductAPI, KindUser,
-		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue} {
+		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue,
+		KindCertificate, KindGatewayHostname, KindGatewayCA} {
 		kinds[k.Name] = k
 	}
 }

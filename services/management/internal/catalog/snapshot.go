@@ -68,6 +68,9 @@ func (b *snapshotBuilder) build(ctx context.Context, gw Resource) error {
 	if err := b.sink.WriteEntity(WireEntity(gw, false)); err != nil {
 		return err
 	}
+	if err := b.gatewayTLS(ctx, gw); err != nil {
+		return err
+	}
 	links, err := b.list(ctx, Query{Kind: KindGatewayAPI, Parent: gw.Path()})
 	if err != nil {
 		return err
@@ -126,6 +129,33 @@ func (b *snapshotBuilder) build(ctx context.Context, gw Resource) error {
 	return b.subscriptions(ctx, scopes)
 }
 
+// gatewayTLS hands over the gateway's hostname configurations and certificate authorities,
+// and the certificates they name with their chains and keys.
+func (b *snapshotBuilder) gatewayTLS(ctx context.Context, gw Resource) error {
+	hosts, err := b.list(ctx, Query{Kind: KindGatewayHostname, Parent: gw.Path()})
+	if err != nil {
+		return err
+	}
+	cas, err := b.list(ctx, Query{Kind: KindGatewayCA, Parent: gw.Path()})
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, h := range hosts {
+		var p HostnameProperties
+		_ = json.Unmarshal(h.Properties, &p)
+		names = append(names, p.CertificateID[strings.LastIndexByte(p.CertificateID, '/')+1:])
+	}
+	for _, ca := range cas {
+		names = append(names, ca.Name)
+	}
+	if len(names) == 0 {
+		return nil
+	}
+	_, err = b.list(ctx, Query{Kind: KindCertificate, Names: dedupeFold(names)})
+	return err
+}
+
 // subscriptions hands over the subscriptions of scopes (full ARM ids) as they are read, in one
 // query; their keys stay sealed (only their hashes travel).
 func (b *snapshotBuilder) subscriptions(ctx context.Context, scopes []string) error {
@@ -157,7 +187,8 @@ func (b *snapshotBuilder) subscriptions(ctx context.Context, scopes []string) er
 }
 
 // WireEntity is r as gateways see it: no secrets but key hashes, and for a secret named value
-// its value only when withSecretValue is set (snapshots, never changes).
+// its value, for a certificate its chain and key, only when withSecretValue is set
+// (snapshots, never changes).
 func WireEntity(r Resource, withSecretValue bool) configwire.Entity {
 	e := configwire.Entity{Kind: r.Kind.Name, Parent: r.Parent, Name: r.Name, Properties: r.Properties,
 		KeyHashes: r.KeyHashes, Revision: r.Revision}
@@ -167,6 +198,12 @@ func WireEntity(r Resource, withSecretValue bool) configwire.Entity {
 		e.Secret = p.Secret
 		if p.Secret && withSecretValue {
 			e.SecretValue = r.Secrets[secretValue]
+		}
+	}
+	if r.Kind == KindCertificate {
+		e.Secret = true
+		if withSecretValue {
+			e.SecretValue = r.Secrets[secretCertificate]
 		}
 	}
 	return e
