@@ -53,6 +53,7 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 	fs.StringVar(&c.PublicURL, "public-url", e.String("GATEWAY_PUBLIC_URL", ""), "ws:// or wss:// URL clients reach this node at, reported to management for its test console; empty = the traffic listener's (GATEWAY_PUBLIC_URL)")
 	fs.StringVar(&c.TLSCert, "tls-cert", e.String("GATEWAY_TLS_CERT", ""), "TLS certificate for wss/https (GATEWAY_TLS_CERT)")
 	fs.StringVar(&c.TLSKey, "tls-key", e.String("GATEWAY_TLS_KEY", ""), "TLS key (GATEWAY_TLS_KEY)")
+	fs.StringVar(&c.TLSListen, "tls-listen", e.String("GATEWAY_TLS_LISTEN", ""), "TLS listener serving the gateway's hostnames by SNI with certificates from management; empty for none (GATEWAY_TLS_LISTEN)")
 	fs.StringVar(&c.AdminListen, "admin-listen", e.String("GATEWAY_ADMIN_LISTEN", "127.0.0.1:9091"), "admin listener: /healthz /readyz /metrics (GATEWAY_ADMIN_LISTEN)")
 	fs.BoolVar(&c.Pprof, "pprof", e.Bool("GATEWAY_PPROF", false), "serve Go's profiles under /debug/pprof/ on the admin listener (GATEWAY_PPROF)")
 	fs.StringVar(&c.CacheDir, "cache-dir", e.String("GATEWAY_CACHE_DIR", ""), "directory of the last good configuration; empty = a temp dir (GATEWAY_CACHE_DIR)")

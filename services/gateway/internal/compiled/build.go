@@ -136,7 +136,8 @@ func (l *Loading) Finish(h configwire.Snapshot) (*Config, error) {
 	var keys *subIndex
 	next.names, keys = buildSubIndexes(l.subs, next.nameHash)
 	l.subs = nil
-	cfg := &Config{Revision: h.Revision, ServiceID: h.ServiceID, Service: h.Service, Gateway: h.Gateway, subs: keys}
+	cfg := &Config{Revision: h.Revision, ServiceID: h.ServiceID, Service: h.Service, Gateway: h.Gateway, subs: keys,
+		tls: next.buildTLS(next.env.Log)}
 	next.compileAPIs(cfg, nil, nil)
 	*l.b = *next
 	l.b.cur = cfg
@@ -220,6 +221,11 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 				}
 				affected[strings.ToLower(e.Name)] = true
 			}
+		case configwire.KindCertificate, configwire.KindGatewayHostname, configwire.KindGatewayCA:
+			if b.tlsChange(e) {
+				return nil, fmt.Errorf("%w: the gateway's TLS settings changed (%s %s)", ErrResync, e.Kind, e.Name)
+			}
+			continue // another gateway's, or a certificate this gateway does not use
 		case configwire.KindNamedValue:
 			if e.Secret {
 				return nil, fmt.Errorf("%w: secret named value %s changed", ErrResync, e.Name)
@@ -234,7 +240,8 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 			return nil, err
 		}
 	}
-	cfg := &Config{Revision: ch.Revision, ServiceID: b.serviceID, Service: b.service, Gateway: b.gateway, subs: edit.keys.done()}
+	cfg := &Config{Revision: ch.Revision, ServiceID: b.serviceID, Service: b.service, Gateway: b.gateway, subs: edit.keys.done(),
+		tls: b.cur.tls}
 	switch {
 	case all:
 		affected = nil

@@ -30,6 +30,8 @@ type Config struct {
 	// failed maps the lower-cased names of the APIs with Failures to them.
 	failed *cowMap[*API]
 	subs   *subIndex
+	// tls is the gateway's hostnames, certificates and CAs (tls.go).
+	tls *gatewayTLS
 }
 
 // Failure is a policy (or an API's own settings) that this node could not compile. The

@@ -57,8 +57,15 @@ type Config struct {
 	// PublicURL is the ws:// or wss:// URL clients reach the node at, reported to management;
 	// empty means the traffic listener's (GATEWAY_PUBLIC_URL).
 	PublicURL string
-	// TLSCert and TLSKey serve wss and https; both or neither (GATEWAY_TLS_CERT, GATEWAY_TLS_KEY).
+	// TLSCert and TLSKey serve wss and https on Listen; both or neither (GATEWAY_TLS_CERT,
+	// GATEWAY_TLS_KEY). Their certificate is the default for server names no hostname
+	// configuration of the gateway matches.
 	TLSCert, TLSKey string
+	// TLSListen is a second traffic listener serving wss and https with the certificates of
+	// the gateway's hostname configurations, chosen by SNI, falling back to TLSCert; empty
+	// means none (GATEWAY_TLS_LISTEN). Certificates come from management with the
+	// configuration: the node needs no files for them.
+	TLSListen string
 	// Pprof serves Go's profiles under /debug/pprof/ on the admin listener (GATEWAY_PPROF).
 	Pprof bool
 	// CacheDir holds the last good configuration; empty means a new temporary directory
@@ -155,6 +162,9 @@ type Node struct {
 	draining   atomic.Bool
 
 	trafficLn, adminLn net.Listener
+	// tlsLn is the TLSListen listener, nil without one; tlsConf serves every TLS listener.
+	tlsLn   net.Listener
+	tlsConf *tls.Config
 }
 
 // New validates cfg and builds a node that logs to log. It opens both listeners, so that an
@@ -223,20 +233,43 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	n.bus.OnConnect(func(*nats.Conn) { n.gate.poke() })
 	n.bus.OnConnect(n.answerLiveConnections)
 	n.admin = n.adminMux()
-
-	if n.trafficLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+	if n.tlsConf, err = n.serverTLS(); err != nil {
 		return nil, err
 	}
-	if n.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
-		n.trafficLn.Close()
+	if err := n.listen(); err != nil {
 		return nil, err
 	}
-	n.dialer = egress.NewDialer(n.egress, n.trafficLn.Addr(), n.adminLn.Addr())
+	own := []net.Addr{n.trafficLn.Addr(), n.adminLn.Addr()}
+	if n.tlsLn != nil {
+		own = append(own, n.tlsLn.Addr())
+	}
+	n.dialer = egress.NewDialer(n.egress, own...)
 	n.url = cfg.PublicURL
 	if n.url == "" {
 		n.url = listenerURL(n.trafficLn.Addr(), cfg.TLSCert != "")
 	}
 	return n, nil
+}
+
+// listen opens the traffic, admin and TLS listeners, or none of them.
+func (n *Node) listen() error {
+	var err error
+	if n.trafficLn, err = net.Listen("tcp", n.cfg.Listen); err != nil {
+		return err
+	}
+	if n.adminLn, err = net.Listen("tcp", n.cfg.AdminListen); err != nil {
+		n.trafficLn.Close()
+		return err
+	}
+	if n.cfg.TLSListen == "" {
+		return nil
+	}
+	if n.tlsLn, err = net.Listen("tcp", n.cfg.TLSListen); err != nil {
+		n.trafficLn.Close()
+		n.adminLn.Close()
+		return fmt.Errorf("GATEWAY_TLS_LISTEN: %w", err)
+	}
+	return nil
 }
 
 // backendTLS is the TLS configuration for wss/https backends: the system roots plus the
@@ -267,6 +300,14 @@ func (n *Node) ID() string { return n.id }
 // TrafficAddr is the traffic listener's address.
 func (n *Node) TrafficAddr() net.Addr { return n.trafficLn.Addr() }
 
+// TLSAddr is the TLSListen listener's address, nil without one.
+func (n *Node) TLSAddr() net.Addr {
+	if n.tlsLn == nil {
+		return nil
+	}
+	return n.tlsLn.Addr()
+}
+
 // AdminAddr is the admin listener's address.
 func (n *Node) AdminAddr() net.Addr { return n.adminLn.Addr() }
 
@@ -284,6 +325,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if err != nil {
 		n.trafficLn.Close()
 		n.adminLn.Close()
+		if n.tlsLn != nil {
+			n.tlsLn.Close()
+		}
 		return fmt.Errorf("OTEL_EXPORTER_OTLP_ENDPOINT: %w", err)
 	}
 	defer func() {
@@ -304,8 +348,11 @@ func (n *Node) Run(ctx context.Context) error {
 		// Requests in flight when ctx ends finish during the drain rather than failing.
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) }}
 	adminSrv := &http.Server{Handler: n.admin, ReadHeaderTimeout: 5 * time.Second}
-	n.log.Info("gateway listening", "traffic", n.trafficLn.Addr().String(), "admin", n.adminLn.Addr().String(),
-		"cache_dir", n.cfg.CacheDir, "node", n.id)
+	listening := []any{"traffic", n.trafficLn.Addr().String(), "admin", n.adminLn.Addr().String(), "cache_dir", n.cfg.CacheDir, "node", n.id}
+	if n.tlsLn != nil {
+		listening = append(listening, "tls", n.tlsLn.Addr().String())
+	}
+	n.log.Info("gateway listening", listening...)
 
 	g, gctx := errgroup.WithContext(ctx)
 	// The sync and the usage collector outlive gctx: the collector publishes the last usage
@@ -321,6 +368,9 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.sessions.Run(gctx) })
 	g.Go(func() error { n.gate.run(gctx); return nil })
 	g.Go(func() error { return n.serveTraffic(trafficSrv) })
+	if n.tlsLn != nil {
+		g.Go(func() error { return serve(trafficSrv, tls.NewListener(n.tlsLn, n.tlsConf)) })
+	}
 	g.Go(func() error { return serve(adminSrv, n.adminLn) })
 	g.Go(func() error {
 		<-gctx.Done()
@@ -344,13 +394,11 @@ func (n *Node) sync(ctx context.Context) error {
 	return nil
 }
 
-// serveTraffic serves API traffic on the traffic listener until srv shuts down.
+// serveTraffic serves API traffic on the traffic listener until srv shuts down: over TLS
+// with GATEWAY_TLS_CERT, and then with the hostnames' certificates by SNI too.
 func (n *Node) serveTraffic(srv *http.Server) error {
 	if n.cfg.TLSCert != "" {
-		if err := srv.ServeTLS(n.trafficLn, n.cfg.TLSCert, n.cfg.TLSKey); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
+		return serve(srv, tls.NewListener(n.trafficLn, n.tlsConf))
 	}
 	return serve(srv, n.trafficLn)
 }
