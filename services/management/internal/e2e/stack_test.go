@@ -151,6 +151,7 @@ type nodeOptions struct {
 type node struct {
 	name     string
 	traffic  string // host:port of the API traffic listener
+	tls      string // host:port of the GATEWAY_TLS_LISTEN listener, "" without one
 	admin    string // host:port of /healthz, /readyz
 	cacheDir string
 	log      *mgmttest.SafeBuffer // stdout and stderr
@@ -226,9 +227,9 @@ func (n *node) waitListening(t *testing.T) {
 	for time.Now().Before(deadline) {
 		sc := bufio.NewScanner(strings.NewReader(n.log.String()))
 		for sc.Scan() {
-			var rec struct{ Msg, Traffic, Admin string }
+			var rec struct{ Msg, Traffic, Admin, TLS string }
 			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "gateway listening" {
-				n.traffic, n.admin = rec.Traffic, rec.Admin
+				n.traffic, n.admin, n.tls = rec.Traffic, rec.Admin, rec.TLS
 				return
 			}
 		}
