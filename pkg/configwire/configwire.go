@@ -94,7 +94,8 @@ type NATSInfo struct {
 
 // Snapshot is the complete configuration a gateway node needs at Revision: the APIs linked to
 // its gateway resource with their operations and policies, the products containing them, their
-// subscriptions, the global policy and the named values.
+// subscriptions, the global policy, the named values, and the gateway's hostname
+// configurations and certificate authorities with the certificates they name.
 type Snapshot struct {
 	ServiceID string   `json:"serviceId"`
 	Service   string   `json:"service"`

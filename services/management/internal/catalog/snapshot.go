@@ -19,7 +19,8 @@ type SnapshotSink interface {
 // and hands it over as it reads it, so that it is never held whole (a million subscriptions):
 // the APIs linked to the node's gateway resource with their operations and policies, the
 // products containing those APIs with their policies and links, the subscriptions that can
-// reach them (key hashes only), the global policy and the named values (secret values
+// reach them (key hashes only), the global policy, the named values, and the gateway's
+// hostname configurations and CAs with their certificates (secret values and private keys
 // included; the snapshot travels only over the authenticated management API). start is
 // called first, with the snapshot's header (no entities), and returns where the entities go.
 // With compact, subscriptions go in their compact form, read without the properties gateways
