@@ -22,6 +22,7 @@ const (
 	KindGateway      = "gateways"
 	KindGatewayAPI   = "gatewayApis"
 	KindNamedValue   = "namedValues"
+	KindBackend      = "backends"
 )
 
 // Op is what a change does to an entity.

@@ -80,6 +80,7 @@ func init() {
 		KindGateway:      gatewayBehaviour,
 		KindGatewayAPI:   gatewayAPIBehaviour,
 		KindNamedValue:   namedValueBehaviour,
+		KindBackend:      backendBehaviour,
 	}
 }
 

@@ -293,6 +293,12 @@ var namedValueBehaviour = behaviour{
 		if err := w.checkNamedValueChange(ctx, r.Name, p.DisplayName, *p.Value, p.Secret, old); err != nil {
 			return err
 		}
+		if old != nil {
+			_, oldDisplay, _, _ := namedValueOf(*old)
+			if err := w.checkNamedValueKept(ctx, r.Name, oldDisplay, p.DisplayName); err != nil {
+				return err
+			}
+		}
 		p.ProvisioningState = "Succeeded"
 		r.Secrets = nil
 		if p.Secret {
@@ -320,7 +326,7 @@ var namedValueBehaviour = behaviour{
 				}
 			}
 		}
-		return nil
+		return w.checkNamedValueKept(ctx, r.Name, p.DisplayName, "")
 	},
 }
 

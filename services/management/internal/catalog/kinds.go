@@ -78,6 +78,8 @@ var (
 		MaxLen: 256, Pattern: idPattern, Link: true, Filter: stringFields()}
 	KindNamedValue = &Kind{Name: configwire.KindNamedValue, Segment: "namedValues", Type: "Microsoft.ApiManagement/service/namedValues", What: "NamedValue",
 		MaxLen: 256, Pattern: idPattern, Filter: stringFields("displayName")}
+	KindBackend = &Kind{Name: configwire.KindBackend, Segment: "backends", Type: "Microsoft.ApiManagement/service/backends", What: "Backend",
+		MaxLen: 80, Pattern: idPattern, Filter: stringFields("title", "url")}
 )
 
 func withField(m map[string]FilterField, name string, f FilterField) map[string]FilterField {
@@ -90,7 +92,7 @@ var kinds = map[string]*Kind{}
 
 func init() {
 	for _, k := range []*Kind{KindAPI, KindOperation, KindPolicy, KindProduct, KindProductAPI, KindUser,
-		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue} {
+		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue, KindBackend} {
 		kinds[k.Name] = k
 	}
 }
