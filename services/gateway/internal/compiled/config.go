@@ -30,6 +30,11 @@ type Config struct {
 	// failed maps the lower-cased names of the APIs with Failures to them.
 	failed *cowMap[*API]
 	subs   *subIndex
+	// backends maps lower-cased names to the backend entities, backendURLs the URLs of the
+	// Single ones to them, and backendEnv is pipeline.Env.Backends for the policies.
+	backends    map[string]*Backend
+	backendURLs map[string]*Backend
+	backendEnv  map[string]string
 }
 
 // Failure is a policy (or an API's own settings) that this node could not compile. The
