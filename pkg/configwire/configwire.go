@@ -29,6 +29,7 @@ const (
 	// certificate authorities; their parent is "gateways/{id}".
 	KindGatewayHostname = "gatewayHostnameConfigurations"
 	KindGatewayCA       = "gatewayCertificateAuthorities"
+	KindBackend         = "backends"
 )
 
 // Op is what a change does to an entity.

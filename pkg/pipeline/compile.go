@@ -38,8 +38,9 @@ type Env struct {
 	// Keys fetches and caches openid-config signing keys; required when validate-jwt uses
 	// openid-config.
 	Keys *KeySource
-	// Backends maps backend entity ids to base URLs for set-backend-service backend-id. Nil
-	// means backend entities are not configured and backend-id fails Compile.
+	// Backends maps lower-cased backend entity names to their URLs ("" for a pool) for
+	// set-backend-service backend-id. Nil means backend entities are not configured and
+	// backend-id fails Compile; a literal backend-id missing from it fails Compile too.
 	Backends map[string]string
 	// Secrets are the values of secret named values. A compile error never quotes one: each
 	// is replaced with "***" (values shorter than four bytes excepted).

@@ -9,10 +9,13 @@ import (
 	"gatehouse.dev/pkg/policy"
 )
 
-// corpusEnv is the compile environment of the corpus: its named values, as management and a
-// node hold them (by lower-cased name).
+// corpusEnv is the compile environment of the corpus: its named values and backends, as
+// management and a node hold them (by lower-cased name).
 func corpusEnv() pipeline.Env {
-	env := pipeline.Env{NamedValues: map[string]string{}}
+	env := pipeline.Env{NamedValues: map[string]string{}, Backends: map[string]string{}}
+	for name, u := range pipelinetest.Backends {
+		env.Backends[name] = u.With("ws://127.0.0.1:1/b")
+	}
 	for name, nv := range pipelinetest.NamedValues {
 		env.NamedValues[name] = nv.Value
 		if nv.Secret {

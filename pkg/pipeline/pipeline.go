@@ -24,8 +24,13 @@ type Request struct {
 	// headers and the subscription key. set-header and set-query-parameter change them.
 	Header http.Header
 	Query  url.Values
-	// Backend is the backend base URL; set-backend-service replaces it.
+	// Backend is the backend base URL; set-backend-service replaces it. It is nil after
+	// backend-id named a pool, whose member the gateway chooses.
 	Backend *url.URL
+	// BackendID is the lower-cased name of the backend entity set-backend-service backend-id
+	// chose, or "" (the API's serviceUrl or a base-url). The gateway applies the entity's
+	// credentials, TLS checks, circuit breaker and pool.
+	BackendID string
 	// Variables is context.Variables.
 	Variables map[string]any
 

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 
+	"gatehouse.dev/pkg/backend"
 	"gatehouse.dev/pkg/pipeline/expr"
 	"gatehouse.dev/pkg/policy"
 )
@@ -173,10 +174,12 @@ func (s *setQueryStep) run(c *runCtx) *Response {
 	return nil
 }
 
-// backendStep is <set-backend-service>: it replaces the backend base URL.
+// backendStep is <set-backend-service>: it replaces the backend base URL, or names the backend
+// entity the gateway sends the request to (Request.BackendID).
 type backendStep struct {
 	in       *info
-	url      *url.URL  // a literal base-url or resolved backend-id
+	url      *url.URL  // a literal base-url or a literal backend-id's URL (nil for a pool)
+	id       string    // a literal backend-id, lower-cased
 	dynURL   expr.Text // base-url expression
 	dynID    expr.Text // backend-id expression
 	isID     bool
@@ -193,20 +196,16 @@ func (b *builder) setBackendService(in *info, p *policy.SetBackendService) (step
 		if b.env.Backends == nil {
 			return nil, errors.New("backend-id is not supported: no backend entities are configured; use base-url")
 		}
+		s.isID = true
 		lit, ok := id.Literal()
 		if !ok {
-			s.dynID, s.isID = id, true
+			s.dynID = id
 			return s, nil
 		}
-		raw, ok := b.env.Backends[lit]
-		if !ok {
-			return nil, fmt.Errorf("backend-id: the backend '%s' is not defined", lit)
+		s.id = strings.ToLower(lit)
+		if s.url, err = s.lookup(s.id); err != nil {
+			return nil, fmt.Errorf("backend-id: %w", err)
 		}
-		u, err := parseBackendURL(raw)
-		if err != nil {
-			return nil, fmt.Errorf("backend '%s': %w", lit, err)
-		}
-		s.url = u
 		return s, nil
 	}
 	t, err := expr.CompileText(strings.TrimSpace(p.BaseURL))
@@ -224,36 +223,39 @@ func (b *builder) setBackendService(in *info, p *policy.SetBackendService) (step
 	return s, nil
 }
 
-// parseBackendURL parses an absolute http, https, ws or wss URL.
-func parseBackendURL(raw string) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimSpace(raw))
-	if err != nil || u.Host == "" {
-		return nil, fmt.Errorf("'%s' is not an absolute URL", raw)
+// lookup returns the URL of the backend entity id (lower-cased), nil for a pool, whose member is
+// chosen by the gateway.
+func (s *backendStep) lookup(id string) (*url.URL, error) {
+	raw, ok := s.backends[id]
+	if !ok {
+		return nil, fmt.Errorf("the backend '%s' is not defined", id)
 	}
-	switch u.Scheme {
-	case "http", "https", "ws", "wss":
-	default:
-		return nil, fmt.Errorf("the URL '%s' must use the http, https, ws or wss scheme", raw)
+	if raw == "" {
+		return nil, nil
+	}
+	u, err := parseBackendURL(raw)
+	if err != nil {
+		return nil, fmt.Errorf("backend '%s': %w", id, err)
 	}
 	return u, nil
 }
 
+// parseBackendURL parses an absolute http, https, ws or wss URL.
+func parseBackendURL(raw string) (*url.URL, error) { return backend.ParseURL(raw) }
+
 func (s *backendStep) run(c *runCtx) *Response {
-	u := s.url
+	u, id := s.url, s.id
 	switch {
-	case s.isID:
-		id, err := s.dynID.Eval(c)
+	case s.isID && id == "":
+		raw, err := s.dynID.Eval(c)
 		if err != nil {
 			return c.failure(s.in, err)
 		}
-		raw, ok := s.backends[id]
-		if !ok {
-			return c.failure(s.in, errors.New("The backend '"+id+"' is not defined."))
-		}
-		if u, err = parseBackendURL(raw); err != nil {
+		id = strings.ToLower(strings.TrimSpace(raw))
+		if u, err = s.lookup(id); err != nil {
 			return c.failure(s.in, err)
 		}
-	case u == nil:
+	case u == nil && !s.isID:
 		raw, err := s.dynURL.Eval(c)
 		if err != nil {
 			return c.failure(s.in, err)
@@ -262,8 +264,12 @@ func (s *backendStep) run(c *runCtx) *Response {
 			return c.failure(s.in, err)
 		}
 	}
-	cp := *u // the caller owns req.Backend and may change it
-	c.req.Backend = &cp
+	c.req.BackendID = id
+	c.req.Backend = nil
+	if u != nil {
+		cp := *u // the caller owns req.Backend and may change it
+		c.req.Backend = &cp
+	}
 	return nil
 }
 

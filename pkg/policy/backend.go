@@ -1,6 +1,10 @@
 package policy
 
-import "net/url"
+import (
+	"net/url"
+	"slices"
+	"strings"
+)
 
 // SetBackendService is <set-backend-service>: exactly one of BaseURL (replaces the API's
 // service URL; path remainder and query are kept) and BackendID (a backend entity) is set. The
@@ -62,4 +66,27 @@ func decodeSetBackendService(_ *Registry, e *Element) (Policy, error) {
 		return nil, e.Errorf("The element must be empty.")
 	}
 	return p, nil
+}
+
+// BackendIDs returns the literal backend-id values of every set-backend-service in the
+// document, choose branches included, lower-cased and deduplicated, in document order; an
+// expression names no backend until it runs and is left out.
+func (d *Document) BackendIDs() []string {
+	var ids []string
+	for _, ns := range d.sections() {
+		if ns.s == nil {
+			continue
+		}
+		walkPolicies(ns.s.Policies, func(p Policy) {
+			s, ok := p.(*SetBackendService)
+			if !ok {
+				return
+			}
+			id := strings.ToLower(strings.TrimSpace(s.BackendID))
+			if id != "" && !strings.HasPrefix(id, "@") && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		})
+	}
+	return ids
 }

@@ -44,6 +44,12 @@ var NamedValues = map[string]struct {
 	"nv-secret": {"corpus-secret-value", true},
 }
 
+// Backends are the Single backend entities the corpus refers to with backend-id, by name: their
+// URL, which may be the placeholder BACKEND.
+var Backends = map[string]Document{
+	"corpus-backend": "BACKEND",
+}
+
 // Corpus returns the entries of corpus.txt, in order. It panics on a malformed line: the
 // file is part of the build.
 func Corpus() []Entry {

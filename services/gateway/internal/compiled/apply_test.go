@@ -292,7 +292,7 @@ func TestApplyResync(t *testing.T) {
 			Properties: raw(obj{"displayName": "sec", "secret": true})}))},
 		{"change too large", next(configwire.Item{Op: configwire.OpResync})},
 		{"unknown op", next(configwire.Item{Op: "patch", Entity: subEnt("all", "/apis", "active")})},
-		{"unknown kind", next(put(ent("backends", "", "b1", obj{"url": "http://b"})))},
+		{"unknown kind", next(put(ent("widgets", "", "w1", obj{"size": 1})))},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

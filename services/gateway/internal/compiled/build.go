@@ -226,6 +226,8 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 				return nil, fmt.Errorf("%w: the gateway's TLS settings changed (%s %s)", ErrResync, e.Kind, e.Name)
 			}
 			continue // another gateway's, or a certificate this gateway does not use
+		case configwire.KindBackend:
+			all = true // policies compile against the backends, and pools against their members
 		case configwire.KindNamedValue:
 			if e.Secret {
 				return nil, fmt.Errorf("%w: secret named value %s changed", ErrResync, e.Name)
@@ -248,6 +250,7 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 	case len(affected) == 0:
 		// Nothing compiled changes: share the API maps, which no one modifies.
 		cfg.apis, cfg.byName, cfg.failed = b.cur.apis, b.cur.byName, b.cur.failed
+		cfg.backends, cfg.backendURLs, cfg.backendEnv = b.cur.backends, b.cur.backendURLs, b.cur.backendEnv
 		return cfg, nil
 	}
 	b.compileAPIs(cfg, b.cur, affected)
@@ -473,6 +476,12 @@ func (b *Builder) namedValuesOf(ents []configwire.Entity) (map[string]string, []
 func (b *Builder) compileAPIs(cfg *Config, prev *Config, only map[string]bool) {
 	env := b.env
 	env.NamedValues, env.Secrets = b.namedValues()
+	if only == nil {
+		cfg.backendEnv = b.compileBackends(cfg, env.NamedValues)
+	} else {
+		cfg.backends, cfg.backendURLs, cfg.backendEnv = prev.backends, prev.backendURLs, prev.backendEnv
+	}
+	env.Backends = cfg.backendEnv
 	gk := key(configwire.KindPolicy, "", "policy")
 	global := scopeDoc{doc: b.docs[gk], err: b.bad[gk]}
 	names := only

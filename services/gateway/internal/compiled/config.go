@@ -32,6 +32,11 @@ type Config struct {
 	subs   *subIndex
 	// tls is the gateway's hostnames, certificates and CAs (tls.go).
 	tls *gatewayTLS
+	// backends maps lower-cased names to the backend entities, backendURLs the URLs of the
+	// Single ones to them, and backendEnv is pipeline.Env.Backends for the policies.
+	backends    map[string]*Backend
+	backendURLs map[string]*Backend
+	backendEnv  map[string]string
 }
 
 // Failure is a policy (or an API's own settings) that this node could not compile. The

@@ -44,6 +44,11 @@ func FuzzManagementAndNodeAgree(f *testing.F) {
 			ents = append(ents, e)
 		}
 		snap.Entities = append(ents, ent(configwire.KindPolicy, parent, "policy", obj{"value": doc, "format": "xml"}))
+		env.Backends = map[string]string{}
+		for name, u := range pipelinetest.Backends {
+			snap.Entities = append(snap.Entities, ent(configwire.KindBackend, "", name, obj{"url": u.With("ws://backend.internal/b"), "protocol": "http"}))
+			env.Backends[name] = u.With("ws://backend.internal/b")
+		}
 		b := NewBuilder(pipeline.Env{Counters: ratecount.NewMemory(), Keys: pipeline.NewKeySource(nil, nil)})
 		// Management's environment holds the same named values, by name and display name.
 		nv, secrets := b.namedValuesOf(snap.Entities)

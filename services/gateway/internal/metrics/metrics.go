@@ -73,6 +73,8 @@ type Gateway struct {
 	failedAPIs   prometheus.Gauge
 	applyDur     prometheus.Histogram
 	busDropped   *prometheus.CounterVec
+	circuit      *prometheus.GaugeVec
+	trips        *prometheus.CounterVec
 
 	sessions sessions
 }
@@ -112,10 +114,16 @@ func NewGateway(reg prometheus.Registerer) (*Gateway, error) {
 		busDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "bus_messages_dropped_total",
 			Help: "Messages from the bus dropped because management's signature was missing (unsigned), did not verify (forged), or the change was a copy of a revision already served (replayed), by kind (change, request) and reason."},
 			[]string{"kind", "reason"}),
+		circuit: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "backend_circuit_open",
+			Help: "1 while the circuit breaker of a backend entity is open on this node (calls refused with 503), 0 when closed."},
+			[]string{"backend"}),
+		trips: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_circuit_trips_total",
+			Help: "Times the circuit breaker of a backend entity opened on this node."},
+			[]string{"backend"}),
 	}
 	m.sessions.init()
 	for _, c := range []prometheus.Collector{m.handshakes, m.handshakeDur, m.policyDur, m.dialDur, m.closes, m.sessionDur,
-		m.revocations, m.revision, m.failures, m.failedAPIs, m.applyDur, m.busDropped, &m.sessions} {
+		m.revocations, m.revision, m.failures, m.failedAPIs, m.applyDur, m.busDropped, m.circuit, m.trips, &m.sessions} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -307,4 +315,17 @@ func send[N int | int64](ch chan<- prometheus.Metric, d *prometheus.Desc, t prom
 	if m, err := prometheus.NewConstMetric(d, t, float64(v), labels...); err == nil {
 		ch <- m
 	}
+}
+
+// Circuit records that the circuit breaker of backend opened (a trip) or closed.
+func (m *Gateway) Circuit(backend string, open bool) {
+	if m == nil {
+		return
+	}
+	if open {
+		m.circuit.WithLabelValues(backend).Set(1)
+		m.trips.WithLabelValues(backend).Inc()
+		return
+	}
+	m.circuit.WithLabelValues(backend).Set(0)
 }

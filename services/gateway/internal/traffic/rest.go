@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net/http"
 	"net/http/httputil"
@@ -22,23 +23,37 @@ type restProxy struct {
 
 type targetKey struct{}
 
-func newRESTProxy(opt Options) *restProxy {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = opt.BackendTLS
-	tr.ResponseHeaderTimeout = 5 * time.Minute
-	tr.MaxIdleConnsPerHost = 256
-	if opt.Dial != nil {
-		tr.DialContext = opt.Dial
+func newRESTProxy(opt Options, variants *backendTLS) *restProxy {
+	transports := map[*tls.Config]http.RoundTripper{}
+	for _, row := range variants {
+		for _, c := range row {
+			tr := http.DefaultTransport.(*http.Transport).Clone()
+			tr.TLSClientConfig = c
+			tr.ResponseHeaderTimeout = 5 * time.Minute
+			tr.MaxIdleConnsPerHost = 256
+			if opt.Dial != nil {
+				tr.DialContext = opt.Dial
+			}
+			transports[c] = tr
+		}
 	}
 	p := &httputil.ReverseProxy{
-		Transport: tr,
+		// Each backend entity's tls flags pick a transport of their own.
+		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			return transports[r.Context().Value(targetKey{}).(*restTarget).tls].RoundTrip(r)
+		}),
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			t := pr.In.Context().Value(targetKey{}).(*restTarget)
 			pr.Out.URL = t.url
 			pr.Out.Host = t.url.Host
 			pr.Out.Header = t.header
 		},
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Request.Context().Value(targetKey{}).(*restTarget).target.record(resp.StatusCode, resp.Header.Get("Retry-After"))
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			r.Context().Value(targetKey{}).(*restTarget).target.record(0, "")
 			opt.Log.WarnContext(r.Context(), "backend request failed", "err", err)
 			status := http.StatusBadGateway
 			if errors.Is(err, http.ErrHandlerTimeout) {
@@ -50,10 +65,19 @@ func newRESTProxy(opt Options) *restProxy {
 	return &restProxy{proxy: p}
 }
 
+// restTarget is where a REST call goes: its URL and header, the backend it counts for and
+// the TLS configuration its tls flags choose.
 type restTarget struct {
 	url    *url.URL
 	header http.Header
+	target target
+	tls    *tls.Config
 }
+
+// roundTripFunc is a function as an http.RoundTripper.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // serveREST runs the key and policy pipeline for an operation of an HTTP API and proxies it
 // to serviceUrl plus the rest of the path.
@@ -95,8 +119,10 @@ func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cfg *compile
 		writePipelineResponse(w, resp)
 		return
 	}
-	if pr.Backend == nil {
-		WriteError(w, http.StatusInternalServerError, "The API has no backend service URL")
+	// A REST call goes to the first target: its request body cannot be sent twice.
+	targets, nt := h.targets(cfg, pr)
+	if nt != nil {
+		writeNoTarget(w, nt)
 		return
 	}
 	if span.IsRecording() {
@@ -110,7 +136,8 @@ func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cfg *compile
 	}
 	h.setForwarded(pr.Header, r, proto)
 	copyHeaders(w.Header(), pr.ResponseHeader)
-	t := &restTarget{url: backendURL(pr.Backend, rest, pr.Query), header: pr.Header}
+	hdr, q := targets[0].request(pr)
+	t := &restTarget{url: backendURL(targets[0].url, rest, q), header: hdr, target: targets[0], tls: h.tls.For(targets[0])}
 	h.rest.proxy.ServeHTTP(w, r.WithContext(contextWith(r, t)))
 }
 

@@ -22,6 +22,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"gatehouse.dev/gateway/internal/breaker"
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/metrics"
 	"gatehouse.dev/gateway/internal/tracing"
@@ -93,6 +94,9 @@ type Handler struct {
 	conns *Registry
 	rest  *restProxy
 	rates rateStore
+	// breakers are the backends' circuit breakers; tls the backend TLS variants.
+	breakers *breaker.Set
+	tls      *backendTLS
 }
 
 // New returns a Handler reading the configuration from cfg.
@@ -109,8 +113,9 @@ func New(cfg *atomic.Pointer[compiled.Config], opt Options) *Handler {
 	if opt.MaxHeaderBytes <= 0 {
 		opt.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
-	h := &Handler{cfg: cfg, opt: opt, conns: opt.Registry}
-	h.rest = newRESTProxy(opt)
+	h := &Handler{cfg: cfg, opt: opt, conns: opt.Registry, tls: newBackendTLS(opt.BackendTLS),
+		breakers: &breaker.Set{OnChange: opt.Metrics.Circuit}}
+	h.rest = newRESTProxy(opt, h.tls)
 	return h
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -77,8 +78,10 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		hs.rejected(resp.Status, policyReason(resp), nil)
 		return
 	}
-	if pr.Backend == nil {
-		hs.reject(w, http.StatusInternalServerError, reasonNoBackend, "The API has no backend service URL", nil)
+	targets, nt := h.targets(cfg, pr)
+	if nt != nil {
+		writeNoTarget(w, nt)
+		hs.rejected(nt.status, nt.reason, nil)
 		return
 	}
 	release, ok := h.acquireConnections(r.Context(), pr.Connections)
@@ -103,24 +106,12 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 	// checks RSV bits against it, and with compression on, size caps count compressed bytes
 	// and compressed text cannot be checked for UTF-8 (docs/performance.md).
 	wsproxy.FilterExtensionOffer(pr.Header, pr.Session.AllowCompression && !pr.Session.ValidateUTF8)
-	target := backendURL(pr.Backend, "", pr.Query)
-	hs.backend = target.Scheme + "://" + target.Host // never the query: it may carry a token
-	dialStart := time.Now()
-	dialCtx, dialSpan := h.opt.Tracer.Start(ctx, tracing.SpanBackendDial, trace.SpanKindClient)
-	h.opt.Tracer.Inject(dialCtx, pr.Header)
-	be, refused, err := wsproxy.Dial(dialCtx, wsproxy.DialRequest{URL: target, Header: pr.Header,
-		Key: r.Header.Get("Sec-WebSocket-Key"), TLS: h.opt.BackendTLS, Timeout: h.opt.ConnectTimeout, Dial: h.opt.Dial})
+	be, refused, err := h.dialTargets(ctx, hs, r, pr, targets)
 	switch {
+	case errors.Is(err, errExtensionAnswer):
+		hs.reject(w, http.StatusBadGateway, reasonBackendHandshake, apierror.MsgBackendUnavailable, err)
+		return
 	case err != nil:
-		tracing.End(dialSpan, 0, reasonBackendFailure)
-	case refused != nil:
-		tracing.End(dialSpan, refused.Status, reasonBackendRefused)
-	default:
-		tracing.End(dialSpan, be.Response.StatusCode, "")
-	}
-	switch {
-	case err != nil:
-		h.opt.Metrics.BackendDial(api.Name, metrics.DialFailed, time.Since(dialStart))
 		status := http.StatusBadGateway
 		if errors.Is(err, context.DeadlineExceeded) {
 			status = http.StatusGatewayTimeout
@@ -128,20 +119,12 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		hs.reject(w, status, reasonBackendFailure, apierror.MsgBackendUnavailable, err)
 		return
 	case refused != nil:
-		h.opt.Metrics.BackendDial(api.Name, metrics.DialRefused, time.Since(dialStart))
 		copyHeaders(w.Header(), refused.Header)
 		w.WriteHeader(refused.Status)
 		_, _ = w.Write(refused.Body)
 		hs.rejected(refused.Status, reasonBackendRefused, nil)
 		return
 	}
-	if err := wsproxy.CheckExtensionAnswer(pr.Header, be.Response.Header); err != nil {
-		be.Close()
-		h.opt.Metrics.BackendDial(api.Name, metrics.DialFailed, time.Since(dialStart))
-		hs.reject(w, http.StatusBadGateway, reasonBackendHandshake, apierror.MsgBackendUnavailable, err)
-		return
-	}
-	h.opt.Metrics.BackendDial(api.Name, metrics.DialUpgraded, time.Since(dialStart))
 	copyHeaders(w.Header(), pr.ResponseHeader)
 	openedAt := time.Now()
 	limits, hooks, end, endCode, endReason := h.sessionControls(pr, hs.subscription, openedAt)
@@ -355,3 +338,51 @@ func trafficOf(st wsproxy.Stats) metrics.Traffic {
 
 // ms is d in milliseconds, to the microsecond.
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// errExtensionAnswer is a backend that accepted an extension it was not offered.
+var errExtensionAnswer = errors.New("the backend's extension answer does not match the offer")
+
+// dialTargets dials the targets in turn until one upgrades. A dial, TLS or handshake failure,
+// or a refusal with a 5xx status, moves on to the next target (connect-time failover,
+// docs/backends.md); the last outcome is returned. Each outcome counts in the target's circuit
+// breaker.
+func (h *Handler) dialTargets(ctx context.Context, hs *handshake, r *http.Request, pr *pipeline.Request, targets []target) (be *wsproxy.Backend, refused *wsproxy.Refused, err error) {
+	for i, t := range targets {
+		hdr, q := t.request(pr)
+		u := backendURL(t.url, "", q)
+		hs.backend = u.Scheme + "://" + u.Host // never the query: it may carry a token
+		dialStart := time.Now()
+		dialCtx, dialSpan := h.opt.Tracer.Start(ctx, tracing.SpanBackendDial, trace.SpanKindClient)
+		h.opt.Tracer.Inject(dialCtx, hdr)
+		be, refused, err = wsproxy.Dial(dialCtx, wsproxy.DialRequest{URL: u, Header: hdr,
+			Key: r.Header.Get("Sec-WebSocket-Key"), TLS: h.tls.For(t), Timeout: h.opt.ConnectTimeout, Dial: h.opt.Dial})
+		if err == nil && refused == nil {
+			if xerr := wsproxy.CheckExtensionAnswer(hdr, be.Response.Header); xerr != nil {
+				be.Close()
+				be, err = nil, fmt.Errorf("%w: %w", errExtensionAnswer, xerr)
+			}
+		}
+		took := time.Since(dialStart)
+		switch {
+		case err != nil:
+			tracing.End(dialSpan, 0, reasonBackendFailure)
+			h.opt.Metrics.BackendDial(hs.api, metrics.DialFailed, took)
+			t.record(0, "")
+		case refused != nil:
+			tracing.End(dialSpan, refused.Status, reasonBackendRefused)
+			h.opt.Metrics.BackendDial(hs.api, metrics.DialRefused, took)
+			t.record(refused.Status, refused.Header.Get("Retry-After"))
+		default:
+			tracing.End(dialSpan, be.Response.StatusCode, "")
+			h.opt.Metrics.BackendDial(hs.api, metrics.DialUpgraded, took)
+			t.record(be.Response.StatusCode, "")
+			return be, nil, nil
+		}
+		if refused != nil && refused.Status < 500 || i == len(targets)-1 {
+			return be, refused, err
+		}
+		h.opt.Log.LogAttrs(hs.ctx, slog.LevelWarn, "backend failed at connect; trying the next member of the pool",
+			slog.String("backend", hs.backend), slog.String("request_id", hs.id))
+	}
+	return be, refused, err
+}

@@ -46,7 +46,8 @@ type DialRequest struct {
 	Key string
 	// TLS configures wss. nil means system roots. ServerName defaults to the URL's host
 	// name, which is always verified (APIM checks the subject name of WebSocket backends,
-	// reference/apim.md §1.5); InsecureSkipVerify is refused. Only http/1.1 is offered by
+	// reference/apim.md §1.5); InsecureSkipVerify is refused unless VerifyConnection does
+	// the checks a backend entity's tls flags leave on (docs/backends.md). Only http/1.1 is offered by
 	// ALPN and at least TLS 1.2 is required.
 	TLS *tls.Config
 	// Timeout bounds the whole dial: TCP, TLS and the handshake response. Zero means only
@@ -219,7 +220,7 @@ func target(u *url.URL) (secure bool, addr string, err error) {
 func clientTLS(base *tls.Config, host string) (*tls.Config, error) {
 	var c *tls.Config
 	if base != nil {
-		if base.InsecureSkipVerify {
+		if base.InsecureSkipVerify && base.VerifyConnection == nil {
 			return nil, errors.New("wsproxy: dial: InsecureSkipVerify is not allowed for backends")
 		}
 		c = base.Clone()

@@ -23,6 +23,7 @@ func (s *Server) actionRoutes(g *echo.Group) {
 	g.POST(p+"/namedValues/:namedValueId/listValue", s.listNamedValue)
 	g.POST(p+"/users/:userId/token", s.generateUserToken)
 	g.POST(p+"/certificates/:certificateId/refreshSecret", s.refreshCertificateSecret)
+	g.POST(p+"/backends/:backendId/reconnect", s.reconnectBackend)
 }
 
 // refreshCertificateSecret answers refreshSecret, which only Key Vault certificates have: 400
@@ -59,8 +60,12 @@ func (s *Server) listGatewayKeys(c echo.Context) error {
 }
 
 // decodeAction reads a POST action's JSON body into v.
-func decodeAction(c echo.Context, v any) error {
-	body, err := readBody(c, false)
+func decodeAction(c echo.Context, v any) error { return decodeActionBody(c, v, false) }
+
+// decodeActionBody reads a POST action's JSON body into v; with optional, an empty body leaves
+// v as it is.
+func decodeActionBody(c echo.Context, v any, optional bool) error {
+	body, err := readBody(c, optional)
 	if err != nil {
 		return err
 	}
@@ -139,4 +144,22 @@ func (s *Server) revokeBus(c echo.Context, gateway string) {
 	if err != nil {
 		s.log.WarnContext(ctx, "disconnecting gateway nodes from the bus failed; their credentials expire on their own", "gateway", gateway, "err", err)
 	}
+}
+
+// reconnectBackend answers APIM's reconnect action with 202 once the backend exists and the
+// optional "after" is a duration. Nodes hold no connections to recreate: every WebSocket
+// session and REST call dials its backend afresh (docs/backends.md).
+func (s *Server) reconnectBackend(c echo.Context) error {
+	var in struct {
+		Properties struct {
+			After string `json:"after"`
+		} `json:"properties"`
+	}
+	if err := decodeActionBody(c, &in, true); err != nil {
+		return err
+	}
+	if err := s.cat.ReconnectBackend(c.Request().Context(), ref(c), c.Param("backendId"), in.Properties.After); err != nil {
+		return err
+	}
+	return c.NoContent(http.StatusAccepted)
 }

@@ -372,6 +372,15 @@ func TestContractSession(t *testing.T) {
 		t.Errorf("listValue = %v, want contoso", v)
 	}
 	s.do(t, call{method: "GET", path: svc + "/namedValues", want: 200})
+	// A backend whose credentials use the named value, and a pool of it.
+	s.do(t, call{method: "PUT", path: svc + "/backends/hub", want: 201, body: props(map[string]any{
+		"url": "wss://hub.example.com/ws", "protocol": "http", "title": "Hub", "credentials": map[string]any{"header": map[string]any{"x-tenant": []string{"{{tenant}}"}}},
+		"circuitBreaker": map[string]any{"rules": []any{map[string]any{"name": "r", "tripDuration": "PT1M", "failureCondition": map[string]any{
+			"count": 5, "interval": "PT1M", "statusCodeRanges": []any{map[string]any{"min": 500, "max": 599}}}}}}})})
+	s.do(t, call{method: "PUT", path: svc + "/backends/hubs", want: 201, body: props(map[string]any{
+		"type": "Pool", "pool": map[string]any{"services": []any{map[string]any{"id": svc + "/backends/hub", "priority": 1, "weight": 1}}}})})
+	s.do(t, call{method: "GET", path: svc + "/backends", want: 200})
+	s.do(t, call{method: "POST", path: svc + "/backends/hub/reconnect", want: 202})
 	policy := `<policies><inbound><base /><set-header name="X-Tenant" exists-action="override"><value>{{tenant}}</value></set-header></inbound>` +
 		`<backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>`
 	opPolicy := svc + "/apis/echo/operations/onHandshake/policies/policy"
@@ -444,7 +453,7 @@ func TestContractSession(t *testing.T) {
 		kinds[e.Kind] = true
 	}
 	for _, k := range []string{"gateways", "gatewayApis", "apis", "operations", "products", "productApis", "subscriptions", "namedValues", "policies",
-		"gatewayHostnameConfigurations", "gatewayCertificateAuthorities", "certificates"} {
+		"gatewayHostnameConfigurations", "gatewayCertificateAuthorities", "certificates", "backends"} {
 		if !kinds[k] {
 			t.Errorf("the gateway snapshot has no %s entity; kinds: %v", k, kinds)
 		}
@@ -466,6 +475,7 @@ func TestContractSession(t *testing.T) {
 		{svc + "/subscriptions/alice-starter", map[string]any{"allowTracing": true}},
 		{svc + "/gateways/edge", map[string]any{"locationData": map[string]any{"city": "Amsterdam"}}},
 		{svc + "/namedValues/tenant", map[string]any{"tags": []string{"edge", "tenant"}}},
+		{svc + "/backends/hub", map[string]any{"description": "The hub."}},
 	} {
 		r := s.do(t, call{method: "GET", path: e.path, want: 200})
 		h := s.do(t, call{method: "HEAD", path: e.path, want: 200})
@@ -524,6 +534,8 @@ func TestContractSession(t *testing.T) {
 	s.do(t, call{method: "DELETE", path: svc + "/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/products/starter/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/apis/orders/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/backends/hubs", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/backends/hub", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/namedValues/tenant", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/apis/orders/operations/get-order", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/users/alice?deleteSubscriptions=true", want: 204, headers: []string{"If-Match", "*"}})

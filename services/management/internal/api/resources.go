@@ -56,6 +56,7 @@ func (s *Server) routes(g *echo.Group) {
 		{catalog.KindSubscription, "/subscriptions", "sid", topLevel},
 		{catalog.KindGateway, "/gateways", "gatewayId", topLevel},
 		{catalog.KindNamedValue, "/namedValues", "namedValueId", topLevel},
+		{catalog.KindBackend, "/backends", "backendId", topLevel},
 	}
 	for _, col := range cols {
 		s.itemRoutes(g, col, s.patch(col))

@@ -202,12 +202,18 @@ func (c *Catalog) checkEgress(serviceURL string) error {
 	if serviceURL == "" {
 		return nil
 	}
-	u, err := url.Parse(serviceURL)
+	return c.checkURLEgress("serviceUrl", serviceURL)
+}
+
+// checkURLEgress refuses the URL raw of the property field (a backend's url, an API's
+// serviceUrl) when the egress policy denies it.
+func (c *Catalog) checkURLEgress(field, raw string) error {
+	u, err := url.Parse(raw)
 	if err != nil {
-		return invalid("properties.serviceUrl", "serviceUrl is not a URL")
+		return invalid("properties."+field, "%s is not a URL", field)
 	}
 	if err := c.egress.CheckURL(u); err != nil {
-		return invalid("properties.serviceUrl", "serviceUrl is not allowed by the operator's egress policy: %s", err)
+		return invalid("properties."+field, "%s is not allowed by the operator's egress policy: %s", field, err)
 	}
 	return nil
 }

@@ -84,6 +84,7 @@ func init() {
 		KindCertificate:     certificateBehaviour,
 		KindGatewayHostname: hostnameBehaviour,
 		KindGatewayCA:       gatewayCABehaviour,
+		KindBackend:         backendBehaviour,
 	}
 }
 

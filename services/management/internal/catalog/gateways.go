@@ -298,6 +298,12 @@ var namedValueBehaviour = behaviour{
 		if err := w.checkNamedValueChange(ctx, r.Name, p.DisplayName, *p.Value, p.Secret, old); err != nil {
 			return err
 		}
+		if old != nil {
+			_, oldDisplay, _, _ := namedValueOf(*old)
+			if err := w.checkNamedValueKept(ctx, r.Name, oldDisplay, p.DisplayName); err != nil {
+				return err
+			}
+		}
 		p.ProvisioningState = "Succeeded"
 		r.Secrets = nil
 		if p.Secret {
@@ -325,7 +331,7 @@ var namedValueBehaviour = behaviour{
 				}
 			}
 		}
-		return nil
+		return w.checkNamedValueKept(ctx, r.Name, p.DisplayName, "")
 	},
 }
 

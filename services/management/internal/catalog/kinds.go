@@ -84,6 +84,8 @@ var (
 		What: "GatewayHostnameConfiguration", MaxLen: 80, Pattern: idPattern, Filter: stringFields("hostname")}
 	KindGatewayCA = &Kind{Name: configwire.KindGatewayCA, Segment: "certificateAuthorities", Type: "Microsoft.ApiManagement/service/gateways/certificateAuthorities",
 		What: "GatewayCertificateAuthority", MaxLen: 80, Pattern: idPattern, Filter: map[string]FilterField{"name": {Type: "string", EqOnly: true}}}
+	KindBackend = &Kind{Name: configwire.KindBackend, Segment: "backends", Type: "Microsoft.ApiManagement/service/backends", What: "Backend",
+		MaxLen: 80, Pattern: idPattern, Filter: stringFields("title", "url")}
 )
 
 func withField(m map[string]FilterField, name string, f FilterField) map[string]FilterField {
@@ -97,7 +99,7 @@ var kinds = map[string]*Kind{}
 func init() {
 	for _, k := range []*Kind{KindAPI, KindOperation, KindPolicy, KindProduct, KindProductAPI, KindUser,
 		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue,
-		KindCertificate, KindGatewayHostname, KindGatewayCA} {
+		KindCertificate, KindGatewayHostname, KindGatewayCA, KindBackend} {
 		kinds[k.Name] = k
 	}
 }

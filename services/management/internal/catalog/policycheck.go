@@ -21,13 +21,17 @@ import (
 
 // policyEnv is the compile environment of the service's policies: its named values by
 // lower-cased name and display name, and the secret ones' values, which errors never quote.
-// Backends are not configured yet, so backend-id is refused as a node refuses it.
+// Its backends give backend-id their URLs, as on nodes.
 func (w *write) policyEnv(ctx context.Context) (pipeline.Env, error) {
 	nvs, _, err := w.tx.List(ctx, Query{Kind: KindNamedValue, All: true})
 	if err != nil {
 		return pipeline.Env{}, err
 	}
-	env := pipeline.Env{NamedValues: make(map[string]string, 2*len(nvs))}
+	backends, err := w.backendEnv(ctx)
+	if err != nil {
+		return pipeline.Env{}, err
+	}
+	env := pipeline.Env{NamedValues: make(map[string]string, 2*len(nvs)), Backends: backends}
 	for _, nv := range nvs {
 		name, display, value, secret := namedValueOf(nv)
 		env.NamedValues[strings.ToLower(name)] = value
@@ -85,21 +89,26 @@ func compilePolicy(doc *policy.Document, parent string, env pipeline.Env) error 
 // named values in names (lower-cased names or display names), and refuses the write that
 // would break one, naming it.
 func (w *write) recheckPolicies(ctx context.Context, env pipeline.Env, names map[string]bool, what string) error {
+	return w.recheck(ctx, env, func(doc *policy.Document) bool {
+		uses := false
+		for _, ref := range doc.NamedValues() {
+			uses = uses || names[strings.ToLower(ref)]
+		}
+		return uses
+	}, what)
+}
+
+// recheck compiles again, with env, every stored policy for which uses is true, and refuses
+// the write (what names its subject) that would break one, naming it.
+func (w *write) recheck(ctx context.Context, env pipeline.Env, uses func(*policy.Document) bool, what string) error {
 	policies, _, err := w.tx.List(ctx, Query{Kind: KindPolicy, AnyParent: true, All: true})
 	if err != nil {
 		return err
 	}
 	for _, pol := range policies {
 		doc, _, err := ParsePolicy(policyValue(pol))
-		if err != nil {
-			continue // stored before write-time checks and never valid: nodes fail it closed already
-		}
-		uses := false
-		for _, ref := range doc.NamedValues() {
-			uses = uses || names[strings.ToLower(ref)]
-		}
-		if !uses {
-			continue
+		if err != nil || !uses(doc) {
+			continue // one stored before write-time checks and never valid: nodes fail it closed already
 		}
 		if err := compilePolicy(doc, pol.Parent, env); err != nil {
 			var ve *ValidationError

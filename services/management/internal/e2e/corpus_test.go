@@ -23,6 +23,9 @@ func TestPolicyCorpus(t *testing.T) {
 			s.secret(nv.Value, "the secret named value "+name)
 		}
 	}
+	for name, u := range pipelinetest.Backends {
+		s.put(t, "/backends/"+name, map[string]any{"url": u.With(be.wsURL("/" + name)), "protocol": "http"})
+	}
 	key := s.subscription(t, "corpus", "/apis", "active")
 	entries := pipelinetest.Corpus()
 	accepted := map[int]bool{}
