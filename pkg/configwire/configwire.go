@@ -22,6 +22,8 @@ const (
 	KindGateway      = "gateways"
 	KindGatewayAPI   = "gatewayApis"
 	KindNamedValue   = "namedValues"
+	// KindPolicyFragment is a policy fragment: top-level, its properties hold the value and format.
+	KindPolicyFragment = "policyFragments"
 )
 
 // Op is what a change does to an entity.

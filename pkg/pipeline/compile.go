@@ -41,6 +41,9 @@ type Env struct {
 	// Backends maps backend entity ids to base URLs for set-backend-service backend-id. Nil
 	// means backend entities are not configured and backend-id fails Compile.
 	Backends map[string]string
+	// Fragments resolves <include-fragment fragment-id="x"/>: the service's policy fragments
+	// by lower-cased id. A missing one fails Compile, as does one whose Err is set.
+	Fragments map[string]Fragment
 	// Secrets are the values of secret named values. A compile error never quotes one: each
 	// is replaced with "***" (values shorter than four bytes excepted).
 	Secrets []string
