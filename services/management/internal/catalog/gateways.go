@@ -320,7 +320,7 @@ var namedValueBehaviour = behaviour{
 				}
 			}
 		}
-		return nil
+		return w.namedValueInFragments(ctx, r.Name, p.DisplayName)
 	},
 }
 

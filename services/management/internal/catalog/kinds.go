@@ -78,6 +78,8 @@ var (
 		MaxLen: 256, Pattern: idPattern, Link: true, Filter: stringFields()}
 	KindNamedValue = &Kind{Name: configwire.KindNamedValue, Segment: "namedValues", Type: "Microsoft.ApiManagement/service/namedValues", What: "NamedValue",
 		MaxLen: 256, Pattern: idPattern, Filter: stringFields("displayName")}
+	KindPolicyFragment = &Kind{Name: configwire.KindPolicyFragment, Segment: "policyFragments", Type: "Microsoft.ApiManagement/service/policyFragments", What: "PolicyFragment",
+		MaxLen: 80, Pattern: regexp.MustCompile(`(^[\w]+$)|(^[\w][\w\-]+[\w]$)`), Filter: stringFields("description", "value")}
 )
 
 func withField(m map[string]FilterField, name string, f FilterField) map[string]FilterField {
@@ -90,7 +92,7 @@ var kinds = map[string]*Kind{}
 
 func init() {
 	for _, k := range []*Kind{KindAPI, KindOperation, KindPolicy, KindProduct, KindProductAPI, KindUser,
-		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue} {
+		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue, KindPolicyFragment} {
 		kinds[k.Name] = k
 	}
 }
