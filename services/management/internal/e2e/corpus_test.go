@@ -23,6 +23,9 @@ func TestPolicyCorpus(t *testing.T) {
 			s.secret(nv.Value, "the secret named value "+name)
 		}
 	}
+	for id, v := range pipelinetest.Fragments {
+		s.put(t, "/policyFragments/"+id, map[string]any{"value": v, "format": "xml"})
+	}
 	key := s.subscription(t, "corpus", "/apis", "active")
 	entries := pipelinetest.Corpus()
 	accepted := map[int]bool{}
