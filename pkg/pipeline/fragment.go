@@ -16,9 +16,10 @@ type Fragment struct {
 	Err error
 }
 
-// FragmentNotFound is the error, in APIM's words, for an include-fragment naming no fragment.
+// FragmentNotFound is the error for an include-fragment naming no fragment, in APIM's words
+// (capitalized and punctuated, since clients see it as APIM writes it).
 func FragmentNotFound(id string) error {
-	return fmt.Errorf("Policy fragment with id '%s' could not be found.", id) //nolint:staticcheck // APIM's message, quoted to clients
+	return fmt.Errorf("Policy fragment with id '%s' could not be found.", id)
 }
 
 // includeFragment compiles <include-fragment>: the fragment's policies, in place and in order,

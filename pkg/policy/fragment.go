@@ -99,7 +99,7 @@ func (r *Registry) ParseFragment(value string, format Format) (*Fragment, error)
 	if len(value) > MaxFragmentSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds the limit of %d bytes for a policy fragment", ErrTooLarge, len(value), MaxFragmentSize)
 	}
-	wrapped := !hasFragmentRoot(value)
+	wrapped := !HasFragmentRoot(value)
 	if wrapped {
 		value = "<" + fragmentRoot + ">" + value + "</" + fragmentRoot + ">"
 	}
@@ -113,11 +113,27 @@ func (r *Registry) ParseFragment(value string, format Format) (*Fragment, error)
 	return r.fragment(root)
 }
 
-// hasFragmentRoot reports whether value starts, after any byte order mark and whitespace,
+// HasFragmentRoot reports whether value starts, after any byte order mark and whitespace,
 // with a <fragment> start tag.
-func hasFragmentRoot(value string) bool {
+func HasFragmentRoot(value string) bool {
 	rest, ok := strings.CutPrefix(strings.TrimLeft(strings.TrimPrefix(value, "\uFEFF"), " \t\r\n"), "<"+fragmentRoot)
 	return ok && rest != "" && strings.ContainsRune(" \t\r\n/>", rune(rest[0]))
+}
+
+// FragmentContent returns the text between the <fragment> start and end tags of value, a
+// fragment written with its root, as written; false when value has no root or anything but
+// whitespace follows the end tag.
+func FragmentContent(value string) (string, bool) {
+	if !HasFragmentRoot(value) {
+		return "", false
+	}
+	v := strings.Trim(strings.TrimPrefix(value, "\uFEFF"), " \t\r\n")
+	start := strings.IndexByte(v, '>')
+	end := strings.LastIndex(v, "</"+fragmentRoot)
+	if start < 0 || v[start-1] == '/' || end < start || strings.Trim(v[end+len(fragmentRoot)+2:], " \t\r\n") != ">" {
+		return "", false
+	}
+	return v[start+1 : end], true
 }
 
 // unshift moves the positions on the first line of root and of err back by n columns, the

@@ -201,3 +201,21 @@ func FuzzParseFragment(f *testing.F) {
 		}
 	})
 }
+
+func TestFragmentContent(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"<fragment><base-like /></fragment>", "<base-like />", true},
+		{"\n<fragment >\n\t<a />\n</fragment >\n", "\n\t<a />\n", true},
+		{"<a />", "", false},
+		{"<fragment><a /></fragment><!-- after -->", "", false},
+	} {
+		got, ok := FragmentContent(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("FragmentContent(%q) = %q, %v; want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
