@@ -30,6 +30,8 @@ const (
 	KindGatewayHostname = "gatewayHostnameConfigurations"
 	KindGatewayCA       = "gatewayCertificateAuthorities"
 	KindBackend         = "backends"
+	// KindPolicyFragment is a policy fragment: top-level, its properties hold the value and format.
+	KindPolicyFragment = "policyFragments"
 )
 
 // Op is what a change does to an entity.

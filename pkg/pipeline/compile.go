@@ -42,6 +42,9 @@ type Env struct {
 	// set-backend-service backend-id. Nil means backend entities are not configured and
 	// backend-id fails Compile; a literal backend-id missing from it fails Compile too.
 	Backends map[string]string
+	// Fragments resolves <include-fragment fragment-id="x"/>: the service's policy fragments
+	// by lower-cased id. A missing one fails Compile, as does one whose Err is set.
+	Fragments map[string]Fragment
 	// Secrets are the values of secret named values. A compile error never quotes one: each
 	// is replaced with "***" (values shorter than four bytes excepted).
 	Secrets []string

@@ -37,6 +37,7 @@ func init() {
 		"websocket-limits":    compilerOf((*builder).websocketLimits),
 		"limit-connections":   compilerOf((*builder).limitConnections),
 		"base":                compilerOf((*builder).base),
+		"include-fragment":    compilerOf((*builder).includeFragment),
 	}
 }
 

@@ -74,19 +74,28 @@ func decodeSetBackendService(_ *Registry, e *Element) (Policy, error) {
 func (d *Document) BackendIDs() []string {
 	var ids []string
 	for _, ns := range d.sections() {
-		if ns.s == nil {
-			continue
+		if ns.s != nil {
+			ids = backendIDsIn(ns.s.Policies, ids)
 		}
-		walkPolicies(ns.s.Policies, func(p Policy) {
-			s, ok := p.(*SetBackendService)
-			if !ok {
-				return
-			}
-			id := strings.ToLower(strings.TrimSpace(s.BackendID))
-			if id != "" && !strings.HasPrefix(id, "@") && !slices.Contains(ids, id) {
-				ids = append(ids, id)
-			}
-		})
 	}
+	return ids
+}
+
+// BackendIDs returns the literal backend-id values of the fragment's set-backend-service
+// policies, as Document.BackendIDs.
+func (f *Fragment) BackendIDs() []string { return backendIDsIn(f.Policies, nil) }
+
+// backendIDsIn appends to ids the literal backend-ids of policies not already in it.
+func backendIDsIn(policies []Policy, ids []string) []string {
+	walkPolicies(policies, func(p Policy) {
+		s, ok := p.(*SetBackendService)
+		if !ok {
+			return
+		}
+		id := strings.ToLower(strings.TrimSpace(s.BackendID))
+		if id != "" && !strings.HasPrefix(id, "@") && !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	})
 	return ids
 }

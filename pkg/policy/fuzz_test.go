@@ -32,13 +32,7 @@ func FuzzParse(f *testing.F) {
 		}
 		doc, err := Parse(in, format)
 		if err != nil {
-			var se *SyntaxError
-			if !errors.As(err, &se) && !errors.Is(err, ErrTooLarge) {
-				t.Fatalf("Parse error %v (%T) is neither a *SyntaxError nor ErrTooLarge", err, err)
-			}
-			if se != nil && (se.Line < 1 || se.Column < 1) {
-				t.Fatalf("error position %d:%d is not 1-based: %v", se.Line, se.Column, se)
-			}
+			checkParseError(t, err)
 			return
 		}
 		names := doc.NamedValues()
@@ -59,4 +53,17 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkParseError fails t unless err is one a parser documents: a *SyntaxError with a
+// 1-based position, or ErrTooLarge.
+func checkParseError(t *testing.T, err error) {
+	t.Helper()
+	var se *SyntaxError
+	if !errors.As(err, &se) && !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("parse error %v (%T) is neither a *SyntaxError nor ErrTooLarge", err, err)
+	}
+	if se != nil && (se.Line < 1 || se.Column < 1) {
+		t.Fatalf("error position %d:%d is not 1-based: %v", se.Line, se.Column, se)
+	}
 }

@@ -192,7 +192,11 @@ func walkPolicies(ps []Policy, fn func(Policy)) {
 
 // NamedValues returns the names of every {{named value}} referenced anywhere in the document,
 // in attribute values and in text, unsupported policies included; deduplicated and sorted.
-func (d *Document) NamedValues() []string {
+func (d *Document) NamedValues() []string { return namedValuesIn(d.Encode()) }
+
+// namedValuesIn returns the names of every {{named value}} referenced in root's attribute
+// values and text, deduplicated and sorted.
+func namedValuesIn(root *Element) []string {
 	seen := map[string]bool{}
 	add := func(_, _ int, name string) bool {
 		seen[name] = true
@@ -211,7 +215,7 @@ func (d *Document) NamedValues() []string {
 			}
 		}
 	}
-	visit(d.Encode())
+	visit(root)
 	names := make([]string, 0, len(seen))
 	for n := range seen {
 		names = append(names, n)
@@ -251,6 +255,15 @@ func (r *Registry) Parse(value string, format Format) (*Document, error) {
 	if len(value) > MaxSize {
 		return nil, fmt.Errorf("%w: %d bytes exceeds the limit of %d bytes", ErrTooLarge, len(value), MaxSize)
 	}
+	root, err := r.root(value, format)
+	if err != nil {
+		return nil, err
+	}
+	return r.document(root)
+}
+
+// root parses value, written in format, into its element tree.
+func (r *Registry) root(value string, format Format) (*Element, error) {
 	src := newSource(value)
 	text := value
 	switch format {
@@ -264,11 +277,7 @@ func (r *Registry) Parse(value string, format Format) (*Document, error) {
 	default:
 		return nil, fmt.Errorf("policy: unsupported format %q, want %q or %q", format, FormatXML, FormatRawXML)
 	}
-	root, err := src.tree(text)
-	if err != nil {
-		return nil, err
-	}
-	return r.document(root)
+	return src.tree(text)
 }
 
 func (r *Registry) document(root *Element) (*Document, error) {

@@ -214,10 +214,7 @@ func TestParseErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			format := tc.format
-			if format == "" {
-				format = FormatXML
-			}
+			format := orXML(tc.format)
 			_, err := Parse(tc.in, format)
 			var got *SyntaxError
 			if !errors.As(err, &got) {

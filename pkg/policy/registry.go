@@ -32,6 +32,7 @@ func NewRegistry() *Registry {
 		"set-variable":        decodeSetVariable,
 		"websocket-limits":    decodeWebSocketLimits,
 		"limit-connections":   decodeLimitConnections,
+		"include-fragment":    decodeIncludeFragment,
 	}}
 	for _, name := range unsupportedNames {
 		r.decoders[name] = decodeUnsupported
@@ -99,7 +100,6 @@ var unsupportedNames = []string{
 	"find-and-replace",
 	"forward-request",
 	"get-authorization-context",
-	"include-fragment",
 	"invoke-dapr-binding",
 	"json-to-xml",
 	"jsonp",

@@ -50,6 +50,15 @@ var Backends = map[string]Document{
 	"corpus-backend": "BACKEND",
 }
 
+// Fragments are the policy fragments the corpus includes, by id, in format xml. They use
+// the corpus's named values, so they are created after them.
+var Fragments = map[string]string{
+	"frag-forbid-loopback": `<fragment><ip-filter action="forbid"><address>127.0.0.1</address></ip-filter></fragment>`,
+	"frag-tenant":          `<fragment><check-header name="X-Tenant" failed-check-httpcode="403" failed-check-error-message="no tenant" ignore-case="true"><value>{{nv-plain}}</value></check-header></fragment>`,
+	"frag-rate":            `<fragment><rate-limit calls="{{nv-calls}}" renewal-period="60" /><set-header name="X-Fragment" exists-action="override"><value>@(context.Api.Name)</value></set-header></fragment>`,
+	"frag-unsupported":     `<fragment><cors><allowed-origins><origin>*</origin></allowed-origins></cors></fragment>`,
+}
+
 // Corpus returns the entries of corpus.txt, in order. It panics on a malformed line: the
 // file is part of the build.
 func Corpus() []Entry {

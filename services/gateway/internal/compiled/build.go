@@ -36,6 +36,8 @@ type Builder struct {
 	// element): the pipelines that include it fail closed.
 	docs map[string]*policy.Document
 	bad  map[string]error
+	// frags holds the parsed policy fragments (or why one does not parse) by entity key.
+	frags map[string]pipeline.Fragment
 	// children indexes ents by kind and lower-cased parent: kind|parent → set of keys.
 	children map[string]map[string]bool
 	// productsOf and apisOf index product↔API links by lower-cased names.
@@ -98,7 +100,8 @@ type subEdit struct{ keys, names *subEditor }
 // StartLoad begins a Load whose entities are then given to Add.
 func (b *Builder) StartLoad() *Loading {
 	next := &Builder{env: b.env,
-		ents: map[string]configwire.Entity{}, docs: map[string]*policy.Document{}, bad: map[string]error{}, children: map[string]map[string]bool{},
+		ents: map[string]configwire.Entity{}, docs: map[string]*policy.Document{}, bad: map[string]error{}, frags: map[string]pipeline.Fragment{},
+		children:   map[string]map[string]bool{},
 		productsOf: map[string]map[string]bool{}, apisOf: map[string]map[string]bool{}, nameHash: newNameHasher(),
 		kinds: map[subKind]*subKind{}}
 	return &Loading{b: b, next: next}
@@ -233,6 +236,8 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 				return nil, fmt.Errorf("%w: secret named value %s changed", ErrResync, e.Name)
 			}
 			all = true
+		case configwire.KindPolicyFragment:
+			all = true // any API may include it, through any scope
 		default:
 			return nil, fmt.Errorf("%w: unknown kind %q", ErrResync, e.Kind)
 		}
@@ -344,6 +349,8 @@ func (b *Builder) put(e configwire.Entity, edit *subEdit, u *undoLog) error {
 		doc, err := parsePolicy(e)
 		set(b.docs, k, doc, err != nil, u)
 		set(b.bad, k, err, err == nil, u)
+	case configwire.KindPolicyFragment:
+		set(b.frags, k, parseFragment(e), false, u)
 	case configwire.KindProductAPI:
 		product := strings.ToLower(strings.TrimPrefix(strings.ToLower(e.Parent), "products/"))
 		api := strings.ToLower(e.Name)
@@ -376,6 +383,7 @@ func (b *Builder) remove(e configwire.Entity, edit *subEdit, u *undoLog) {
 	set(b.ents, k, configwire.Entity{}, true, u)
 	set(b.docs, k, nil, true, u)
 	set(b.bad, k, nil, true, u)
+	set(b.frags, k, pipeline.Fragment{}, true, u)
 	setIn(b.children, childKey(e.Kind, e.Parent), k, false, u)
 }
 
@@ -390,6 +398,30 @@ func parsePolicy(e configwire.Entity) (*policy.Document, error) {
 		format = policy.FormatXML
 	}
 	return policy.Parse(p.Value, format)
+}
+
+// parseFragment parses a policy fragment entity; a fragment that does not parse fails the
+// pipelines that include it.
+func parseFragment(e configwire.Entity) pipeline.Fragment {
+	var p struct{ Value, Format string }
+	if err := json.Unmarshal(e.Properties, &p); err != nil {
+		return pipeline.Fragment{Err: fmt.Errorf("the policy fragment entity does not decode: %w", err)}
+	}
+	format := policy.Format(strings.ToLower(p.Format))
+	if format == "" {
+		format = policy.FormatXML
+	}
+	f, err := policy.ParseFragment(p.Value, format)
+	return pipeline.Fragment{Doc: f, Err: err}
+}
+
+// fragments returns the policy fragments by lower-cased name.
+func (b *Builder) fragments() map[string]pipeline.Fragment {
+	out := make(map[string]pipeline.Fragment, len(b.children[childKey(configwire.KindPolicyFragment, "")]))
+	for k := range b.children[childKey(configwire.KindPolicyFragment, "")] {
+		out[strings.ToLower(b.ents[k].Name)] = b.frags[k]
+	}
+	return out
 }
 
 // newSubscription compiles a subscription. Its scope and state are shared with the others
@@ -482,6 +514,7 @@ func (b *Builder) compileAPIs(cfg *Config, prev *Config, only map[string]bool) {
 		cfg.backends, cfg.backendURLs, cfg.backendEnv = prev.backends, prev.backendURLs, prev.backendEnv
 	}
 	env.Backends = cfg.backendEnv
+	env.Fragments = b.fragments()
 	gk := key(configwire.KindPolicy, "", "policy")
 	global := scopeDoc{doc: b.docs[gk], err: b.bad[gk]}
 	names := only

@@ -49,10 +49,20 @@ func FuzzManagementAndNodeAgree(f *testing.F) {
 			snap.Entities = append(snap.Entities, ent(configwire.KindBackend, "", name, obj{"url": u.With("ws://backend.internal/b"), "protocol": "http"}))
 			env.Backends[name] = u.With("ws://backend.internal/b")
 		}
+		for id, v := range pipelinetest.Fragments {
+			snap.Entities = append(snap.Entities, ent(configwire.KindPolicyFragment, "", id, obj{"value": v, "format": "xml"}))
+		}
 		b := NewBuilder(pipeline.Env{Counters: ratecount.NewMemory(), Keys: pipeline.NewKeySource(nil, nil)})
 		// Management's environment holds the same named values, by name and display name.
 		nv, secrets := b.namedValuesOf(snap.Entities)
 		env.NamedValues, env.Secrets = nv, secrets
+		// And the same fragments, as management parses them.
+		env.Fragments = map[string]pipeline.Fragment{}
+		for _, e := range snap.Entities {
+			if e.Kind == configwire.KindPolicyFragment {
+				env.Fragments[strings.ToLower(e.Name)] = parseFragment(e)
+			}
+		}
 
 		parsed, err := policy.Parse(doc, policy.FormatXML)
 		if err == nil {

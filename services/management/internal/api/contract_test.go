@@ -387,6 +387,19 @@ func TestContractSession(t *testing.T) {
 	s.do(t, call{method: "PUT", path: opPolicy, want: 201, body: props(map[string]any{"value": policy, "format": "xml"})})
 	s.do(t, call{method: "GET", path: opPolicy, want: 200})
 	s.do(t, call{method: "GET", path: opPolicy + "?format=rawxml", want: 200})
+
+	// A policy fragment that the operation's policy includes.
+	frag := svc + "/policyFragments/tenant-check"
+	s.do(t, call{method: "PUT", path: frag, want: 201, body: props(map[string]any{"format": "xml", "description": "tenant",
+		"value": `<fragment><check-header name="X-Tenant" failed-check-httpcode="403" failed-check-error-message="no" ignore-case="true"><value>{{tenant}}</value></check-header></fragment>`})})
+	s.do(t, call{method: "GET", path: frag, want: 200})
+	s.do(t, call{method: "GET", path: frag + "?format=rawxml", want: 200})
+	s.do(t, call{method: "HEAD", path: frag, want: 200})
+	s.do(t, call{method: "GET", path: svc + "/policyFragments?$filter=contains(description,'ten')&$top=1", want: 200})
+	s.do(t, call{method: "PUT", path: opPolicy, want: 200, body: props(map[string]any{"format": "xml",
+		"value": `<policies><inbound><base /><include-fragment fragment-id="tenant-check" /></inbound></policies>`})})
+	s.do(t, call{method: "POST", path: frag + "/listReferences?$top=1", want: 200})
+	wantCode(t, s.do(t, call{method: "DELETE", path: frag, want: 400, headers: []string{"If-Match", "*"}}), "ValidationError")
 	s.do(t, call{method: "GET", path: svc + "/apis/echo/operations/onHandshake/policies", want: 200})
 	s.do(t, call{method: "PUT", path: svc + "/policies/policy", want: 201, body: props(map[string]any{"value": policy})})
 	r = s.do(t, call{method: "GET", path: svc + "/policies/policy", want: 200})
@@ -453,7 +466,7 @@ func TestContractSession(t *testing.T) {
 		kinds[e.Kind] = true
 	}
 	for _, k := range []string{"gateways", "gatewayApis", "apis", "operations", "products", "productApis", "subscriptions", "namedValues", "policies",
-		"gatewayHostnameConfigurations", "gatewayCertificateAuthorities", "certificates", "backends"} {
+		"gatewayHostnameConfigurations", "gatewayCertificateAuthorities", "certificates", "backends", "policyFragments"} {
 		if !kinds[k] {
 			t.Errorf("the gateway snapshot has no %s entity; kinds: %v", k, kinds)
 		}
@@ -536,6 +549,7 @@ func TestContractSession(t *testing.T) {
 	s.do(t, call{method: "DELETE", path: svc + "/apis/orders/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/backends/hubs", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/backends/hub", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: frag, want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/namedValues/tenant", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/apis/orders/operations/get-order", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/users/alice?deleteSubscriptions=true", want: 204, headers: []string{"If-Match", "*"}})

@@ -87,6 +87,7 @@ func (s *Server) routes(g *echo.Group) {
 	g.GET(p+"/users/:userId/subscriptions", s.related(catalog.KindUser, "userId", "ownerId"))
 	g.GET(p+"/users/:userId/subscriptions/:sid", s.userSubscription)
 	s.actionRoutes(g)
+	s.fragmentRoutes(g)
 	s.nodeRoutes(g)
 	s.reportRoutes(g)
 	s.connectionRoutes(g)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"gatehouse.dev/pkg/backend"
+	"gatehouse.dev/pkg/pipeline"
 	"gatehouse.dev/pkg/policy"
 )
 
@@ -128,12 +129,15 @@ func (w *write) checkBackendChange(ctx context.Context, name string, p backend.P
 		return err
 	}
 	env.Backends[strings.ToLower(name)] = backendURL(p)
-	uses := func(doc *policy.Document) bool { return slices.Contains(doc.BackendIDs(), strings.ToLower(name)) }
-	return w.recheck(ctx, env, uses, fmt.Sprintf("The backend '%s'", name))
+	uses := func(doc *policy.Document, env pipeline.Env) bool {
+		return slices.Contains(documentBackendIDs(doc, env), strings.ToLower(name))
+	}
+	return w.recheckPolicies(ctx, env, uses, fmt.Sprintf("The backend '%s'", name))
 }
 
 // backendUsers names what refers to the backend name: policies whose literal backend-id
-// names it and pools that have it as a member.
+// names it, policy fragments whose literal backend-id names it, and pools that have it as a
+// member.
 func (w *write) backendUsers(ctx context.Context, name string) ([]string, error) {
 	var users []string
 	policies, _, err := w.tx.List(ctx, Query{Kind: KindPolicy, AnyParent: true, All: true})
@@ -146,11 +150,32 @@ func (w *write) backendUsers(ctx context.Context, name string) ([]string, error)
 			users = append(users, "the policy of '"+policyOwner(pol.Parent)+"'")
 		}
 	}
+	fragments, _, err := w.tx.List(ctx, Query{Kind: KindPolicyFragment, All: true})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range fragments {
+		if f, err := fragmentOf(r); err == nil && slices.Contains(f.BackendIDs(), strings.ToLower(name)) {
+			users = append(users, "the policy fragment '"+r.Name+"'")
+		}
+	}
 	pools, err := w.poolsOf(ctx, name)
 	for _, p := range pools {
 		users = append(users, "the pool '"+p+"'")
 	}
 	return users, err
+}
+
+// documentBackendIDs returns the literal backend-ids doc names, itself and in the fragments
+// of env it includes.
+func documentBackendIDs(doc *policy.Document, env pipeline.Env) []string {
+	ids := doc.BackendIDs()
+	for _, f := range doc.Fragments() {
+		if frag := env.Fragments[strings.ToLower(f.ID)]; frag.Doc != nil {
+			ids = append(ids, frag.Doc.BackendIDs()...)
+		}
+	}
+	return ids
 }
 
 // poolsOf returns the names of the pools that have the backend name as a member.

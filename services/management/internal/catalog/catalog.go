@@ -70,21 +70,21 @@ var behaviours map[*Kind]behaviour
 
 func init() {
 	behaviours = map[*Kind]behaviour{
-		KindAPI:          apiBehaviour,
-		KindOperation:    operationBehaviour,
-		KindPolicy:       policyBehaviour,
-		KindProduct:      productBehaviour,
-		KindProductAPI:   productAPIBehaviour,
-		KindUser:         userBehaviour,
-		KindSubscription: subscriptionBehaviour,
-		KindGateway:      gatewayBehaviour,
-		KindGatewayAPI:   gatewayAPIBehaviour,
-		KindNamedValue:   namedValueBehaviour,
-
+		KindAPI:             apiBehaviour,
+		KindOperation:       operationBehaviour,
+		KindPolicy:          policyBehaviour,
+		KindProduct:         productBehaviour,
+		KindProductAPI:      productAPIBehaviour,
+		KindUser:            userBehaviour,
+		KindSubscription:    subscriptionBehaviour,
+		KindGateway:         gatewayBehaviour,
+		KindGatewayAPI:      gatewayAPIBehaviour,
+		KindNamedValue:      namedValueBehaviour,
 		KindCertificate:     certificateBehaviour,
 		KindGatewayHostname: hostnameBehaviour,
 		KindGatewayCA:       gatewayCABehaviour,
 		KindBackend:         backendBehaviour,
+		KindPolicyFragment:  policyFragmentBehaviour,
 	}
 }
 

@@ -331,6 +331,9 @@ var namedValueBehaviour = behaviour{
 				}
 			}
 		}
+		if err := w.namedValueInFragments(ctx, r.Name, p.DisplayName); err != nil {
+			return err
+		}
 		return w.checkNamedValueKept(ctx, r.Name, p.DisplayName, "")
 	},
 }

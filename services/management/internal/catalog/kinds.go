@@ -86,6 +86,8 @@ var (
 		What: "GatewayCertificateAuthority", MaxLen: 80, Pattern: idPattern, Filter: map[string]FilterField{"name": {Type: "string", EqOnly: true}}}
 	KindBackend = &Kind{Name: configwire.KindBackend, Segment: "backends", Type: "Microsoft.ApiManagement/service/backends", What: "Backend",
 		MaxLen: 80, Pattern: idPattern, Filter: stringFields("title", "url")}
+	KindPolicyFragment = &Kind{Name: configwire.KindPolicyFragment, Segment: "policyFragments", Type: "Microsoft.ApiManagement/service/policyFragments", What: "PolicyFragment",
+		MaxLen: 80, Pattern: regexp.MustCompile(`(^[\w]+$)|(^[\w][\w\-]+[\w]$)`), Filter: stringFields("description", "value")}
 )
 
 func withField(m map[string]FilterField, name string, f FilterField) map[string]FilterField {
@@ -99,7 +101,7 @@ var kinds = map[string]*Kind{}
 func init() {
 	for _, k := range []*Kind{KindAPI, KindOperation, KindPolicy, KindProduct, KindProductAPI, KindUser,
 		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue,
-		KindCertificate, KindGatewayHostname, KindGatewayCA, KindBackend} {
+		KindCertificate, KindGatewayHostname, KindGatewayCA, KindBackend, KindPolicyFragment} {
 		kinds[k.Name] = k
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"gatehouse.dev/pkg/pipeline"
 	"gatehouse.dev/pkg/policy"
 )
 
@@ -57,14 +58,17 @@ var policyBehaviour = behaviour{
 		if err != nil {
 			return err
 		}
-		if err := w.checkPolicyScope(ctx, r.Parent, doc); err != nil {
+		env, err := w.policyEnv(ctx)
+		if err != nil {
+			return err
+		}
+		if err := checkFragments(doc, env); err != nil {
+			return err
+		}
+		if err := w.checkPolicyScope(ctx, r.Parent, doc, env); err != nil {
 			return err
 		}
 		if err := w.checkNamedValues(ctx, doc.NamedValues()); err != nil {
-			return err
-		}
-		env, err := w.policyEnv(ctx)
-		if err != nil {
 			return err
 		}
 		if err := compilePolicy(doc, r.Parent, env); err != nil {
@@ -79,29 +83,58 @@ var policyBehaviour = behaviour{
 // ParsePolicy parses and validates a policy document written in format ("" = xml), returning
 // APIM's ValidationError with target "representation" and the line for a bad document.
 func ParsePolicy(value, format string) (*policy.Document, policy.Format, error) {
+	return parseWritten(value, format, "the policy document", policy.Parse)
+}
+
+// parseWritten parses value, written in format, with parse; what names the value in the
+// error for an empty one.
+func parseWritten[T any](value, format, what string, parse func(string, policy.Format) (T, error)) (T, policy.Format, error) {
+	var zero T
+	f, err := writtenFormat(format)
+	if err != nil {
+		return zero, "", err
+	}
+	if strings.TrimSpace(value) == "" {
+		return zero, "", invalid("properties.value", "value is required: %s", what)
+	}
+	v, err := parse(value, f)
+	if err != nil {
+		return zero, "", invalid("representation", "%s", err.Error())
+	}
+	return v, f, nil
+}
+
+// writtenFormat reads the format property of a policy or fragment written: "" is xml; the
+// "-link" formats are refused, since Gatehouse fetches nothing from URLs.
+func writtenFormat(format string) (policy.Format, error) {
 	f := policy.Format(strings.ToLower(format))
 	switch f {
 	case "":
-		f = policy.FormatXML
+		return policy.FormatXML, nil
 	case policy.FormatXML, policy.FormatRawXML:
+		return f, nil
 	case "xml-link", "rawxml-link":
-		return nil, "", invalid("properties.format", "format '%s' is not supported: Gatehouse does not fetch policies from URLs; send the document inline as xml or rawxml", format)
-	default:
-		return nil, "", invalid("properties.format", "format must be xml or rawxml")
+		return "", invalid("properties.format", "format '%s' is not supported: Gatehouse does not fetch policies from URLs; send the document inline as xml or rawxml", format)
 	}
-	if strings.TrimSpace(value) == "" {
-		return nil, "", invalid("properties.value", "value is required: the policy document")
+	return "", invalid("properties.format", "format must be xml or rawxml")
+}
+
+// readFormat reads the format query parameter of a GET: "" is xml.
+func readFormat(format string) (policy.Format, error) {
+	want := policy.Format(strings.ToLower(format))
+	switch want {
+	case "":
+		return policy.FormatXML, nil
+	case policy.FormatXML, policy.FormatRawXML:
+		return want, nil
 	}
-	doc, err := policy.Parse(value, f)
-	if err != nil {
-		return nil, "", invalid("representation", "%s", err.Error())
-	}
-	return doc, f, nil
+	return "", invalid("format", "format must be xml or rawxml")
 }
 
 // checkPolicyScope refuses, at a WebSocket API's operation scope, policies that cannot run on a
-// handshake. Inherited from product or global scope they are skipped at run time instead, as APIM does.
-func (w *write) checkPolicyScope(ctx context.Context, parent string, doc *policy.Document) error {
+// handshake, in the document or in a fragment it includes. Inherited from product or global
+// scope they are skipped at run time instead, as APIM does.
+func (w *write) checkPolicyScope(ctx context.Context, parent string, doc *policy.Document, env pipeline.Env) error {
 	parts := strings.Split(parent, "/")
 	if len(parts) != 4 {
 		return nil
@@ -115,6 +148,13 @@ func (w *write) checkPolicyScope(ctx context.Context, parent string, doc *policy
 	}
 	if un := doc.Unsupported(); len(un) > 0 {
 		return invalid("representation", "Policy '%s' (line %d) is not supported on a WebSocket API's onHandshake operation.", un[0].Name, un[0].Pos.Line)
+	}
+	for _, ref := range doc.Fragments() {
+		if f := env.Fragments[strings.ToLower(ref.ID)]; f.Doc != nil && len(f.Doc.Unsupported()) > 0 {
+			un := f.Doc.Unsupported()[0]
+			return invalid("representation", "Policy '%s' (line %d of the policy fragment '%s', included on line %d) is not supported on a WebSocket API's onHandshake operation.",
+				un.Name, un.Pos.Line, ref.ID, ref.Pos.Line)
+		}
 	}
 	return nil
 }
@@ -162,12 +202,9 @@ func RenderPolicy(r Resource, format string) (PolicyProperties, error) {
 	if err := json.Unmarshal(r.Properties, &p); err != nil {
 		return p, err
 	}
-	want := policy.Format(strings.ToLower(format))
-	if want == "" {
-		want = policy.FormatXML
-	}
-	if want != policy.FormatXML && want != policy.FormatRawXML {
-		return p, invalid("format", "format must be xml or rawxml")
+	want, err := readFormat(format)
+	if err != nil {
+		return p, err
 	}
 	if string(want) == p.Format {
 		return p, nil

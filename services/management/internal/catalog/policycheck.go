@@ -20,8 +20,8 @@ import (
 // (an older node during a rolling upgrade) fails that API closed; see docs/policies.md.
 
 // policyEnv is the compile environment of the service's policies: its named values by
-// lower-cased name and display name, and the secret ones' values, which errors never quote.
-// Its backends give backend-id their URLs, as on nodes.
+// lower-cased name and display name, the secret ones' values, which errors never quote, and
+// its policy fragments. Its backends give backend-id their URLs, as on nodes.
 func (w *write) policyEnv(ctx context.Context) (pipeline.Env, error) {
 	nvs, _, err := w.tx.List(ctx, Query{Kind: KindNamedValue, All: true})
 	if err != nil {
@@ -32,6 +32,9 @@ func (w *write) policyEnv(ctx context.Context) (pipeline.Env, error) {
 		return pipeline.Env{}, err
 	}
 	env := pipeline.Env{NamedValues: make(map[string]string, 2*len(nvs)), Backends: backends}
+	if env.Fragments, err = w.fragments(ctx); err != nil {
+		return pipeline.Env{}, err
+	}
 	for _, nv := range nvs {
 		name, display, value, secret := namedValueOf(nv)
 		env.NamedValues[strings.ToLower(name)] = value
@@ -74,7 +77,13 @@ func policyScope(parent string) string {
 // compilePolicy compiles doc as a node would and returns APIM's ValidationError, naming the
 // element, line and column, for anything a node could not compile.
 func compilePolicy(doc *policy.Document, parent string, env pipeline.Env) error {
-	err := pipeline.Check(doc, policyScope(parent), env)
+	return compileIn(doc, policyScope(parent), env)
+}
+
+// compileIn is compilePolicy for a document compiled as scope (a policy's, or
+// "fragment:{id}" for a fragment's policies alone).
+func compileIn(doc *policy.Document, scope string, env pipeline.Env) error {
+	err := pipeline.Check(doc, scope, env)
 	if err == nil {
 		return nil
 	}
@@ -85,41 +94,38 @@ func compilePolicy(doc *policy.Document, parent string, env pipeline.Env) error 
 	return invalid("representation", "%s", err.Error())
 }
 
-// recheckPolicies compiles again, with env, every stored policy that references one of the
-// named values in names (lower-cased names or display names), and refuses the write that
-// would break one, naming it.
-func (w *write) recheckPolicies(ctx context.Context, env pipeline.Env, names map[string]bool, what string) error {
-	return w.recheck(ctx, env, func(doc *policy.Document) bool {
-		uses := false
-		for _, ref := range doc.NamedValues() {
-			uses = uses || names[strings.ToLower(ref)]
-		}
-		return uses
-	}, what)
-}
-
-// recheck compiles again, with env, every stored policy for which uses is true, and refuses
-// the write (what names its subject) that would break one, naming it.
-func (w *write) recheck(ctx context.Context, env pipeline.Env, uses func(*policy.Document) bool, what string) error {
+// recheckPolicies compiles again, with env, every stored policy that uses selects (by env: a
+// named value it or a fragment it includes references, a fragment it includes), and refuses
+// the write that would break one, naming it.
+func (w *write) recheckPolicies(ctx context.Context, env pipeline.Env, uses func(*policy.Document, pipeline.Env) bool, what string) error {
 	policies, _, err := w.tx.List(ctx, Query{Kind: KindPolicy, AnyParent: true, All: true})
 	if err != nil {
 		return err
 	}
 	for _, pol := range policies {
 		doc, _, err := ParsePolicy(policyValue(pol))
-		if err != nil || !uses(doc) {
-			continue // one stored before write-time checks and never valid: nodes fail it closed already
+		if err != nil {
+			continue // stored before write-time checks and never valid: nodes fail it closed already
+		}
+		if !uses(doc, env) {
+			continue
 		}
 		if err := compilePolicy(doc, pol.Parent, env); err != nil {
-			var ve *ValidationError
-			msg := err.Error()
-			if errors.As(err, &ve) {
-				msg = ve.Message
-			}
-			return invalid("properties", "%s would break the policy of '%s': %s", what, policyOwner(pol.Parent), msg)
+			return brokenPolicy(err, what, pol.Parent)
 		}
 	}
 	return nil
+}
+
+// brokenPolicy is the refusal of a write (what) that would make the policy of parent fail
+// with err.
+func brokenPolicy(err error, what, parent string) error {
+	var ve *ValidationError
+	msg := err.Error()
+	if errors.As(err, &ve) {
+		msg = ve.Message
+	}
+	return invalid("properties", "%s would break the policy of '%s': %s", what, policyOwner(parent), msg)
 }
 
 // policyOwner names the scope of a policy for messages: "the service" or its parent path.
@@ -148,5 +154,30 @@ func (w *write) checkNamedValueChange(ctx context.Context, name, display, value 
 	if secret {
 		env.Secrets = append(env.Secrets, value)
 	}
-	return w.recheckPolicies(ctx, env, names, fmt.Sprintf("The named value '%s'", display))
+	return w.recheckPolicies(ctx, env, referencesAny(names), fmt.Sprintf("The named value '%s'", display))
+}
+
+// referencesAny selects the documents that reference one of names (lower-cased names or
+// display names of named values), themselves or in a fragment they include.
+func referencesAny(names map[string]bool) func(*policy.Document, pipeline.Env) bool {
+	return func(doc *policy.Document, env pipeline.Env) bool {
+		for _, ref := range documentNamedValues(doc, env) {
+			if names[strings.ToLower(ref)] {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// documentNamedValues returns the named values doc references, itself and in the fragments
+// of env it includes.
+func documentNamedValues(doc *policy.Document, env pipeline.Env) []string {
+	refs := doc.NamedValues()
+	for _, f := range doc.Fragments() {
+		if frag := env.Fragments[strings.ToLower(f.ID)]; frag.Doc != nil {
+			refs = append(refs, frag.Doc.NamedValues()...)
+		}
+	}
+	return refs
 }

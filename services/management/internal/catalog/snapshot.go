@@ -130,6 +130,9 @@ func (b *snapshotBuilder) build(ctx context.Context, gw Resource) error {
 	if _, err := b.list(ctx, Query{Kind: KindBackend}); err != nil {
 		return err
 	}
+	if _, err := b.list(ctx, Query{Kind: KindPolicyFragment}); err != nil {
+		return err
+	}
 	return b.subscriptions(ctx, scopes)
 }
 

@@ -26,6 +26,9 @@ func TestPolicyCorpus(t *testing.T) {
 	for name, u := range pipelinetest.Backends {
 		s.put(t, "/backends/"+name, map[string]any{"url": u.With(be.wsURL("/" + name)), "protocol": "http"})
 	}
+	for id, v := range pipelinetest.Fragments {
+		s.put(t, "/policyFragments/"+id, map[string]any{"value": v, "format": "xml"})
+	}
 	key := s.subscription(t, "corpus", "/apis", "active")
 	entries := pipelinetest.Corpus()
 	accepted := map[int]bool{}
