@@ -31,6 +31,13 @@ type tlsClient struct {
 
 // dial opens a wss session to path with key and reads the backend's hello.
 func (c *tlsClient) dial(path, key string) (*websocket.Conn, error) {
+	conn, _, err := c.dialWith(path, key)
+	return conn, err
+}
+
+// dialWith is dial with the extra request headers of kv (name, value, ...), returning the
+// backend's hello too.
+func (c *tlsClient) dialWith(path, key string, kv ...string) (*websocket.Conn, hello, error) {
 	conf := &tls.Config{ServerName: c.serverName, RootCAs: c.roots, MinVersion: tls.VersionTLS12,
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			c.mu.Lock()
@@ -45,16 +52,20 @@ func (c *tlsClient) dial(path, key string) (*websocket.Conn, error) {
 		NetDialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, c.node.tls)
 		}}
-	conn, resp, err := d.Dial("wss://"+c.serverName+path, http.Header{"Ocp-Apim-Subscription-Key": {key}})
-	if err != nil {
-		return nil, fmt.Errorf("handshake with %s: %v (%s)", c.serverName, err, describe(resp))
+	header := http.Header{"Ocp-Apim-Subscription-Key": {key}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		header.Set(kv[i], kv[i+1])
 	}
 	var h hello
+	conn, resp, err := d.Dial("wss://"+c.serverName+path, header)
+	if err != nil {
+		return nil, h, fmt.Errorf("handshake with %s: %v (%s)", c.serverName, err, describe(resp))
+	}
 	if err := conn.ReadJSON(&h); err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("reading the backend's hello through %s: %v", c.serverName, err)
+		return nil, h, fmt.Errorf("reading the backend's hello through %s: %v", c.serverName, err)
 	}
-	return conn, nil
+	return conn, h, nil
 }
 
 // served is the common name of the certificate the node served on the last dial.

@@ -1,0 +1,173 @@
+package e2e
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/arm"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/apimanagement/armapimanagement/v3"
+
+	"gatehouse.dev/management/internal/mgmttest"
+)
+
+// bearer is an azcore.TokenCredential that always returns the stack's admin token.
+type bearer string
+
+func (b bearer) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{Token: string(b), ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+// sdk returns the official Azure SDK for Go's clients pointed at the stack's management
+// service (plain HTTP on loopback, which the SDK allows when told to).
+func (s *stack) sdk(t *testing.T) *armapimanagement.ClientFactory {
+	t.Helper()
+	opts := &arm.ClientOptions{ClientOptions: policy.ClientOptions{
+		Cloud: cloud.Configuration{Services: map[cloud.ServiceName]cloud.ServiceConfiguration{
+			cloud.ResourceManager: {Endpoint: s.env.URL, Audience: "https://management.gatehouse.test"},
+		}},
+		InsecureAllowCredentialWithHTTP: true,
+	}}
+	f, err := armapimanagement.NewClientFactory("sub-e2e", bearer(s.env.Token), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestTemplate applies, through the Azure SDK for Go, what an infrastructure-as-code template
+// for a WebSocket API sends (issue 14): a certificate and a gateway hostname serving it, two
+// Single backends with a circuit breaker and a priority pool of them, a policy fragment, and an
+// API whose onHandshake policy includes the fragment and routes to the pool. A real node then
+// serves it: wss on the hostname by SNI, the fragment's check enforced, the pool's first
+// member down so that clients reach the second.
+func TestTemplate(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	f := s.sdk(t)
+	ctx := t.Context()
+	const rg, svc = "rg-e2e", "svc"
+	id := func(kind, name string) string { return s.svc + "/" + kind + "/" + name }
+
+	ca := mgmttest.NewCert(t, "Template CA", nil, nil)
+	cert := mgmttest.NewCert(t, "chat.example.test", []string{"chat.example.test"}, ca)
+	password := "template-pfx-password"
+	s.secret(password, "the PFX password")
+	if _, err := f.NewCertificateClient().CreateOrUpdate(ctx, rg, svc, "chat-tls", armapimanagement.CertificateCreateOrUpdateParameters{
+		Properties: &armapimanagement.CertificateCreateOrUpdateProperties{Data: to.Ptr(cert.PFX(t, password)), Password: to.Ptr(password)},
+	}, nil); err != nil {
+		t.Fatalf("certificate: %v", err)
+	}
+	if _, err := f.NewGatewayHostnameConfigurationClient().CreateOrUpdate(ctx, rg, svc, "gw", "chat", armapimanagement.GatewayHostnameConfigurationContract{
+		Properties: &armapimanagement.GatewayHostnameConfigurationContractProperties{Hostname: to.Ptr("chat.example.test"),
+			CertificateID: to.Ptr(id("certificates", "chat-tls"))},
+	}, nil); err != nil {
+		t.Fatalf("hostname configuration: %v", err)
+	}
+
+	live := newBackend(t, "live", "")
+	backends := f.NewBackendClient()
+	single := func(name, url string) {
+		t.Helper()
+		if _, err := backends.CreateOrUpdate(ctx, rg, svc, name, armapimanagement.BackendContract{Properties: &armapimanagement.BackendContractProperties{
+			URL: to.Ptr(url), Protocol: to.Ptr(armapimanagement.BackendProtocolHTTP),
+			CircuitBreaker: &armapimanagement.BackendCircuitBreaker{Rules: []*armapimanagement.CircuitBreakerRule{{
+				Name: to.Ptr("on-5xx"), TripDuration: to.Ptr("PT1M"),
+				FailureCondition: &armapimanagement.CircuitBreakerFailureCondition{Count: to.Ptr[int64](50), Interval: to.Ptr("PT1M"),
+					StatusCodeRanges: []*armapimanagement.FailureStatusCodeRange{{Min: to.Ptr[int32](500), Max: to.Ptr[int32](599)}}},
+			}}},
+		}}, nil); err != nil {
+			t.Fatalf("backend %s: %v", name, err)
+		}
+	}
+	single("primary", "ws://"+closedAddr(t)+"/")
+	single("secondary", live.wsURL("/"))
+	if _, err := backends.CreateOrUpdate(ctx, rg, svc, "chat-pool", armapimanagement.BackendContract{Properties: &armapimanagement.BackendContractProperties{
+		Type: to.Ptr(armapimanagement.BackendTypePool),
+		Pool: &armapimanagement.BackendBaseParametersPool{Services: []*armapimanagement.BackendPoolItem{
+			{ID: to.Ptr(id("backends", "primary")), Priority: to.Ptr[int32](1)},
+			{ID: to.Ptr(id("backends", "secondary")), Priority: to.Ptr[int32](2)},
+		}},
+	}}, nil); err != nil {
+		t.Fatalf("pool: %v", err)
+	}
+
+	poller, err := f.NewPolicyFragmentClient().BeginCreateOrUpdate(ctx, rg, svc, "tenant-check", armapimanagement.PolicyFragmentContract{
+		Properties: &armapimanagement.PolicyFragmentContractProperties{Format: to.Ptr(armapimanagement.PolicyFragmentContentFormatXML),
+			Value: to.Ptr(`<fragment><check-header name="X-Tenant" failed-check-httpcode="403" failed-check-error-message="Unknown tenant" ignore-case="true"><value>contoso</value></check-header></fragment>`)},
+	}, nil)
+	if err != nil {
+		t.Fatalf("fragment: %v", err)
+	}
+	if _, err := poller.PollUntilDone(ctx, nil); err != nil {
+		t.Fatalf("fragment: %v", err)
+	}
+
+	apiPoller, err := f.NewAPIClient().BeginCreateOrUpdate(ctx, rg, svc, "chat", armapimanagement.APICreateOrUpdateParameter{
+		Properties: &armapimanagement.APICreateOrUpdateProperties{DisplayName: to.Ptr("Chat"), Path: to.Ptr("chat"),
+			APIType: to.Ptr(armapimanagement.APITypeWebsocket), Protocols: []*armapimanagement.Protocol{to.Ptr(armapimanagement.ProtocolWss)},
+			ServiceURL: to.Ptr("ws://unused.invalid/")},
+	}, nil)
+	if err != nil {
+		t.Fatalf("API: %v", err)
+	}
+	if _, err := apiPoller.PollUntilDone(ctx, nil); err != nil {
+		t.Fatalf("API: %v", err)
+	}
+	if _, err := f.NewAPIOperationPolicyClient().CreateOrUpdate(ctx, rg, svc, "chat", "onHandshake", armapimanagement.PolicyIDNamePolicy,
+		armapimanagement.PolicyContract{Properties: &armapimanagement.PolicyContractProperties{Format: to.Ptr(armapimanagement.PolicyContentFormatXML),
+			Value: to.Ptr(`<policies><inbound><base /><include-fragment fragment-id="tenant-check" /><set-backend-service backend-id="chat-pool" /></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>`)}},
+		nil); err != nil {
+		t.Fatalf("onHandshake policy: %v", err)
+	}
+	if _, err := f.NewGatewayAPIClient().CreateOrUpdate(ctx, rg, svc, "gw", "chat", nil); err != nil {
+		t.Fatalf("gateway API link: %v", err)
+	}
+	key := s.subscription(t, "template", "/apis/chat", "active")
+
+	n := s.startNode(t, "template", nodeOptions{env: []string{"GATEWAY_TLS_LISTEN=127.0.0.1:0"}})
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	c := &tlsClient{node: n, serverName: "chat.example.test", roots: roots}
+
+	// The fragment's check runs first: without the header the node answers its 403.
+	eventually(t, propagation, func() string {
+		conn, err := c.dial("/chat", key)
+		if err == nil {
+			conn.Close()
+			return "a handshake without X-Tenant was upgraded"
+		}
+		return wantContains(err.Error(), "403", "Unknown tenant")
+	})
+	if got := c.served(); got != "chat.example.test" {
+		t.Errorf("the node served the certificate of %q, want chat.example.test", got)
+	}
+	// With it, every handshake reaches the pool's second member: the first is down.
+	for i := range 5 {
+		conn, h, err := c.dialWith("/chat", key, "X-Tenant", "contoso")
+		if err != nil {
+			t.Fatalf("handshake %d: %v", i, err)
+		}
+		conn.Close()
+		if h.Backend != "live" {
+			t.Fatalf("handshake %d reached backend %q, want live", i, h.Backend)
+		}
+	}
+}
+
+// wantContains returns "" when s contains every part, or why not.
+func wantContains(s string, parts ...string) string {
+	for _, p := range parts {
+		if !strings.Contains(s, p) {
+			return fmt.Sprintf("%q does not mention %q", s, p)
+		}
+	}
+	return ""
+}
