@@ -290,11 +290,8 @@ func validateCredentials(c *Credentials) error {
 	if c == nil {
 		return nil
 	}
-	if len(c.CertificateIDs) > 0 {
-		return fail("properties.credentials.certificateIds", "credentials.certificateIds is not supported yet")
-	}
-	if len(c.Certificate) > 0 {
-		return fail("properties.credentials.certificate", "credentials.certificate (client certificate thumbprints) is not supported yet")
+	if err := validateClientCertificates(c); err != nil {
+		return err
 	}
 	for _, part := range []struct {
 		name string
@@ -320,6 +317,59 @@ func validateCredentials(c *Credentials) error {
 		}
 	}
 	return nil
+}
+
+// MaxClientCertificates bounds certificateIds and certificate (APIM's limit).
+const MaxClientCertificates = 32
+
+// thumbprint matches a certificate's SHA-1 thumbprint in hex, as APIM shows it.
+var thumbprint = regexp.MustCompile(`^[0-9A-Fa-f]{40}$`)
+
+// validateClientCertificates checks the shape of the client certificate references: at most
+// MaxClientCertificates of each, ids not empty, thumbprints 40 hex digits. That they name
+// certificates of the service is the caller's to check.
+func validateClientCertificates(c *Credentials) error {
+	if len(c.CertificateIDs) > MaxClientCertificates {
+		return fail("properties.credentials.certificateIds", "at most %d certificateIds", MaxClientCertificates)
+	}
+	if len(c.Certificate) > MaxClientCertificates {
+		return fail("properties.credentials.certificate", "at most %d certificate thumbprints", MaxClientCertificates)
+	}
+	for i, id := range c.CertificateIDs {
+		if strings.TrimSpace(id) == "" || len(id) > 2000 {
+			return fail(fmt.Sprintf("properties.credentials.certificateIds[%d]", i), "a certificate id is the name or the ARM id of a certificate of the service")
+		}
+	}
+	for i, t := range c.Certificate {
+		if !thumbprint.MatchString(t) {
+			return fail(fmt.Sprintf("properties.credentials.certificate[%d]", i), "a certificate thumbprint is 40 hexadecimal digits")
+		}
+	}
+	return nil
+}
+
+// ClientCertificates returns the client certificates the backend presents: its certificateIds
+// when there are any, else its certificate thumbprints (APIM ignores the thumbprints when ids
+// are given). byThumbprint says which of the two the list holds.
+func (c *Credentials) ClientCertificates() (refs []string, byThumbprint bool) {
+	switch {
+	case c == nil:
+		return nil, false
+	case len(c.CertificateIDs) > 0:
+		return c.CertificateIDs, false
+	default:
+		return c.Certificate, len(c.Certificate) > 0
+	}
+}
+
+// CertificateName returns the certificate name a certificateIds entry names: the entry itself,
+// or the last segment of an id ending "/certificates/{name}". The caller checks that a full
+// id is of its service.
+func CertificateName(id string) string {
+	if i := strings.LastIndex(strings.ToLower(id), "/certificates/"); i >= 0 {
+		return id[i+len("/certificates/"):]
+	}
+	return id
 }
 
 // Values returns every value of c that may reference {{named values}}.

@@ -2,6 +2,8 @@ package compiled
 
 import (
 	"cmp"
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -29,6 +31,9 @@ type Backend struct {
 	SkipChain, SkipName bool
 	// Breaker is the circuit-breaker rule; nil for none.
 	Breaker *backend.Breaker
+	// ClientCertificates are presented to a wss or https backend that asks for a client
+	// certificate: the certificates its credentials name, in their order, from the snapshot.
+	ClientCertificates []tls.Certificate
 	// Members are a Pool's backends, by ascending priority (a smaller number first).
 	Members []Member
 	// Failure says why the backend could not be compiled (a named value missing on this
@@ -79,6 +84,9 @@ func (b *Builder) compileBackends(cfg *Config, nv map[string]string) map[string]
 		be := &Backend{Name: e.Name, Failure: err}
 		if err == nil {
 			be.Failure = compileSingle(be, p, nv)
+		}
+		if be.Failure == nil {
+			be.ClientCertificates, be.Failure = cfg.clientCertificates(p.Credentials)
 		}
 		name := strings.ToLower(e.Name)
 		cfg.backends[name], props[name] = be, p
@@ -180,4 +188,75 @@ func poolMembers(cfg *Config, pool *backend.Pool) ([]Member, error) {
 	}
 	slices.SortStableFunc(out, func(x, y Member) int { return cmp.Compare(x.Priority, y.Priority) })
 	return out, nil
+}
+
+// clientCertificates returns the client certificates credentials name, by certificateIds or
+// else by thumbprint, from the certificates of the snapshot; an error when one is missing or
+// has no private key, so the backend fails closed rather than connect without it.
+func (c *Config) clientCertificates(cred *backend.Credentials) ([]tls.Certificate, error) {
+	refs, byThumbprint := cred.ClientCertificates()
+	out := make([]tls.Certificate, 0, len(refs))
+	for _, ref := range refs {
+		var cert *Certificate
+		if byThumbprint {
+			cert = c.certificateByThumbprint(ref)
+		} else {
+			cert = c.Certificate(ref)
+		}
+		if cert == nil || cert.TLS == nil {
+			return nil, fmt.Errorf("the client certificate '%s' is not on this node with its private key", ref)
+		}
+		out = append(out, *cert.TLS)
+	}
+	return out, nil
+}
+
+// certificateByThumbprint returns a certificate with a private key whose SHA-1 thumbprint is t
+// (hex, any case), or nil.
+func (c *Config) certificateByThumbprint(t string) *Certificate {
+	if c.tls == nil {
+		return nil
+	}
+	for _, cert := range c.tls.certs {
+		if cert.TLS != nil && strings.EqualFold(cert.Thumbprint, t) {
+			return cert
+		}
+	}
+	return nil
+}
+
+// certificatesHeld reports whether the Builder holds every certificate the backend entity e
+// presents, which a change cannot bring (their keys travel in snapshots only).
+func (b *Builder) certificatesHeld(e configwire.Entity) bool {
+	p, err := backend.Decode(e.Properties)
+	if err != nil {
+		return true // it fails to compile whatever the node holds
+	}
+	refs, byThumbprint := p.Credentials.ClientCertificates()
+	for _, ref := range refs {
+		if !byThumbprint {
+			if _, ok := b.ents[key(configwire.KindCertificate, "", backend.CertificateName(ref))]; !ok {
+				return false
+			}
+			continue
+		}
+		if !b.holdsThumbprint(ref) {
+			return false
+		}
+	}
+	return true
+}
+
+// holdsThumbprint reports whether the Builder holds a certificate entity of thumbprint t.
+func (b *Builder) holdsThumbprint(t string) bool {
+	for k := range b.children[childKey(configwire.KindCertificate, "")] {
+		var p struct {
+			Thumbprint string `json:"thumbprint"`
+		}
+		_ = json.Unmarshal(b.ents[k].Properties, &p)
+		if strings.EqualFold(p.Thumbprint, t) {
+			return true
+		}
+	}
+	return false
 }

@@ -230,6 +230,9 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 			}
 			continue // another gateway's, or a certificate this gateway does not use
 		case configwire.KindBackend:
+			if put && !b.certificatesHeld(e) {
+				return nil, fmt.Errorf("%w: backend %s presents a certificate this node does not hold", ErrResync, e.Name)
+			}
 			all = true // policies compile against the backends, and pools against their members
 		case configwire.KindNamedValue:
 			if e.Secret {

@@ -2,8 +2,10 @@ package compiled
 
 import (
 	"cmp"
+	"crypto/sha1" //nolint:gosec // see loadCertificate
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -22,6 +24,8 @@ type Certificate struct {
 	Chain []*x509.Certificate
 	// TLS is the chain with its private key, nil when the PFX had no key (a CA's).
 	TLS *tls.Certificate
+	// Thumbprint is the SHA-1 of the leaf in upper-case hex, as APIM shows it.
+	Thumbprint string
 }
 
 // Hostname is one of the gateway's hostname configurations.
@@ -49,7 +53,8 @@ type gatewayTLS struct {
 
 // Certificate returns the certificate id names, by its name or its full ARM id
 // (".../certificates/{name}"), or nil when the node holds none of that name: the snapshot
-// carries the certificates the gateway's hostnames and certificate authorities use.
+// carries the certificates the gateway's hostnames and certificate authorities and the
+// service's backends use.
 func (c *Config) Certificate(id string) *Certificate {
 	if c.tls == nil {
 		return nil
@@ -182,6 +187,8 @@ func loadCertificate(e configwire.Entity) (*Certificate, error) {
 	if len(c.Chain) == 0 {
 		return nil, fmt.Errorf("no certificate in the snapshot's entity")
 	}
+	sum := sha1.Sum(c.Chain[0].Raw) //nolint:gosec // APIM's thumbprint is an identifier, not a signature
+	c.Thumbprint = strings.ToUpper(hex.EncodeToString(sum[:]))
 	if hasKey {
 		pair, err := tls.X509KeyPair([]byte(e.SecretValue), []byte(e.SecretValue))
 		if err != nil {

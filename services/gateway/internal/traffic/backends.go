@@ -1,6 +1,7 @@
 package traffic
 
 import (
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -8,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"gatehouse.dev/gateway/internal/breaker"
@@ -172,32 +175,111 @@ func (t target) record(status int, retryAfter string) {
 	t.br.Record(failed, wait)
 }
 
-// backendTLS is the TLS configuration of wss and https backends in each combination of a
-// backend entity's tls flags: [skipChain][skipName].
-type backendTLS [2][2]*tls.Config
+// backendTLS holds the TLS configurations of wss and https backends, each with the
+// transport REST calls use it through: one for each combination of a backend entity's tls
+// flags ([skipChain][skipName]), and, for backends presenting client certificates, one for
+// each combination of flags and certificates, made when first needed. It is safe for
+// concurrent use.
+type backendTLS struct {
+	variants     [2][2]*tlsVariant
+	newTransport func(*tls.Config) http.RoundTripper
 
-// newBackendTLS derives the variants from the node's base configuration (nil: system roots).
-func newBackendTLS(base *tls.Config) *backendTLS {
+	mu sync.Mutex
+	// withCerts holds the variants with client certificates by flags and the certificates'
+	// digests, so that a configuration change keeps them and a rotated certificate makes a
+	// new one; it is emptied when it reaches maxClientVariants.
+	withCerts map[clientVariantKey]*tlsVariant
+}
+
+// tlsVariant is one TLS configuration for backends and the transport of REST calls using it.
+type tlsVariant struct {
+	conf *tls.Config
+	rt   http.RoundTripper
+}
+
+// clientVariantKey names a variant with client certificates: the tls flags and the SHA-256
+// digests of the certificates' leaves, in order.
+type clientVariantKey struct {
+	skipChain, skipName bool
+	certs               string
+}
+
+// maxClientVariants bounds the variants with client certificates kept: a few per backend
+// presenting certificates, and one more at each rotation.
+const maxClientVariants = 64
+
+// newBackendTLS derives the variants from the node's base configuration (nil: system roots);
+// newTransport makes the transport of each.
+func newBackendTLS(base *tls.Config, newTransport func(*tls.Config) http.RoundTripper) *backendTLS {
 	if base == nil {
 		base = &tls.Config{}
 	}
-	var v backendTLS
-	v[0][0] = base
+	v := &backendTLS{newTransport: newTransport, withCerts: map[clientVariantKey]*tlsVariant{}}
+	v.variants[0][0] = &tlsVariant{conf: base, rt: newTransport(base)}
 	for _, skip := range [][2]bool{{true, true}, {true, false}, {false, true}} {
 		c := base.Clone()
 		c.InsecureSkipVerify = true // verification is VerifyConnection's, as the flags say
 		c.VerifyConnection = verifyPart(base.RootCAs, skip[0], skip[1])
-		v[b2i(skip[0])][b2i(skip[1])] = c
+		v.variants[b2i(skip[0])][b2i(skip[1])] = &tlsVariant{conf: c, rt: newTransport(c)}
 	}
-	return &v
+	return v
 }
 
-// For returns the configuration for t (nil: the node's base one).
-func (v *backendTLS) For(t target) *tls.Config {
+// For returns the variant for t: the node's base one for a plain URL, else the one of the
+// backend's tls flags, with its client certificates if it has any.
+func (v *backendTLS) For(t target) *tlsVariant {
 	if t.be == nil {
-		return v[0][0]
+		return v.variants[0][0]
 	}
-	return v[b2i(t.be.SkipChain)][b2i(t.be.SkipName)]
+	flags := v.variants[b2i(t.be.SkipChain)][b2i(t.be.SkipName)]
+	if len(t.be.ClientCertificates) == 0 {
+		return flags
+	}
+	k := clientVariantKey{skipChain: t.be.SkipChain, skipName: t.be.SkipName, certs: certificatesDigest(t.be.ClientCertificates)}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if cv := v.withCerts[k]; cv != nil {
+		return cv
+	}
+	if len(v.withCerts) >= maxClientVariants {
+		for _, old := range v.withCerts {
+			if ci, ok := old.rt.(interface{ CloseIdleConnections() }); ok {
+				ci.CloseIdleConnections()
+			}
+		}
+		clear(v.withCerts)
+	}
+	c := flags.conf.Clone()
+	c.GetClientCertificate = clientCertificate(t.be.ClientCertificates)
+	cv := &tlsVariant{conf: c, rt: v.newTransport(c)}
+	v.withCerts[k] = cv
+	return cv
+}
+
+// certificatesDigest is the SHA-256 digests of the leaves of certs, in order.
+func certificatesDigest(certs []tls.Certificate) string {
+	var b strings.Builder
+	for _, c := range certs {
+		if len(c.Certificate) > 0 {
+			sum := sha256.Sum256(c.Certificate[0])
+			b.Write(sum[:])
+		}
+	}
+	return b.String()
+}
+
+// clientCertificate answers a backend's certificate request with the first of certs the
+// request accepts (its signature schemes and certificate authorities), or, when it accepts
+// none, the first: the backend then decides.
+func clientCertificate(certs []tls.Certificate) func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+	return func(cri *tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		for i := range certs {
+			if cri.SupportsCertificate(&certs[i]) == nil {
+				return &certs[i], nil
+			}
+		}
+		return &certs[0], nil
+	}
 }
 
 func b2i(b bool) int {

@@ -23,24 +23,25 @@ type restProxy struct {
 
 type targetKey struct{}
 
-func newRESTProxy(opt Options, variants *backendTLS) *restProxy {
-	transports := map[*tls.Config]http.RoundTripper{}
-	for _, row := range variants {
-		for _, c := range row {
-			tr := http.DefaultTransport.(*http.Transport).Clone()
-			tr.TLSClientConfig = c
-			tr.ResponseHeaderTimeout = 5 * time.Minute
-			tr.MaxIdleConnsPerHost = 256
-			if opt.Dial != nil {
-				tr.DialContext = opt.Dial
-			}
-			transports[c] = tr
+// newRESTTransport returns the transport of REST calls through the TLS configuration c.
+func newRESTTransport(opt Options) func(c *tls.Config) http.RoundTripper {
+	return func(c *tls.Config) http.RoundTripper {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = c
+		tr.ResponseHeaderTimeout = 5 * time.Minute
+		tr.MaxIdleConnsPerHost = 256
+		if opt.Dial != nil {
+			tr.DialContext = opt.Dial
 		}
+		return tr
 	}
+}
+
+func newRESTProxy(opt Options) *restProxy {
 	p := &httputil.ReverseProxy{
-		// Each backend entity's tls flags pick a transport of their own.
+		// Each backend entity's tls flags and client certificates pick a transport of their own.
 		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			return transports[r.Context().Value(targetKey{}).(*restTarget).tls].RoundTrip(r)
+			return r.Context().Value(targetKey{}).(*restTarget).tls.rt.RoundTrip(r)
 		}),
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			t := pr.In.Context().Value(targetKey{}).(*restTarget)
@@ -66,12 +67,12 @@ func newRESTProxy(opt Options, variants *backendTLS) *restProxy {
 }
 
 // restTarget is where a REST call goes: its URL and header, the backend it counts for and
-// the TLS configuration its tls flags choose.
+// the TLS configuration its tls flags and client certificates choose.
 type restTarget struct {
 	url    *url.URL
 	header http.Header
 	target target
-	tls    *tls.Config
+	tls    *tlsVariant
 }
 
 // roundTripFunc is a function as an http.RoundTripper.

@@ -113,9 +113,9 @@ func New(cfg *atomic.Pointer[compiled.Config], opt Options) *Handler {
 	if opt.MaxHeaderBytes <= 0 {
 		opt.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
-	h := &Handler{cfg: cfg, opt: opt, conns: opt.Registry, tls: newBackendTLS(opt.BackendTLS),
+	h := &Handler{cfg: cfg, opt: opt, conns: opt.Registry, tls: newBackendTLS(opt.BackendTLS, newRESTTransport(opt)),
 		breakers: &breaker.Set{OnChange: opt.Metrics.Circuit}}
-	h.rest = newRESTProxy(opt, h.tls)
+	h.rest = newRESTProxy(opt)
 	return h
 }
 

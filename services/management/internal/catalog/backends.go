@@ -39,6 +39,9 @@ var backendBehaviour = behaviour{
 		if err := w.checkCredentialRefs(ctx, p.Credentials); err != nil {
 			return err
 		}
+		if err := w.checkClientCertificates(ctx, p.Credentials); err != nil {
+			return err
+		}
 		if err := w.checkPoolMembers(ctx, r.Name, p.Pool); err != nil {
 			return err
 		}

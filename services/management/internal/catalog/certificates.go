@@ -61,6 +61,11 @@ var certificateBehaviour = behaviour{
 		if err != nil {
 			return err
 		}
+		if old != nil {
+			if err := w.checkCertificateReplace(ctx, r.Name, old, props, strings.Contains(sealed, "PRIVATE KEY-----")); err != nil {
+				return err
+			}
+		}
 		r.Properties = mustJSON(props)
 		r.Secrets = map[string]string{secretCertificate: sealed}
 		return nil
@@ -70,6 +75,13 @@ var certificateBehaviour = behaviour{
 		if err != nil {
 			return err
 		}
+		var cp CertificateProperties
+		_ = json.Unmarshal(r.Properties, &cp)
+		backends, _, err := w.backendsUsingCertificate(ctx, r.Name, cp.Thumbprint)
+		if err != nil {
+			return err
+		}
+		users = append(users, backends...)
 		if len(users) > 0 {
 			return &ConflictError{Message: fmt.Sprintf("Certificate '%s' is in use by %s; remove them first.", r.Name, strings.Join(users, ", "))}
 		}

@@ -20,9 +20,10 @@ type SnapshotSink interface {
 // the APIs linked to the node's gateway resource with their operations and policies, the
 // products containing those APIs with their policies and links, the subscriptions that can
 // reach them (key hashes only), the global policy, the named values, and the gateway's
-// hostname configurations and CAs with their certificates (secret values and private keys
-// included; the snapshot travels only over the authenticated management API). start is
-// called first, with the snapshot's header (no entities), and returns where the entities go.
+// hostname configurations and CAs, and the backends, with the certificates they use (secret
+// values and private keys included; the snapshot travels only over the authenticated
+// management API). start is called first, with the snapshot's header (no entities), and
+// returns where the entities go.
 // With compact, subscriptions go in their compact form, read without the properties gateways
 // do not use; otherwise as entities.
 func (c *Catalog) Snapshot(ctx context.Context, node GatewayNode, compact bool, start func(configwire.Snapshot) (SnapshotSink, error)) error {
@@ -69,7 +70,8 @@ func (b *snapshotBuilder) build(ctx context.Context, gw Resource) error {
 	if err := b.sink.WriteEntity(WireEntity(gw, false)); err != nil {
 		return err
 	}
-	if err := b.gatewayTLS(ctx, gw); err != nil {
+	certs, err := b.gatewayTLS(ctx, gw)
+	if err != nil {
 		return err
 	}
 	links, err := b.list(ctx, Query{Kind: KindGatewayAPI, Parent: gw.Path()})
@@ -127,7 +129,12 @@ func (b *snapshotBuilder) build(ctx context.Context, gw Resource) error {
 	if _, err := b.list(ctx, Query{Kind: KindNamedValue}); err != nil {
 		return err
 	}
-	if _, err := b.list(ctx, Query{Kind: KindBackend}); err != nil {
+	backends, err := b.list(ctx, Query{Kind: KindBackend})
+	if err != nil {
+		return err
+	}
+	names, thumbprints := backendCertificateRefs(backends)
+	if err := b.certificates(ctx, append(certs, names...), thumbprints); err != nil {
 		return err
 	}
 	if _, err := b.list(ctx, Query{Kind: KindPolicyFragment}); err != nil {
@@ -137,15 +144,15 @@ func (b *snapshotBuilder) build(ctx context.Context, gw Resource) error {
 }
 
 // gatewayTLS hands over the gateway's hostname configurations and certificate authorities,
-// and the certificates they name with their chains and keys.
-func (b *snapshotBuilder) gatewayTLS(ctx context.Context, gw Resource) error {
+// and returns the names of the certificates they use.
+func (b *snapshotBuilder) gatewayTLS(ctx context.Context, gw Resource) ([]string, error) {
 	hosts, err := b.list(ctx, Query{Kind: KindGatewayHostname, Parent: gw.Path()})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cas, err := b.list(ctx, Query{Kind: KindGatewayCA, Parent: gw.Path()})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var names []string
 	for _, h := range hosts {
@@ -156,10 +163,28 @@ func (b *snapshotBuilder) gatewayTLS(ctx context.Context, gw Resource) error {
 	for _, ca := range cas {
 		names = append(names, ca.Name)
 	}
-	if len(names) == 0 {
+	return names, nil
+}
+
+// certificates hands over, with their chains and keys, the certificates called names and
+// those whose thumbprint is one of thumbprints: the gateway's hostnames and CAs use the
+// former, backends present both as client certificates.
+func (b *snapshotBuilder) certificates(ctx context.Context, names, thumbprints []string) error {
+	sent := map[string]bool{}
+	if names = dedupeFold(names); len(names) > 0 {
+		certs, err := b.list(ctx, Query{Kind: KindCertificate, Names: names})
+		if err != nil {
+			return err
+		}
+		for _, c := range certs {
+			sent[strings.ToLower(c.Name)] = true
+		}
+	}
+	if len(thumbprints) == 0 {
 		return nil
 	}
-	_, err = b.list(ctx, Query{Kind: KindCertificate, Names: dedupeFold(names)})
+	_, err := b.listWhere(ctx, Query{Kind: KindCertificate, PropIn: map[string][]string{"thumbprint": thumbprints}},
+		func(c Resource) bool { return !sent[strings.ToLower(c.Name)] })
 	return err
 }
 
