@@ -83,6 +83,8 @@ type Server struct {
 	consoles *console.Handler
 	// fixed holds the fixed path segments of the routes, for armConventions.
 	fixed *segmentTrie
+	// operations is the provider operations list, derived from the routes.
+	operations []armOperation
 }
 
 // New builds the server and its routes.
@@ -123,6 +125,7 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 	s.routes(arm)
 	s.portalRoutes(e)
 	s.fixed = newSegmentTrie(e.Routes())
+	s.operations = providerOperations(e.Routes())
 	return s
 }
 
@@ -207,6 +210,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		sub := c.Param("subscriptionId")
 		method := c.Request().Method
+		if c.Path() == providerOperationsPath {
+			return next(c) // the provider's operations belong to no tenant
+		}
 		if !p.CanAccess(sub) || (method != http.MethodGet && method != http.MethodHead && !p.CanWrite()) {
 			action := strings.TrimPrefix(c.Path(), "/subscriptions/:subscriptionId")
 			return apierror.New(apierror.AuthorizationFailed,
