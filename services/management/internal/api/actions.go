@@ -3,10 +3,12 @@ package api
 import (
 	"encoding/json"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
+	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/pkg/apierror"
 )
 
@@ -72,6 +74,10 @@ func decodeActionBody(c echo.Context, v any, optional bool) error {
 	raw, _ := json.Marshal(body)
 	if err := json.Unmarshal(raw, v); err != nil {
 		return &apierror.Error{Code: apierror.InvalidRequestContent, Target: "body", Message: "The request body has a field of the wrong type."}
+	}
+	if p := catalog.UnknownField(raw, reflect.TypeOf(v)); p != "" {
+		return &apierror.Error{Code: apierror.ValidationError, Target: p,
+			Message: "Gatehouse does not implement the member '" + p + "' of this request body; remove it (docs/arm.md)."}
 	}
 	return nil
 }

@@ -2,10 +2,13 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -64,4 +67,21 @@ func isJSONType(v string) bool {
 		return false
 	}
 	return mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")
+}
+
+// childBodyFields are the top-level members of a child resource's body: its properties, and
+// the read-only id, name, type and systemData that a client may send back as it read them
+// (ARM ignores read-only values on writes).
+var childBodyFields = []string{"properties", "id", "name", "type", "systemData"}
+
+// onlyFields refuses, naming it, a top-level member of body not in allowed: a member Gatehouse
+// would not keep is refused rather than dropped (docs/arm.md).
+func onlyFields(body map[string]json.RawMessage, allowed []string) error {
+	for _, name := range slices.Sorted(maps.Keys(body)) {
+		if !slices.Contains(allowed, name) {
+			return &apierror.Error{Code: apierror.ValidationError, Target: name,
+				Message: "Gatehouse does not implement the member '" + name + "' of this request body; remove it (docs/arm.md)."}
+		}
+	}
+	return nil
 }

@@ -52,9 +52,9 @@ func TestContractDocument(t *testing.T) {
 	if doc.OpenAPI != "3.0.3" {
 		t.Errorf("openapi = %q, want 3.0.3", doc.OpenAPI)
 	}
-	// Anything outside ARM's /subscriptions/ tree is Gatehouse's own and must say so.
+	// Anything outside ARM's /subscriptions/ and /providers/ trees is Gatehouse's own and must say so.
 	for path, item := range doc.Paths.Map() {
-		if strings.HasPrefix(path, "/subscriptions/") {
+		if strings.HasPrefix(path, "/subscriptions/") || strings.HasPrefix(path, "/providers/Microsoft.ApiManagement/") {
 			continue
 		}
 		for method, op := range item.Operations() {
@@ -368,6 +368,9 @@ func TestContractSession(t *testing.T) {
 	s.do(t, call{method: "PUT", path: svc + "/namedValues/tenant", want: 201, body: props(map[string]any{
 		"displayName": "tenant", "value": "contoso", "secret": true, "tags": []string{"edge"}})})
 	s.do(t, call{method: "GET", path: svc + "/namedValues/tenant", want: 200})
+	s.do(t, call{method: "POST", path: "/subscriptions/contract-sub/providers/Microsoft.ApiManagement/checkNameAvailability", want: 200,
+		body: map[string]any{"name": "contract", "type": "Microsoft.ApiManagement/service"}})
+	s.do(t, call{method: "GET", path: "/providers/Microsoft.ApiManagement/operations?api-version=2024-05-01", want: 200})
 	if v := s.do(t, call{method: "POST", path: svc + "/namedValues/tenant/listValue", want: 200}).JSON()["value"]; v != "contoso" {
 		t.Errorf("listValue = %v, want contoso", v)
 	}

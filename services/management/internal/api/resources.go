@@ -43,6 +43,7 @@ func topLevel(echo.Context) string { return "" }
 
 func (s *Server) routes(g *echo.Group) {
 	s.serviceRoutes(g)
+	s.providerRoutes(g)
 	p := ServicePrefix
 	cols := []collection{
 		{catalog.KindAPI, "/apis", "apiId", topLevel},
@@ -256,6 +257,9 @@ func (s *Server) get(col collection) echo.HandlerFunc {
 func (s *Server) put(col collection) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		body, err := readBody(c, col.kind.Link)
+		if err == nil {
+			err = onlyFields(body, childBodyFields)
+		}
 		if err != nil {
 			return err
 		}
@@ -288,6 +292,9 @@ func (s *Server) patch(col collection) echo.HandlerFunc {
 			return err
 		}
 		body, err := readBody(c, false)
+		if err == nil {
+			err = onlyFields(body, childBodyFields)
+		}
 		if err != nil {
 			return err
 		}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -28,9 +27,6 @@ import (
 	"gatehouse.dev/pkg/apierror"
 	"gatehouse.dev/pkg/configwire"
 )
-
-// APIVersions are the api-version values management accepts (docs/design.md §2).
-var APIVersions = []string{"2021-08-01", "2022-08-01", "2024-05-01", "2025-09-01-preview"}
 
 // MaxBodyBytes bounds request bodies; a policy document may be 512 KiB of XML, JSON-escaped.
 const MaxBodyBytes = 4 << 20
@@ -85,6 +81,10 @@ type Server struct {
 	log      *slog.Logger
 	echo     *echo.Echo
 	consoles *console.Handler
+	// fixed holds the fixed path segments of the routes, for armConventions.
+	fixed *segmentTrie
+	// operations is the provider operations list, derived from the routes.
+	operations []armOperation
 }
 
 // New builds the server and its routes.
@@ -97,6 +97,7 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 	s := &Server{cfg: cfg, cat: cat, auth: verifier, log: log, echo: e}
 	s.consoles = console.New(console.Config{Resolve: s.consoleEndpoint, Explain: toAPIError, Log: log})
 	e.HTTPErrorHandler = s.errorHandler
+	e.Pre(s.armConventions)
 	e.JSONSerializer = jsonSerializer{}
 	e.Use(middleware.RequestIDWithConfig(middleware.RequestIDConfig{
 		Generator:    uuid.NewString,
@@ -120,9 +121,11 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 	e.GET(configwire.SnapshotPath, s.gatewayConfig)
 	portal.Register(e)
 
-	arm := e.Group("", decodeParams, s.authenticate, s.requireAPIVersion, jsonBody)
+	arm := e.Group("", decodeParams, s.authenticate, s.requireAPIVersion, checkQuery, jsonBody)
 	s.routes(arm)
 	s.portalRoutes(e)
+	s.fixed = newSegmentTrie(e.Routes())
+	s.operations = providerOperations(e.Routes())
 	return s
 }
 
@@ -207,6 +210,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		sub := c.Param("subscriptionId")
 		method := c.Request().Method
+		if c.Path() == providerOperationsPath {
+			return next(c) // the provider's operations belong to no tenant
+		}
 		if !p.CanAccess(sub) || (method != http.MethodGet && method != http.MethodHead && !p.CanWrite()) {
 			action := strings.TrimPrefix(c.Path(), "/subscriptions/:subscriptionId")
 			return apierror.New(apierror.AuthorizationFailed,
@@ -214,21 +220,6 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 				p.Subject, method, action, sub)
 		}
 		c.Set("principal", p.Principal)
-		return next(c)
-	}
-}
-
-func (s *Server) requireAPIVersion(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		v := c.QueryParam("api-version")
-		if v == "" {
-			return &apierror.Error{Code: apierror.MissingAPIVersion, Target: "api-version",
-				Message: "The api-version query parameter (?api-version=) is required for all requests."}
-		}
-		if !slices.Contains(APIVersions, v) {
-			return &apierror.Error{Code: apierror.InvalidAPIVersion, Target: "api-version",
-				Message: "The api-version '" + v + "' is invalid. The supported versions are '" + strings.Join(APIVersions, ",") + "'."}
-		}
 		return next(c)
 	}
 }

@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 
@@ -81,6 +83,15 @@ func serviceInput(c echo.Context) (catalog.ServiceInput, error) {
 	if err != nil {
 		return catalog.ServiceInput{}, err
 	}
+	if err := onlyFields(body, serviceBodyFields); err != nil {
+		return catalog.ServiceInput{}, err
+	}
+	if err := checkIdentity(body["identity"]); err != nil {
+		return catalog.ServiceInput{}, err
+	}
+	if z := string(bytes.TrimSpace(body["zones"])); z != "" && z != "null" && z != "[]" {
+		return catalog.ServiceInput{}, apierror.Validation("zones", "Gatehouse does not place services in availability zones; remove zones or send []")
+	}
 	var in catalog.ServiceInput
 	for field, dst := range map[string]any{"location": &in.Location, "sku": &in.SKU, "tags": &in.Tags} {
 		if raw, ok := body[field]; ok {
@@ -133,4 +144,29 @@ func (s *Server) deleteService(c echo.Context) error {
 		return err
 	}
 	return c.NoContent(http.StatusOK)
+}
+
+// serviceBodyFields are the top-level members of a service's body: the read-only id, name,
+// type, etag and systemData are ignored, as ARM does.
+var serviceBodyFields = []string{"location", "sku", "tags", "properties", "identity", "zones", "id", "name", "type", "etag", "systemData"}
+
+// checkIdentity refuses a managed identity: Gatehouse reaches no Azure resource (Key Vault
+// references are refused everywhere), so an identity would be accepted and never used, and
+// Gatehouse has no principalId or tenantId to return for one (docs/arm.md). Absent, null and
+// type None are accepted: they ask for no identity.
+func checkIdentity(raw json.RawMessage) error {
+	if len(bytes.TrimSpace(raw)) == 0 || string(bytes.TrimSpace(raw)) == "null" {
+		return nil
+	}
+	var id struct {
+		Type                   string                     `json:"type"`
+		UserAssignedIdentities map[string]json.RawMessage `json:"userAssignedIdentities"`
+	}
+	if err := json.Unmarshal(raw, &id); err != nil {
+		return apierror.Validation("identity", "identity must be an object with a type")
+	}
+	if strings.EqualFold(id.Type, "None") && len(id.UserAssignedIdentities) == 0 {
+		return nil
+	}
+	return apierror.Validation("identity.type", "Gatehouse does not support managed identities (identity type '%s'): it reaches no Azure resource with one; remove identity or set its type to None", id.Type)
 }

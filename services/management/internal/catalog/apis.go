@@ -377,9 +377,16 @@ func ParseServiceID(id string) (ServiceRef, bool) {
 
 // apiShape and operationShape type the nested objects that APIProperties and
 // OperationProperties keep as raw JSON (reference/apim.md §2.7), so that decodeProps refuses a
-// field of the wrong type there too. Unknown fields pass.
+// field of the wrong type there too, and one that APIM does not define.
 type (
 	apiShape struct {
+		APIProperties
+		AuthenticationSettings *struct {
+			OAuth2                       *oAuth2Shape  `json:"oAuth2"`
+			OpenID                       *openIDShape  `json:"openid"`
+			OAuth2AuthenticationSettings []oAuth2Shape `json:"oAuth2AuthenticationSettings"`
+			OpenIDAuthenticationSettings []openIDShape `json:"openidAuthenticationSettings"`
+		} `json:"authenticationSettings"`
 		Contact *struct {
 			Name  string `json:"name"`
 			Email string `json:"email"`
@@ -390,7 +397,16 @@ type (
 			URL  string `json:"url"`
 		} `json:"license"`
 	}
+	oAuth2Shape struct {
+		AuthorizationServerID string `json:"authorizationServerId"`
+		Scope                 string `json:"scope"`
+	}
+	openIDShape struct {
+		OpenIDProviderID          string   `json:"openidProviderId"`
+		BearerTokenSendingMethods []string `json:"bearerTokenSendingMethods"`
+	}
 	operationShape struct {
+		OperationProperties
 		TemplateParameters []parameterShape `json:"templateParameters"`
 		Request            *struct {
 			Description     string                `json:"description"`
@@ -406,19 +422,27 @@ type (
 		} `json:"responses"`
 	}
 	parameterShape struct {
-		Name         string   `json:"name"`
-		Type         string   `json:"type"`
-		Description  string   `json:"description"`
-		DefaultValue string   `json:"defaultValue"`
-		Required     bool     `json:"required"`
-		Values       []string `json:"values"`
-		SchemaID     string   `json:"schemaId"`
-		TypeName     string   `json:"typeName"`
+		Name         string                  `json:"name"`
+		Type         string                  `json:"type"`
+		Description  string                  `json:"description"`
+		DefaultValue string                  `json:"defaultValue"`
+		Required     bool                    `json:"required"`
+		Values       []string                `json:"values"`
+		SchemaID     string                  `json:"schemaId"`
+		TypeName     string                  `json:"typeName"`
+		Examples     map[string]exampleShape `json:"examples"`
+	}
+	exampleShape struct {
+		Summary       string `json:"summary"`
+		Description   string `json:"description"`
+		Value         any    `json:"value"`
+		ExternalValue string `json:"externalValue"`
 	}
 	representationShape struct {
-		ContentType    string           `json:"contentType"`
-		SchemaID       string           `json:"schemaId"`
-		TypeName       string           `json:"typeName"`
-		FormParameters []parameterShape `json:"formParameters"`
+		ContentType    string                  `json:"contentType"`
+		SchemaID       string                  `json:"schemaId"`
+		TypeName       string                  `json:"typeName"`
+		FormParameters []parameterShape        `json:"formParameters"`
+		Examples       map[string]exampleShape `json:"examples"`
 	}
 )

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"time"
 
@@ -314,7 +315,10 @@ func ETagMatch(etag, ifMatch string) bool {
 	return false
 }
 
-// decodeProps decodes ARM properties into v, reporting type errors against their field.
+// decodeProps decodes ARM properties into v, reporting type errors against their field, and
+// refuses a property, at any depth v types, that v has no place for: Gatehouse keeps only what
+// it implements, and a property it would drop is refused naming it rather than ignored
+// (issue 15, docs/arm.md).
 func decodeProps(in json.RawMessage, v any) error {
 	if len(bytes.TrimSpace(in)) == 0 || bytes.Equal(bytes.TrimSpace(in), []byte("null")) {
 		in = json.RawMessage("{}")
@@ -329,6 +333,9 @@ func decodeProps(in json.RawMessage, v any) error {
 			return invalid(field, "expected a value of type %s, got %s", jsonTypeName(te.Type.Kind().String()), te.Value)
 		}
 		return invalid("properties", "properties must be a JSON object")
+	}
+	if p := UnknownField(in, reflect.TypeOf(v)); p != "" {
+		return invalid("properties."+p, "Gatehouse does not implement the property 'properties.%s' on this resource; remove it (docs/arm.md)", p)
 	}
 	return nil
 }

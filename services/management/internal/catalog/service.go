@@ -37,6 +37,13 @@ type ServiceProperties struct {
 	DisableGateway          bool   `json:"disableGateway"`
 }
 
+// serviceShape is what a service PUT or PATCH may hold in properties: ServiceProperties and
+// the read-only properties a GET returns, which are ignored as ARM ignores read-only values.
+type serviceShape struct {
+	ServiceProperties
+	ManagementAPIURL string `json:"managementApiUrl"`
+}
+
 var skuNames = []string{"Developer", "Standard", "Premium", "Basic", "Consumption", "Isolated", "BasicV2", "StandardV2", "PremiumV2"}
 
 // GetService returns a service.
@@ -113,9 +120,19 @@ func (c *Catalog) writeService(ctx context.Context, ref ServiceRef, old *Service
 	if in.SKU.Capacity < 0 {
 		return Service{}, false, invalid("sku.capacity", "sku.capacity must not be negative")
 	}
-	var p ServiceProperties
-	if err := decodeProps(rawProps, &p); err != nil {
+	var shape serviceShape
+	if err := decodeProps(rawProps, &shape); err != nil {
 		return Service{}, false, err
+	}
+	p := shape.ServiceProperties
+	if p.VirtualNetworkType != "" && p.VirtualNetworkType != "None" {
+		return Service{}, false, invalid("properties.virtualNetworkType", "Gatehouse does not join services to virtual networks; virtualNetworkType must be None")
+	}
+	if p.DisableGateway {
+		return Service{}, false, invalid("properties.disableGateway", "Gatehouse cannot disable a service's gateways this way; disableGateway must be false (delete the gateway resources or stop their nodes)")
+	}
+	if p.PublicNetworkAccess != "" && p.PublicNetworkAccess != "Enabled" {
+		return Service{}, false, invalid("properties.publicNetworkAccess", "Gatehouse does not restrict network access to a service; publicNetworkAccess must be Enabled")
 	}
 	if _, err := mail.ParseAddress(p.PublisherEmail); err != nil || len(p.PublisherEmail) > 100 {
 		return Service{}, false, invalid("properties.publisherEmail", "publisherEmail must be an e-mail address of at most 100 characters")
@@ -161,3 +178,23 @@ func (c *Catalog) DeleteService(ctx context.Context, ref ServiceRef, opts Option
 
 // dateFormat is how APIM writes dates: yyyy-MM-ddTHH:mm:ssZ.
 const dateFormat = "2006-01-02T15:04:05Z"
+
+// ServiceNameTaken reports whether a service of the tenant subscription, in any resource group,
+// has name in any case.
+func (c *Catalog) ServiceNameTaken(ctx context.Context, subscription, name string) (bool, error) {
+	for skip := 0; ; {
+		svcs, total, err := c.store.ListServices(ctx, subscription, "", Page{Skip: skip})
+		if err != nil {
+			return false, err
+		}
+		for _, s := range svcs {
+			if strings.EqualFold(s.Ref.Name, name) {
+				return true, nil
+			}
+		}
+		skip += len(svcs)
+		if len(svcs) == 0 || skip >= total {
+			return false, nil
+		}
+	}
+}

@@ -15,7 +15,8 @@
 //	string     = "'" { any character except "'" | "''" } "'"
 //	datetime   = ("datetime" | "datetimeoffset") string   (no blank before the quote)
 //	number     = [ "-" ] digits [ "." digits ] [ ("e" | "E") [ "+" | "-" ] digits ]
-//	field      = letter-or-"_" { letter-or-digit-or-"_" }
+//	field      = name { "/" name }                         ("properties/displayName")
+//	name       = letter-or-"_" { letter-or-digit-or-"_" }
 //
 // Unlike strict OData, "not" applies to the whole comparison after it: "not name eq 'a'" means
 // "not (name eq 'a')". Parse rejects filters longer than MaxLength bytes or nested deeper than
@@ -27,7 +28,9 @@
 //   - contains, substringof, startswith and endswith are case-insensitive, as in APIM.
 //   - A field whose value is SQL NULL equals only null: "x eq 'a'" is false for it and
 //     "x ne 'a'" is true; ordering comparisons and functions on it are false.
-//   - Field names are matched case-insensitively, as in APIM.
+//   - Field names are matched case-insensitively, as in APIM. A field marked Property is also
+//     named with the ARM body's prefix, "properties/displayName", as Azure PowerShell and the
+//     developer portal write it; any other path is an unknown field.
 package odata
 
 import (

@@ -131,7 +131,7 @@ func lex(s string) ([]token, error) {
 			toks = append(toks, token{kind: tokNumber, pos: start, raw: s[start:end]})
 			i = end
 		case isIdentStart(c):
-			for i < len(s) && isIdentPart(s[i]) {
+			for i < len(s) && (isIdentPart(s[i]) || s[i] == '/' && i+1 < len(s) && isIdentStart(s[i+1])) {
 				i++
 			}
 			if i < len(s) && s[i] == '\'' && isDateTimePrefix(s[start:i]) {

@@ -60,7 +60,13 @@ type Field struct {
 	// suits Type: all of them for TypeString, OpEq to OpLe for TypeNumber, OpEq and OpNe for
 	// TypeBool. String functions are valid only on TypeString fields.
 	Ops []Op
+	// Property marks a field that is one of the resource's ARM properties: the filter may
+	// name it "properties/<name>" too.
+	Property bool
 }
+
+// propertiesPrefix is the path that names an ARM property in a filter (Field.Property).
+const propertiesPrefix = "properties/"
 
 func (f Field) allowed() []Op {
 	if f.Ops != nil {
@@ -213,8 +219,13 @@ func (t *translator) terms(b *strings.Builder, terms []Expr, sep string) error {
 // lookup finds the field named by id and checks that it accepts op, which the filter spells
 // opName.
 func (t *translator) lookup(id Ident, op Op, opName string) (namedField, error) {
-	f, ok := t.fields[strings.ToLower(id.Name)]
-	if !ok {
+	key := strings.ToLower(id.Name)
+	bare, isProp := strings.CutPrefix(key, propertiesPrefix)
+	if isProp {
+		key = bare
+	}
+	f, ok := t.fields[key]
+	if !ok || isProp && !f.Property {
 		return namedField{}, &Error{Pos: id.At, Msg: "field " + quote(id.Name) +
 			" is not supported in $filter; supported: " + t.supported}
 	}

@@ -516,6 +516,7 @@ func filterSQL(kind *catalog.Kind, filter string, argStart int) (string, []any, 
 		if f.EqOnly {
 			field.Ops = []odata.Op{odata.OpEq, odata.OpNe}
 		}
+		field.Property = f.Prop != ""
 		fields[name] = field
 	}
 	cond, args, err := odata.ToSQL(expr, fields, argStart)
