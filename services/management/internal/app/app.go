@@ -182,11 +182,7 @@ func (a *App) build(ctx context.Context) error {
 	if err := migrate.Migrate(ctx, cfg.DatabaseURL); err != nil {
 		return err
 	}
-	if cfg.EncryptionKey == "" {
-		log.Warn("MANAGEMENT_ENCRYPTION_KEY is not set: secrets are sealed with the public development key; set it in production")
-		cfg.EncryptionKey = secretbox.DevKey
-	}
-	box, err := secretbox.New(cfg.EncryptionKey)
+	box, err := sealBox(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -275,6 +271,43 @@ func (a *App) build(ctx context.Context) error {
 			ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute}
 	}
 	return nil
+}
+
+// sealBox returns the secretbox of cfg.EncryptionKey, or of secretbox.DevKey with a warning
+// when it is empty.
+func sealBox(cfg Config, log *slog.Logger) (*secretbox.Box, error) {
+	key := cfg.EncryptionKey
+	if key == "" {
+		log.Warn("MANAGEMENT_ENCRYPTION_KEY is not set: secrets are sealed with the public development key; set it in production")
+		key = secretbox.DevKey
+	}
+	return secretbox.New(key)
+}
+
+// RotateSigningKey retires the configuration signing key of the installation whose database
+// cfg.DatabaseURL names and makes a new one active (signing.Keyring.Rotate), returning the new
+// key's id; cfg.EncryptionKey must be the running management's. It is command management's
+// "rotate-signing-key": running replicas sign with the new key within signing.RefreshEvery,
+// gateway nodes fetch a snapshot when they meet it, and the retired key keeps verifying for
+// signing.RetiredVerifyFor. The database must be migrated already.
+func RotateSigningKey(ctx context.Context, cfg Config, log *slog.Logger) (string, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	box, err := sealBox(cfg, log)
+	if err != nil {
+		return "", err
+	}
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return "", fmt.Errorf("database: %w", err)
+	}
+	defer pool.Close()
+	keys, err := signing.Open(ctx, pool, box, log)
+	if err != nil {
+		return "", err
+	}
+	return keys.Rotate(ctx)
 }
 
 // tlsConfig returns the API's TLS configuration, nil for plain HTTP.

@@ -79,6 +79,24 @@ func TestKeyring(t *testing.T) {
 		t.Error("two gateways share a node key")
 	}
 
+	// Once retired for longer than RetiredVerifyFor the old key is no longer listed to nodes,
+	// so a change it signed no longer verifies.
+	if _, err := pool.Exec(ctx, "UPDATE signing_keys SET retired_at = now() - make_interval(secs => $1) - interval '1 minute' WHERE id = $2",
+		signing.RetiredVerifyFor.Seconds(), old.KeyID()); err != nil {
+		t.Fatal(err)
+	}
+	later, err := signing.Open(ctx, pool, box, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err = configwire.NewVerifier(later.VerifyKeys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.VerifyChange("svc", 1, []byte("{}"), sig); err == nil || len(later.VerifyKeys()) != 1 {
+		t.Errorf("a change signed by a key retired past the window verifies (%d keys listed)", len(later.VerifyKeys()))
+	}
+
 	// The seed is sealed: another MANAGEMENT_ENCRYPTION_KEY cannot open it.
 	wrong, err := secretbox.New("another key")
 	if err != nil {
