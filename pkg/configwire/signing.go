@@ -19,9 +19,10 @@ import (
 // from the snapshot they fetch over the authenticated management API, and drop a change whose
 // signature is missing or does not verify.
 //
-// The other way, nodes authenticate their heartbeats and live-connection replies with a
-// NodeKey: an HMAC key management derives for one gateway resource of one service and hands to
-// its nodes with their snapshot. A node of another gateway cannot compute it.
+// The other way, nodes authenticate their heartbeats, live-connection replies and usage batches
+// with a NodeKey: an HMAC key management derives for one gateway resource of one service and one
+// of its gateway keys, and hands to its nodes with their snapshot. A node of another gateway
+// cannot compute it, and regenerating the gateway key invalidates it.
 
 // Signing errors. A change or node message that fails to verify wraps one of them.
 var (
@@ -231,13 +232,17 @@ func ParseNodeKey(s string) (NodeKey, error) {
 }
 
 // DeriveNodeKey derives the NodeKey of gateway (compared case-insensitively, as ARM names) of
-// the service serviceID from root, a secret only management holds, named id.
-func DeriveNodeKey(id string, root []byte, serviceID, gateway string) NodeKey {
+// the service serviceID from root, a secret only management holds, named id, bound to binding:
+// a secret digest of the gateway key that signed the token the node presented. Regenerating
+// that key changes the binding, so the node keys handed out before no longer verify (issue 12).
+func DeriveNodeKey(id string, root []byte, serviceID, gateway string, binding []byte) NodeKey {
 	m := hmac.New(sha256.New, root)
-	m.Write([]byte("gatehouse/node-key/v1\x00"))
+	m.Write([]byte("gatehouse/node-key/v2\x00"))
 	m.Write([]byte(serviceID))
 	m.Write([]byte{0})
 	m.Write([]byte(strings.ToLower(gateway)))
+	m.Write([]byte{0})
+	m.Write(binding)
 	return NodeKey{ID: id, Key: m.Sum(nil)}
 }
 

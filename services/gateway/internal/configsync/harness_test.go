@@ -32,7 +32,7 @@ import (
 // testKey is the fake management's signing key; testNodeKey the node key it hands out.
 var (
 	testKey     = configwire.NewSigner(ed25519.NewKeyFromSeed(sha256.New().Sum(nil)))
-	testNodeKey = configwire.DeriveNodeKey(testKey.KeyID(), []byte("root"), serviceID, "gw1")
+	testNodeKey = configwire.DeriveNodeKey(testKey.KeyID(), []byte("root"), serviceID, "gw1", []byte("gateway key"))
 )
 
 const (

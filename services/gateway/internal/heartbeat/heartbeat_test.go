@@ -324,6 +324,6 @@ func TestPublisherMalformedURL(t *testing.T) {
 }
 
 // testNodeKey is the node key the tests' publishers authenticate with.
-var testNodeKey = configwire.DeriveNodeKey("k1", []byte("root"), "svc", "gw")
+var testNodeKey = configwire.DeriveNodeKey("k1", []byte("root"), "svc", "gw", []byte("gateway key"))
 
 func testKey() (configwire.NodeKey, bool) { return testNodeKey, true }

@@ -111,7 +111,7 @@ func TestAttackBus(t *testing.T) {
 	subject := bus.HeartbeatSubject(svc.ID, "gw")
 	// Unsigned, and signed with a node key the attacker made up.
 	// The key id is the real one (any authenticated message shows it); the root is a guess.
-	made := configwire.DeriveNodeKey(s.env.Keys.NodeKey(svc.ID, "gw").ID, []byte("guess"), svc.ID, "gw")
+	made := configwire.DeriveNodeKey(s.env.Keys.Signer().KeyID(), []byte("guess"), svc.ID, "gw", []byte("guess"))
 	for _, auth := range []string{"", made.Sign(subject, raw)} {
 		m := &nats.Msg{Subject: subject, Data: raw, Header: nats.Header{}}
 		if auth != "" {

@@ -58,7 +58,7 @@ func TestAttackForgedHeartbeat(t *testing.T) {
 		// A node of gateway "mine" knows its own key, not the victim's.
 		{"the key of another gateway", nodeKey("svc", "mine").Sign(subject, raw), "heartbeat forged"},
 		{"the key of another service", nodeKey("svc2", "victim").Sign(subject, raw), "heartbeat forged"},
-		{"an unknown key id", configwire.DeriveNodeKey("kother", []byte("test root"), "svc", "victim").Sign(subject, raw), "heartbeat forged"},
+		{"an unknown key id", configwire.DeriveNodeKey("kother", []byte("test root"), "svc", "victim", []byte("gateway key")).Sign(subject, raw), "heartbeat forged"},
 		{"the victim's authentication of other bytes", nodeKey("svc", "victim").Sign(subject, genuineRaw), "heartbeat forged"},
 		{"the victim's authentication on another subject", nodeKey("svc", "victim").Sign(bus.HeartbeatSubject("svc", "other"), raw), "heartbeat forged"},
 		{"garbage", "ktest.!!!", "heartbeat forged"},

@@ -41,18 +41,22 @@ type Options struct {
 	// means DefaultMaxNodes.
 	MaxNodes int
 	Log      *slog.Logger
-	// Keys derives the node keys heartbeats and live-connection replies are authenticated
-	// with (signing.Keyring). Without it no message verifies, so no node is ever listed.
-	Keys NodeKeys
+	// Keys checks the node authentication of heartbeats and live-connection replies against
+	// the current keys of the gateway they claim (gatewaykeys.Cache). Without it no message
+	// verifies, so no node is ever listed.
+	Keys NodeAuth
 	// Rejected, if set, is told of every heartbeat or reply dropped because its node
 	// authentication is missing or wrong: kind "heartbeat" or "reply", reason "unsigned" or
 	// "forged" (metrics.Management.NodeMessageRejected). Called on NATS's goroutines.
 	Rejected func(kind, reason string)
 }
 
-// NodeKeys derives a gateway's node key from a key id; false when the id is unknown.
-type NodeKeys interface {
-	NodeKeyFor(id, serviceID, gateway string) (configwire.NodeKey, bool)
+// NodeAuth checks the node authentication of a message.
+type NodeAuth interface {
+	// Verify checks auth, a bus.HeaderNodeAuth value, over a message on subject with data from
+	// a node of gateway in the service serviceID; the error wraps configwire.ErrUnsigned or
+	// configwire.ErrForged.
+	Verify(subject string, data []byte, auth, serviceID, gateway string) error
 }
 
 // Node is what management knows of one gateway node: its last heartbeat, when that arrived, and
@@ -143,11 +147,7 @@ func (r *Registry) authenticate(m *nats.Msg, serviceID, gateway string) error {
 	if r.opt.Keys == nil {
 		return configwire.ErrForged
 	}
-	key, ok := r.opt.Keys.NodeKeyFor(configwire.NodeAuthKeyID(auth), serviceID, gateway)
-	if !ok {
-		return configwire.ErrForged
-	}
-	return key.Verify(m.Subject, m.Data, auth)
+	return r.opt.Keys.Verify(m.Subject, m.Data, auth, serviceID, gateway)
 }
 
 // reject counts a message dropped by authenticate.

@@ -373,21 +373,22 @@ func TestHeartbeatsAcrossNATSRestart(t *testing.T) {
 	})
 }
 
-// testKeys derives node keys from a fixed root under the key id testKeyID, as management's
-// keyring does from its signing keys.
+// testKeys checks node authentications against node keys derived from a fixed root under the
+// key id testKeyID, as gatewaykeys.Cache does from management's signing keys and the gateways'
+// keys (gatewaykeys has the tests of those).
 type testKeys struct{}
 
 const testKeyID = "ktest"
 
-func (testKeys) NodeKeyFor(id, serviceID, gateway string) (configwire.NodeKey, bool) {
-	if id != testKeyID {
-		return configwire.NodeKey{}, false
+func (testKeys) Verify(subject string, data []byte, auth, serviceID, gateway string) error {
+	if auth == "" {
+		return configwire.ErrUnsigned
 	}
-	return nodeKey(serviceID, gateway), true
+	return nodeKey(serviceID, gateway).Verify(subject, data, auth)
 }
 
 func nodeKey(serviceID, gateway string) configwire.NodeKey {
-	return configwire.DeriveNodeKey(testKeyID, []byte("test root"), serviceID, gateway)
+	return configwire.DeriveNodeKey(testKeyID, []byte("test root"), serviceID, gateway, []byte("gateway key"))
 }
 
 // signed is a message on subject with data, authenticated as a node of the gateway the data

@@ -199,21 +199,22 @@ func (k *Keyring) Signer() *configwire.Signer { return k.current().active }
 // retired within RetiredVerifyFor.
 func (k *Keyring) VerifyKeys() []configwire.VerifyKey { return k.current().verify }
 
-// NodeKey returns the node key of gateway in the service serviceID, derived from the active
-// key: what the snapshot call hands that gateway's nodes.
-func (k *Keyring) NodeKey(serviceID, gateway string) configwire.NodeKey {
+// NodeKey returns the node key of gateway in the service serviceID bound to binding (the
+// catalog.GatewayKeyBinding of the gateway key that signed the caller's token), derived from the
+// active key: what the snapshot call hands that gateway's nodes.
+func (k *Keyring) NodeKey(serviceID, gateway string, binding []byte) configwire.NodeKey {
 	cur := k.current()
 	id := cur.active.KeyID()
-	return configwire.DeriveNodeKey(id, cur.seeds[id], serviceID, gateway)
+	return configwire.DeriveNodeKey(id, cur.seeds[id], serviceID, gateway, binding)
 }
 
-// NodeKeyFor returns the node key of gateway in the service serviceID derived from the key
-// id, reporting false for a key it does not know: what a message's authentication is checked
-// with. It never reads the database, so forged ids cost nothing.
-func (k *Keyring) NodeKeyFor(id, serviceID, gateway string) (configwire.NodeKey, bool) {
+// NodeKeyFor returns the node key of gateway in the service serviceID bound to binding, derived
+// from the key id, reporting false for a key it does not know: what a message's authentication
+// is checked with (gatewaykeys.Cache). It never reads the database, so forged ids cost nothing.
+func (k *Keyring) NodeKeyFor(id, serviceID, gateway string, binding []byte) (configwire.NodeKey, bool) {
 	seed, ok := k.current().seeds[id]
 	if !ok {
 		return configwire.NodeKey{}, false
 	}
-	return configwire.DeriveNodeKey(id, seed, serviceID, gateway), true
+	return configwire.DeriveNodeKey(id, seed, serviceID, gateway, binding), true
 }
