@@ -2,9 +2,11 @@ package fleet_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -114,5 +116,67 @@ func TestAttackForgedReply(t *testing.T) {
 	}
 	if got := rej.list(); !slices.Contains(got, "reply forged") {
 		t.Errorf("rejections %v, want a forged reply", got)
+	}
+}
+
+// TestAttackReplayedHeartbeat: a node's own authenticated heartbeat, captured and published
+// again, is dropped and counted (issue 12): right away, after a newer one, after the node
+// stopped, and after management forgot the node, so a replay never lists a node again; and a
+// heartbeat sent more than MaxSkew from management's clock, either way, is dropped as stale.
+func TestAttackReplayedHeartbeat(t *testing.T) {
+	t.Parallel()
+	rej := &rejections{}
+	h := start(t, fleet.Options{Rejected: rej.add, LiveFor: 100 * time.Millisecond, ForgetAfter: 300 * time.Millisecond})
+	capture := func(hb configwire.Heartbeat) *nats.Msg {
+		raw, err := json.Marshal(hb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return signed(bus.HeartbeatSubject(hb.ServiceID, hb.Gateway), raw)
+	}
+	// publish sends m, waits until the Registry handled it, and checks that it added want to
+	// the rejections ("" for none) and that n1 is listed at revision listed (0: not listed).
+	publish := func(what string, m *nats.Msg, want string, listed int64) {
+		t.Helper()
+		before := len(rej.list())
+		if err := h.pub.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		h.sync(t)
+		got := rej.list()[before:]
+		if want == "" && len(got) != 0 || want != "" && !slices.Equal(got, []string{want}) {
+			t.Errorf("%s: rejections %v, want %q", what, got, want)
+		}
+		var rev int64
+		for _, n := range h.reg.Nodes("svc", "gw") {
+			rev = n.Revision
+		}
+		if rev != listed {
+			t.Errorf("%s: n1 listed at revision %d, want %d", what, rev, listed)
+		}
+	}
+
+	first := capture(beat("n1", "svc", "gw", 1))
+	publish("the genuine heartbeat", first, "", 1)
+	publish("the same heartbeat again", first, "heartbeat replayed", 1)
+	second := beat("n1", "svc", "gw", 2)
+	publish("the node's next heartbeat", capture(second), "", 2)
+	publish("the first heartbeat after the second", first, "heartbeat replayed", 2)
+	stop := beat("n1", "svc", "gw", 2)
+	stop.Stopping = true
+	publish("the node stopping", capture(stop), "", 0)
+	publish("the second heartbeat after the node stopped", capture(second), "heartbeat replayed", 0)
+
+	// A node management forgets (LiveFor and ForgetAfter passed) is not listed again by a
+	// replay of its last heartbeat, which is still within MaxSkew.
+	last := capture(beat("n1", "svc", "gw", 3))
+	publish("a node starting again under the same id", last, "", 3)
+	eventually(t, "n1 forgotten", func() bool { return len(h.reg.Nodes("svc", "gw")) == 0 })
+	publish("the forgotten node's last heartbeat again", last, "heartbeat replayed", 0)
+
+	for _, off := range []time.Duration{-fleet.DefaultMaxSkew - time.Minute, fleet.DefaultMaxSkew + time.Minute} {
+		hb := beat("n1", "svc", "gw", 4)
+		hb.Sent = time.Now().Add(off)
+		publish(fmt.Sprintf("a heartbeat sent %v from now", off), capture(hb), "heartbeat stale", 0)
 	}
 }
