@@ -591,7 +591,8 @@ func (a *App) ingestUsage(ctx context.Context) error {
 		return nil
 	case <-a.streamsUp:
 	}
-	return a.restarting(ctx, "usage ingester", reports.NewIngester(a.pool, a.js, a.log).Run)
+	in := reports.NewIngester(a.pool, a.js, reports.IngesterOptions{Auth: a.nodeAuth, Rejected: a.mm.NodeMessageRejected, Log: a.log})
+	return a.restarting(ctx, "usage ingester", in.Run)
 }
 
 // restarting runs run until ctx ends, starting it again retryWait after it returns early (what

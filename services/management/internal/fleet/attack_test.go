@@ -4,34 +4,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"gatehouse.dev/management/internal/fleet"
+	"gatehouse.dev/management/internal/gatewaykeys/gatewaykeystest"
 	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/configwire"
 )
-
-// rejections records what a Registry dropped (fleet.Options.Rejected).
-type rejections struct {
-	mu  sync.Mutex
-	got []string
-}
-
-func (r *rejections) add(kind, reason string) {
-	r.mu.Lock()
-	r.got = append(r.got, kind+" "+reason)
-	r.mu.Unlock()
-}
-
-func (r *rejections) list() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.got)
-}
 
 // TestAttackForgedHeartbeat: a heartbeat advertising a node URL that is not authenticated with
 // its gateway's node key (none, the key of another gateway, a key id management does not
@@ -39,8 +21,8 @@ func (r *rejections) list() []string {
 // listed and the test console never dials it.
 func TestAttackForgedHeartbeat(t *testing.T) {
 	t.Parallel()
-	rej := &rejections{}
-	h := start(t, fleet.Options{Rejected: rej.add})
+	rej := &gatewaykeystest.Rejections{}
+	h := start(t, fleet.Options{Rejected: rej.Add})
 	forged := beat("evil", "svc", "victim", 1)
 	forged.URL = "ws://attacker.example:8080"
 	raw, err := json.Marshal(forged)
@@ -58,14 +40,14 @@ func TestAttackForgedHeartbeat(t *testing.T) {
 	}{
 		{"unsigned", "", "heartbeat unsigned"},
 		// A node of gateway "mine" knows its own key, not the victim's.
-		{"the key of another gateway", nodeKey("svc", "mine").Sign(subject, raw), "heartbeat forged"},
-		{"the key of another service", nodeKey("svc2", "victim").Sign(subject, raw), "heartbeat forged"},
+		{"the key of another gateway", gatewaykeystest.NodeKey("svc", "mine").Sign(subject, raw), "heartbeat forged"},
+		{"the key of another service", gatewaykeystest.NodeKey("svc2", "victim").Sign(subject, raw), "heartbeat forged"},
 		{"an unknown key id", configwire.DeriveNodeKey("kother", []byte("test root"), "svc", "victim", []byte("gateway key")).Sign(subject, raw), "heartbeat forged"},
-		{"the victim's authentication of other bytes", nodeKey("svc", "victim").Sign(subject, genuineRaw), "heartbeat forged"},
-		{"the victim's authentication on another subject", nodeKey("svc", "victim").Sign(bus.HeartbeatSubject("svc", "other"), raw), "heartbeat forged"},
+		{"the victim's authentication of other bytes", gatewaykeystest.NodeKey("svc", "victim").Sign(subject, genuineRaw), "heartbeat forged"},
+		{"the victim's authentication on another subject", gatewaykeystest.NodeKey("svc", "victim").Sign(bus.HeartbeatSubject("svc", "other"), raw), "heartbeat forged"},
 		{"garbage", "ktest.!!!", "heartbeat forged"},
 	} {
-		before := len(rej.list())
+		before := len(rej.List())
 		m := &nats.Msg{Subject: subject, Data: raw, Header: nats.Header{}}
 		if tc.auth != "" {
 			m.Header.Set(bus.HeaderNodeAuth, tc.auth)
@@ -74,7 +56,7 @@ func TestAttackForgedHeartbeat(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.sync(t)
-		if got := rej.list(); len(got) != before+1 || got[before] != tc.want {
+		if got := rej.List(); len(got) != before+1 || got[before] != tc.want {
 			t.Errorf("%s: rejections %v, want %q added", tc.name, got[before:], tc.want)
 		}
 		if n := h.reg.Nodes("svc", ""); len(n) != 0 {
@@ -87,8 +69,8 @@ func TestAttackForgedHeartbeat(t *testing.T) {
 // the gateway the answering node belongs to is left out, and counted.
 func TestAttackForgedReply(t *testing.T) {
 	t.Parallel()
-	rej := &rejections{}
-	h := start(t, fleet.Options{Rejected: rej.add})
+	rej := &gatewaykeystest.Rejections{}
+	h := start(t, fleet.Options{Rejected: rej.Add})
 	h.send(t, beat("n1", "svc", "gw", 1))
 	eventually(t, "n1 listed", func() bool { return len(h.reg.Nodes("svc", "")) == 1 })
 
@@ -97,7 +79,7 @@ func TestAttackForgedReply(t *testing.T) {
 	sub, err := h.pub.Subscribe(bus.ConnectionsSubject("svc"), func(m *nats.Msg) {
 		data, _ := json.Marshal(configwire.ConnectionsReply{Node: "n1", Gateway: "gw", Closed: 1000})
 		r := &nats.Msg{Subject: m.Reply, Data: data, Header: nats.Header{}}
-		r.Header.Set(bus.HeaderNodeAuth, nodeKey("svc", "mine").Sign(m.Reply, data))
+		r.Header.Set(bus.HeaderNodeAuth, gatewaykeystest.NodeKey("svc", "mine").Sign(m.Reply, data))
 		_ = h.pub.PublishMsg(r)
 	})
 	if err != nil {
@@ -114,7 +96,7 @@ func TestAttackForgedReply(t *testing.T) {
 	if err != nil || n != 0 {
 		t.Errorf("Close = %d, %v; want 0 closed by a forged reply", n, err)
 	}
-	if got := rej.list(); !slices.Contains(got, "reply forged") {
+	if got := rej.List(); !slices.Contains(got, "reply forged") {
 		t.Errorf("rejections %v, want a forged reply", got)
 	}
 }
@@ -125,8 +107,8 @@ func TestAttackForgedReply(t *testing.T) {
 // heartbeat sent more than MaxSkew from management's clock, either way, is dropped as stale.
 func TestAttackReplayedHeartbeat(t *testing.T) {
 	t.Parallel()
-	rej := &rejections{}
-	h := start(t, fleet.Options{Rejected: rej.add, LiveFor: 100 * time.Millisecond, ForgetAfter: 300 * time.Millisecond})
+	rej := &gatewaykeystest.Rejections{}
+	h := start(t, fleet.Options{Rejected: rej.Add, LiveFor: 100 * time.Millisecond, ForgetAfter: 300 * time.Millisecond})
 	capture := func(hb configwire.Heartbeat) *nats.Msg {
 		raw, err := json.Marshal(hb)
 		if err != nil {
@@ -138,12 +120,12 @@ func TestAttackReplayedHeartbeat(t *testing.T) {
 	// the rejections ("" for none) and that n1 is listed at revision listed (0: not listed).
 	publish := func(what string, m *nats.Msg, want string, listed int64) {
 		t.Helper()
-		before := len(rej.list())
+		before := len(rej.List())
 		if err := h.pub.PublishMsg(m); err != nil {
 			t.Fatal(err)
 		}
 		h.sync(t)
-		got := rej.list()[before:]
+		got := rej.List()[before:]
 		if want == "" && len(got) != 0 || want != "" && !slices.Equal(got, []string{want}) {
 			t.Errorf("%s: rejections %v, want %q", what, got, want)
 		}

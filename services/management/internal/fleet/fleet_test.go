@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"gatehouse.dev/management/internal/fleet"
+	"gatehouse.dev/management/internal/gatewaykeys/gatewaykeystest"
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/configwire"
@@ -47,7 +48,7 @@ func start(t *testing.T, opt fleet.Options) *harness {
 		return nc
 	}
 	if opt.Keys == nil {
-		opt.Keys = testKeys{}
+		opt.Keys = gatewaykeystest.Auth{}
 	}
 	reg := fleet.New(opt)
 	sub, err := reg.Subscribe(conn())
@@ -342,7 +343,7 @@ func TestHeartbeatsAcrossNATSRestart(t *testing.T) {
 		t.Cleanup(nc.Close)
 		return nc
 	}
-	reg := fleet.New(fleet.Options{Keys: testKeys{}})
+	reg := fleet.New(fleet.Options{Keys: gatewaykeystest.Auth{}})
 	sub, err := reg.Subscribe(conn())
 	if err != nil {
 		t.Fatal(err)
@@ -373,31 +374,13 @@ func TestHeartbeatsAcrossNATSRestart(t *testing.T) {
 	})
 }
 
-// testKeys checks node authentications against node keys derived from a fixed root under the
-// key id testKeyID, as gatewaykeys.Cache does from management's signing keys and the gateways'
-// keys (gatewaykeys has the tests of those).
-type testKeys struct{}
-
-const testKeyID = "ktest"
-
-func (testKeys) Verify(subject string, data []byte, auth, serviceID, gateway string) error {
-	if auth == "" {
-		return configwire.ErrUnsigned
-	}
-	return nodeKey(serviceID, gateway).Verify(subject, data, auth)
-}
-
-func nodeKey(serviceID, gateway string) configwire.NodeKey {
-	return configwire.DeriveNodeKey(testKeyID, []byte("test root"), serviceID, gateway, []byte("gateway key"))
-}
-
 // signed is a message on subject with data, authenticated as a node of the gateway the data
 // names (when it is a heartbeat) would: with that gateway's node key.
 func signed(subject string, data []byte) *nats.Msg {
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	var hb configwire.Heartbeat
 	if json.Unmarshal(data, &hb) == nil {
-		m.Header.Set(bus.HeaderNodeAuth, nodeKey(hb.ServiceID, hb.Gateway).Sign(subject, data))
+		m.Header.Set(bus.HeaderNodeAuth, gatewaykeystest.NodeKey(hb.ServiceID, hb.Gateway).Sign(subject, data))
 	}
 	return m
 }
