@@ -66,6 +66,15 @@ func TestKeyring(t *testing.T) {
 	if err := v.VerifyChange("svc", 1, []byte("{}"), sig); err != nil {
 		t.Errorf("a change signed before the rotation: %v", err)
 	}
+	// The retired key is listed with the end of its window, the active one without.
+	for _, k := range first.VerifyKeys() {
+		switch until := time.Until(k.Until); {
+		case k.ID == id && !k.Until.IsZero():
+			t.Errorf("the active key is listed until %v", k.Until)
+		case k.ID == old.KeyID() && (until < signing.RetiredVerifyFor-time.Hour || until > signing.RetiredVerifyFor):
+			t.Errorf("the retired key is listed until %v, want RetiredVerifyFor from now", k.Until)
+		}
+	}
 	if err := v.VerifyChange("svc", 1, []byte("{}"), first.Signer().SignChange("svc", 1, []byte("{}"))); err != nil {
 		t.Errorf("a change signed after the rotation: %v", err)
 	}
