@@ -1,7 +1,7 @@
 // Package fleet is management's view of the gateway nodes: it receives their heartbeats over
 // NATS (bus.HeartbeatSubjects), keeps only those a node authenticated with its gateway's node
-// key and that are fresh (not replayed), tells which nodes of a gateway resource are live and which
-// configuration revision each serves, and waits until they all serve a revision.
+// key and that are fresh (not replayed), tells which nodes of a gateway resource are live and
+// which configuration revision each serves, and waits until they all serve a revision.
 package fleet
 
 import (
