@@ -64,12 +64,12 @@ func (f *fixture) verify(c *gatewaykeys.Cache, key configwire.NodeKey, gateway s
 	return c.Verify(subject, data, key.Sign(subject, data), f.serviceID, gateway)
 }
 
-// TestRegeneratedKeyInvalidatesNodeKeys: the node key handed with a snapshot is bound to the
+// TestAttackRegeneratedGatewayKey: the node key handed with a snapshot is bound to the
 // gateway key that signed the caller's token; once that key is regenerated, messages
 // authenticated with it no longer verify, on this replica and on another one following the
 // notifications, while the node key of the other gateway key still does. Deleting the gateway
 // ends both.
-func TestRegeneratedKeyInvalidatesNodeKeys(t *testing.T) {
+func TestAttackRegeneratedGatewayKey(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx, cancel := context.WithCancel(t.Context())
