@@ -27,7 +27,8 @@ type Heartbeat struct {
 	// failed; LastError then says why (at most MaxHeartbeatErrorBytes).
 	Healthy   bool   `json:"healthy"`
 	LastError string `json:"lastError,omitempty"`
-	// Started is when the node process started; Sent when it sent this heartbeat.
+	// Started is when the node process started; Sent when it sent this heartbeat, later than
+	// every heartbeat the node sent before, so that management refuses a replayed one.
 	Started time.Time `json:"started"`
 	Sent    time.Time `json:"sent"`
 	// Interval is how often the node sends heartbeats when nothing changes, so that management

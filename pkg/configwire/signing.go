@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Management signs what it tells gateway nodes, independently of who may publish on the bus
@@ -19,9 +20,10 @@ import (
 // from the snapshot they fetch over the authenticated management API, and drop a change whose
 // signature is missing or does not verify.
 //
-// The other way, nodes authenticate their heartbeats and live-connection replies with a
-// NodeKey: an HMAC key management derives for one gateway resource of one service and hands to
-// its nodes with their snapshot. A node of another gateway cannot compute it.
+// The other way, nodes authenticate their heartbeats, live-connection replies and usage batches
+// with a NodeKey: an HMAC key management derives for one gateway resource of one service and one
+// of its gateway keys, and hands to its nodes with their snapshot. A node of another gateway
+// cannot compute it, and regenerating the gateway key invalidates it.
 
 // Signing errors. A change or node message that fails to verify wraps one of them.
 var (
@@ -33,10 +35,13 @@ var (
 )
 
 // VerifyKey is a public key of management's configuration signing key. Key is 32 bytes (base64
-// in JSON).
+// in JSON). Until, when set, is when the key stops verifying: management lists a retired key
+// with the end of its retirement window, so that a node refuses what the key signs from then
+// on even if it fetches no snapshot meanwhile; the active key has none.
 type VerifyKey struct {
-	ID  string `json:"id"`
-	Key []byte `json:"key"`
+	ID    string    `json:"id"`
+	Key   []byte    `json:"key"`
+	Until time.Time `json:"until,omitzero"`
 }
 
 // KeyID is the id of the signing key whose public key is pub: "k" and 16 hex digits of its
@@ -97,20 +102,27 @@ func snapshotMessage(serviceID string, revision int64, digest [sha256.Size]byte)
 	return append(msg, digest[:]...)
 }
 
-// Verifier checks signatures against a set of VerifyKeys. The zero value knows no key and
-// verifies nothing. It is immutable and safe for concurrent use.
+// Verifier checks signatures against a set of VerifyKeys, each until its Until. The zero value
+// knows no key and verifies nothing. It is immutable and safe for concurrent use.
 type Verifier struct {
-	keys map[string]ed25519.PublicKey
+	keys map[string]verifyKey
+}
+
+// verifyKey is a key a Verifier knows: its public key and when it stops verifying (zero:
+// never).
+type verifyKey struct {
+	pub   ed25519.PublicKey
+	until time.Time
 }
 
 // NewVerifier returns a Verifier of keys; a key of the wrong length is an error.
 func NewVerifier(keys []VerifyKey) (*Verifier, error) {
-	v := &Verifier{keys: make(map[string]ed25519.PublicKey, len(keys))}
+	v := &Verifier{keys: make(map[string]verifyKey, len(keys))}
 	for _, k := range keys {
 		if len(k.Key) != ed25519.PublicKeySize || k.ID == "" {
 			return nil, fmt.Errorf("configwire: verify key %q is not an Ed25519 public key", k.ID)
 		}
-		v.keys[k.ID] = ed25519.PublicKey(k.Key)
+		v.keys[k.ID] = verifyKey{pub: ed25519.PublicKey(k.Key), until: k.Until}
 	}
 	return v, nil
 }
@@ -163,7 +175,7 @@ func (v *Verifier) verify(msg []byte, sig string) error {
 	}
 	pub, known := v.key(id)
 	if !known {
-		return fmt.Errorf("%w: unknown key id %.32q", ErrForged, id)
+		return fmt.Errorf("%w: unknown or expired key id %.32q", ErrForged, id)
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(enc)
 	if err != nil || len(raw) != ed25519.SignatureSize || !ed25519.Verify(pub, msg, raw) {
@@ -172,12 +184,16 @@ func (v *Verifier) verify(msg []byte, sig string) error {
 	return nil
 }
 
+// key returns the public key named id, false when v does not know it or its Until passed.
 func (v *Verifier) key(id string) (ed25519.PublicKey, bool) {
 	if v == nil {
 		return nil, false
 	}
 	k, ok := v.keys[id]
-	return k, ok
+	if !ok || !k.until.IsZero() && !time.Now().Before(k.until) {
+		return nil, false
+	}
+	return k.pub, true
 }
 
 // VerifySnapshot checks the seal of snap, a snapshot ReadSnapshot read: it returns nil when
@@ -189,7 +205,7 @@ func (v *Verifier) VerifySnapshot(snap Snapshot) error {
 	}
 	pub, known := v.key(snap.Seal.KeyID)
 	if !known {
-		return fmt.Errorf("%w: snapshot sealed by unknown key %.32q", ErrForged, snap.Seal.KeyID)
+		return fmt.Errorf("%w: snapshot sealed by unknown or expired key %.32q", ErrForged, snap.Seal.KeyID)
 	}
 	if !ed25519.Verify(pub, snapshotMessage(snap.ServiceID, snap.Revision, snap.Seal.Digest), snap.Seal.Signature) {
 		return fmt.Errorf("%w: bad snapshot seal by key %s", ErrForged, snap.Seal.KeyID)
@@ -231,13 +247,17 @@ func ParseNodeKey(s string) (NodeKey, error) {
 }
 
 // DeriveNodeKey derives the NodeKey of gateway (compared case-insensitively, as ARM names) of
-// the service serviceID from root, a secret only management holds, named id.
-func DeriveNodeKey(id string, root []byte, serviceID, gateway string) NodeKey {
+// the service serviceID from root, a secret only management holds, named id, bound to binding:
+// a secret digest of the gateway key that signed the token the node presented. Regenerating
+// that key changes the binding, so the node keys handed out before no longer verify (issue 12).
+func DeriveNodeKey(id string, root []byte, serviceID, gateway string, binding []byte) NodeKey {
 	m := hmac.New(sha256.New, root)
-	m.Write([]byte("gatehouse/node-key/v1\x00"))
+	m.Write([]byte("gatehouse/node-key/v2\x00"))
 	m.Write([]byte(serviceID))
 	m.Write([]byte{0})
 	m.Write([]byte(strings.ToLower(gateway)))
+	m.Write([]byte{0})
+	m.Write(binding)
 	return NodeKey{ID: id, Key: m.Sum(nil)}
 }
 

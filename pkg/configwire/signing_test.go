@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"testing"
+	"time"
 
 	"gatehouse.dev/pkg/configwire"
 )
@@ -110,6 +111,43 @@ func TestChangeSignature(t *testing.T) {
 		}
 		if err := vv.VerifyChange(tc.svc, tc.rev, []byte(tc.payload), tc.sig); !errors.Is(err, tc.want) && (err != nil || tc.want != nil) {
 			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestRetiredKeyExpires: a key listed with an Until verifies changes, requests and snapshot
+// seals until then and not after, so that a node stops trusting a key retired past its window
+// without fetching a snapshot; a key without Until never expires.
+func TestRetiredKeyExpires(t *testing.T) {
+	t.Parallel()
+	active := configwire.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{1}, ed25519.SeedSize)))
+	retired := configwire.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{2}, ed25519.SeedSize)))
+	expired := configwire.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{3}, ed25519.SeedSize)))
+	listed := func(s *configwire.Signer, until time.Time) configwire.VerifyKey {
+		k := s.VerifyKey()
+		k.Until = until
+		return k
+	}
+	v, err := configwire.NewVerifier([]configwire.VerifyKey{active.VerifyKey(), listed(retired, time.Now().Add(time.Hour)),
+		listed(expired, time.Now().Add(-time.Second))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := []byte(`{"a":1}`)
+	for _, tc := range []struct {
+		name string
+		key  *configwire.Signer
+		want error
+	}{
+		{"the active key", active, nil},
+		{"a key within its window", retired, nil},
+		{"a key past its window", expired, configwire.ErrForged},
+	} {
+		if err := v.VerifyChange("svc", 3, payload, tc.key.SignChange("svc", 3, payload)); !errors.Is(err, tc.want) && (err != nil || tc.want != nil) {
+			t.Errorf("%s: change: %v, want %v", tc.name, err, tc.want)
+		}
+		if err := v.VerifyRequest("subj", "inbox", payload, tc.key.SignRequest("subj", "inbox", payload)); !errors.Is(err, tc.want) && (err != nil || tc.want != nil) {
+			t.Errorf("%s: request: %v, want %v", tc.name, err, tc.want)
 		}
 	}
 }

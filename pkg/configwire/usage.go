@@ -15,8 +15,11 @@ type UsageBatch struct {
 	NodeID string `json:"nodeId"`
 	// BatchID is bus.UsageBatchID of the batch, unique per node.
 	BatchID string `json:"batchId"`
-	// ServiceID is the internal id of the node's service.
+	// ServiceID is the internal id of the node's service, Gateway the name of its gateway
+	// resource: the batch is authenticated with that gateway's node key (bus.HeaderNodeAuth),
+	// so a node cannot report usage as another gateway's.
 	ServiceID string `json:"serviceId"`
+	Gateway   string `json:"gateway"`
 	// Records hold at most one record per (Minute, API, Subscription); a node reports each
 	// such key in one batch only.
 	Records []UsageRecord `json:"records"`
@@ -59,7 +62,7 @@ const (
 // bounds, at most MaxUsageRecords records, each on a whole minute, with an API, and with no
 // negative count.
 func (b *UsageBatch) Validate() error {
-	for _, f := range []struct{ name, value string }{{"nodeId", b.NodeID}, {"batchId", b.BatchID}, {"serviceId", b.ServiceID}} {
+	for _, f := range []struct{ name, value string }{{"nodeId", b.NodeID}, {"batchId", b.BatchID}, {"serviceId", b.ServiceID}, {"gateway", b.Gateway}} {
 		switch {
 		case f.value == "":
 			return fmt.Errorf("usage batch: %s is empty", f.name)

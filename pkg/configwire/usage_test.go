@@ -12,7 +12,7 @@ func TestUsageBatchValidate(t *testing.T) {
 	t.Parallel()
 	m := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	good := func() configwire.UsageBatch {
-		return configwire.UsageBatch{NodeID: "n", BatchID: "n:1:1", ServiceID: "s",
+		return configwire.UsageBatch{NodeID: "n", BatchID: "n:1:1", ServiceID: "s", Gateway: "gw",
 			Records: []configwire.UsageRecord{{Minute: m, API: "echo", HandshakesSuccess: 1}}}
 	}
 	for _, tc := range []struct {
@@ -23,6 +23,7 @@ func TestUsageBatchValidate(t *testing.T) {
 		{"valid", func(*configwire.UsageBatch) {}, true},
 		{"no records", func(b *configwire.UsageBatch) { b.Records = nil }, true},
 		{"no node", func(b *configwire.UsageBatch) { b.NodeID = "" }, false},
+		{"no gateway", func(b *configwire.UsageBatch) { b.Gateway = "" }, false},
 		{"long batch id", func(b *configwire.UsageBatch) { b.BatchID = strings.Repeat("x", 257) }, false},
 		{"minute not whole", func(b *configwire.UsageBatch) { b.Records[0].Minute = m.Add(time.Second) }, false},
 		{"no api", func(b *configwire.UsageBatch) { b.Records[0].API = "" }, false},

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -81,18 +82,27 @@ func startCountingNode(t *testing.T, m *management) (*node, *drops) {
 	return n, d
 }
 
+// startFollowing starts NATS with the config stream, a management double serving revision 5,
+// and a node with its drops counted, and returns once the node serves revision 5 and follows
+// the stream.
+func startFollowing(t *testing.T) (natsURL string, js jetstream.JetStream, m *management, n *node, d *drops) {
+	t.Helper()
+	natsURL, js = startJetStream(t)
+	m = newManagement(t)
+	m.set(snapshot(natsURL, 5))
+	n, d = startCountingNode(t, m)
+	n.waitRevision(t, 5)
+	waitConsumers(t, js, 0)
+	return natsURL, js, m, n, d
+}
+
 // TestAttackForgedNextRevision: a change of the next revision adding a subscription whose key
 // hash the attacker chose is dropped and counted whether it is unsigned, signed with another
 // key, signed with another key under management's key id, or management's signature of
 // different bytes; the node fetches a snapshot instead, and the key never gets in.
 func TestAttackForgedNextRevision(t *testing.T) {
 	t.Parallel()
-	natsURL, js := startJetStream(t)
-	m := newManagement(t)
-	m.set(snapshot(natsURL, 5))
-	n, d := startCountingNode(t, m)
-	n.waitRevision(t, 5)
-	waitConsumers(t, js, 0)
+	natsURL, js, m, n, d := startFollowing(t)
 	a := newAttacker(t, js)
 
 	evil := change(6, put(sub("evil", "active", "attacker-key")))
@@ -140,12 +150,7 @@ func TestAttackForgedNextRevision(t *testing.T) {
 // again, is dropped as a replay and does not undo what came after it.
 func TestAttackReplayedChange(t *testing.T) {
 	t.Parallel()
-	natsURL, js := startJetStream(t)
-	m := newManagement(t)
-	m.set(snapshot(natsURL, 5))
-	n, d := startCountingNode(t, m)
-	n.waitRevision(t, 5)
-	waitConsumers(t, js, 0)
+	natsURL, js, m, n, d := startFollowing(t)
 
 	// Revision 6 lets key-a in, revision 7 suspends it; the attacker captured revision 6.
 	active := change(6, put(sub("a", "active", "key-a")))
@@ -210,5 +215,67 @@ func TestAttackMessageIDRacesSuspension(t *testing.T) {
 	}
 	if got := keyState(n.waitRevision(t, 7), "key-a"); got != "a suspended" {
 		t.Errorf("key-a = %s, want a suspended", got)
+	}
+}
+
+// TestSigningKeyRotation: after management rotates its signing key, a node that meets a change
+// signed by the new key, which it does not know yet, drops it and fetches a snapshot listing
+// the new key and the retired ones with the ends of their windows. A change signed by a key
+// within its window (a replica that has not read the keys again) still applies; one signed by a
+// key whose window has passed while the node ran is dropped as forged, and the node takes that
+// revision from a snapshot instead.
+func TestSigningKeyRotation(t *testing.T) {
+	t.Parallel()
+	natsURL, js, m, n, d := startFollowing(t)
+
+	rotated := configwire.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x52}, ed25519.SeedSize)))
+	lapsing := configwire.NewSigner(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x4C}, ed25519.SeedSize)))
+	within := testKey.VerifyKey()
+	within.Until = time.Now().Add(time.Hour)
+	lapses := lapsing.VerifyKey()
+	lapses.Until = time.Now().Add(100 * time.Millisecond)
+	rotatedSnapshot := func(rev int64, extra ...configwire.Entity) configwire.Snapshot {
+		s := snapshot(natsURL, rev, extra...)
+		s.SigningKeys = []configwire.VerifyKey{rotated.VerifyKey(), within, lapses}
+		return s
+	}
+	m.mu.Lock()
+	m.sealWith = rotated
+	m.mu.Unlock()
+
+	// Revision 6, the first signed by the new key.
+	m.set(rotatedSnapshot(6, sub("a", "active", "key-a")))
+	fetches := m.fetches.Load()
+	data, _ := json.Marshal(change(6, put(sub("a", "active", "key-a"))))
+	publishSigned(t, js, rotated, 6, data)
+	if got := keyState(n.waitRevision(t, 6), "key-a"); got != "a active" {
+		t.Errorf("key-a = %s", got)
+	}
+	if got := d.list(); !slices.Equal(got, []string{"forged"}) || m.fetches.Load() == fetches {
+		t.Errorf("the change signed by the new key: drops %v and %d snapshots fetched, want one forged drop and a snapshot", got, m.fetches.Load()-fetches)
+	}
+
+	// Revision 7 signed by the retired key, within its window: applied as a change.
+	data, _ = json.Marshal(change(7, put(sub("a", "suspended", "key-a"))))
+	publishSigned(t, js, testKey, 7, data)
+	if got := keyState(n.waitRevision(t, 7), "key-a"); got != "a suspended" {
+		t.Errorf("key-a = %s", got)
+	}
+	if !slices.Contains(n.appliedRevisions(), 7) {
+		t.Errorf("revision 7 was not applied as a change: applied %v", n.appliedRevisions())
+	}
+
+	// Revision 8 signed by the key whose window passed: dropped, and taken from a snapshot.
+	waitFor(t, "the lapsing key's window to pass", func() bool { return time.Now().After(lapses.Until) })
+	m.set(rotatedSnapshot(8, sub("a", "active", "key-a")))
+	fetches = m.fetches.Load()
+	data, _ = json.Marshal(change(8, put(sub("a", "active", "key-a"))))
+	publishSigned(t, js, lapsing, 8, data)
+	n.waitRevision(t, 8)
+	if got := d.list(); !slices.Equal(got, []string{"forged", "forged"}) || m.fetches.Load() == fetches {
+		t.Errorf("the change signed by the lapsed key: drops %v and %d snapshots fetched, want a second forged drop and a snapshot", got, m.fetches.Load()-fetches)
+	}
+	if slices.Contains(n.appliedRevisions(), 8) {
+		t.Error("revision 8, signed by a key past its window, was applied")
 	}
 }

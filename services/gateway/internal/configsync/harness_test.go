@@ -32,7 +32,7 @@ import (
 // testKey is the fake management's signing key; testNodeKey the node key it hands out.
 var (
 	testKey     = configwire.NewSigner(ed25519.NewKeyFromSeed(sha256.New().Sum(nil)))
-	testNodeKey = configwire.DeriveNodeKey(testKey.KeyID(), []byte("root"), serviceID, "gw1")
+	testNodeKey = configwire.DeriveNodeKey(testKey.KeyID(), []byte("root"), serviceID, "gw1", []byte("gateway key"))
 )
 
 const (
@@ -297,11 +297,17 @@ func publish(t *testing.T, js jetstream.JetStream, ch configwire.Change) {
 
 func publishRaw(t *testing.T, js jetstream.JetStream, rev int64, data []byte) {
 	t.Helper()
+	publishSigned(t, js, testKey, rev, data)
+}
+
+// publishSigned sends a change as management's relay does, signed by key.
+func publishSigned(t *testing.T, js jetstream.JetStream, key *configwire.Signer, rev int64, data []byte) {
+	t.Helper()
 	msg := nats.NewMsg(bus.ConfigSubject(serviceID))
 	msg.Data = data
 	msg.Header.Set(bus.HeaderRevision, strconv.FormatInt(rev, 10))
 	msg.Header.Set(bus.HeaderService, serviceID)
-	sig := testKey.SignChange(serviceID, rev, data)
+	sig := key.SignChange(serviceID, rev, data)
 	msg.Header.Set(bus.HeaderSignature, sig)
 	if _, err := js.PublishMsg(t.Context(), msg, jetstream.WithMsgID(bus.ConfigMsgID(serviceID, rev, configwire.SignatureDigest(sig)))); err != nil {
 		t.Fatalf("publish revision %d: %v", rev, err)

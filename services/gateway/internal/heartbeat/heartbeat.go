@@ -76,6 +76,9 @@ type Publisher struct {
 	started time.Time
 	notify  chan struct{}
 
+	// lastSent is when the last heartbeat was sent; touched by Run's goroutine only.
+	lastSent time.Time
+
 	mu    sync.Mutex
 	nc    *nats.Conn // borrowed: never closed here
 	urls  []string   // to connect to when nc is nil
@@ -255,7 +258,7 @@ func (p *Publisher) publish(nc *nats.Conn, stopping bool) error {
 		Healthy:     st.Healthy,
 		LastError:   truncate(st.LastError, configwire.MaxHeartbeatErrorBytes),
 		Started:     p.started,
-		Sent:        time.Now(),
+		Sent:        p.nextSent(),
 		Interval:    p.opt.Interval,
 		Version:     truncate(p.opt.Version, 256),
 		Hostname:    truncate(p.opt.Hostname, 256),
@@ -282,6 +285,18 @@ func (p *Publisher) publish(nc *nats.Conn, stopping bool) error {
 	msg := &nats.Msg{Subject: bus.HeartbeatSubject(hb.ServiceID, hb.Gateway), Data: raw, Header: nats.Header{}}
 	msg.Header.Set(bus.HeaderNodeAuth, key.Sign(msg.Subject, raw))
 	return nc.PublishMsg(msg)
+}
+
+// nextSent is the Sent time of the next heartbeat: the wall clock, but always after the
+// last one's, even when the clock is stepped back, since management drops a heartbeat not sent
+// after the last it accepted from the node as a replay.
+func (p *Publisher) nextSent() time.Time {
+	now := time.Now().Round(0) // the wall clock alone, as the heartbeat carries it
+	if !now.After(p.lastSent) {
+		now = p.lastSent.Add(time.Nanosecond)
+	}
+	p.lastSent = now
+	return now
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.

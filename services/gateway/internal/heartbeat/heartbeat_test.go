@@ -198,12 +198,20 @@ func TestPublisherInterval(t *testing.T) {
 	p := heartbeat.New(nc, heartbeat.Options{Key: testKey, State: n.state, Interval: 50 * time.Millisecond})
 	stop := run(t, p)
 	var ids []string
+	var sent []time.Time
 	for i := 0; i < 4; i++ {
 		n.set(func(s *heartbeat.State) { s.Connections = i })
-		ids = append(ids, l.next(t, 5*time.Second).NodeID)
+		hb := l.next(t, 5*time.Second)
+		ids, sent = append(ids, hb.NodeID), append(sent, hb.Sent)
 	}
 	if ids[0] == "" || ids[0] != ids[3] {
 		t.Errorf("node ids %v: want one non-empty id for the process", ids)
+	}
+	// Management drops a heartbeat not sent after the node's last as a replay.
+	for i := 1; i < len(sent); i++ {
+		if !sent[i].After(sent[i-1]) {
+			t.Errorf("heartbeat %d sent at %v, not after the one before (%v)", i, sent[i], sent[i-1])
+		}
 	}
 	if err := stop(); err != nil {
 		t.Fatalf("Run = %v", err)
@@ -324,6 +332,6 @@ func TestPublisherMalformedURL(t *testing.T) {
 }
 
 // testNodeKey is the node key the tests' publishers authenticate with.
-var testNodeKey = configwire.DeriveNodeKey("k1", []byte("root"), "svc", "gw")
+var testNodeKey = configwire.DeriveNodeKey("k1", []byte("root"), "svc", "gw", []byte("gateway key"))
 
 func testKey() (configwire.NodeKey, bool) { return testNodeKey, true }

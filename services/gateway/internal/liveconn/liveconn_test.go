@@ -315,7 +315,7 @@ var (
 		}
 		return v
 	}()
-	testNodeKey = configwire.DeriveNodeKey(testSigner.KeyID(), []byte("root"), serviceID, "gw1")
+	testNodeKey = configwire.DeriveNodeKey(testSigner.KeyID(), []byte("root"), serviceID, "gw1", []byte("gateway key"))
 )
 
 // request sends body on the service's subject with a fresh reply inbox, its signature header

@@ -212,7 +212,8 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	// Usage is published to management per minute over JetStream, once the node has a NATS
 	// connection; until then finished minutes wait.
-	n.usage = usage.New(usage.Options{NodeID: n.id, JetStream: n.bus.JetStream, Log: log, ServiceID: n.serviceID})
+	n.usage = usage.New(usage.Options{NodeID: n.id, JetStream: n.bus.JetStream, Log: log, ServiceID: n.serviceID,
+		Gateway: n.gatewayName, Key: n.nodeKey})
 	// The syncer, made below, learns management's keys and this node's key with each snapshot.
 	n.liveConns = liveconn.New(n.conns, liveconn.Options{NodeID: n.id, Log: log, Gateway: n.gatewayName,
 		Verifier: func() *configwire.Verifier { return n.syncer.Verifier() }, Key: n.nodeKey,

@@ -346,4 +346,4 @@ func TestNewValidates(t *testing.T) {
 }
 
 // testNodeKey is the node key the management double hands out.
-var testNodeKey = configwire.DeriveNodeKey("ktest", []byte("root"), serviceID, "gw1")
+var testNodeKey = configwire.DeriveNodeKey("ktest", []byte("root"), serviceID, "gw1", []byte("gateway key"))

@@ -194,7 +194,7 @@ func newEnv(t *testing.T) *env {
 	logs := &logBuffer{}
 	var cfg atomic.Pointer[compiled.Config]
 	cfg.Store(build(t, snapshot(t, backend, false)))
-	u := usage.New(usage.Options{NodeID: "node-1", ServiceID: func() string { return "svc" },
+	u := usage.New(usage.Options{NodeID: "node-1", ServiceID: func() string { return "svc" }, Gateway: func() string { return "gw" },
 		JetStream: func() jetstream.JetStream { return nil }})
 	h := traffic.New(&cfg, traffic.Options{Node: "node-1", Metrics: m, Usage: u,
 		Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})

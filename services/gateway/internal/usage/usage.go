@@ -1,6 +1,7 @@
 // Package usage rolls a gateway node's WebSocket traffic up per minute, API and subscription
 // and publishes each finished minute to management over NATS JetStream (bus.UsageStream), as
-// configwire.UsageBatch values, retrying until JetStream acknowledges them.
+// configwire.UsageBatch values authenticated with the node key, retrying until JetStream
+// acknowledges them.
 package usage
 
 import (
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"gatehouse.dev/pkg/bus"
@@ -47,9 +49,15 @@ func (t Traffic) minus(u Traffic) Traffic {
 type Options struct {
 	// NodeID names the node in its batches (the heartbeat's node id); required.
 	NodeID string
-	// ServiceID returns the internal id of the node's service, "" while it has no
-	// configuration; usage counted then is dropped at the next flush.
-	ServiceID func() string
+	// ServiceID returns the internal id of the node's service and Gateway the name of its
+	// gateway resource, "" while it has no configuration; usage counted then is dropped at the
+	// next flush.
+	ServiceID, Gateway func() string
+	// Key returns the node key management handed this node with its snapshot
+	// (configsync.Syncer.NodeKey), which authenticates each batch; false until there is one,
+	// and batches wait meanwhile: management drops a batch its gateway's node key did not
+	// authenticate.
+	Key func() (configwire.NodeKey, bool)
 	// JetStream returns the connection to publish on, nil while there is none; batches wait.
 	JetStream func() jetstream.JetStream
 	// MaxPending bounds the batches held while JetStream does not acknowledge them; beyond
@@ -103,6 +111,12 @@ func New(opt Options) *Collector {
 	}
 	if opt.ServiceID == nil {
 		opt.ServiceID = func() string { return "" }
+	}
+	if opt.Gateway == nil {
+		opt.Gateway = func() string { return "" }
+	}
+	if opt.Key == nil {
+		opt.Key = func() (configwire.NodeKey, bool) { return configwire.NodeKey{}, false }
 	}
 	if opt.JetStream == nil {
 		opt.JetStream = func() jetstream.JetStream { return nil }
@@ -303,8 +317,8 @@ func (c *Collector) Flush(final bool) int {
 	if len(records) == 0 {
 		return 0
 	}
-	service := c.opt.ServiceID()
-	if service == "" {
+	service, gateway := c.opt.ServiceID(), c.opt.Gateway()
+	if service == "" || gateway == "" {
 		c.opt.Log.Warn("usage dropped: the node has no configuration", "records", len(records))
 		return 0
 	}
@@ -314,7 +328,7 @@ func (c *Collector) Flush(final bool) int {
 	c.mu.Lock()
 	for chunk := range slices.Chunk(records, configwire.MaxUsageRecords) {
 		id := bus.UsageBatchID(c.opt.NodeID, chunk[0].Minute, c.seq.Add(1))
-		c.pending = append(c.pending, configwire.UsageBatch{NodeID: c.opt.NodeID, BatchID: id, ServiceID: service, Records: chunk})
+		c.pending = append(c.pending, configwire.UsageBatch{NodeID: c.opt.NodeID, BatchID: id, ServiceID: service, Gateway: gateway, Records: chunk})
 	}
 	if over := len(c.pending) - c.opt.MaxPending; over > 0 {
 		c.pending = slices.Delete(c.pending, 0, over)
@@ -395,6 +409,11 @@ type errNoConnection struct{}
 
 func (errNoConnection) Error() string { return "no NATS connection yet" }
 
+// errNoNodeKey is publish's error while management has not handed the node its node key.
+type errNoNodeKey struct{}
+
+func (errNoNodeKey) Error() string { return "no node key from management yet" }
+
 // publish publishes the pending batches in order, stopping at the first failure.
 func (c *Collector) publish(ctx context.Context) error {
 	c.mu.Lock()
@@ -415,12 +434,19 @@ func (c *Collector) publish(ctx context.Context) error {
 		if js == nil {
 			return errNoConnection{}
 		}
+		key, ok := c.opt.Key()
+		if !ok {
+			return errNoNodeKey{}
+		}
 		data, err := json.Marshal(b)
 		if err != nil {
 			return err
 		}
+		msg := nats.NewMsg(bus.UsageSubject(b.ServiceID))
+		msg.Data = data
+		msg.Header.Set(bus.HeaderNodeAuth, key.Sign(msg.Subject, data))
 		pctx, cancel := context.WithTimeout(ctx, DefaultPublishTimeout)
-		_, err = js.Publish(pctx, bus.UsageSubject(b.ServiceID), data, jetstream.WithMsgID(b.BatchID))
+		_, err = js.PublishMsg(pctx, msg, jetstream.WithMsgID(b.BatchID))
 		cancel()
 		if err != nil {
 			return err

@@ -43,7 +43,7 @@ var t0 = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 func at(d time.Duration) time.Time { return t0.Add(d) }
 
 func newCollector(clk *clock) *usage.Collector {
-	return usage.New(usage.Options{NodeID: "node-1", ServiceID: func() string { return "svc-1" }, Now: clk.Now})
+	return usage.New(usage.Options{NodeID: "node-1", ServiceID: func() string { return "svc-1" }, Gateway: func() string { return "gw-1" }, Now: clk.Now})
 }
 
 // records returns the records of every pending batch, in order.
@@ -77,8 +77,8 @@ func TestHandshakesByResult(t *testing.T) {
 		t.Errorf("records (-want +got):\n%s", diff)
 	}
 	b := c.Pending()[0]
-	if b.NodeID != "node-1" || b.ServiceID != "svc-1" || b.BatchID != bus.UsageBatchID("node-1", t0, 1) {
-		t.Errorf("batch header = %q %q %q", b.NodeID, b.ServiceID, b.BatchID)
+	if b.NodeID != "node-1" || b.ServiceID != "svc-1" || b.Gateway != "gw-1" || b.BatchID != bus.UsageBatchID("node-1", t0, 1) {
+		t.Errorf("batch header = %q %q %q %q", b.NodeID, b.ServiceID, b.Gateway, b.BatchID)
 	}
 	if err := b.Validate(); err != nil {
 		t.Errorf("the batch does not validate: %v", err)
@@ -252,7 +252,10 @@ func TestRunPublishesUntilAcknowledged(t *testing.T) {
 	}
 	var conn atomic.Pointer[jetstream.JetStream]
 	var attempts atomic.Int32 // publications attempted: each asks for the connection first
-	c := usage.New(usage.Options{NodeID: "node-1", ServiceID: func() string { return "svc.1" }, RetryMin: 20 * time.Millisecond,
+	nodeKey := configwire.DeriveNodeKey("k1", []byte("root"), "svc.1", "gw", []byte("gateway key"))
+	var keyed atomic.Bool // management handed the node its node key
+	c := usage.New(usage.Options{NodeID: "node-1", ServiceID: func() string { return "svc.1" }, Gateway: func() string { return "gw" },
+		Key: func() (configwire.NodeKey, bool) { return nodeKey, keyed.Load() }, RetryMin: 20 * time.Millisecond,
 		RetryMax: 50 * time.Millisecond, JetStream: func() jetstream.JetStream {
 			attempts.Add(1)
 			if p := conn.Load(); p != nil {
@@ -269,9 +272,16 @@ func TestRunPublishesUntilAcknowledged(t *testing.T) {
 	c.Flush(true)
 	// No connection yet: the batch waits through a retry.
 	testwait.Until(t, 10*time.Second, "a retry without a connection", func() bool { return attempts.Load() >= 2 })
-	// No stream yet: a publication fails, and the next attempt shows it has.
+	// No node key yet: the batch waits through a retry, unpublished.
 	conn.Store(&js)
 	before := attempts.Load()
+	testwait.Until(t, 10*time.Second, "a retry without a node key", func() bool { return attempts.Load() >= before+2 })
+	if n := len(c.Pending()); n != 1 {
+		t.Fatalf("%d batches pending before the node key, want 1", n)
+	}
+	// No stream yet: a publication fails, and the next attempt shows it has.
+	keyed.Store(true)
+	before = attempts.Load()
 	testwait.Until(t, 10*time.Second, "a retry after a failed publication", func() bool { return attempts.Load() >= before+2 })
 	if n := len(c.Pending()); n != 1 {
 		t.Fatalf("%d batches pending before the stream exists, want 1", n)
@@ -295,7 +305,10 @@ func TestRunPublishesUntilAcknowledged(t *testing.T) {
 	if err := json.Unmarshal(msg.Data, &b); err != nil {
 		t.Fatal(err)
 	}
-	if msg.Header.Get(jetstream.MsgIDHeader) != b.BatchID || b.ServiceID != "svc.1" || len(b.Records) != 1 || b.Records[0].HandshakesBlocked != 1 {
+	if msg.Header.Get(jetstream.MsgIDHeader) != b.BatchID || b.ServiceID != "svc.1" || b.Gateway != "gw" || len(b.Records) != 1 || b.Records[0].HandshakesBlocked != 1 {
 		t.Errorf("published %s with id %q", msg.Data, msg.Header.Get(jetstream.MsgIDHeader))
+	}
+	if err := nodeKey.Verify(msg.Subject, msg.Data, msg.Header.Get(bus.HeaderNodeAuth)); err != nil {
+		t.Errorf("the batch's node authentication: %v", err)
 	}
 }

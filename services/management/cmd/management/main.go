@@ -1,8 +1,8 @@
 // Command management serves Gatehouse's ARM-compatible management API, applies database
 // migrations at start, and relays committed configuration changes to NATS JetStream.
 //
-// Usage: management [flags] [migrate]. Every flag has an environment variable (docs/design.md §5);
-// -h lists them.
+// Usage: management [flags] [migrate | rotate-signing-key]. Every flag has an environment
+// variable (docs/design.md §5); -h lists them.
 package main
 
 import (
@@ -36,8 +36,11 @@ func parseConfig(args []string, out io.Writer) (config, []string, error) {
 	fs := flag.NewFlagSet("management", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprintln(out, "Usage: management [flags] [migrate]")
-		fmt.Fprintln(out, "Serves the ARM API; \"migrate\" applies the database migrations and exits. Every flag has an environment variable.")
+		fmt.Fprintln(out, "Usage: management [flags] [migrate | rotate-signing-key]")
+		fmt.Fprintln(out, "Serves the ARM API. Commands, which run and exit:")
+		fmt.Fprintln(out, "  migrate             apply the database migrations")
+		fmt.Fprintln(out, "  rotate-signing-key  retire the configuration signing key and make a new one active (needs DATABASE_URL and MANAGEMENT_ENCRYPTION_KEY)")
+		fmt.Fprintln(out, "Every flag has an environment variable.")
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&a.DatabaseURL, "database-url", e.String("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gatehouse?sslmode=disable"), "Postgres URL (DATABASE_URL)")
@@ -87,8 +90,8 @@ func main() {
 	}
 }
 
-// run parses args and runs management (or only its migrations) until ctx ends. Asking for
-// help (-h) is no error.
+// run parses args and runs management until ctx ends, or only one of its commands (migrate,
+// rotate-signing-key). Asking for help (-h) is no error.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg, rest, err := parseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -111,6 +114,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		log.Info("migrations applied")
 		return nil
+	case rest[0] == "rotate-signing-key":
+		// Keyring.Rotate logs the new key's id.
+		_, err := app.RotateSigningKey(ctx, cfg.app, log)
+		return err
 	default:
 		return fmt.Errorf("unknown command %q", rest[0])
 	}

@@ -3,12 +3,18 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
+
+	"gatehouse.dev/management/internal/dbtest"
+	"gatehouse.dev/management/internal/store/migrate"
 )
 
 func TestHelp(t *testing.T) {
@@ -23,7 +29,7 @@ func TestHelp(t *testing.T) {
 			if err := run(context.Background(), []string{arg}, &out); err != nil {
 				t.Fatalf("run(%s): %v, want nil (exit 0)", arg, err)
 			}
-			for _, want := range []string{"Usage: management [flags] [migrate]", "-database-url", "(DATABASE_URL)", "-nats-url", "-log-level"} {
+			for _, want := range []string{"Usage: management [flags] [migrate | rotate-signing-key]", "rotate-signing-key  retire", "-database-url", "(DATABASE_URL)", "-nats-url", "-log-level"} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("usage lacks %q:\n%s", want, out.String())
 				}
@@ -49,5 +55,66 @@ func TestParseConfig(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"-log-level", "debug", "serve"}, &out); err == nil || !strings.Contains(err.Error(), `unknown command "serve"`) {
 		t.Errorf("run with an unknown command: %v", err)
+	}
+}
+
+// TestRotateSigningKey: "management rotate-signing-key" retires the active signing key, makes a
+// new one active, and says which; with another MANAGEMENT_ENCRYPTION_KEY it fails and changes
+// nothing.
+func TestRotateSigningKey(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	url, drop, err := dbtest.Setup(ctx, "gh_rotate_cmd", migrate.Migrate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(drop)
+	active := func() (id string, keys int) {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if err := conn.QueryRow(ctx, `SELECT (SELECT id FROM signing_keys WHERE retired_at IS NULL), count(*) FROM signing_keys`).Scan(&id, &keys); err != nil {
+			t.Fatal(err)
+		}
+		return id, keys
+	}
+	rotate := func(encryptionKey string) (string, error) {
+		var out bytes.Buffer
+		err := run(ctx, []string{"-database-url", url, "-encryption-key", encryptionKey, "rotate-signing-key"}, &out)
+		var line struct {
+			Msg   string `json:"msg"`
+			KeyID string `json:"key_id"`
+		}
+		for l := range strings.Lines(out.String()) {
+			if json.Unmarshal([]byte(l), &line) == nil && line.Msg == "configuration signing key rotated" {
+				return line.KeyID, err
+			}
+		}
+		return "", err
+	}
+
+	// The first run finds no key, creates the installation's first and rotates it.
+	first, err := rotate("operator key")
+	if err != nil {
+		t.Fatalf("rotate-signing-key: %v", err)
+	}
+	if id, n := active(); id != first || n != 2 {
+		t.Fatalf("after a rotation the active key is %s of %d, want %s of 2", id, n, first)
+	}
+	second, err := rotate("operator key")
+	if err != nil {
+		t.Fatalf("rotate-signing-key again: %v", err)
+	}
+	if id, n := active(); id != second || second == first || n != 3 {
+		t.Fatalf("after a second rotation the active key is %s of %d, want a new key %s of 3", id, n, second)
+	}
+	if _, err := rotate("another key"); err == nil {
+		t.Error("rotate-signing-key with another MANAGEMENT_ENCRYPTION_KEY: no error")
+	}
+	if id, n := active(); id != second || n != 3 {
+		t.Errorf("a failed rotation changed the keys: active %s of %d", id, n)
 	}
 }

@@ -36,7 +36,7 @@ func (f *fleetFixture) fakeNode(t *testing.T, id, gateway string, conns ...confi
 	if verr != nil {
 		t.Fatal(verr)
 	}
-	n := &fakeNode{id: id, gateway: gateway, conns: conns, key: f.env.Keys.NodeKey(f.serviceID, gateway), verifier: v}
+	n := &fakeNode{id: id, gateway: gateway, conns: conns, key: f.env.NodeKey(t, f.serviceID, gateway), verifier: v}
 	sub, err := f.env.NC.Subscribe(bus.ConnectionsSubject(f.serviceID), n.answer)
 	if err != nil {
 		t.Fatal(err)

@@ -619,7 +619,7 @@ func reportUsage(t *testing.T, env *mgmttest.Env, name string) {
 		{Minute: m, API: "echo", Subscription: "alice-starter", HandshakesSuccess: 2, MessagesIn: 4, BytesIn: 40, ConnectionMillis: 2500},
 		{Minute: m, API: "orders", HandshakesBlocked: 1},
 	}}
-	if _, err := reports.NewIngester(env.Pool, env.JS, nil).Store(ctx, &b); err != nil {
+	if _, err := reports.NewIngester(env.Pool, env.JS, reports.IngesterOptions{}).Store(ctx, &b); err != nil {
 		t.Fatal(err)
 	}
 }

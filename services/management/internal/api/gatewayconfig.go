@@ -35,8 +35,9 @@ func (s *Server) gatewayConfig(c echo.Context) error {
 		h.SigningKeys = s.cfg.Keys.VerifyKeys()
 		res.Header().Set(echo.HeaderContentType, contentType)
 		// The node key is a secret of this gateway's nodes: it goes in a header, never into
-		// the snapshot a node caches.
-		res.Header().Set(configwire.NodeKeyHeader, s.cfg.Keys.NodeKey(h.ServiceID, h.Gateway).String())
+		// the snapshot a node caches. It is bound to the gateway key that signed the token, so
+		// regenerating that key invalidates it.
+		res.Header().Set(configwire.NodeKeyHeader, s.cfg.Keys.NodeKey(h.ServiceID, h.Gateway, node.KeyBinding).String())
 		res.Header().Set("Cache-Control", "no-store")
 		res.Header().Add(echo.HeaderVary, echo.HeaderAccept)
 		var err error

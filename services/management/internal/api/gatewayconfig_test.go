@@ -84,7 +84,7 @@ func checkStreamMatches(t *testing.T, env *mgmttest.Env, token string, want conf
 		if err := v.VerifySnapshot(head); tc.stream != (err == nil) {
 			t.Errorf("Accept %q: seal: %v", tc.accept, err)
 		}
-		if got, want := r.Header.Get(configwire.NodeKeyHeader), env.Keys.NodeKey(want.ServiceID, want.Gateway).String(); got != want {
+		if got, want := r.Header.Get(configwire.NodeKeyHeader), env.NodeKey(t, want.ServiceID, want.Gateway).String(); got != want {
 			t.Errorf("Accept %q: node key %q, want the gateway's", tc.accept, got)
 		}
 		head.Seal = nil

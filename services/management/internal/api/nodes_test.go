@@ -70,7 +70,7 @@ func (f *fleetFixture) publish(t *testing.T, hb configwire.Heartbeat) {
 		t.Fatal(err)
 	}
 	m := &nats.Msg{Subject: bus.HeartbeatSubject(hb.ServiceID, hb.Gateway), Data: raw, Header: nats.Header{}}
-	m.Header.Set(bus.HeaderNodeAuth, f.env.Keys.NodeKey(hb.ServiceID, hb.Gateway).Sign(m.Subject, raw))
+	m.Header.Set(bus.HeaderNodeAuth, f.env.NodeKey(t, hb.ServiceID, hb.Gateway).Sign(m.Subject, raw))
 	if err := f.env.NC.PublishMsg(m); err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +153,11 @@ func TestGatewayNodesList(t *testing.T) {
 	f.publish(t, sick)
 	f.publish(t, f.beat("n1", "edge", 4))
 	f.publish(t, f.beat("n3", "core", 4))
+	// A node of gateway edge of another service.
+	otherSvc := env.CreateService(t, "nodes-sub", "rg1", "nodes-other")
+	env.Must(t, []int{201}, "PUT", otherSvc+"/gateways/edge", props(map[string]any{"locationData": map[string]any{"name": "Elsewhere"}}))
 	other := f.beat("n4", "edge", 4)
-	other.ServiceID = "another-service"
+	other.ServiceID = serviceIDOf(t, env, "nodes-sub", "rg1", "nodes-other")
 	f.publish(t, other)
 	after := time.Now()
 

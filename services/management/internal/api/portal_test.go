@@ -303,6 +303,7 @@ func TestConsoleNodes(t *testing.T) {
 	t.Parallel()
 	env, iss, a, _ := startTenants(t)
 	idA, idB := serviceIDOf(t, env, tenantA, "rg", "svc-a"), serviceIDOf(t, env, tenantB, "rg", "svc-b")
+	env.Must(t, []int{201}, "PUT", a.svc+"/gateways/edge", map[string]any{"properties": map[string]any{"locationData": map[string]any{"name": "edge"}}})
 	announceNode(t, env, idA, "gw1", "a1", "ws://127.0.0.1:18081")
 	announceNode(t, env, idA, "gw1", "a2", "")
 	announceNode(t, env, idA, "edge", "a3", "wss://gw.example.com/edge")

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"gatehouse.dev/management/internal/mgmttest"
@@ -33,15 +34,18 @@ func TestReports(t *testing.T) {
 	if err := env.Pool.QueryRow(ctx, `SELECT id::text FROM services WHERE name = 'reports'`).Scan(&id); err != nil {
 		t.Fatal(err)
 	}
+	// The nodes of gateway gw report the usage, authenticated with its node key.
+	env.Must(t, []int{201}, "PUT", svc+"/gateways/gw", props(map[string]any{"locationData": map[string]any{"name": "Here"}}))
+	key := env.NodeKey(t, id, "gw")
 	day := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
 	at := func(m int) time.Time { return day.Add(time.Duration(m) * time.Minute) }
 	batches := []configwire.UsageBatch{
-		{NodeID: "n1", BatchID: "n1:a", ServiceID: id, Records: []configwire.UsageRecord{
+		{NodeID: "n1", BatchID: "n1:a", ServiceID: id, Gateway: "gw", Records: []configwire.UsageRecord{
 			{Minute: at(0), API: "chat", Subscription: "alice", HandshakesSuccess: 2, HandshakesBlocked: 1, MessagesIn: 10, MessagesOut: 20,
 				BytesIn: 100, BytesOut: 200, ConnectionMillis: 90500},
 			{Minute: at(20), API: "echo", HandshakesFailed: 1, HandshakesOther: 1},
 		}},
-		{NodeID: "n2", BatchID: "n2:a", ServiceID: id, Records: []configwire.UsageRecord{
+		{NodeID: "n2", BatchID: "n2:a", ServiceID: id, Gateway: "gw", Records: []configwire.UsageRecord{
 			{Minute: at(5), API: "chat", Subscription: "bob", HandshakesSuccess: 1, BytesIn: 1},
 			{Minute: at(60 * 24), API: "chat", Subscription: "bob", HandshakesSuccess: 50}, // the next day
 		}},
@@ -49,8 +53,10 @@ func TestReports(t *testing.T) {
 	// Each batch is sent twice, the second time under another message id, as a gateway that
 	// lost the acknowledgement after JetStream's de-duplication window would: it counts once.
 	for _, b := range append(batches, batches...) {
-		data, _ := json.Marshal(b)
-		if _, err := env.JS.Publish(ctx, bus.UsageSubject(id), data, jetstream.WithMsgID(b.BatchID+time.Now().String())); err != nil {
+		msg := nats.NewMsg(bus.UsageSubject(id))
+		msg.Data, _ = json.Marshal(b)
+		msg.Header.Set(bus.HeaderNodeAuth, key.Sign(msg.Subject, msg.Data))
+		if _, err := env.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(b.BatchID+time.Now().String())); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -70,7 +70,9 @@ type BusRevoker interface {
 type Keys interface {
 	Signer() *configwire.Signer
 	VerifyKeys() []configwire.VerifyKey
-	NodeKey(serviceID, gateway string) configwire.NodeKey
+	// NodeKey is the node key of gateway bound to the gateway key that signed the caller's
+	// token (catalog.GatewayNode.KeyBinding).
+	NodeKey(serviceID, gateway string, binding []byte) configwire.NodeKey
 }
 
 // Server is management's HTTP API.

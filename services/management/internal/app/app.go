@@ -30,6 +30,7 @@ import (
 	"gatehouse.dev/management/internal/busauth"
 	"gatehouse.dev/management/internal/catalog"
 	"gatehouse.dev/management/internal/fleet"
+	"gatehouse.dev/management/internal/gatewaykeys"
 	"gatehouse.dev/management/internal/metrics"
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/management/internal/outbox"
@@ -145,6 +146,7 @@ type App struct {
 	streamsOK     atomic.Bool
 
 	keys     *signing.Keyring
+	nodeAuth *gatewaykeys.Cache
 	fleet    *fleet.Registry
 	hbSub    *nats.Subscription
 	metrics  *prometheus.Registry
@@ -182,11 +184,7 @@ func (a *App) build(ctx context.Context) error {
 	if err := migrate.Migrate(ctx, cfg.DatabaseURL); err != nil {
 		return err
 	}
-	if cfg.EncryptionKey == "" {
-		log.Warn("MANAGEMENT_ENCRYPTION_KEY is not set: secrets are sealed with the public development key; set it in production")
-		cfg.EncryptionKey = secretbox.DevKey
-	}
-	box, err := secretbox.New(cfg.EncryptionKey)
+	box, err := sealBox(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -218,15 +216,6 @@ func (a *App) build(ctx context.Context) error {
 	if a.mm, err = metrics.NewManagement(a.metrics); err != nil {
 		return err
 	}
-	if cfg.Fleet.Log == nil {
-		cfg.Fleet.Log = log
-	}
-	cfg.Fleet.Keys = a.keys
-	cfg.Fleet.Rejected = a.mm.NodeMessageRejected
-	a.fleet = fleet.New(cfg.Fleet)
-	if a.hbSub, err = a.fleet.Subscribe(a.nc); err != nil {
-		return fmt.Errorf("subscribing to gateway heartbeats: %w", err)
-	}
 	deny := cfg.EgressDeny
 	if strings.TrimSpace(deny) == "" {
 		deny = DefaultEgressDeny
@@ -236,6 +225,18 @@ func (a *App) build(ctx context.Context) error {
 		return fmt.Errorf("MANAGEMENT_EGRESS_ALLOW/MANAGEMENT_EGRESS_DENY: %w", err)
 	}
 	a.catalog = catalog.New(store.New(a.pool, box), log, catalog.WithEgress(policy))
+	if a.nodeAuth, err = gatewaykeys.Open(ctx, a.pool, a.catalog, a.keys, log); err != nil {
+		return err
+	}
+	if cfg.Fleet.Log == nil {
+		cfg.Fleet.Log = log
+	}
+	cfg.Fleet.Keys = a.nodeAuth
+	cfg.Fleet.Rejected = a.mm.NodeMessageRejected
+	a.fleet = fleet.New(cfg.Fleet)
+	if a.hbSub, err = a.fleet.Subscribe(a.nc); err != nil {
+		return fmt.Errorf("subscribing to gateway heartbeats: %w", err)
+	}
 	if err := a.serveBusAuth(ctx); err != nil {
 		return err
 	}
@@ -275,6 +276,43 @@ func (a *App) build(ctx context.Context) error {
 			ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute}
 	}
 	return nil
+}
+
+// sealBox returns the secretbox of cfg.EncryptionKey, or of secretbox.DevKey with a warning
+// when it is empty.
+func sealBox(cfg Config, log *slog.Logger) (*secretbox.Box, error) {
+	key := cfg.EncryptionKey
+	if key == "" {
+		log.Warn("MANAGEMENT_ENCRYPTION_KEY is not set: secrets are sealed with the public development key; set it in production")
+		key = secretbox.DevKey
+	}
+	return secretbox.New(key)
+}
+
+// RotateSigningKey retires the configuration signing key of the installation whose database
+// cfg.DatabaseURL names and makes a new one active (signing.Keyring.Rotate), returning the new
+// key's id; cfg.EncryptionKey must be the running management's. It is command management's
+// "rotate-signing-key": running replicas sign with the new key within signing.RefreshEvery,
+// gateway nodes fetch a snapshot when they meet it, and the retired key keeps verifying for
+// signing.RetiredVerifyFor. The database must be migrated already.
+func RotateSigningKey(ctx context.Context, cfg Config, log *slog.Logger) (string, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	box, err := sealBox(cfg, log)
+	if err != nil {
+		return "", err
+	}
+	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return "", fmt.Errorf("database: %w", err)
+	}
+	defer pool.Close()
+	keys, err := signing.Open(ctx, pool, box, log)
+	if err != nil {
+		return "", err
+	}
+	return keys.Rotate(ctx)
 }
 
 // tlsConfig returns the API's TLS configuration, nil for plain HTTP.
@@ -433,6 +471,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return a.keepStreams(gctx) })
 	g.Go(func() error { return a.ingestUsage(gctx) })
 	g.Go(func() error { return a.keys.Run(gctx) })
+	g.Go(func() error { return a.restarting(gctx, "following gateway key changes", a.nodeAuth.Follow) })
 	if !a.cfg.NoRelay {
 		opts := append([]outbox.Option{outbox.WithObserver(a.mm), outbox.WithStreamReplicas(a.cfg.StreamReplicas)}, a.cfg.Relay...)
 		relay := outbox.NewRelay(a.pool, a.js, a.keys.Signer, a.log, opts...)
@@ -552,13 +591,19 @@ func (a *App) ingestUsage(ctx context.Context) error {
 		return nil
 	case <-a.streamsUp:
 	}
-	in := reports.NewIngester(a.pool, a.js, a.log)
+	in := reports.NewIngester(a.pool, a.js, reports.IngesterOptions{Auth: a.nodeAuth, Rejected: a.mm.NodeMessageRejected, Log: a.log})
+	return a.restarting(ctx, "usage ingester", in.Run)
+}
+
+// restarting runs run until ctx ends, starting it again retryWait after it returns early (what
+// names it in the log); it returns nil.
+func (a *App) restarting(ctx context.Context, what string, run func(context.Context) error) error {
 	for {
-		err := in.Run(ctx)
+		err := run(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		a.log.WarnContext(ctx, "usage ingester stopped; restarting", "retry_in", retryWait, "err", err)
+		a.log.WarnContext(ctx, what+" stopped; restarting", "retry_in", retryWait, "err", err)
 		t := time.NewTimer(retryWait)
 		select {
 		case <-ctx.Done():
@@ -632,6 +677,9 @@ func (a *App) EmbeddedNATS() *natsembed.Server { return a.embedded }
 
 // Catalog is the domain layer over the database.
 func (a *App) Catalog() *catalog.Catalog { return a.catalog }
+
+// NodeAuth checks the node authentication of the messages gateway nodes send.
+func (a *App) NodeAuth() *gatewaykeys.Cache { return a.nodeAuth }
 
 // Fleet is the registry of gateway nodes.
 func (a *App) Fleet() *fleet.Registry { return a.fleet }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/base64"
 	"encoding/json"
@@ -183,12 +184,18 @@ func parseSignedToken(token string, now time.Time) (signedToken, bool) {
 }
 
 // signedBy reports, in constant time per key, whether one of keys signed t.
-func (t signedToken) signedBy(keys ...string) bool {
-	ok := false
-	for _, k := range keys {
-		ok = hmac.Equal([]byte(signToken(k, t.id, t.exp)), []byte(t.sig)) || ok
+func (t signedToken) signedBy(keys ...string) bool { return t.signer(keys...) >= 0 }
+
+// signer returns the index in keys of the key that signed t, or -1; every key is tried, each in
+// constant time.
+func (t signedToken) signer(keys ...string) int {
+	found := -1
+	for i, k := range keys {
+		if hmac.Equal([]byte(signToken(k, t.id, t.exp)), []byte(t.sig)) {
+			found = i
+		}
 	}
-	return ok
+	return found
 }
 
 // tokenHolder parses a token of newSignedToken's shape that has not expired and reads the
@@ -211,6 +218,44 @@ type GatewayNode struct {
 	Service Service
 	Gateway Resource
 	Expiry  time.Time
+	// KeyBinding is the GatewayKeyBinding of the gateway key that signed the token, which the
+	// node key handed to the holder is bound to. It is a secret.
+	KeyBinding []byte
+}
+
+// GatewayKeyBinding is what the node keys of the holders of tokens signed with the gateway key
+// key are bound to (configwire.DeriveNodeKey): a digest of the key, which changes when the key
+// is regenerated and from which the key cannot be recovered. It is a secret all the same.
+func GatewayKeyBinding(key string) []byte {
+	sum := sha256.Sum256([]byte("gatehouse/gateway-key/v1\x00" + key))
+	return sum[:]
+}
+
+// GatewayBindings are the node-key bindings of one gateway resource: the GatewayKeyBinding of
+// each of its keys (primary and secondary).
+type GatewayBindings struct {
+	ServiceID, Gateway string
+	Bindings           [][]byte
+}
+
+// GatewayKeyBindings returns the bindings of every gateway resource of the service with internal
+// id serviceID, or of every service when serviceID is "" (gatewaykeys keeps them in memory).
+func (c *Catalog) GatewayKeyBindings(ctx context.Context, serviceID string) ([]GatewayBindings, error) {
+	gateways, err := c.store.Gateways(ctx, serviceID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]GatewayBindings, 0, len(gateways))
+	for _, g := range gateways {
+		b := GatewayBindings{ServiceID: g.ServiceID, Gateway: g.Name}
+		for _, name := range []string{secretGatewayPrimary, secretGatewaySecondary} {
+			if key := g.Secrets[name]; key != "" {
+				b.Bindings = append(b.Bindings, GatewayKeyBinding(key))
+			}
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
 
 // VerifyGatewayToken checks a token from GenerateGatewayToken ("GatewayKey " prefix allowed)
@@ -222,14 +267,16 @@ func (c *Catalog) VerifyGatewayToken(ctx context.Context, token string) (Gateway
 	if err != nil {
 		return GatewayNode{}, err
 	}
-	if !t.signedBy(r.Secrets[secretGatewayPrimary], r.Secrets[secretGatewaySecondary]) {
+	keys := []string{r.Secrets[secretGatewayPrimary], r.Secrets[secretGatewaySecondary]}
+	i := t.signer(keys...)
+	if i < 0 {
 		return GatewayNode{}, ErrInvalidToken
 	}
 	svc, err := c.store.GetServiceByID(ctx, r.ServiceID)
 	if err != nil {
 		return GatewayNode{}, err
 	}
-	return GatewayNode{Service: svc, Gateway: r, Expiry: t.expiry}, nil
+	return GatewayNode{Service: svc, Gateway: r, Expiry: t.expiry, KeyBinding: GatewayKeyBinding(keys[i])}, nil
 }
 
 // NamedValueProperties are the ARM properties of a named value. For a secret one, Value is

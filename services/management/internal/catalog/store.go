@@ -26,6 +26,9 @@ type Store interface {
 
 	Get(ctx context.Context, serviceID string, kind *Kind, parent, name string) (Resource, error)
 	GetByID(ctx context.Context, id string) (Resource, error)
+	// Gateways returns the gateway resources, with their secrets, of the service serviceID, or
+	// of every service when serviceID is "".
+	Gateways(ctx context.Context, serviceID string) ([]Resource, error)
 	List(ctx context.Context, serviceID string, q Query) ([]Resource, int, error)
 	// Write runs fn in one transaction at the service's next revision. If fn makes no change the
 	// transaction is rolled back and no revision is spent.

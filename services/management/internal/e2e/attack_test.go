@@ -3,8 +3,10 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -47,18 +49,9 @@ func TestAttackBus(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// The attacker's own connection to the bus, past its authentication (stolen management
-	// credentials, a compromised NATS server): what follows must hold even then, because
-	// nodes trust only what management signed.
-	nc, err := nats.Connect(s.env.NATS.ClientURL(), s.env.NATS.UserInfo())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// What follows must hold even on a bus whose authentication the attacker got past,
+	// because nodes trust only what management signed.
+	nc, js := s.attackerBus(t)
 	const attackerKey = "attacker-chosen-key-0123456789"
 	forged := configwire.Change{ServiceID: svc.ID, Revision: rev + 1, Items: []configwire.Item{{Op: configwire.OpPut,
 		Entity: configwire.Entity{Kind: configwire.KindSubscription, Name: "evil", Revision: rev + 1,
@@ -111,7 +104,7 @@ func TestAttackBus(t *testing.T) {
 	subject := bus.HeartbeatSubject(svc.ID, "gw")
 	// Unsigned, and signed with a node key the attacker made up.
 	// The key id is the real one (any authenticated message shows it); the root is a guess.
-	made := configwire.DeriveNodeKey(s.env.Keys.NodeKey(svc.ID, "gw").ID, []byte("guess"), svc.ID, "gw")
+	made := configwire.DeriveNodeKey(s.env.Keys.Signer().KeyID(), []byte("guess"), svc.ID, "gw", []byte("guess"))
 	for _, auth := range []string{"", made.Sign(subject, raw)} {
 		m := &nats.Msg{Subject: subject, Data: raw, Header: nats.Header{}}
 		if auth != "" {
@@ -147,4 +140,136 @@ func TestAttackBus(t *testing.T) {
 		t.Error("management dialed the forged node's URL")
 	default:
 	}
+}
+
+// TestAttackNodeKeyAfterRegeneration plays someone who holds a node's gateway token, and so
+// the node key the snapshot call hands out with it, and a place on the bus (issue 12): once the
+// gateway key that signed the token is regenerated, management drops and counts their
+// heartbeats and usage batches, so they neither list a node nor report usage; a node key of
+// the gateway's other key keeps working.
+func TestAttackNodeKeyAfterRegeneration(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	ctx := t.Context()
+	svc, err := s.env.Catalog.GetService(ctx, catalog.ServiceRef{Subscription: "sub-e2e", ResourceGroup: "rg-e2e", Name: "svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stolen, kept := s.nodeKey(t, s.token(t, "primary")), s.nodeKey(t, s.token(t, "secondary"))
+	nc, js := s.attackerBus(t)
+
+	s.must(t, []int{204}, http.MethodPost, "/gateways/gw/regenerateKey", map[string]any{"keyType": "primary"})
+	// The regeneration reaches management's cache of gateway keys through a notification.
+	eventually(t, 10*time.Second, func() string {
+		const probe = "probe"
+		if s.env.App.NodeAuth().Verify(probe, nil, stolen.Sign(probe, nil), svc.ID, "gw") == nil {
+			return "management still accepts the node key of the regenerated gateway key"
+		}
+		return ""
+	})
+	minute := time.Now().UTC().Truncate(time.Minute)
+	for _, as := range []struct {
+		node string
+		key  configwire.NodeKey
+	}{{"stolen-node", stolen}, {"kept-node", kept}} {
+		hb := configwire.Heartbeat{NodeID: as.node, ServiceID: svc.ID, Gateway: "gw", Revision: 1, Healthy: true,
+			Started: time.Now(), Sent: time.Now(), Interval: time.Hour}
+		raw, err := json.Marshal(hb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := &nats.Msg{Subject: bus.HeartbeatSubject(svc.ID, "gw"), Data: raw, Header: nats.Header{}}
+		m.Header.Set(bus.HeaderNodeAuth, as.key.Sign(m.Subject, raw))
+		if err := nc.PublishMsg(m); err != nil {
+			t.Fatal(err)
+		}
+		b := configwire.UsageBatch{NodeID: as.node, BatchID: as.node + ":1", ServiceID: svc.ID, Gateway: "gw",
+			Records: []configwire.UsageRecord{{Minute: minute, API: "chat", HandshakesSuccess: 1}}}
+		if raw, err = json.Marshal(b); err != nil {
+			t.Fatal(err)
+		}
+		u := nats.NewMsg(bus.UsageSubject(svc.ID))
+		u.Data = raw
+		u.Header.Set(bus.HeaderNodeAuth, as.key.Sign(u.Subject, raw))
+		if _, err := js.PublishMsg(ctx, u, jetstream.WithMsgID(b.BatchID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, func() string {
+		var nodes []string
+		for _, n := range s.fleet(t, "").nodes {
+			nodes = append(nodes, n.Name)
+		}
+		var stored []string
+		rows, err := s.env.Pool.Query(ctx, "SELECT node_id FROM usage WHERE service_id = $1 ORDER BY node_id", svc.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var n string
+			if err := rows.Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			stored = append(stored, n)
+		}
+		rows.Close()
+		hb, usage := s.rejected(t, "heartbeat", "forged"), s.rejected(t, "usage", "forged")
+		if !slices.Equal(nodes, []string{"kept-node"}) || !slices.Equal(stored, []string{"kept-node"}) || hb != 1 || usage != 1 {
+			return fmt.Sprintf("nodes listed %v, usage stored of %v, forged heartbeats %v and usage batches %v counted; want kept-node alone and one of each counted",
+				nodes, stored, hb, usage)
+		}
+		return ""
+	})
+}
+
+// attackerBus is an attacker's own connection to the bus, past its authentication (stolen
+// management credentials, a compromised NATS server).
+func (s *stack) attackerBus(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(s.env.NATS.ClientURL(), s.env.NATS.UserInfo())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// nodeKey is the node key management hands a node presenting token with its snapshot.
+func (s *stack) nodeKey(t *testing.T, token string) configwire.NodeKey {
+	t.Helper()
+	r := s.env.Must(t, []int{200}, http.MethodGet, configwire.SnapshotPath, nil, "Authorization", "GatewayKey "+token)
+	k, err := configwire.ParseNodeKey(r.Header.Get(configwire.NodeKeyHeader))
+	if err != nil {
+		t.Fatalf("the snapshot's node key: %v", err)
+	}
+	return k
+}
+
+// rejected is management's count of node messages of kind dropped for reason
+// (gatehouse_management_node_messages_rejected_total).
+func (s *stack) rejected(t *testing.T, kind, reason string) float64 {
+	t.Helper()
+	families, err := s.env.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "gatehouse_management_node_messages_rejected_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["kind"] == kind && labels["reason"] == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }

@@ -1,7 +1,7 @@
 // Package fleet is management's view of the gateway nodes: it receives their heartbeats over
 // NATS (bus.HeartbeatSubjects), keeps only those a node authenticated with its gateway's node
-// key, tells which nodes of a gateway resource are live and which
-// configuration revision each serves, and waits until they all serve a revision.
+// key and that are fresh (not replayed), tells which nodes of a gateway resource are live and
+// which configuration revision each serves, and waits until they all serve a revision.
 package fleet
 
 import (
@@ -27,6 +27,9 @@ const (
 	DefaultLiveFor     = 30 * time.Second
 	DefaultForgetAfter = 15 * time.Minute
 	DefaultMaxNodes    = 10000
+	// DefaultMaxSkew is far beyond the clock differences of hosts that keep time, and short
+	// enough that a captured heartbeat is of little use for long.
+	DefaultMaxSkew = time.Minute
 )
 
 // Options configure a Registry; the zero value is usable.
@@ -40,19 +43,30 @@ type Options struct {
 	// MaxNodes bounds the nodes kept in memory; heartbeats of further nodes are dropped. Zero
 	// means DefaultMaxNodes.
 	MaxNodes int
-	Log      *slog.Logger
-	// Keys derives the node keys heartbeats and live-connection replies are authenticated
-	// with (signing.Keyring). Without it no message verifies, so no node is ever listed.
-	Keys NodeKeys
+	// MaxSkew is how far from the Registry's clock, either way, a heartbeat's Sent time may be
+	// for it to be accepted; a heartbeat must also be sent after the last one accepted from its
+	// node, so that a captured heartbeat published again is dropped (issue 12). Zero means
+	// DefaultMaxSkew.
+	MaxSkew time.Duration
+	Log     *slog.Logger
+	// Keys checks the node authentication of heartbeats and live-connection replies against
+	// the current keys of the gateway they claim (gatewaykeys.Cache). Without it no message
+	// verifies, so no node is ever listed.
+	Keys NodeAuth
 	// Rejected, if set, is told of every heartbeat or reply dropped because its node
-	// authentication is missing or wrong: kind "heartbeat" or "reply", reason "unsigned" or
-	// "forged" (metrics.Management.NodeMessageRejected). Called on NATS's goroutines.
+	// authentication is missing or wrong (reason "unsigned" or "forged"), and of every
+	// authenticated heartbeat dropped as "replayed" (not sent after the last one of its node) or
+	// "stale" (sent more than MaxSkew from now): kind "heartbeat" or "reply"
+	// (metrics.Management.NodeMessageRejected). Called on NATS's goroutines.
 	Rejected func(kind, reason string)
 }
 
-// NodeKeys derives a gateway's node key from a key id; false when the id is unknown.
-type NodeKeys interface {
-	NodeKeyFor(id, serviceID, gateway string) (configwire.NodeKey, bool)
+// NodeAuth checks the node authentication of a message.
+type NodeAuth interface {
+	// Verify checks auth, a bus.HeaderNodeAuth value, over a message on subject with data from
+	// a node of gateway in the service serviceID; the error wraps configwire.ErrUnsigned or
+	// configwire.ErrForged.
+	Verify(subject string, data []byte, auth, serviceID, gateway string) error
 }
 
 // Node is what management knows of one gateway node: its last heartbeat, when that arrived, and
@@ -68,8 +82,12 @@ type Node struct {
 type Registry struct {
 	opt Options
 
-	mu        sync.Mutex
-	nodes     map[string]*Node
+	mu    sync.Mutex
+	nodes map[string]*Node
+	// gone holds, by node id, when the last heartbeat accepted from a node no longer listed
+	// (stopped or forgotten) was sent, while a replay of it would not be stale: a replayed
+	// heartbeat must not list the node again.
+	gone      map[string]time.Time
 	changed   chan struct{} // closed and replaced on every accepted heartbeat
 	lastPrune time.Time
 	full      bool // MaxNodes reached; logged once
@@ -86,10 +104,13 @@ func New(opt Options) *Registry {
 	if opt.MaxNodes <= 0 {
 		opt.MaxNodes = DefaultMaxNodes
 	}
+	if opt.MaxSkew <= 0 {
+		opt.MaxSkew = DefaultMaxSkew
+	}
 	if opt.Log == nil {
 		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Registry{opt: opt, nodes: map[string]*Node{}, changed: make(chan struct{})}
+	return &Registry{opt: opt, nodes: map[string]*Node{}, gone: map[string]time.Time{}, changed: make(chan struct{})}
 }
 
 // Subscribe feeds the Registry with the heartbeats published on nc's server, on core NATS: every
@@ -129,8 +150,24 @@ func (r *Registry) receive(m *nats.Msg) {
 		r.opt.Log.Warn("unauthenticated heartbeat dropped", "subject", m.Subject, "node_id", hb.NodeID, "err", err)
 		return
 	}
-	r.observe(hb, time.Now())
+	now := time.Now()
+	switch reason := r.observe(hb, now); reason {
+	case "":
+	case reasonStale:
+		r.count("heartbeat", reason)
+		r.opt.Log.Warn("heartbeat dropped: sent too far from this management's clock (a replay, a node whose clock is wrong, or one held back by a bus outage)",
+			"node_id", hb.NodeID, "gateway", hb.Gateway, "sent", hb.Sent, "skew", hb.Sent.Sub(now), "max_skew", r.opt.MaxSkew)
+	default:
+		r.count("heartbeat", reason)
+		r.opt.Log.Warn("replayed heartbeat dropped: not sent after the node's last", "node_id", hb.NodeID, "gateway", hb.Gateway, "sent", hb.Sent)
+	}
 }
+
+// Reasons observe drops an authenticated heartbeat for.
+const (
+	reasonStale    = "stale"
+	reasonReplayed = "replayed"
+)
 
 // authenticate checks the node authentication of m, a message from a node of gateway in the
 // service serviceID: only management and that gateway's nodes know the key (issue 12), so a
@@ -143,37 +180,48 @@ func (r *Registry) authenticate(m *nats.Msg, serviceID, gateway string) error {
 	if r.opt.Keys == nil {
 		return configwire.ErrForged
 	}
-	key, ok := r.opt.Keys.NodeKeyFor(configwire.NodeAuthKeyID(auth), serviceID, gateway)
-	if !ok {
-		return configwire.ErrForged
-	}
-	return key.Verify(m.Subject, m.Data, auth)
+	return r.opt.Keys.Verify(m.Subject, m.Data, auth, serviceID, gateway)
 }
 
 // reject counts a message dropped by authenticate.
 func (r *Registry) reject(kind string, err error) {
-	if r.opt.Rejected == nil {
-		return
-	}
 	reason := "forged"
 	if errors.Is(err, configwire.ErrUnsigned) {
 		reason = "unsigned"
 	}
-	r.opt.Rejected(kind, reason)
+	r.count(kind, reason)
 }
 
-// observe records hb, received at now.
-func (r *Registry) observe(hb configwire.Heartbeat, now time.Time) {
+// count tells Options.Rejected of a dropped message.
+func (r *Registry) count(kind, reason string) {
+	if r.opt.Rejected != nil {
+		r.opt.Rejected(kind, reason)
+	}
+}
+
+// observe records hb, an authenticated heartbeat received at now, or returns why it drops it:
+// reasonStale when it was sent more than MaxSkew from now, reasonReplayed when it was not sent
+// after the last heartbeat accepted from its node. A heartbeat dropped because MaxNodes are
+// known is no attack and returns "".
+func (r *Registry) observe(hb configwire.Heartbeat, now time.Time) string {
+	if skew := now.Sub(hb.Sent); skew > r.opt.MaxSkew || skew < -r.opt.MaxSkew {
+		return reasonStale
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.prune(now)
 	cur, known := r.nodes[hb.NodeID]
+	last, seen := r.gone[hb.NodeID]
+	if known {
+		last, seen = cur.Sent, true
+	}
 	switch {
-	case known && hb.Sent.Before(cur.Sent):
-		return // overtaken by a newer heartbeat
+	case seen && !hb.Sent.After(last):
+		return reasonReplayed
 	case hb.Stopping:
+		r.gone[hb.NodeID] = hb.Sent
 		if !known {
-			return
+			return ""
 		}
 		delete(r.nodes, hb.NodeID)
 	case !known && len(r.nodes) >= r.opt.MaxNodes:
@@ -181,23 +229,33 @@ func (r *Registry) observe(hb configwire.Heartbeat, now time.Time) {
 			r.full = true
 			r.opt.Log.Warn("too many gateway nodes; heartbeats of further nodes are dropped", "max_nodes", r.opt.MaxNodes)
 		}
-		return
+		return ""
 	default:
+		delete(r.gone, hb.NodeID)
 		r.nodes[hb.NodeID] = &Node{Heartbeat: hb, LastSeen: now}
 	}
 	close(r.changed)
 	r.changed = make(chan struct{})
+	return ""
 }
 
-// prune drops the nodes stale for ForgetAfter, at most once every ForgetAfter/10. r.mu is held.
+// prune drops the nodes stale for ForgetAfter, remembering when their last heartbeat was sent
+// in gone, and forgets what gone holds once a replay would be stale anyway; at most once every
+// min(ForgetAfter, MaxSkew)/10. r.mu is held.
 func (r *Registry) prune(now time.Time) {
-	if now.Sub(r.lastPrune) < r.opt.ForgetAfter/10 {
+	if now.Sub(r.lastPrune) < min(r.opt.ForgetAfter, r.opt.MaxSkew)/10 {
 		return
 	}
 	r.lastPrune = now
 	for id, n := range r.nodes {
 		if now.Sub(r.liveUntil(n)) > r.opt.ForgetAfter {
 			delete(r.nodes, id)
+			r.gone[id] = n.Sent
+		}
+	}
+	for id, sent := range r.gone {
+		if now.Sub(sent) > r.opt.MaxSkew {
+			delete(r.gone, id)
 		}
 	}
 	if len(r.nodes) < r.opt.MaxNodes {

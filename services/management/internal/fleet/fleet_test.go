@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"gatehouse.dev/management/internal/fleet"
+	"gatehouse.dev/management/internal/gatewaykeys/gatewaykeystest"
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/configwire"
@@ -47,7 +48,7 @@ func start(t *testing.T, opt fleet.Options) *harness {
 		return nc
 	}
 	if opt.Keys == nil {
-		opt.Keys = testKeys{}
+		opt.Keys = gatewaykeystest.Auth{}
 	}
 	reg := fleet.New(opt)
 	sub, err := reg.Subscribe(conn())
@@ -342,7 +343,7 @@ func TestHeartbeatsAcrossNATSRestart(t *testing.T) {
 		t.Cleanup(nc.Close)
 		return nc
 	}
-	reg := fleet.New(fleet.Options{Keys: testKeys{}})
+	reg := fleet.New(fleet.Options{Keys: gatewaykeystest.Auth{}})
 	sub, err := reg.Subscribe(conn())
 	if err != nil {
 		t.Fatal(err)
@@ -373,30 +374,13 @@ func TestHeartbeatsAcrossNATSRestart(t *testing.T) {
 	})
 }
 
-// testKeys derives node keys from a fixed root under the key id testKeyID, as management's
-// keyring does from its signing keys.
-type testKeys struct{}
-
-const testKeyID = "ktest"
-
-func (testKeys) NodeKeyFor(id, serviceID, gateway string) (configwire.NodeKey, bool) {
-	if id != testKeyID {
-		return configwire.NodeKey{}, false
-	}
-	return nodeKey(serviceID, gateway), true
-}
-
-func nodeKey(serviceID, gateway string) configwire.NodeKey {
-	return configwire.DeriveNodeKey(testKeyID, []byte("test root"), serviceID, gateway)
-}
-
 // signed is a message on subject with data, authenticated as a node of the gateway the data
 // names (when it is a heartbeat) would: with that gateway's node key.
 func signed(subject string, data []byte) *nats.Msg {
 	m := &nats.Msg{Subject: subject, Data: data, Header: nats.Header{}}
 	var hb configwire.Heartbeat
 	if json.Unmarshal(data, &hb) == nil {
-		m.Header.Set(bus.HeaderNodeAuth, nodeKey(hb.ServiceID, hb.Gateway).Sign(subject, data))
+		m.Header.Set(bus.HeaderNodeAuth, gatewaykeystest.NodeKey(hb.ServiceID, hb.Gateway).Sign(subject, data))
 	}
 	return m
 }

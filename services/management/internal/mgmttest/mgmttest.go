@@ -33,6 +33,8 @@ import (
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/management/internal/outbox"
 	"gatehouse.dev/management/internal/signing"
+	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/testwait"
 )
 
 // AdminToken is the static admin token of every Env unless Options.Auth sets another.
@@ -246,6 +248,30 @@ func (e *Env) Must(t testing.TB, want []int, method, path string, body any, head
 	}
 	t.Fatalf("%s %s: status %d, want %v; body %s", method, path, r.Status, want, r.Body)
 	return r
+}
+
+// NodeKey returns the node key management hands the nodes of gateway, in the service with
+// internal id serviceID, that present a token signed with the gateway's primary key (as the
+// snapshot call does), once management verifies messages authenticated with it: a gateway
+// just written reaches management's cache of gateway keys through a Postgres notification.
+func (e *Env) NodeKey(t testing.TB, serviceID, gateway string) configwire.NodeKey {
+	t.Helper()
+	var key configwire.NodeKey
+	testwait.Until(t, 10*time.Second, "management knowing the keys of gateway "+gateway, func() bool {
+		all, err := e.Catalog.GatewayKeyBindings(context.Background(), serviceID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range all {
+			if strings.EqualFold(g.Gateway, gateway) && len(g.Bindings) > 0 {
+				key = e.Keys.NodeKey(serviceID, gateway, g.Bindings[0])
+				const probe = "mgmttest.probe"
+				return e.App.NodeAuth().Verify(probe, nil, key.Sign(probe, nil), serviceID, gateway) == nil
+			}
+		}
+		return false
+	})
+	return key
 }
 
 // CreateService creates a service and returns its ARM path.

@@ -55,15 +55,38 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, replicas int) err
 type Ingester struct {
 	pool *pgxpool.Pool
 	js   jetstream.JetStream
-	log  *slog.Logger
+	opt  IngesterOptions
+}
+
+// IngesterOptions configure an Ingester.
+type IngesterOptions struct {
+	// Auth checks each batch's node authentication against the keys of the gateway the batch
+	// names (gatewaykeys.Cache): any node may publish on its service's usage subject, so the
+	// batch itself must prove which gateway it comes from (issue 12). Without it no batch is
+	// stored.
+	Auth NodeAuth
+	// Rejected, if set, is told of every batch dropped because its node authentication is
+	// missing ("unsigned") or wrong ("forged"), with kind "usage"
+	// (metrics.Management.NodeMessageRejected).
+	Rejected func(kind, reason string)
+	// Log is where dropped batches are logged; nil discards.
+	Log *slog.Logger
+}
+
+// NodeAuth checks the node authentication of a message.
+type NodeAuth interface {
+	// Verify checks auth, a bus.HeaderNodeAuth value, over a message on subject with data from
+	// a node of gateway in the service serviceID; the error wraps configwire.ErrUnsigned or
+	// configwire.ErrForged.
+	Verify(subject string, data []byte, auth, serviceID, gateway string) error
 }
 
 // NewIngester returns an Ingester; the stream must exist (EnsureStream).
-func NewIngester(pool *pgxpool.Pool, js jetstream.JetStream, log *slog.Logger) *Ingester {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+func NewIngester(pool *pgxpool.Pool, js jetstream.JetStream, opt IngesterOptions) *Ingester {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Ingester{pool: pool, js: js, log: log}
+	return &Ingester{pool: pool, js: js, opt: opt}
 }
 
 // Run consumes batches with the durable consumer ConsumerName until ctx ends, then returns
@@ -90,36 +113,77 @@ func (in *Ingester) Run(ctx context.Context) error {
 }
 
 // handle stores one batch and acknowledges it; a batch that can never be stored (malformed,
-// or of a service that no longer exists) is acknowledged too, and one the database refused
-// for now is delivered again after retryDelay.
+// not authenticated by its gateway's node key, or of a service that no longer exists) is
+// acknowledged too, and one the database refused for now is delivered again after retryDelay.
 func (in *Ingester) handle(ctx context.Context, msg jetstream.Msg) {
-	var b configwire.UsageBatch
-	err := json.Unmarshal(msg.Data(), &b)
-	if err == nil {
-		err = b.Validate()
-	}
-	if err == nil {
-		if _, perr := uuid.Parse(b.ServiceID); perr != nil {
-			err = fmt.Errorf("usage batch: serviceId %q is not a service id", b.ServiceID)
-		}
-	}
+	log := in.opt.Log
+	b, err := decodeBatch(msg)
 	if err != nil {
-		in.log.WarnContext(ctx, "usage batch dropped", "subject", msg.Subject(), "err", err)
+		log.WarnContext(ctx, "usage batch dropped", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
 		return
 	}
-	inserted, err := in.Store(ctx, &b)
+	if err := in.authenticate(msg, b); err != nil {
+		in.reject(err)
+		log.WarnContext(ctx, "unauthenticated usage batch dropped", "subject", msg.Subject(), "gateway", b.Gateway,
+			"node", b.NodeID, "batch", b.BatchID, "err", err)
+		_ = msg.Term()
+		return
+	}
+	inserted, err := in.Store(ctx, b)
 	if err != nil {
 		if ctx.Err() == nil {
-			in.log.ErrorContext(ctx, "usage batch not stored; retrying", "batch", b.BatchID, "err", err)
+			log.ErrorContext(ctx, "usage batch not stored; retrying", "batch", b.BatchID, "err", err)
 		}
 		_ = msg.NakWithDelay(retryDelay)
 		return
 	}
 	if err := msg.Ack(); err != nil {
-		in.log.WarnContext(ctx, "usage batch stored but not acknowledged", "batch", b.BatchID, "err", err)
+		log.WarnContext(ctx, "usage batch stored but not acknowledged", "batch", b.BatchID, "err", err)
 	}
-	in.log.DebugContext(ctx, "usage batch stored", "batch", b.BatchID, "node", b.NodeID, "records", len(b.Records), "inserted", inserted)
+	log.DebugContext(ctx, "usage batch stored", "batch", b.BatchID, "node", b.NodeID, "records", len(b.Records), "inserted", inserted)
+}
+
+// decodeBatch reads and validates the batch of msg, which must be on its service's subject.
+func decodeBatch(msg jetstream.Msg) (*configwire.UsageBatch, error) {
+	var b configwire.UsageBatch
+	if err := json.Unmarshal(msg.Data(), &b); err != nil {
+		return nil, err
+	}
+	if err := b.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := uuid.Parse(b.ServiceID); err != nil {
+		return nil, fmt.Errorf("usage batch: serviceId %q is not a service id", b.ServiceID)
+	}
+	if msg.Subject() != bus.UsageSubject(b.ServiceID) {
+		return nil, fmt.Errorf("usage batch: serviceId %q on a subject not its own", b.ServiceID)
+	}
+	return &b, nil
+}
+
+// authenticate checks that a node of the gateway b names sent msg, with its node key.
+func (in *Ingester) authenticate(msg jetstream.Msg, b *configwire.UsageBatch) error {
+	auth := msg.Headers().Get(bus.HeaderNodeAuth)
+	if auth == "" {
+		return configwire.ErrUnsigned
+	}
+	if in.opt.Auth == nil {
+		return configwire.ErrForged
+	}
+	return in.opt.Auth.Verify(msg.Subject(), msg.Data(), auth, b.ServiceID, b.Gateway)
+}
+
+// reject counts a batch dropped by authenticate.
+func (in *Ingester) reject(err error) {
+	if in.opt.Rejected == nil {
+		return
+	}
+	reason := "forged"
+	if errors.Is(err, configwire.ErrUnsigned) {
+		reason = "unsigned"
+	}
+	in.opt.Rejected("usage", reason)
 }
 
 // Store inserts the records of a valid batch and returns how many rows were new. Records

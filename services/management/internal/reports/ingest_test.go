@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"gatehouse.dev/management/internal/dbtest"
+	"gatehouse.dev/management/internal/gatewaykeys/gatewaykeystest"
 	"gatehouse.dev/management/internal/natsembed"
 	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/management/internal/store/migrate"
@@ -26,6 +27,8 @@ type env struct {
 	pool  *pgxpool.Pool
 	js    jetstream.JetStream
 	store *reports.Store
+	// rejected records the batches the Ingester dropped as unauthenticated.
+	rejected *gatewaykeystest.Rejections
 }
 
 // newEnv starts a database of its own, an in-process NATS server with the usage stream, and
@@ -64,7 +67,8 @@ func newEnv(t *testing.T) *env {
 	if err := reports.EnsureStream(ctx, js, 1); err != nil {
 		t.Fatalf("EnsureStream is not idempotent: %v", err)
 	}
-	in := reports.NewIngester(pool, js, nil)
+	rej := &gatewaykeystest.Rejections{}
+	in := reports.NewIngester(pool, js, reports.IngesterOptions{Auth: gatewaykeystest.Auth{}, Rejected: rej.Add})
 	done := make(chan error, 1)
 	go func() { done <- in.Run(ctx) }()
 	t.Cleanup(func() {
@@ -73,7 +77,7 @@ func newEnv(t *testing.T) *env {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	return &env{pool: pool, js: js, store: reports.NewStore(pool)}
+	return &env{pool: pool, js: js, store: reports.NewStore(pool), rejected: rej}
 }
 
 // service inserts a service row and returns its id.
@@ -88,15 +92,29 @@ func (e *env) service(t *testing.T, name string) string {
 	return id
 }
 
-// publish publishes b as a gateway would, with its batch id as Nats-Msg-Id unless msgID
-// overrides it (a re-send after the de-duplication window).
+// publish publishes b as a node of its gateway would, authenticated with that gateway's node
+// key, with its batch id as Nats-Msg-Id unless msgID overrides it (a re-send after the
+// de-duplication window).
 func (e *env) publish(t *testing.T, b configwire.UsageBatch, msgID string) {
+	t.Helper()
+	e.publishAs(t, b, msgID, func(subject string, data []byte) string {
+		return gatewaykeystest.NodeKey(b.ServiceID, b.Gateway).Sign(subject, data)
+	})
+}
+
+// publishAs publishes b with the node authentication auth makes ("" for none).
+func (e *env) publishAs(t *testing.T, b configwire.UsageBatch, msgID string, auth func(subject string, data []byte) string) {
 	t.Helper()
 	data, err := json.Marshal(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.js.Publish(context.Background(), bus.UsageSubject(b.ServiceID), data, jetstream.WithMsgID(msgID)); err != nil {
+	msg := nats.NewMsg(bus.UsageSubject(b.ServiceID))
+	msg.Data = data
+	if a := auth(msg.Subject, data); a != "" {
+		msg.Header.Set(bus.HeaderNodeAuth, a)
+	}
+	if _, err := e.js.PublishMsg(context.Background(), msg, jetstream.WithMsgID(msgID)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -132,7 +150,7 @@ func TestIngestIsIdempotent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	svc := e.service(t, "idem")
-	b := configwire.UsageBatch{NodeID: "n1", BatchID: bus.UsageBatchID("n1", minute(0), 1), ServiceID: svc, Records: []configwire.UsageRecord{
+	b := configwire.UsageBatch{NodeID: "n1", BatchID: bus.UsageBatchID("n1", minute(0), 1), ServiceID: svc, Gateway: "gw", Records: []configwire.UsageRecord{
 		{Minute: minute(0), API: "echo", Subscription: "alice", HandshakesSuccess: 2, MessagesIn: 10, BytesIn: 100, ConnectionMillis: 30000},
 		{Minute: minute(0), API: "echo", HandshakesBlocked: 1},
 	}}
@@ -141,7 +159,7 @@ func TestIngestIsIdempotent(t *testing.T) {
 	e.publish(t, b, b.BatchID+"-re") // a re-send JetStream no longer remembers
 	e.waitStored(t, svc, 2)
 	// A second node's usage of the same minute adds to the first's.
-	b2 := configwire.UsageBatch{NodeID: "n2", BatchID: bus.UsageBatchID("n2", minute(0), 1), ServiceID: svc, Records: []configwire.UsageRecord{
+	b2 := configwire.UsageBatch{NodeID: "n2", BatchID: bus.UsageBatchID("n2", minute(0), 1), ServiceID: svc, Gateway: "gw", Records: []configwire.UsageRecord{
 		{Minute: minute(0), API: "echo", Subscription: "alice", HandshakesSuccess: 1, MessagesOut: 5},
 	}}
 	e.publish(t, b2, b2.BatchID)
@@ -164,13 +182,13 @@ func TestIngestDropsWhatCannotBeStored(t *testing.T) {
 	e := newEnv(t)
 	svc := e.service(t, "drops")
 	for _, b := range []configwire.UsageBatch{
-		{NodeID: "n1", BatchID: "bad-minute", ServiceID: svc, Records: []configwire.UsageRecord{{Minute: minute(0).Add(time.Second), API: "a"}}},
-		{NodeID: "n1", BatchID: "no-service", ServiceID: uuid.NewString(), Records: []configwire.UsageRecord{{Minute: minute(0), API: "a"}}},
-		{NodeID: "n1", BatchID: "not-a-uuid", ServiceID: "svc", Records: []configwire.UsageRecord{{Minute: minute(0), API: "a"}}},
+		{NodeID: "n1", BatchID: "bad-minute", ServiceID: svc, Gateway: "gw", Records: []configwire.UsageRecord{{Minute: minute(0).Add(time.Second), API: "a"}}},
+		{NodeID: "n1", BatchID: "no-service", ServiceID: uuid.NewString(), Gateway: "gw", Records: []configwire.UsageRecord{{Minute: minute(0), API: "a"}}},
+		{NodeID: "n1", BatchID: "not-a-uuid", ServiceID: "svc", Gateway: "gw", Records: []configwire.UsageRecord{{Minute: minute(0), API: "a"}}},
 	} {
 		e.publish(t, b, b.BatchID)
 	}
-	good := configwire.UsageBatch{NodeID: "n1", BatchID: "good", ServiceID: svc, Records: []configwire.UsageRecord{{Minute: minute(0), API: "a", HandshakesOther: 1}}}
+	good := configwire.UsageBatch{NodeID: "n1", BatchID: "good", ServiceID: svc, Gateway: "gw", Records: []configwire.UsageRecord{{Minute: minute(0), API: "a", HandshakesOther: 1}}}
 	e.publish(t, good, good.BatchID)
 	e.waitStored(t, svc, 1)
 }
@@ -180,18 +198,18 @@ func TestReports(t *testing.T) {
 	e := newEnv(t)
 	svc, other := e.service(t, "reports"), e.service(t, "other")
 	ctx := context.Background()
-	in := reports.NewIngester(e.pool, e.js, nil)
+	in := reports.NewIngester(e.pool, e.js, reports.IngesterOptions{})
 	for _, b := range []configwire.UsageBatch{
-		{NodeID: "n1", BatchID: "1", ServiceID: svc, Records: []configwire.UsageRecord{
+		{NodeID: "n1", BatchID: "1", ServiceID: svc, Gateway: "gw", Records: []configwire.UsageRecord{
 			{Minute: minute(0), API: "chat", Subscription: "alice", HandshakesSuccess: 1, BytesIn: 10},
 			{Minute: minute(14), API: "chat", Subscription: "bob", HandshakesSuccess: 2, HandshakesFailed: 1},
 			{Minute: minute(15), API: "echo", Subscription: "alice", HandshakesBlocked: 4, BytesOut: 5},
 			{Minute: minute(60 * 24), API: "echo", Subscription: "", HandshakesOther: 7}, // the next day
 		}},
-		{NodeID: "n2", BatchID: "1", ServiceID: svc, Records: []configwire.UsageRecord{
+		{NodeID: "n2", BatchID: "1", ServiceID: svc, Gateway: "gw", Records: []configwire.UsageRecord{
 			{Minute: minute(1), API: "chat", Subscription: "alice", HandshakesSuccess: 1, MessagesIn: 3, ConnectionMillis: 1500},
 		}},
-		{NodeID: "n1", BatchID: "x", ServiceID: other, Records: []configwire.UsageRecord{{Minute: minute(0), API: "chat", HandshakesSuccess: 100}}},
+		{NodeID: "n1", BatchID: "x", ServiceID: other, Gateway: "gw", Records: []configwire.UsageRecord{{Minute: minute(0), API: "chat", HandshakesSuccess: 100}}},
 	} {
 		if _, err := in.Store(ctx, &b); err != nil {
 			t.Fatal(err)

@@ -152,7 +152,8 @@ func (k *Keyring) current() *keys {
 
 func (k *Keyring) load(ctx context.Context) (*keys, error) {
 	rows, err := k.pool.Query(ctx, `SELECT id, public_key, sealed_seed, retired_at IS NULL,
-		retired_at IS NULL OR retired_at > now() - make_interval(secs => $1)
+		retired_at IS NULL OR retired_at > now() - make_interval(secs => $1),
+		retired_at + make_interval(secs => $1)
 		FROM signing_keys ORDER BY created_at DESC`, RetiredVerifyFor.Seconds())
 	if err != nil {
 		return nil, fmt.Errorf("signing: read keys: %w", err)
@@ -164,8 +165,9 @@ func (k *Keyring) load(ctx context.Context) (*keys, error) {
 			id             string
 			pub, sealed    []byte
 			active, listed bool
+			until          *time.Time // when a retired key stops verifying
 		)
-		if err := rows.Scan(&id, &pub, &sealed, &active, &listed); err != nil {
+		if err := rows.Scan(&id, &pub, &sealed, &active, &listed, &until); err != nil {
 			return nil, fmt.Errorf("signing: read keys: %w", err)
 		}
 		seed, err := k.box.Open(sealed, aad(id))
@@ -174,7 +176,11 @@ func (k *Keyring) load(ctx context.Context) (*keys, error) {
 		}
 		next.seeds[id] = seed
 		if listed {
-			next.verify = append(next.verify, configwire.VerifyKey{ID: id, Key: pub})
+			vk := configwire.VerifyKey{ID: id, Key: pub}
+			if until != nil {
+				vk.Until = until.UTC()
+			}
+			next.verify = append(next.verify, vk)
 		}
 		if active {
 			next.active = configwire.NewSigner(ed25519.NewKeyFromSeed(seed))
@@ -196,24 +202,25 @@ func (k *Keyring) load(ctx context.Context) (*keys, error) {
 func (k *Keyring) Signer() *configwire.Signer { return k.current().active }
 
 // VerifyKeys returns the public keys nodes verify with: the active key's and those of keys
-// retired within RetiredVerifyFor.
+// retired within RetiredVerifyFor, each with the end of its window as its Until.
 func (k *Keyring) VerifyKeys() []configwire.VerifyKey { return k.current().verify }
 
-// NodeKey returns the node key of gateway in the service serviceID, derived from the active
-// key: what the snapshot call hands that gateway's nodes.
-func (k *Keyring) NodeKey(serviceID, gateway string) configwire.NodeKey {
+// NodeKey returns the node key of gateway in the service serviceID bound to binding (the
+// catalog.GatewayKeyBinding of the gateway key that signed the caller's token), derived from the
+// active key: what the snapshot call hands that gateway's nodes.
+func (k *Keyring) NodeKey(serviceID, gateway string, binding []byte) configwire.NodeKey {
 	cur := k.current()
 	id := cur.active.KeyID()
-	return configwire.DeriveNodeKey(id, cur.seeds[id], serviceID, gateway)
+	return configwire.DeriveNodeKey(id, cur.seeds[id], serviceID, gateway, binding)
 }
 
-// NodeKeyFor returns the node key of gateway in the service serviceID derived from the key
-// id, reporting false for a key it does not know: what a message's authentication is checked
-// with. It never reads the database, so forged ids cost nothing.
-func (k *Keyring) NodeKeyFor(id, serviceID, gateway string) (configwire.NodeKey, bool) {
+// NodeKeyFor returns the node key of gateway in the service serviceID bound to binding, derived
+// from the key id, reporting false for a key it does not know: what a message's authentication
+// is checked with (gatewaykeys.Cache). It never reads the database, so forged ids cost nothing.
+func (k *Keyring) NodeKeyFor(id, serviceID, gateway string, binding []byte) (configwire.NodeKey, bool) {
 	seed, ok := k.current().seeds[id]
 	if !ok {
 		return configwire.NodeKey{}, false
 	}
-	return configwire.DeriveNodeKey(id, seed, serviceID, gateway), true
+	return configwire.DeriveNodeKey(id, seed, serviceID, gateway, binding), true
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"gatehouse.dev/management/internal/catalog"
+	"gatehouse.dev/management/internal/gatewaykeys"
 	"gatehouse.dev/management/internal/odata"
 	"gatehouse.dev/management/internal/outbox"
 	"gatehouse.dev/management/internal/secretbox"
@@ -230,8 +231,19 @@ func (s *Store) DeleteService(ctx context.Context, id string) error {
 			return err
 		}
 		ch := configwire.Change{ServiceID: id, Revision: rev, Items: []configwire.Item{{Op: configwire.OpDeleteService}}}
-		return writeOutbox(ctx, tx, ch)
+		if err := writeOutbox(ctx, tx, ch); err != nil {
+			return err
+		}
+		return notifyGateways(ctx, tx, id)
 	})
+}
+
+// notifyGateways tells every management replica, when tx commits, that the gateway resources of
+// the service serviceID changed, so that they read those gateways' keys again
+// (gatewaykeys.Cache). A regenerated key then stops verifying its old node keys at once.
+func notifyGateways(ctx context.Context, tx pgx.Tx, serviceID string) error {
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, gatewaykeys.NotifyChannel, serviceID)
+	return err
 }
 
 func writeOutbox(ctx context.Context, tx pgx.Tx, ch configwire.Change) error {
@@ -307,6 +319,31 @@ func (s *Store) GetByID(ctx context.Context, id string) (catalog.Resource, error
 	}
 	r, err := s.scanResource(s.pool.QueryRow(ctx, `SELECT `+resourceColumns+` FROM resources WHERE id = $1`, id), true)
 	return r, translate(err)
+}
+
+// Gateways implements catalog.Store.
+func (s *Store) Gateways(ctx context.Context, serviceID string) ([]catalog.Resource, error) {
+	where, args := `kind = $1`, []any{catalog.KindGateway.Name}
+	if serviceID != "" {
+		if _, err := uuid.Parse(serviceID); err != nil {
+			return nil, nil
+		}
+		where, args = where+` AND service_id = $2`, append(args, serviceID)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+resourceColumns+` FROM resources WHERE `+where, args...)
+	if err != nil {
+		return nil, translate(err)
+	}
+	defer rows.Close()
+	var out []catalog.Resource
+	for rows.Next() {
+		r, err := s.scanResource(rows, true)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, translate(rows.Err())
 }
 
 // List implements catalog.Store.
@@ -544,6 +581,11 @@ func (s *Store) Write(ctx context.Context, serviceID string, fn func(ctx context
 		if len(t.items) == 0 {
 			return errNoChange
 		}
+		if t.gateways {
+			if err := notifyGateways(ctx, ptx, serviceID); err != nil {
+				return err
+			}
+		}
 		return writeOutbox(ctx, ptx, configwire.Change{ServiceID: serviceID, Revision: rev, Items: t.items})
 	})
 	if errors.Is(err, errNoChange) {
@@ -572,6 +614,8 @@ type txn struct {
 	serviceID string
 	rev       int64
 	items     []configwire.Item
+	// gateways is set when a gateway resource was written or deleted (notifyGateways).
+	gateways bool
 }
 
 func (t *txn) Revision() int64 { return t.rev }
@@ -617,6 +661,7 @@ func (t *txn) Put(ctx context.Context, r *catalog.Resource) error {
 	if err != nil {
 		return translate(err)
 	}
+	t.gateways = t.gateways || r.Kind == catalog.KindGateway
 	t.items = append(t.items, configwire.Item{Op: configwire.OpPut, Entity: catalog.WireEntity(*r, false)})
 	return nil
 }
@@ -625,6 +670,7 @@ func (t *txn) Delete(ctx context.Context, r catalog.Resource) error {
 	if _, err := t.tx.Exec(ctx, `DELETE FROM resources WHERE id = $1`, r.ID); err != nil {
 		return translate(err)
 	}
+	t.gateways = t.gateways || r.Kind == catalog.KindGateway
 	t.items = append(t.items, configwire.Item{Op: configwire.OpDelete,
 		Entity: configwire.Entity{Kind: r.Kind.Name, Parent: r.Parent, Name: r.Name, Revision: t.rev}})
 	return nil
