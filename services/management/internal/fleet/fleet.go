@@ -136,30 +136,40 @@ func (r *Registry) receive(m *nats.Msg) {
 // service serviceID: only management and that gateway's nodes know the key (issue 12), so a
 // node of another gateway, or anyone else on the bus, cannot speak for it.
 func (r *Registry) authenticate(m *nats.Msg, serviceID, gateway string) error {
+	return Authenticate(r.opt.Keys, m, serviceID, gateway)
+}
+
+// Authenticate checks the node authentication of m, a message from a node of gateway in the
+// service serviceID, with the node keys keys derives (nil: nothing verifies). It returns nil,
+// or an error wrapping configwire.ErrUnsigned or configwire.ErrForged.
+func Authenticate(keys NodeKeys, m *nats.Msg, serviceID, gateway string) error {
 	auth := m.Header.Get(bus.HeaderNodeAuth)
 	if auth == "" {
 		return configwire.ErrUnsigned
 	}
-	if r.opt.Keys == nil {
+	if keys == nil {
 		return configwire.ErrForged
 	}
-	key, ok := r.opt.Keys.NodeKeyFor(configwire.NodeAuthKeyID(auth), serviceID, gateway)
+	key, ok := keys.NodeKeyFor(configwire.NodeAuthKeyID(auth), serviceID, gateway)
 	if !ok {
 		return configwire.ErrForged
 	}
 	return key.Verify(m.Subject, m.Data, auth)
 }
 
+// RejectReason is the metric reason of an Authenticate error: "unsigned" or "forged".
+func RejectReason(err error) string {
+	if errors.Is(err, configwire.ErrUnsigned) {
+		return "unsigned"
+	}
+	return "forged"
+}
+
 // reject counts a message dropped by authenticate.
 func (r *Registry) reject(kind string, err error) {
-	if r.opt.Rejected == nil {
-		return
+	if r.opt.Rejected != nil {
+		r.opt.Rejected(kind, RejectReason(err))
 	}
-	reason := "forged"
-	if errors.Is(err, configwire.ErrUnsigned) {
-		reason = "unsigned"
-	}
-	r.opt.Rejected(kind, reason)
 }
 
 // observe records hb, received at now.

@@ -38,7 +38,7 @@ func NewManagement(reg prometheus.Registerer) (*Management, error) {
 		published: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "outbox_published_total",
 			Help: "Configuration changes this replica's relay published to NATS and marked published."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "node_messages_rejected_total",
-			Help: "Heartbeats and live-connection replies dropped because their node authentication was missing (unsigned) or did not verify (forged)."},
+			Help: "Heartbeats, live-connection replies and connection log batches dropped because their node authentication was missing (unsigned) or did not verify (forged)."},
 			[]string{"kind", "reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.leader, m.lag, m.published, m.rejected} {
@@ -98,7 +98,8 @@ func (m *Management) Published(rows int) {
 }
 
 // NodeMessageRejected counts a message claiming to come from a gateway node that was dropped:
-// kind is "heartbeat" or "reply", reason "unsigned" or "forged" (fleet.Options.Rejected).
+// kind is "heartbeat", "reply" or "connlog", reason "unsigned" or "forged" (fleet.Options.Rejected,
+// connlog.Options.Rejected).
 func (m *Management) NodeMessageRejected(kind, reason string) {
 	if m == nil {
 		return
