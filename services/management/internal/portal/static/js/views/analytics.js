@@ -22,7 +22,7 @@ export async function render(page, ctx) {
   const from = h('input', { id: 'an-from', type: 'datetime-local' });
   const to = h('input', { id: 'an-to', type: 'datetime-local' });
   const top = h('select', { id: 'an-top' }, [5, 10, 25].map((n) => h('option', { value: String(n), selected: n === 10 }, String(n))));
-  const custom = h('div', { class: 'grid', hidden: true }, field('From', from), field('To', to));
+  const custom = h('div', { hidden: true }, h('div', { class: 'grid' }, field('From', from), field('To', to)));
   range.addEventListener('change', () => {
     custom.hidden = range.value !== 'custom';
     interval.value = DEFAULT_INTERVAL[range.value];
@@ -32,7 +32,7 @@ export async function render(page, ctx) {
   const breakdowns = h('div', { id: 'an-breakdowns' });
   let destroy = () => {};
   const form = h('form', {
-    class: 'card', id: 'an-form', 'aria-label': 'Range',
+    class: 'card', id: 'an-form', 'aria-label': 'Chart period',
     onsubmit: async (e) => {
       e.preventDefault();
       destroy = await draw({ src, staff, range: range.value, interval: interval.value, from: from.value, to: to.value, top: Number(top.value) },

@@ -28,6 +28,7 @@ export async function render(page, ctx) {
       replace(status, notice('error', filter.error));
       return;
     }
+    replace(status, notice('info', 'Loading…'));
     const { data } = await src.log({ $filter: filter.expr, $top: PAGE, $skip: skip });
     drawTable(slot, data.value || [], staff);
     replace(status, notice('info', `${data.count} entr${data.count === 1 ? 'y' : 'ies'}${filter.expr ? ' match' : ''}.`));
@@ -47,7 +48,7 @@ export async function render(page, ctx) {
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   };
   const form = h('form', {
-    class: 'card', id: 'log-form', 'aria-label': 'Filters',
+    class: 'card', id: 'log-form', 'aria-label': 'Log filters',
     onsubmit: (e) => { e.preventDefault(); skip = 0; load().catch((err) => replace(status, notice('error', err.message))); },
   },
   h('div', { class: 'grid' },
