@@ -2,6 +2,7 @@ package configwire
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 	"unicode/utf8"
 )
@@ -48,12 +49,28 @@ type UsageRecord struct {
 	// ConnectionMillis is the time sessions were open within the minute, summed over sessions,
 	// in milliseconds.
 	ConnectionMillis int64 `json:"connectionMs,omitempty"`
+	// ConnectionsClosed counts the sessions that ended during the minute (those opened are
+	// HandshakesSuccess).
+	ConnectionsClosed int64 `json:"connectionsClosed,omitempty"`
+	// Refusals counts the handshakes not answered 101 by outcome: OutcomeKey of the status
+	// and the reason (docs/observability.md, handshake results). At most MaxUsageOutcomes.
+	Refusals map[string]int64 `json:"refusals,omitempty"`
+}
+
+// OutcomeKey is the key of a handshake answered with status (0: no answer reached the
+// client) for reason in UsageRecord.Refusals: "<status> <reason>", or "<status>" without one.
+func OutcomeKey(status int, reason string) string {
+	if reason == "" {
+		return strconv.Itoa(status)
+	}
+	return strconv.Itoa(status) + " " + reason
 }
 
 // Bounds of a UsageBatch, so that a batch fits a NATS message and a receiver stores a bounded
 // amount per batch.
 const (
 	MaxUsageRecords  = 2000
+	MaxUsageOutcomes = 64
 	maxUsageIDBytes  = 256
 	maxUsageKeyBytes = 256
 )
@@ -83,8 +100,25 @@ func (b *UsageBatch) Validate() error {
 			return fmt.Errorf("usage batch: record %d: api or subscription empty, too long or not UTF-8", i)
 		}
 		if min(r.HandshakesSuccess, r.HandshakesBlocked, r.HandshakesFailed, r.HandshakesOther,
-			r.MessagesIn, r.MessagesOut, r.BytesIn, r.BytesOut, r.ConnectionMillis) < 0 {
+			r.MessagesIn, r.MessagesOut, r.BytesIn, r.BytesOut, r.ConnectionMillis, r.ConnectionsClosed) < 0 {
 			return fmt.Errorf("usage batch: record %d has a negative count", i)
+		}
+		if err := validRefusals(r.Refusals); err != nil {
+			return fmt.Errorf("usage batch: record %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+// validRefusals checks a record's Refusals: at most MaxUsageOutcomes keys, each of bounded
+// UTF-8, and no negative count.
+func validRefusals(m map[string]int64) error {
+	if len(m) > MaxUsageOutcomes {
+		return fmt.Errorf("%d refusal outcomes, more than %d", len(m), MaxUsageOutcomes)
+	}
+	for k, v := range m {
+		if k == "" || len(k) > maxUsageKeyBytes || !utf8.ValidString(k) || v < 0 {
+			return fmt.Errorf("refusal outcome %.32q is empty, too long, not UTF-8 or negative", k)
 		}
 	}
 	return nil

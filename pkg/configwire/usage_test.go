@@ -28,6 +28,11 @@ func TestUsageBatchValidate(t *testing.T) {
 		{"minute not whole", func(b *configwire.UsageBatch) { b.Records[0].Minute = m.Add(time.Second) }, false},
 		{"no api", func(b *configwire.UsageBatch) { b.Records[0].API = "" }, false},
 		{"negative bytes", func(b *configwire.UsageBatch) { b.Records[0].BytesOut = -1 }, false},
+		{"refusals", func(b *configwire.UsageBatch) {
+			b.Records[0].Refusals = map[string]int64{"401 SubscriptionKeyInvalid": 2}
+		}, true},
+		{"negative refusals", func(b *configwire.UsageBatch) { b.Records[0].Refusals = map[string]int64{"401": -1} }, false},
+		{"negative closes", func(b *configwire.UsageBatch) { b.Records[0].ConnectionsClosed = -1 }, false},
 		{"too many records", func(b *configwire.UsageBatch) {
 			b.Records = make([]configwire.UsageRecord, configwire.MaxUsageRecords+1)
 		}, false},

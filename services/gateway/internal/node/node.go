@@ -26,6 +26,7 @@ import (
 	"gatehouse.dev/gateway/internal/clustercount"
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/configsync"
+	"gatehouse.dev/gateway/internal/connlog"
 	"gatehouse.dev/gateway/internal/heartbeat"
 	"gatehouse.dev/gateway/internal/liveconn"
 	"gatehouse.dev/gateway/internal/metrics"
@@ -154,6 +155,7 @@ type Node struct {
 	counters   *clustercount.Counters
 	sessions   *clustercount.Connections
 	usage      *usage.Collector
+	connLog    *connlog.Recorder
 	liveConns  *liveconn.Responder
 	heartbeat  *heartbeat.Publisher
 	gate       *fleetGate
@@ -214,6 +216,10 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	// connection; until then finished minutes wait.
 	n.usage = usage.New(usage.Options{NodeID: n.id, JetStream: n.bus.JetStream, Log: log, ServiceID: n.serviceID,
 		Gateway: n.gatewayName, Key: n.nodeKey})
+	// Ended sessions are reported to management about once a second, authenticated like
+	// heartbeats.
+	n.connLog = connlog.New(connlog.Options{NodeID: n.id, Target: func() (string, string) { return n.serviceID(), n.gatewayName() },
+		Key: n.nodeKey, Log: log})
 	// The syncer, made below, learns management's keys and this node's key with each snapshot.
 	n.liveConns = liveconn.New(n.conns, liveconn.Options{NodeID: n.id, Log: log, Gateway: n.gatewayName,
 		Verifier: func() *configwire.Verifier { return n.syncer.Verifier() }, Key: n.nodeKey,
@@ -230,6 +236,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	// What a new NATS connection serves, in this order: heartbeats, the fleet's connection
 	// counts, readiness, and management's live-connection requests.
 	n.bus.OnConnect(n.heartbeat.UseConn)
+	n.bus.OnConnect(n.connLog.UseConn)
 	n.bus.OnConnect(func(*nats.Conn) { n.sessions.Prepare() })
 	n.bus.OnConnect(func(*nats.Conn) { n.gate.poke() })
 	n.bus.OnConnect(n.answerLiveConnections)
@@ -343,7 +350,7 @@ func (n *Node) Run(ctx context.Context) error {
 		MaxMessageBytes: n.cfg.MaxMessageBytes, IdleTimeout: n.cfg.IdleTimeout, PingInterval: n.cfg.PingInterval,
 		MaxHeaderBytes: n.maxHeaderBytes(), TrustedProxies: n.cfg.TrustedProxies,
 		Region: n.cfg.Region, Log: n.log, Node: n.id, Metrics: n.metrics, Registry: n.conns, Connections: n.sessions,
-		Tracer: tracer, Usage: n.usage, Context: ctx})
+		Tracer: tracer, Usage: n.usage, ConnectionLog: n.connLog, Context: ctx})
 	trafficSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: n.maxHeaderBytes(),
 		// Requests in flight when ctx ends finish during the drain rather than failing.
@@ -356,8 +363,8 @@ func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("gateway listening", listening...)
 
 	g, gctx := errgroup.WithContext(ctx)
-	// The sync and the usage collector outlive gctx: the collector publishes the last usage
-	// after the sessions drained, over the sync's NATS connection.
+	// The sync, the usage collector and the connection log outlive gctx: they publish the
+	// last usage and records after the sessions drained, over the sync's NATS connection.
 	syncCtx, stopSync := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSync()
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
@@ -365,6 +372,8 @@ func (n *Node) Run(ctx context.Context) error {
 	usageDone := make(chan struct{})
 	g.Go(func() error { return n.sync(syncCtx) })
 	g.Go(func() error { defer close(usageDone); return n.usage.Run(usageCtx) })
+	connLogDone := make(chan struct{})
+	g.Go(func() error { defer close(connLogDone); return n.connLog.Run(usageCtx) })
 	g.Go(func() error { return n.heartbeat.Run(gctx) })
 	g.Go(func() error { return n.sessions.Run(gctx) })
 	g.Go(func() error { n.gate.run(gctx); return nil })
@@ -381,6 +390,7 @@ func (n *Node) Run(ctx context.Context) error {
 		n.drain(shutCtx, trafficSrv)
 		stopUsage()
 		<-usageDone
+		<-connLogDone
 		stopSync()
 		return adminSrv.Shutdown(shutCtx)
 	})

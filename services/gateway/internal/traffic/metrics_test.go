@@ -401,7 +401,7 @@ func TestScriptedSession(t *testing.T) {
 	// Usage, the source of the reports, counts the same payload bytes as the metrics and the
 	// log record.
 	e.usage.Flush(true)
-	var got configwire.UsageRecord
+	var got usage.Traffic
 	for _, b := range e.usage.Pending() {
 		for _, r := range b.Records {
 			if r.API == "chat" && r.Subscription == "alice" {
@@ -412,7 +412,7 @@ func TestScriptedSession(t *testing.T) {
 			}
 		}
 	}
-	if wantUsage := (configwire.UsageRecord{MessagesIn: 3, MessagesOut: 3, BytesIn: 3 * 7, BytesOut: 3 * 7}); got != wantUsage {
+	if wantUsage := (usage.Traffic{MessagesIn: 3, MessagesOut: 3, BytesIn: 3 * 7, BytesOut: 3 * 7}); got != wantUsage {
 		t.Errorf("usage of alice on chat = %+v, want %+v", got, wantUsage)
 	}
 }

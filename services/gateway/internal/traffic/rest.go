@@ -93,7 +93,7 @@ func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cfg *compile
 		w = sw
 		defer func() {
 			tracing.End(span, sw.status, "")
-			h.opt.Usage.Handshake(api.Name, subscription, sw.status)
+			h.opt.Usage.Handshake(api.Name, subscription, sw.status, "")
 		}()
 	}
 	op := api.MatchOperation(r.Method, rest)

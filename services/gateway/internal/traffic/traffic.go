@@ -24,6 +24,7 @@ import (
 
 	"gatehouse.dev/gateway/internal/breaker"
 	"gatehouse.dev/gateway/internal/compiled"
+	"gatehouse.dev/gateway/internal/connlog"
 	"gatehouse.dev/gateway/internal/metrics"
 	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/gateway/internal/usage"
@@ -69,6 +70,9 @@ type Options struct {
 	Connections ConnectionLimiter
 	// Usage counts WebSocket usage for reports; nil counts none.
 	Usage *usage.Collector
+	// ConnectionLog sends the record of every ended WebSocket session to management; nil
+	// sends none.
+	ConnectionLog *connlog.Recorder
 	// Tracer traces handshakes and REST requests and forwards their trace context to the
 	// backend; nil traces nothing and forwards the client's traceparent as it came.
 	Tracer *tracing.Tracer

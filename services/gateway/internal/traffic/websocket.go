@@ -20,6 +20,7 @@ import (
 	"gatehouse.dev/gateway/internal/wsproxy"
 	"gatehouse.dev/gateway/internal/wsproxy/frame"
 	"gatehouse.dev/pkg/apierror"
+	"gatehouse.dev/pkg/configwire"
 	"gatehouse.dev/pkg/pipeline"
 )
 
@@ -201,12 +202,13 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		reason := closeReason(stats, cause.Load())
 		counted.End(reason)
 		used.End()
-		if !h.opt.Log.Enabled(hs.ctx, slog.LevelInfo) {
-			return
-		}
 		detail := ""
 		if stats.ClosedBy == wsproxy.ByGateway || stats.CloseCode == frame.CloseAbnormal {
 			detail = stats.Reason // the gateway's own words; a peer's close reason is not logged
+		}
+		h.opt.ConnectionLog.Add(hs.closeRecord(openedAt, stats, reason, detail))
+		if !h.opt.Log.Enabled(hs.ctx, slog.LevelInfo) {
+			return
 		}
 		h.opt.Log.LogAttrs(hs.ctx, slog.LevelInfo, "websocket closed", hs.attrs(
 			slog.Float64("duration_ms", ms(time.Since(openedAt))),
@@ -259,6 +261,19 @@ func (hs *handshake) attrs(extra ...slog.Attr) []slog.Attr {
 	return append(a, extra...)
 }
 
+// closeRecord is the connection log record of the session the handshake opened at
+// openedAt, which ended with stats for reason; detail is the gateway's own words.
+func (hs *handshake) closeRecord(openedAt time.Time, stats wsproxy.Stats, reason metrics.CloseReason, detail string) configwire.ConnectionLogRecord {
+	ip := ""
+	if hs.clientIP.IsValid() {
+		ip = hs.clientIP.String()
+	}
+	return configwire.ConnectionLogRecord{CorrelationID: hs.id, API: hs.api, Operation: hs.operation, Product: hs.product,
+		Subscription: hs.subscription, User: hs.user, ClientIP: ip, Opened: openedAt.UTC(), Closed: time.Now().UTC(),
+		MessagesIn: stats.MessagesIn, MessagesOut: stats.MessagesOut, BytesIn: stats.BytesIn, BytesOut: stats.BytesOut,
+		CloseCode: int(stats.CloseCode), ClosedBy: stats.ClosedBy, Reason: string(reason), Detail: detail}
+}
+
 // reject answers the client with APIM's error body and records the rejection.
 func (hs *handshake) reject(w http.ResponseWriter, status int, reason, msg string, err error) {
 	WriteError(w, status, msg)
@@ -271,7 +286,7 @@ func (hs *handshake) reject(w http.ResponseWriter, status int, reason, msg strin
 func (hs *handshake) rejected(status int, reason string, err error) {
 	took := time.Since(hs.start)
 	hs.h.opt.Metrics.Handshake(hs.api, status, reason, took)
-	hs.h.opt.Usage.Handshake(hs.api, hs.subscription, status)
+	hs.h.opt.Usage.Handshake(hs.api, hs.subscription, status, reason)
 	tracing.End(hs.span, status, reason)
 	level := slog.LevelInfo
 	if status >= 500 || status == 0 {

@@ -168,14 +168,20 @@ func (c *Collector) add(sh *shard, at time.Time, api, subscription string, f fun
 }
 
 // Handshake counts a WebSocket handshake of api by subscription ("" for none) answered with
-// status (0: no answer reached the client). A 101 is counted by Open instead.
-func (c *Collector) Handshake(api, subscription string, status int) {
+// status (0: no answer reached the client) for reason (the handshake reasons of
+// docs/observability.md, "" for none). A 101 is counted by Open instead. Refusals (any
+// status but 101 and, for REST calls, 2xx/3xx) are counted by outcome as well.
+func (c *Collector) Handshake(api, subscription string, status int, reason string) {
 	if c == nil {
 		return
 	}
 	c.add(c.shardOf(api, subscription), c.opt.Now(), api, subscription, func(r *configwire.UsageRecord) {
+		success := status == 101 || status >= 200 && status < 400 // an upgrade, or a REST call answered 2xx/3xx
+		if !success {
+			countRefusal(r, status, reason)
+		}
 		switch {
-		case status == 101 || status >= 200 && status < 400: // an upgrade, or a REST call answered 2xx/3xx
+		case success:
 			r.HandshakesSuccess++
 		case status == 401 || status == 403 || status == 429:
 			r.HandshakesBlocked++
@@ -185,6 +191,22 @@ func (c *Collector) Handshake(api, subscription string, status int) {
 			r.HandshakesOther++
 		}
 	})
+}
+
+// otherOutcomes is the Refusals key a record's refusals beyond configwire.MaxUsageOutcomes
+// distinct outcomes count under, so that a batch stays valid.
+const otherOutcomes = "other"
+
+// countRefusal counts a refused handshake in r.Refusals by status and reason.
+func countRefusal(r *configwire.UsageRecord, status int, reason string) {
+	if r.Refusals == nil {
+		r.Refusals = map[string]int64{}
+	}
+	k := configwire.OutcomeKey(status, reason)
+	if _, known := r.Refusals[k]; !known && len(r.Refusals) >= configwire.MaxUsageOutcomes-1 {
+		k = otherOutcomes
+	}
+	r.Refusals[k]++
 }
 
 // Session is one open WebSocket session being counted. Its methods are safe for concurrent
@@ -227,6 +249,7 @@ func (s *Session) End() {
 	if !s.ended {
 		now := s.c.opt.Now()
 		s.settle(now, now)
+		s.c.add(s.sh, now, s.api, s.subscription, func(r *configwire.UsageRecord) { r.ConnectionsClosed++ })
 		s.ended = true
 	}
 	s.mu.Unlock()

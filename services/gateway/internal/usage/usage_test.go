@@ -60,9 +60,10 @@ func TestHandshakesByResult(t *testing.T) {
 	clk := &clock{now: at(10 * time.Second)}
 	c := newCollector(clk)
 	for _, status := range []int{401, 403, 429, 404, 400, 0, 500, 502, 504} {
-		c.Handshake("echo", "", status)
+		c.Handshake("echo", "", status, "")
 	}
-	c.Handshake("echo", "alice", 401)
+	c.Handshake("echo", "", 401, "SubscriptionKeyNotFound")
+	c.Handshake("echo", "alice", 401, "SubscriptionKeyInvalid")
 	s := c.Open("echo", "alice", nil)
 	s.End()
 	clk.Set(at(70 * time.Second))
@@ -70,8 +71,10 @@ func TestHandshakesByResult(t *testing.T) {
 		t.Fatalf("Flush took %d records, want 2", n)
 	}
 	want := []configwire.UsageRecord{
-		{Minute: t0, API: "echo", HandshakesBlocked: 3, HandshakesOther: 3, HandshakesFailed: 3},
-		{Minute: t0, API: "echo", Subscription: "alice", HandshakesSuccess: 1, HandshakesBlocked: 1},
+		{Minute: t0, API: "echo", HandshakesBlocked: 4, HandshakesOther: 3, HandshakesFailed: 3, Refusals: map[string]int64{
+			"401": 1, "401 SubscriptionKeyNotFound": 1, "403": 1, "429": 1, "404": 1, "400": 1, "0": 1, "500": 1, "502": 1, "504": 1}},
+		{Minute: t0, API: "echo", Subscription: "alice", HandshakesSuccess: 1, HandshakesBlocked: 1, ConnectionsClosed: 1,
+			Refusals: map[string]int64{"401 SubscriptionKeyInvalid": 1}},
 	}
 	if diff := cmp.Diff(want, records(c)); diff != "" {
 		t.Errorf("records (-want +got):\n%s", diff)
@@ -89,9 +92,9 @@ func TestFlushTakesOnlyFinishedMinutes(t *testing.T) {
 	t.Parallel()
 	clk := &clock{now: at(30 * time.Second)}
 	c := newCollector(clk)
-	c.Handshake("echo", "", 401)
+	c.Handshake("echo", "", 401, "")
 	clk.Set(at(90 * time.Second))
-	c.Handshake("echo", "", 401)
+	c.Handshake("echo", "", 401, "")
 	if n := c.Flush(false); n != 1 {
 		t.Fatalf("first Flush took %d records, want 1 (minute 0 only)", n)
 	}
@@ -114,7 +117,7 @@ func TestFlushTakesOnlyFinishedMinutes(t *testing.T) {
 	}
 	// Usage reported for a minute already flushed counts in the next open one, so a key is
 	// never reported twice.
-	c.Handshake("echo", "", 401) // the clock still says minute 1, flushed by the final Flush
+	c.Handshake("echo", "", 401, "") // the clock still says minute 1, flushed by the final Flush
 	clk.Set(at(200 * time.Second))
 	c.Flush(false)
 	got = records(c)
@@ -165,17 +168,38 @@ func TestSessionSpreadsOverMinutes(t *testing.T) {
 		{Minute: t0, API: "chat", Subscription: "bob", HandshakesSuccess: 1, MessagesIn: 2, MessagesOut: 3, BytesIn: 20, BytesOut: 300,
 			ConnectionMillis: 15000},
 		{Minute: at(time.Minute), API: "chat", Subscription: "bob", ConnectionMillis: 60000},
-		{Minute: at(2 * time.Minute), API: "chat", Subscription: "bob", MessagesIn: 1, BytesIn: 10, ConnectionMillis: 35500},
+		{Minute: at(2 * time.Minute), API: "chat", Subscription: "bob", MessagesIn: 1, BytesIn: 10, ConnectionMillis: 35500,
+			ConnectionsClosed: 1},
 	}
 	if diff := cmp.Diff(want, records(c)); diff != "" {
 		t.Errorf("records (-want +got):\n%s", diff)
 	}
 }
 
+func TestRefusalOutcomesAreBounded(t *testing.T) {
+	t.Parallel()
+	clk := &clock{now: at(time.Second)}
+	c := newCollector(clk)
+	for i := range 2 * configwire.MaxUsageOutcomes {
+		c.Handshake("echo", "", 403, fmt.Sprintf("Reason%d", i))
+	}
+	clk.Set(at(61 * time.Second))
+	c.Flush(false)
+	r := records(c)[0]
+	if len(r.Refusals) != configwire.MaxUsageOutcomes || r.Refusals["other"] != configwire.MaxUsageOutcomes+1 {
+		t.Errorf("%d outcomes, %d under other; want %d and %d", len(r.Refusals), r.Refusals["other"],
+			configwire.MaxUsageOutcomes, configwire.MaxUsageOutcomes+1)
+	}
+	b := c.Pending()[0]
+	if err := b.Validate(); err != nil {
+		t.Errorf("the batch does not validate: %v", err)
+	}
+}
+
 func TestNilCollectorCountsNothing(t *testing.T) {
 	t.Parallel()
 	var c *usage.Collector
-	c.Handshake("echo", "", 401)
+	c.Handshake("echo", "", 401, "")
 	s := c.Open("echo", "", nil)
 	s.End()
 	if c.Flush(true) != 0 || c.Pending() != nil {
@@ -193,7 +217,7 @@ func TestConcurrentCounting(t *testing.T) {
 		wg.Go(func() {
 			for i := range 500 {
 				api := apis[(g+i)%len(apis)]
-				c.Handshake(api, "s", 429)
+				c.Handshake(api, "s", 429, "")
 				c.Open(api, "s", func() usage.Traffic { return usage.Traffic{MessagesIn: 1} }).End()
 			}
 		})
@@ -222,7 +246,7 @@ func BenchmarkHandshake(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			c.Handshake("echo", "alice", 401)
+			c.Handshake("echo", "alice", 401, "")
 		}
 	})
 }
@@ -268,7 +292,7 @@ func TestRunPublishesUntilAcknowledged(t *testing.T) {
 	go func() { defer close(done); _ = c.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	c.Handshake("echo", "", 401)
+	c.Handshake("echo", "", 401, "")
 	c.Flush(true)
 	// No connection yet: the batch waits through a retry.
 	testwait.Until(t, 10*time.Second, "a retry without a connection", func() bool { return attempts.Load() >= 2 })

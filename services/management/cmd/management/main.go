@@ -68,6 +68,8 @@ func parseConfig(args []string, out io.Writer) (config, []string, error) {
 	fs.DurationVar(&a.NATSCredentialTTL, "nats-credential-ttl", e.Duration("NATS_CREDENTIAL_TTL", 0), "life of a gateway node's NATS credentials; 0 = 10m (NATS_CREDENTIAL_TTL)")
 	fs.StringVar(&a.NATSCAFile, "nats-ca-file", e.String("NATS_CA_FILE", ""), "PEM file of the CAs of the NATS servers' certificates (NATS_CA_FILE)")
 	fs.IntVar(&a.StreamReplicas, "nats-stream-replicas", int(e.Int("NATS_STREAM_REPLICAS", 1)), "replicas of the configuration stream on a NATS cluster (NATS_STREAM_REPLICAS)")
+	fs.DurationVar(&a.ConnectionLogRetention, "connection-log-retention", e.Duration("MANAGEMENT_CONNECTION_LOG_RETENTION", 0), "how long the connection log keeps a closed session's record; 0 = 168h, negative = for ever (MANAGEMENT_CONNECTION_LOG_RETENTION)")
+	fs.IntVar(&a.ConnectionLogMaxRows, "connection-log-max-rows", int(e.Int("MANAGEMENT_CONNECTION_LOG_MAX_ROWS", 0)), "records the connection log keeps per service, the newest; 0 = 100000, negative = no bound (MANAGEMENT_CONNECTION_LOG_MAX_ROWS)")
 	fs.StringVar(&c.logLevel, "log-level", e.String("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, nil, err

@@ -516,6 +516,13 @@ func TestContractSession(t *testing.T) {
 	s.do(t, call{method: "GET", path: svc + "/reports/bySubscription" + window, want: 200})
 	s.do(t, call{method: "GET", path: svc + "/reports/byTime" + window + "&interval=PT15M", want: 200})
 	wantCode(t, s.do(t, call{method: "GET", path: svc + "/reports/byTime" + window + "&interval=PT30S", want: 400}), "ValidationError")
+	s.do(t, call{method: "GET", path: svc + "/reports/byProduct" + window, want: 200})
+	s.do(t, call{method: "GET", path: svc + "/reports/byNode" + window, want: 200})
+	s.do(t, call{method: "GET", path: svc + "/connectionLogs?$top=5&$filter=" + url.QueryEscape("closeCode eq 1008"), want: 200})
+	s.do(t, call{method: "GET", path: portal + "/reports/byTime" + window + "&interval=PT1M", want: 200, headers: alice})
+	s.do(t, call{method: "GET", path: portal + "/reports/byApi" + window, want: 200, headers: alice})
+	s.do(t, call{method: "GET", path: portal + "/reports/bySubscription" + window, want: 200, headers: alice})
+	s.do(t, call{method: "GET", path: portal + "/connectionLogs", want: 200, headers: alice})
 
 	// Errors.
 	nf := s.do(t, call{method: "GET", path: svc + "/apis/missing", want: 404})

@@ -10,6 +10,7 @@ import (
 
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
+	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/pkg/apierror"
 )
 
@@ -37,6 +38,11 @@ func (s *Server) portalRoutes(e *echo.Echo) {
 	g.POST("/subscriptions/:sid/regeneratePrimaryKey", s.asConsumer(s.ownSubscription(s.regenerateSubscriptionKey(true))))
 	g.POST("/subscriptions/:sid/regenerateSecondaryKey", s.asConsumer(s.ownSubscription(s.regenerateSubscriptionKey(false))))
 	g.GET("/apis", s.asConsumer(s.consumerAPIs))
+	// A consumer's usage and connection log, of its own subscriptions only.
+	g.GET("/reports/byTime", s.asConsumer(s.report(reports.ByTime, true)))
+	g.GET("/reports/byApi", s.asConsumer(s.report(reports.ByAPI, true)))
+	g.GET("/reports/bySubscription", s.asConsumer(s.report(reports.BySubscription, true)))
+	g.GET("/connectionLogs", s.asConsumer(s.connectionLogs(true)))
 }
 
 // authenticatePortal admits any principal, consumers included; handlers check the rest.

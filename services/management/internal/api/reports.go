@@ -11,21 +11,27 @@ import (
 
 // reportRoutes registers APIM's usage reports of a service.
 func (s *Server) reportRoutes(g *echo.Group) {
-	g.GET(ServicePrefix+"/reports/byApi", s.report(reports.ByAPI))
-	g.GET(ServicePrefix+"/reports/bySubscription", s.report(reports.BySubscription))
-	g.GET(ServicePrefix+"/reports/byTime", s.report(reports.ByTime))
+	g.GET(ServicePrefix+"/reports/byApi", s.report(reports.ByAPI, false))
+	g.GET(ServicePrefix+"/reports/bySubscription", s.report(reports.BySubscription, false))
+	g.GET(ServicePrefix+"/reports/byTime", s.report(reports.ByTime, false))
+	g.GET(ServicePrefix+"/reports/byProduct", s.report(reports.ByProduct, false))
+	// Gatehouse's extension: usage by the gateway node that counted it.
+	g.GET(ServicePrefix+"/reports/byNode", s.report(reports.ByNode, false))
 }
 
 // reportRecord is APIM's ReportRecordContract with the fields WebSocket usage fills, and the
 // WebSocket counts beside them. A handshake is a call: callCountSuccess counts 101s,
 // callCountBlocked 401, 403 and 429, callCountFailed 5xx, callCountOther the rest; bandwidth
-// is the payload bytes both ways.
+// is the payload bytes both ways. Refusals counts the handshakes not answered 101 by
+// "<status> <reason>" (docs/observability.md).
 type reportRecord struct {
 	Name           string     `json:"name,omitempty"`
 	Timestamp      *time.Time `json:"timestamp,omitempty"`
 	Interval       string     `json:"interval,omitempty"`
 	APIID          string     `json:"apiId,omitempty"`
 	SubscriptionID string     `json:"subscriptionId,omitempty"`
+	ProductID      string     `json:"productId,omitempty"`
+	NodeID         string     `json:"nodeId,omitempty"`
 
 	CallCountSuccess int64 `json:"callCountSuccess"`
 	CallCountBlocked int64 `json:"callCountBlocked"`
@@ -34,18 +40,22 @@ type reportRecord struct {
 	CallCountTotal   int64 `json:"callCountTotal"`
 	Bandwidth        int64 `json:"bandwidth"`
 
-	HandshakesSuccess  int64   `json:"handshakesSuccess"`
-	HandshakesRejected int64   `json:"handshakesRejected"`
-	MessagesIn         int64   `json:"messagesIn"`
-	MessagesOut        int64   `json:"messagesOut"`
-	BytesIn            int64   `json:"bytesIn"`
-	BytesOut           int64   `json:"bytesOut"`
-	ConnectionSeconds  float64 `json:"connectionSeconds"`
+	HandshakesSuccess  int64            `json:"handshakesSuccess"`
+	HandshakesRejected int64            `json:"handshakesRejected"`
+	MessagesIn         int64            `json:"messagesIn"`
+	MessagesOut        int64            `json:"messagesOut"`
+	BytesIn            int64            `json:"bytesIn"`
+	BytesOut           int64            `json:"bytesOut"`
+	ConnectionSeconds  float64          `json:"connectionSeconds"`
+	ConnectionsOpened  int64            `json:"connectionsOpened"`
+	ConnectionsClosed  int64            `json:"connectionsClosed"`
+	Refusals           map[string]int64 `json:"refusals"`
 }
 
-// report serves one report: $filter (required; timestamp bounds, apiId, subscriptionId),
-// $top, $skip, $orderby, and for byTime interval (required).
-func (s *Server) report(by reports.GroupBy) echo.HandlerFunc {
+// report serves one report: $filter (required; timestamp bounds, apiId, subscriptionId,
+// nodeId), $top, $skip, $orderby, and for byTime interval (required). For a consumer (own)
+// it counts the usage of the consumer's own subscriptions only.
+func (s *Server) report(by reports.GroupBy, own bool) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		p, filter, err := page(c)
 		if err != nil {
@@ -63,15 +73,15 @@ func (s *Server) report(by reports.GroupBy) echo.HandlerFunc {
 				return err
 			}
 		}
-		ctx := c.Request().Context()
-		svc, err := s.cat.GetService(ctx, ref(c))
+		serviceID, subs, err := s.usageScope(c, own)
 		if err != nil {
 			return err
 		}
+		q.Subscriptions = subs
 		var rows []reports.Row
 		total := 0
 		if s.cfg.Reports != nil {
-			if rows, total, err = s.cfg.Reports.Report(ctx, svc.ID, q); err != nil {
+			if rows, total, err = s.cfg.Reports.Report(c.Request().Context(), serviceID, q); err != nil {
 				return err
 			}
 		}
@@ -92,6 +102,10 @@ func recordOf(by reports.GroupBy, interval time.Duration, r reports.Row) reportR
 		HandshakesSuccess: r.HandshakesSuccess, HandshakesRejected: r.HandshakesBlocked + r.HandshakesFailed + r.HandshakesOther,
 		MessagesIn: r.MessagesIn, MessagesOut: r.MessagesOut, BytesIn: r.BytesIn, BytesOut: r.BytesOut,
 		ConnectionSeconds: float64(r.ConnectionMillis) / 1000,
+		ConnectionsOpened: r.HandshakesSuccess, ConnectionsClosed: r.ConnectionsClosed, Refusals: r.Refusals,
+	}
+	if rec.Refusals == nil {
+		rec.Refusals = map[string]int64{}
 	}
 	switch by {
 	case reports.ByAPI:
@@ -101,6 +115,13 @@ func recordOf(by reports.GroupBy, interval time.Duration, r reports.Row) reportR
 		if r.Subscription != "" {
 			rec.SubscriptionID = "/subscriptions/" + r.Subscription
 		}
+	case reports.ByProduct:
+		rec.Name = r.Product
+		if r.Product != "" {
+			rec.ProductID = "/products/" + r.Product
+		}
+	case reports.ByNode:
+		rec.Name, rec.NodeID = r.Node, r.Node
 	case reports.ByTime:
 		ts := r.Timestamp.UTC()
 		rec.Timestamp, rec.Interval = &ts, reports.FormatInterval(interval)

@@ -73,10 +73,12 @@ func TestReports(t *testing.T) {
 	}
 	chat := map[string]any{"name": "chat", "apiId": "/apis/chat", "callCountSuccess": 3.0, "callCountBlocked": 1.0, "callCountFailed": 0.0,
 		"callCountOther": 0.0, "callCountTotal": 4.0, "bandwidth": 301.0, "handshakesSuccess": 3.0, "handshakesRejected": 1.0,
-		"messagesIn": 10.0, "messagesOut": 20.0, "bytesIn": 101.0, "bytesOut": 200.0, "connectionSeconds": 90.5}
+		"messagesIn": 10.0, "messagesOut": 20.0, "bytesIn": 101.0, "bytesOut": 200.0, "connectionSeconds": 90.5,
+		"connectionsOpened": 3.0, "connectionsClosed": 0.0, "refusals": map[string]any{}}
 	echo := map[string]any{"name": "echo", "apiId": "/apis/echo", "callCountSuccess": 0.0, "callCountBlocked": 0.0, "callCountFailed": 1.0,
 		"callCountOther": 1.0, "callCountTotal": 2.0, "bandwidth": 0.0, "handshakesSuccess": 0.0, "handshakesRejected": 2.0,
-		"messagesIn": 0.0, "messagesOut": 0.0, "bytesIn": 0.0, "bytesOut": 0.0, "connectionSeconds": 0.0}
+		"messagesIn": 0.0, "messagesOut": 0.0, "bytesIn": 0.0, "bytesOut": 0.0, "connectionSeconds": 0.0,
+		"connectionsOpened": 0.0, "connectionsClosed": 0.0, "refusals": map[string]any{}}
 	if diff := cmp.Diff(reportPage{Value: []map[string]any{chat, echo}, Count: 2}, get("/reports/byApi?"+window)); diff != "" {
 		t.Errorf("byApi (-want +got):\n%s", diff)
 	}

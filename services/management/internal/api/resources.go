@@ -92,6 +92,7 @@ func (s *Server) routes(g *echo.Group) {
 	s.nodeRoutes(g)
 	s.reportRoutes(g)
 	s.connectionRoutes(g)
+	s.connectionLogRoutes(g)
 }
 
 // itemRoutes serves a collection's list and its items' GET, HEAD, PUT, PATCH (with patch)

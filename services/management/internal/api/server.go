@@ -18,6 +18,7 @@ import (
 
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/catalog"
+	"gatehouse.dev/management/internal/connlog"
 	"gatehouse.dev/management/internal/console"
 	"gatehouse.dev/management/internal/fleet"
 	"gatehouse.dev/management/internal/metrics"
@@ -53,6 +54,9 @@ type Config struct {
 	MetricsHandler http.Handler
 	// Reports answers the usage reports under .../reports; nil serves empty reports.
 	Reports *reports.Store
+	// ConnectionLog answers the connection log under .../connectionLogs; nil serves an empty
+	// log.
+	ConnectionLog *connlog.Log
 	// Bus cuts a gateway's nodes off the bus when its keys are regenerated or it is deleted;
 	// nil leaves them connected until their bus credentials expire.
 	Bus BusRevoker

@@ -29,6 +29,7 @@ import (
 	"gatehouse.dev/management/internal/auth"
 	"gatehouse.dev/management/internal/busauth"
 	"gatehouse.dev/management/internal/catalog"
+	"gatehouse.dev/management/internal/connlog"
 	"gatehouse.dev/management/internal/fleet"
 	"gatehouse.dev/management/internal/gatewaykeys"
 	"gatehouse.dev/management/internal/metrics"
@@ -115,6 +116,11 @@ type Config struct {
 	Auth auth.Config
 	// Fleet configures the registry of gateway nodes fed by their heartbeats.
 	Fleet fleet.Options
+	// ConnectionLogRetention and ConnectionLogMaxRows bound the connection log: records
+	// older than the retention, and a service's records beyond its newest MaxRows, are
+	// pruned. Zero means connlog's defaults (7 days, 100,000 rows); negative keeps all.
+	ConnectionLogRetention time.Duration
+	ConnectionLogMaxRows   int
 	// Relay adjusts the outbox relay. NoRelay runs none: the outbox only fills (for tests
 	// that read it).
 	Relay   []outbox.Option
@@ -149,6 +155,7 @@ type App struct {
 	nodeAuth *gatewaykeys.Cache
 	fleet    *fleet.Registry
 	hbSub    *nats.Subscription
+	connLog  *connlog.Log
 	metrics  *prometheus.Registry
 	mm       *metrics.Management
 	catalog  *catalog.Catalog
@@ -237,6 +244,8 @@ func (a *App) build(ctx context.Context) error {
 	if a.hbSub, err = a.fleet.Subscribe(a.nc); err != nil {
 		return fmt.Errorf("subscribing to gateway heartbeats: %w", err)
 	}
+	a.connLog = connlog.New(a.pool, connlog.Options{Keys: a.nodeAuth, Rejected: a.mm.NodeMessageRejected, Log: log,
+		MaxAge: cfg.ConnectionLogRetention, MaxRows: cfg.ConnectionLogMaxRows})
 	if err := a.serveBusAuth(ctx); err != nil {
 		return err
 	}
@@ -252,6 +261,7 @@ func (a *App) build(ctx context.Context) error {
 		Metrics:        a.mm,
 		MetricsHandler: promreg.Handler(a.metrics),
 		Reports:        reports.NewStore(a.pool),
+		ConnectionLog:  a.connLog,
 		Ready:          a.readiness,
 		Keys:           a.keys,
 	}, a.catalog, verifier, log)
@@ -470,6 +480,7 @@ func (a *App) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return a.keepStreams(gctx) })
 	g.Go(func() error { return a.ingestUsage(gctx) })
+	g.Go(func() error { return a.connLog.Run(gctx, a.nc) })
 	g.Go(func() error { return a.keys.Run(gctx) })
 	g.Go(func() error { return a.restarting(gctx, "following gateway key changes", a.nodeAuth.Follow) })
 	if !a.cfg.NoRelay {

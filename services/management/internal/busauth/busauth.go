@@ -230,6 +230,7 @@ func NodePermissions(serviceID, gateway string) jwt.Permissions {
 		fmt.Sprintf(cfg, "DELETE")+".*",
 		bus.HeartbeatSubject(serviceID, gateway),
 		bus.UsageSubject(serviceID),
+		bus.ConnectionLogSubject(serviceID, gateway),
 		evictSubjects,
 		// The account's JetStream limits and usage, which a KV bucket with per-message TTLs
 		// checks the server's API level with.

@@ -42,23 +42,34 @@ func TestPortalInBrowser(t *testing.T) {
 	s.put(t, "/subscriptions/bob-sub", map[string]any{"scope": "/apis", "displayName": "Bob's", "state": "active", "ownerId": "/users/bob"})
 	s.subscription(t, "shared-sub", "/apis", "active")
 
-	artifacts := artifactsDir(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, "portal.test.mjs")
-	cmd.Dir = browserDir
-	cmd.Env = append(os.Environ(),
+	secrets := runBrowserScript(t, s, node, "portal.test.mjs", "portal",
 		"PORTAL_URL="+s.env.URL+"/portal/",
 		"ADMIN_TOKEN="+s.env.Token,
 		"BACKEND_URL="+be.wsURL(""),
 		"BACKEND_TOKEN="+be.accessToken,
 		"NODE_URL="+publicURL,
-		"PORTAL_ARTIFACTS="+artifacts,
 		"CHROMIUM="+chromium)
+	if secrets < 6 {
+		t.Fatalf("the browser test reported %d secrets, want the tokens and keys it saw", secrets)
+	}
+}
+
+// runBrowserScript runs the browser test script (in browserDir) with node and env, its
+// screenshots going to artifactsDir(t, artifacts), and fails t if it fails. It registers the
+// secrets the script reports (its last stdout line) with the stack, checks that management
+// logged none of them, and returns how many there were.
+func runBrowserScript(t *testing.T, s *stack, node, script, artifacts string, env ...string) int {
+	t.Helper()
+	dir := artifactsDir(t, artifacts)
+	ctx, cancel := context.WithTimeout(t.Context(), 8*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, node, script)
+	cmd.Dir = browserDir
+	cmd.Env = append(append(os.Environ(), env...), "PORTAL_ARTIFACTS="+dir)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	t.Logf("screenshots: %s", artifacts)
+	t.Logf("screenshots: %s", dir)
 	var out struct {
 		Secrets []struct{ Value, What string }
 	}
@@ -70,10 +81,7 @@ func TestPortalInBrowser(t *testing.T) {
 		s.secret(sec.Value, sec.What)
 	}
 	if err != nil {
-		t.Fatalf("the browser test failed: %v\n%s", err, stderr.String())
-	}
-	if len(out.Secrets) < 6 {
-		t.Fatalf("the browser test reported %d secrets, want the tokens and keys it saw:\n%s", len(out.Secrets), stderr.String())
+		t.Fatalf("the browser test %s failed: %v\n%s", script, err, stderr.String())
 	}
 	// The console relay and the portal API saw tokens and keys: management logs none of them
 	// (the gateway node's log is checked by the stack when the test ends).
@@ -83,6 +91,7 @@ func TestPortalInBrowser(t *testing.T) {
 			t.Errorf("management logged %s", sec.What)
 		}
 	}
+	return len(out.Secrets)
 }
 
 // browserPrerequisites returns chromium's and node's paths, failing the test with what to run
@@ -107,15 +116,15 @@ func browserPrerequisites(t *testing.T) (chromium, node string) {
 	return chromium, node
 }
 
-// artifactsDir is a fresh folder for this run's screenshots: $GATEHOUSE_ARTIFACTS/portal, or
-// artifacts/portal at the repository root (ignored by git).
-func artifactsDir(t *testing.T) string {
+// artifactsDir is a fresh folder for this run's screenshots: $GATEHOUSE_ARTIFACTS/<name>, or
+// artifacts/<name> at the repository root (ignored by git).
+func artifactsDir(t *testing.T, name string) string {
 	t.Helper()
 	root := os.Getenv("GATEHOUSE_ARTIFACTS")
 	if root == "" {
 		root = filepath.Join("..", "..", "..", "..", "artifacts")
 	}
-	dir, err := filepath.Abs(filepath.Join(root, "portal"))
+	dir, err := filepath.Abs(filepath.Join(root, name))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -109,6 +109,21 @@ func (s *stack) handshakePolicy(t testing.TB, api, xml string) {
 func (s *stack) subscription(t testing.TB, name, scope, state string) string {
 	t.Helper()
 	s.put(t, "/subscriptions/"+name, map[string]any{"scope": scope, "displayName": name, "state": state})
+	return s.primaryKey(t, name)
+}
+
+// ownedSubscription creates an active subscription to all APIs owned by user and returns its
+// primary key.
+func (s *stack) ownedSubscription(t testing.TB, name, user string) string {
+	t.Helper()
+	s.put(t, "/subscriptions/"+name, map[string]any{"scope": "/apis", "displayName": name, "state": "active", "ownerId": "/users/" + user})
+	return s.primaryKey(t, name)
+}
+
+// primaryKey reads the keys of subscription name with listSecrets, as a user would, registers
+// both as secrets and returns the primary.
+func (s *stack) primaryKey(t testing.TB, name string) string {
+	t.Helper()
 	var keys struct{ PrimaryKey, SecondaryKey string }
 	if err := json.Unmarshal(s.must(t, []int{200}, http.MethodPost, "/subscriptions/"+name+"/listSecrets", nil).Body, &keys); err != nil || keys.PrimaryKey == "" {
 		t.Fatalf("listSecrets %s: %v", name, err)

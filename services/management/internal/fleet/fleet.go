@@ -173,23 +173,34 @@ const (
 // service serviceID: only management and that gateway's nodes know the key (issue 12), so a
 // node of another gateway, or anyone else on the bus, cannot speak for it.
 func (r *Registry) authenticate(m *nats.Msg, serviceID, gateway string) error {
+	return Authenticate(r.opt.Keys, m, serviceID, gateway)
+}
+
+// Authenticate checks the node authentication of m, a message from a node of gateway in the
+// service serviceID, with keys (nil: nothing verifies). It returns nil,
+// or an error wrapping configwire.ErrUnsigned or configwire.ErrForged.
+func Authenticate(keys NodeAuth, m *nats.Msg, serviceID, gateway string) error {
 	auth := m.Header.Get(bus.HeaderNodeAuth)
 	if auth == "" {
 		return configwire.ErrUnsigned
 	}
-	if r.opt.Keys == nil {
+	if keys == nil {
 		return configwire.ErrForged
 	}
-	return r.opt.Keys.Verify(m.Subject, m.Data, auth, serviceID, gateway)
+	return keys.Verify(m.Subject, m.Data, auth, serviceID, gateway)
+}
+
+// RejectReason is the metric reason of an Authenticate error: "unsigned" or "forged".
+func RejectReason(err error) string {
+	if errors.Is(err, configwire.ErrUnsigned) {
+		return "unsigned"
+	}
+	return "forged"
 }
 
 // reject counts a message dropped by authenticate.
 func (r *Registry) reject(kind string, err error) {
-	reason := "forged"
-	if errors.Is(err, configwire.ErrUnsigned) {
-		reason = "unsigned"
-	}
-	r.count(kind, reason)
+	r.count(kind, RejectReason(err))
 }
 
 // count tells Options.Rejected of a dropped message.

@@ -38,7 +38,7 @@ func NewManagement(reg prometheus.Registerer) (*Management, error) {
 		published: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "outbox_published_total",
 			Help: "Configuration changes this replica's relay published to NATS and marked published."}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "node_messages_rejected_total",
-			Help: "Heartbeats, live-connection replies and usage batches dropped because their node authentication was missing (unsigned) or did not verify (forged), and authenticated heartbeats dropped as replayed or stale."},
+			Help: "Heartbeats, live-connection replies, usage batches and connection log batches dropped because their node authentication was missing (unsigned) or did not verify (forged), and authenticated heartbeats dropped as replayed or stale."},
 			[]string{"kind", "reason"}),
 	}
 	for _, c := range []prometheus.Collector{m.requests, m.leader, m.lag, m.published, m.rejected} {
@@ -98,8 +98,9 @@ func (m *Management) Published(rows int) {
 }
 
 // NodeMessageRejected counts a message claiming to come from a gateway node that was dropped:
-// kind is "heartbeat", "reply" or "usage", reason "unsigned", "forged", or for heartbeats
-// "replayed" or "stale" (fleet.Options.Rejected, reports.IngesterOptions.Rejected).
+// kind is "heartbeat", "reply", "usage" or "connlog", reason "unsigned", "forged", or for
+// heartbeats "replayed" or "stale" (fleet.Options.Rejected, reports.IngesterOptions.Rejected,
+// connlog.Options.Rejected).
 func (m *Management) NodeMessageRejected(kind, reason string) {
 	if m == nil {
 		return

@@ -25,8 +25,9 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Field + ": " + e.Msg }
 
-// Filter is a parsed report $filter: a time range of minutes, and optionally one API or one
-// subscription. The zero From, To mean unbounded.
+// Filter is a parsed report or connection log $filter: a time range, and optionally one API,
+// one subscription, one gateway node and (the connection log only) one close code. The zero
+// From, To mean unbounded.
 type Filter struct {
 	From, To                   time.Time
 	FromExclusive, ToExclusive bool
@@ -35,19 +36,49 @@ type Filter struct {
 	// APISet and SubscriptionSet say a filter named them, for "" to mean "calls without a
 	// subscription".
 	APISet, SubscriptionSet bool
+	// Node is a gateway node's id (the heartbeat's), "" for any.
+	Node string
+	// CloseCode is a WebSocket close code; CloseCodeSet says a filter named one.
+	CloseCode    int
+	CloseCodeSet bool
 }
 
 // ParseFilter parses a report $filter with the OData parser of list operations (odata.Parse):
 // comparisons joined by "and", each "field op value", where field is timestamp (ge, gt, le,
 // lt, with datetime'2026-11-24T00:00:00' or a quoted RFC 3339 time; a time without a zone is
 // UTC), apiId or subscriptionId (eq, with a quoted resource id such as '/apis/echo' or a bare
-// name). Keywords and field names are case-insensitive. The filter must bound timestamp from
-// below, as APIM requires. Failures are *Error.
+// name) or nodeId (eq, a quoted node id). Keywords and field names are case-insensitive. The
+// filter must bound timestamp from below, as APIM requires. Failures are *Error.
 func ParseFilter(s string) (Filter, error) {
-	var f Filter
 	if strings.TrimSpace(s) == "" {
-		return f, &Error{"$filter", "$filter is required, e.g. timestamp ge datetime'2026-11-24T00:00:00'"}
+		return Filter{}, &Error{"$filter", "$filter is required, e.g. timestamp ge datetime'2026-11-24T00:00:00'"}
 	}
+	f, err := parseTerms(s)
+	if err != nil {
+		return f, err
+	}
+	if f.CloseCodeSet {
+		return f, &Error{"$filter", "closeCode filters the connection log, not reports"}
+	}
+	if f.From.IsZero() {
+		return f, &Error{"$filter", "$filter must bound timestamp from below (timestamp ge datetime'...')"}
+	}
+	return f, nil
+}
+
+// ParseLogFilter parses a connection log $filter: the terms of ParseFilter, and closeCode
+// (eq, a number). The filter may be empty, and timestamp (when the session closed) need not
+// be bounded. Failures are *Error.
+func ParseLogFilter(s string) (Filter, error) {
+	if strings.TrimSpace(s) == "" {
+		return Filter{}, nil
+	}
+	return parseTerms(s)
+}
+
+// parseTerms parses the comparisons of a $filter.
+func parseTerms(s string) (Filter, error) {
+	var f Filter
 	if len(s) > MaxFilterLength || !utf8.ValidString(s) {
 		return f, &Error{"$filter", "$filter must be valid UTF-8 of at most " + strconv.Itoa(MaxFilterLength) + " bytes"}
 	}
@@ -58,14 +89,11 @@ func ParseFilter(s string) (Filter, error) {
 	for _, term := range andTerms(e, nil) {
 		c, ok := term.(*odata.Compare)
 		if !ok {
-			return f, &Error{"$filter", "a report $filter is comparisons joined with and, such as timestamp ge datetime'2026-11-24T00:00:00'"}
+			return f, &Error{"$filter", "a $filter is comparisons joined with and, such as timestamp ge datetime'2026-11-24T00:00:00'"}
 		}
 		if err := f.apply(c); err != nil {
 			return f, err
 		}
-	}
-	if f.From.IsZero() {
-		return f, &Error{"$filter", "$filter must bound timestamp from below (timestamp ge datetime'...')"}
 	}
 	return f, nil
 }
@@ -106,8 +134,19 @@ func (f *Filter) apply(c *odata.Compare) error {
 		} else {
 			f.Subscription, f.SubscriptionSet = lastName(c.Value.Text, "/subscriptions/"), true
 		}
+	case "nodeid":
+		if c.Op != odata.OpEq || c.Value.Kind != odata.KindString {
+			return &Error{"$filter", "nodeId takes eq and a quoted node id"}
+		}
+		f.Node = c.Value.Text
+	case "closecode":
+		code, err := strconv.Atoi(c.Value.Text)
+		if c.Op != odata.OpEq || c.Value.Kind != odata.KindNumber || err != nil || code < 1000 || code > 4999 {
+			return &Error{"$filter", "closeCode takes eq and a close code such as 1008"}
+		}
+		f.CloseCode, f.CloseCodeSet = code, true
 	default:
-		return &Error{"$filter", "the fields are timestamp, apiId and subscriptionId"}
+		return &Error{"$filter", "the fields are timestamp, apiId, subscriptionId, nodeId and, in the connection log, closeCode"}
 	}
 	return nil
 }

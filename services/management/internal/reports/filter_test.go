@@ -11,6 +11,44 @@ import (
 	"gatehouse.dev/management/internal/reports"
 )
 
+func TestParseLogFilter(t *testing.T) {
+	t.Parallel()
+	day := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name, filter string
+		want         reports.Filter
+		wantErr      bool
+	}{
+		{name: "empty", filter: "", want: reports.Filter{}},
+		{name: "close code and node, no time", filter: "closeCode eq 1008 and nodeId eq 'n-1'",
+			want: reports.Filter{CloseCode: 1008, CloseCodeSet: true, Node: "n-1"}},
+		{name: "time range and api", filter: "timestamp ge datetime'2026-11-24' and timestamp lt datetime'2026-11-25' and apiId eq 'echo'",
+			want: reports.Filter{From: day, To: day.Add(24 * time.Hour), ToExclusive: true, API: "echo", APISet: true}},
+		{name: "close code not a code", filter: "closeCode eq 99", wantErr: true},
+		{name: "close code quoted", filter: "closeCode eq '1008'", wantErr: true},
+		{name: "close code range", filter: "closeCode ge 1000", wantErr: true},
+		{name: "node with ne", filter: "nodeId ne 'a'", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := reports.ParseLogFilter(tc.filter)
+			if tc.wantErr {
+				var re *reports.Error
+				if !errors.As(err, &re) || re.Field != "$filter" {
+					t.Fatalf("ParseLogFilter(%q) = %+v, %v; want a $filter *Error", tc.filter, got, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("ParseLogFilter(%q) (-want +got):\n%s", tc.filter, diff)
+			}
+		})
+	}
+}
+
 func TestParseFilter(t *testing.T) {
 	t.Parallel()
 	day := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
@@ -27,6 +65,8 @@ func TestParseFilter(t *testing.T) {
 			want: reports.Filter{From: day, API: "echo", APISet: true, Subscription: "alice's", SubscriptionSet: true}},
 		{name: "full ARM subscription id", filter: "timestamp ge datetime'2026-11-24' and subscriptionId eq '/subscriptions/x/resourceGroups/rg/providers/Microsoft.ApiManagement/service/s/subscriptions/bob'",
 			want: reports.Filter{From: day, Subscription: "bob", SubscriptionSet: true}},
+		{name: "node", filter: "timestamp ge datetime'2026-11-24' and nodeId eq 'n-1'", want: reports.Filter{From: day, Node: "n-1"}},
+		{name: "close code is the log's", filter: "timestamp ge datetime'2026-11-24' and closeCode eq 1008", wantErr: true},
 		{name: "empty", filter: " ", wantErr: true},
 		{name: "no lower bound", filter: "timestamp le datetime'2026-11-24T00:00:00'", wantErr: true},
 		{name: "bad time", filter: "timestamp ge datetime'yesterday'", wantErr: true},

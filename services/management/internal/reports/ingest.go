@@ -192,29 +192,39 @@ func (in *Ingester) reject(err error) {
 func (in *Ingester) Store(ctx context.Context, b *configwire.UsageBatch) (int64, error) {
 	n := len(b.Records)
 	minutes := make([]time.Time, n)
-	apis, subs := make([]string, n), make([]string, n)
-	cols := make([][]int64, 9)
+	apis, subs, refusals := make([]string, n), make([]string, n), make([]*string, n)
+	cols := make([][]int64, 10)
 	for i := range cols {
 		cols[i] = make([]int64, n)
 	}
 	for i, r := range b.Records {
 		minutes[i], apis[i], subs[i] = r.Minute.UTC(), r.API, r.Subscription
 		for j, v := range []int64{r.HandshakesSuccess, r.HandshakesBlocked, r.HandshakesFailed, r.HandshakesOther,
-			r.MessagesIn, r.MessagesOut, r.BytesIn, r.BytesOut, r.ConnectionMillis} {
+			r.MessagesIn, r.MessagesOut, r.BytesIn, r.BytesOut, r.ConnectionMillis, r.ConnectionsClosed} {
 			cols[j][i] = v
+		}
+		if len(r.Refusals) > 0 {
+			raw, err := json.Marshal(r.Refusals)
+			if err != nil {
+				return 0, fmt.Errorf("reports: batch %s: %w", b.BatchID, err)
+			}
+			text := string(raw)
+			refusals[i] = &text
 		}
 	}
 	tag, err := in.pool.Exec(ctx, `
 		INSERT INTO usage (service_id, node_id, batch_id, minute, api, subscription,
 			handshakes_success, handshakes_blocked, handshakes_failed, handshakes_other,
-			messages_in, messages_out, bytes_in, bytes_out, connection_ms)
-		SELECT $1::uuid, $2, $3, r.*
+			messages_in, messages_out, bytes_in, bytes_out, connection_ms, connections_closed, refusals)
+		SELECT $1::uuid, $2, $3, r.minute, r.api, r.subscription, r.hs, r.hb, r.hf, r.ho, r.mi, r.mo, r.bi, r.bo, r.ms, r.cc,
+			r.refusals::jsonb
 		FROM unnest($4::timestamptz[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],
-			$11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[]) AS r
+			$11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], $17::text[])
+			AS r(minute, api, subscription, hs, hb, hf, ho, mi, mo, bi, bo, ms, cc, refusals)
 		WHERE EXISTS (SELECT 1 FROM services WHERE id = $1::uuid)
 		ON CONFLICT DO NOTHING`,
 		b.ServiceID, b.NodeID, b.BatchID, minutes, apis, subs,
-		cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8])
+		cols[0], cols[1], cols[2], cols[3], cols[4], cols[5], cols[6], cols[7], cols[8], cols[9], refusals)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23503" { // the service was deleted meanwhile
 		return 0, nil

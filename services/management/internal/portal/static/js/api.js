@@ -136,3 +136,18 @@ export function scopeLabel(scope) {
   if (!m[2]) return 'All APIs';
   return `${m[1].toLowerCase() === 'apis' ? 'API' : 'Product'} ${decodeURIComponent(m[2])}`;
 }
+
+// usage reads usage reports and the connection log: a service's through the ARM API for
+// admins and tenants, a consumer's own (of its subscriptions only) through the portal API.
+export function usage(ctx) {
+  if (ctx.me.kind === 'consumer') {
+    return {
+      report: (by, query) => call('GET', `${PORTAL}/reports/${by}`, { query }),
+      log: (query, headers) => request('GET', `${PORTAL}/connectionLogs`, { query, headers }),
+    };
+  }
+  return {
+    report: (by, query) => call('GET', `${ctx.svc.id}/reports/${by}`, { query }),
+    log: (query, headers) => request('GET', `${ctx.svc.id}/connectionLogs`, { query, headers }),
+  };
+}

@@ -14,6 +14,9 @@ import * as subscriptions from './views/subscriptions.js';
 import * as gateways from './views/gateways.js';
 import * as consoleView from './views/console.js';
 import * as developer from './views/developer.js';
+import * as analytics from './views/analytics.js';
+import * as live from './views/live.js';
+import * as connlog from './views/connlog.js';
 
 const SVC = 'svc/:sub/:rg/:name';
 
@@ -30,12 +33,18 @@ const routes = [
   { pattern: `${SVC}/subscriptions`, view: subscriptions, who: 'staff', section: 'subscriptions' },
   { pattern: `${SVC}/gateways`, view: gateways, who: 'staff', section: 'gateways' },
   { pattern: `${SVC}/gateways/:gateway`, view: gateways, who: 'staff', section: 'gateways' },
+  { pattern: `${SVC}/analytics`, view: analytics, who: 'staff', section: 'analytics' },
+  { pattern: `${SVC}/live`, view: live, who: 'staff', section: 'live' },
+  { pattern: `${SVC}/log`, view: connlog, who: 'staff', section: 'log' },
   { pattern: 'dev', view: developer, who: 'consumer', section: 'dev' },
+  { pattern: 'dev/usage', view: analytics, who: 'consumer', section: 'dev-usage' },
+  { pattern: 'dev/log', view: connlog, who: 'consumer', section: 'dev-log' },
   { pattern: 'dev/console/:api', view: consoleView, who: 'consumer', section: 'dev' },
 ];
 
 const SECTIONS = [
   ['apis', 'APIs'], ['products', 'Products'], ['users', 'Users'], ['subscriptions', 'Subscriptions'], ['gateways', 'Gateways'],
+  ['analytics', 'Analytics'], ['live', 'Live now'], ['log', 'Connection log'],
 ];
 
 const main = document.getElementById('main');
@@ -185,6 +194,8 @@ function renderNav(me, ctx) {
   const link = (href, text, current) => h('a', { href, 'aria-current': current ? 'page' : null }, text);
   if (me.kind === 'consumer') {
     links.push(link('#/dev', 'Developer portal', ctx.section === 'dev'));
+    links.push(link('#/dev/usage', 'Usage', ctx.section === 'dev-usage'));
+    links.push(link('#/dev/log', 'Connection log', ctx.section === 'dev-log'));
   } else {
     links.push(link('#/services', 'Services', !ctx.svc));
     if (ctx.svc) {

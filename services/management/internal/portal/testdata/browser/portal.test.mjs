@@ -7,125 +7,21 @@
 //
 // Environment: PORTAL_URL (management's /portal/), ADMIN_TOKEN, BACKEND_URL (ws:// of the demo
 // backend), BACKEND_TOKEN (its access_token), NODE_URL (the URL the gateway node advertises),
-// PORTAL_ARTIFACTS (screenshot folder), CHROMIUM (default /usr/bin/chromium).
+// PORTAL_ARTIFACTS (screenshot folder), CHROMIUM (default /usr/bin/chromium). The harness
+// (harness.mjs) launches the browser and holds the shared checks.
 
-import { chromium } from 'playwright-core';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  env, secret, page, log, check, screenshot, noSecretsOutsideSession, nav, text, waitText, signIn, noHorizontalScroll,
+  runBrowser, PORTAL_URL, TIMEOUT,
+} from './harness.mjs';
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
-const PORTAL_URL = env('PORTAL_URL');
 const ADMIN_TOKEN = env('ADMIN_TOKEN');
 const BACKEND_URL = env('BACKEND_URL');
 const BACKEND_TOKEN = env('BACKEND_TOKEN');
 const NODE_URL = env('NODE_URL');
-const ARTIFACTS = env('PORTAL_ARTIFACTS');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const TIMEOUT = 30000;
 
-mkdirSync(ARTIFACTS, { recursive: true });
-const secrets = [];
-const secret = (value, what) => {
-  if (value) secrets.push({ value, what });
-  return value;
-};
 secret(ADMIN_TOKEN, 'the admin token');
 secret(BACKEND_TOKEN, 'the backend access token');
-
-let shot = 0;
-let page;
-
-function log(...args) {
-  console.error(`[portal.test ${new Date().toISOString().slice(11, 23)}]`, ...args);
-}
-
-function check(cond, message) {
-  if (!cond) throw new Error(`check failed: ${message}`);
-}
-
-// screenshot saves the page as NN-name.png.
-async function screenshot(name) {
-  shot += 1;
-  const file = join(ARTIFACTS, `${String(shot).padStart(2, '0')}-${name}.png`);
-  await page.screenshot({ path: file, fullPage: true });
-  log('screenshot', file);
-}
-
-// noSecretsOutsideSession checks the address bar and the browser's storage: the one token in
-// sessionStorage is all the page may keep.
-async function noSecretsOutsideSession(where) {
-  const url = page.url();
-  for (const s of secrets) check(!url.includes(s.value), `${where}: the address bar holds ${s.what}: ${url}`);
-  const storage = await page.evaluate(() => ({
-    local: window.localStorage.length,
-    session: Object.keys(window.sessionStorage),
-    cookies: document.cookie,
-  }));
-  check(storage.local === 0, `${where}: localStorage has ${storage.local} entries`);
-  check(storage.cookies === '', `${where}: cookies set: ${storage.cookies}`);
-  check(storage.session.length <= 1 && storage.session.every((k) => k === 'gatehouse.portal.token'),
-    `${where}: sessionStorage holds ${storage.session.join(', ')}`);
-}
-
-// nav is a link of the main navigation.
-function nav(name) {
-  return page.locator('#nav').getByRole('link', { name, exact: true });
-}
-
-async function text(locator) {
-  return (await locator.innerText()).trim();
-}
-
-// waitText waits until locator's text contains want.
-async function waitText(locator, want, what) {
-  try {
-    await locator.filter({ hasText: want }).first().waitFor({ timeout: TIMEOUT });
-  } catch {
-    const got = (await locator.count()) ? await locator.first().innerText() : '(nothing)';
-    throw new Error(`${what}: waited for "${want}", the page shows: ${got}`);
-  }
-}
-
-async function signIn(token, expectHeading) {
-  await page.getByLabel('Bearer token').fill(token);
-  await page.getByLabel('Bearer token').press('Enter'); // forms submit with Enter
-  await page.getByRole('heading', { level: 1, name: expectHeading }).waitFor();
-}
-
-async function main() {
-  const browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage'],
-  });
-  try {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(PORTAL_URL).origin });
-    page = await context.newPage();
-    page.setDefaultTimeout(TIMEOUT);
-    const consoleErrors = [];
-    page.on('pageerror', (err) => consoleErrors.push(`page error: ${err.message}`));
-    page.on('console', (msg) => {
-      if (msg.type() === 'error' && !/the server responded with a status of 4\d\d/.test(msg.text())) consoleErrors.push(`console error: ${msg.text()}`);
-    });
-    try {
-      await run();
-    } catch (err) {
-      try {
-        await screenshot('failure');
-      } catch { /* the page may be gone */ }
-      throw err;
-    }
-    check(consoleErrors.length === 0, `the page logged errors:\n${consoleErrors.join('\n')}`);
-  } finally {
-    await browser.close();
-  }
-}
 
 async function run() {
   // 1. Sign in as the admin.
@@ -369,15 +265,4 @@ async function consoleSend(message) {
   check((await text(entry.locator('.dir'))).includes('Received'), 'each message shows its direction');
 }
 
-async function noHorizontalScroll(where) {
-  const { scroll, client } = await page.evaluate(() => ({ scroll: document.documentElement.scrollWidth, client: document.documentElement.clientWidth }));
-  check(scroll <= client + 1, `${where}: the page is ${scroll}px wide in a ${client}px window`);
-}
-
-main().then(() => {
-  process.stdout.write(`${JSON.stringify({ secrets })}\n`);
-}, (err) => {
-  log('FAILED:', err.stack || err.message);
-  process.stdout.write(`${JSON.stringify({ secrets })}\n`);
-  process.exit(1);
-});
+runBrowser(run);

@@ -13,6 +13,8 @@ export async function render(page, ctx) {
   page.append(
     h('h1', null, 'Developer portal'),
     h('p', null, `Welcome, ${name}`, u.email ? ` (${u.email})` : '', ctx.svc ? ` — service ${ctx.svc.name}.` : '.'),
+    h('p', null, 'See ', h('a', { href: '#/dev/usage' }, 'your usage'), ' and ', h('a', { href: '#/dev/log' }, 'your connection log'),
+      ' (why a session of yours ended).'),
     h('section', { 'aria-labelledby': 'dev-subs-h' }, h('h2', { id: 'dev-subs-h' }, 'Your subscriptions'), subsSlot),
     h('section', { 'aria-labelledby': 'dev-apis-h' }, h('h2', { id: 'dev-apis-h' }, 'APIs'), apisSlot));
   const [subs, apis] = await Promise.all([portal.subscriptions(), portal.apis()]);
