@@ -146,7 +146,7 @@ func TestConnectionLogs(t *testing.T) {
 	forged := configwire.ConnectionLogBatch{NodeID: "n9", ServiceID: f.serviceID, Gateway: "edge", Records: []configwire.ConnectionLogRecord{
 		rec("forged", "chat", "s1", time.Minute, 1000, "normal", "")}}
 	f.publish(t, forged, func(string, []byte) string { return "" })
-	f.publish(t, forged, f.signed(t, "core"))
+	f.publish(t, forged, f.env.Keys.NodeKey(f.serviceID, "core", []byte("a key of another gateway")).Sign)
 	f.publish(t, forged, f.env.Keys.NodeKey("00000000-0000-0000-0000-000000000000", "edge", []byte("some gateway key")).Sign)
 	f.publish(t, n1, f.signed(t, "edge"))
 	f.publish(t, n2, f.signed(t, "edge"))

@@ -33,6 +33,9 @@ var routeOptions = []routeOption{
 	{http.MethodGet, "/reports/byApi", []string{"$orderby"}},
 	{http.MethodGet, "/reports/bySubscription", []string{"$orderby"}},
 	{http.MethodGet, "/reports/byTime", []string{"$orderby", "interval"}},
+	{http.MethodGet, "/reports/byProduct", []string{"$orderby"}},
+	{http.MethodGet, "/reports/byNode", []string{"$orderby"}},
+	{http.MethodGet, "/connectionLogs", []string{"$format"}},
 	{http.MethodGet, "/connections", []string{"api", "subscription", "node"}},
 	{http.MethodPost, "/listReferences", []string{"$top", "$skip"}},
 }
@@ -53,7 +56,7 @@ var harmlessOptions = map[string]string{
 // case-insensitively and rewritten to this spelling.
 var apimOptions = []string{
 	"api-version", "$filter", "$top", "$skip", "$orderby", "$expand", "$select", "$count",
-	"$search", "$apply", "format", "export", "import", "deleteSubscriptions", "deleteRevisions",
+	"$search", "$apply", "$format", "format", "export", "import", "deleteSubscriptions", "deleteRevisions",
 	"notify", "appType", "expandApiVersionSet", "includeNotTaggedApis", "expandGroups", "tags",
 	"skipUserDelete", "force", "includeTotalCount", "timeout", "waitForRevision", "interval",
 	"api", "subscription", "node",
