@@ -194,9 +194,11 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	// Rate-limit, quota and connection counters are shared by the fleet through NATS
 	// JetStream once the node knows its NATS servers (from its first snapshot); until then,
 	// and whenever NATS is unavailable, the node counts locally.
-	n.counters = clustercount.NewCounters(clustercount.CountersOptions{JetStream: n.bus.JetStream, Timeout: cfg.CounterTimeout, Log: log})
-	n.sessions, err = clustercount.NewConnections(clustercount.ConnectionsOptions{NodeID: n.id, JetStream: n.bus.JetStream, Log: log,
-		OnEvict: n.conns.EvictOldest})
+	// Their keys are the node's service's, which it learns from the same snapshot.
+	n.counters = clustercount.NewCounters(clustercount.CountersOptions{JetStream: n.bus.JetStream, ServiceID: n.serviceID,
+		Timeout: cfg.CounterTimeout, Log: log})
+	n.sessions, err = clustercount.NewConnections(clustercount.ConnectionsOptions{NodeID: n.id, JetStream: n.bus.JetStream,
+		ServiceID: n.serviceID, Log: log, OnEvict: n.conns.EvictOldest})
 	if err != nil {
 		return nil, err
 	}
