@@ -212,7 +212,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	n.heartbeat = heartbeat.New(nil, heartbeat.Options{NodeID: n.id, Log: log, State: n.heartbeatState, Key: n.nodeKey})
 	n.gate = &fleetGate{timeout: cfg.NATSReadyTimeout, log: log, wake: make(chan struct{}, 1),
 		configured: n.configured, shared: n.countsWithFleet, prepare: n.prepareCounters, changed: n.heartbeat.Notify}
-	keys := pipeline.NewKeySource(&http.Client{Timeout: 10 * time.Second}, log)
+	keys := pipeline.NewKeySource(n.fetchClient(), log)
 	builder := compiled.NewBuilder(pipeline.Env{Counters: n.counters, Keys: keys, Log: log})
 	n.syncer = configsync.New(configsync.Options{ManagementURL: cfg.ManagementURL, Token: cfg.Token, NATSURL: cfg.NATSURL, NATSCAFile: cfg.NATSCAFile,
 		CacheDir: cfg.CacheDir, Log: log, Install: n.install, Connected: n.bus.connect,
@@ -239,6 +239,18 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 		n.url = listenerURL(n.trafficLn.Addr(), cfg.TLSCert != "")
 	}
 	return n, nil
+}
+
+// fetchClient is the HTTP client of the URLs policies fetch by themselves (validate-jwt's
+// OpenID metadata and JWKS): it dials through the node's egress dialer as backends do, so that
+// a policy reaches neither an address the operator denies nor the node's own listeners (issue
+// 12). It dials only once Run runs, by when New has made the dialer.
+func (n *Node) fetchClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return n.dialer.DialContext(ctx, network, addr)
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 // backendTLS is the TLS configuration for wss/https backends: the system roots plus the

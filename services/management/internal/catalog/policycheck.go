@@ -20,14 +20,16 @@ import (
 // (an older node during a rolling upgrade) fails that API closed; see docs/policies.md.
 
 // policyEnv is the compile environment of the service's policies: its named values by
-// lower-cased name and display name, and the secret ones' values, which errors never quote.
-// Backends are not configured yet, so backend-id is refused as a node refuses it.
+// lower-cased name and display name, the secret ones' values, which errors never quote, and
+// the egress policy, which every URL a policy fetches (validate-jwt's openid-config) must pass
+// as a serviceUrl does. Backends are not configured yet, so backend-id is refused as a node
+// refuses it.
 func (w *write) policyEnv(ctx context.Context) (pipeline.Env, error) {
 	nvs, _, err := w.tx.List(ctx, Query{Kind: KindNamedValue, All: true})
 	if err != nil {
 		return pipeline.Env{}, err
 	}
-	env := pipeline.Env{NamedValues: make(map[string]string, 2*len(nvs))}
+	env := pipeline.Env{NamedValues: make(map[string]string, 2*len(nvs)), FetchCheck: w.c.checkFetchEgress}
 	for _, nv := range nvs {
 		name, display, value, secret := namedValueOf(nv)
 		env.NamedValues[strings.ToLower(name)] = value
