@@ -179,22 +179,51 @@ func validHostPattern(h string) bool {
 // that IPv4 rules see it.
 func unmap(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
 
-// nat64 is the well-known NAT64 prefix (RFC 6052): 64:ff9b::a9fe:a9fe reaches 169.254.169.254
-// on a network that translates it.
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+// IPv6 networks whose addresses carry an IPv4 address that a translator or a tunnel delivers
+// to: NAT64's well-known prefix (RFC 6052, the address in the last 32 bits: 64:ff9b::a9fe:a9fe
+// reaches 169.254.169.254 on a network that translates it), 6to4 (RFC 3056, the address in bits
+// 16 to 47: 2002:a9fe:a9fe:: is the 6to4 site of 169.254.169.254) and the deprecated
+// IPv4-compatible addresses (RFC 4291 §2.5.5.1, ::a.b.c.d). IPv4-mapped addresses
+// (::ffff:a.b.c.d) are the IPv4 address itself and are unmapped before any check.
+var (
+	nat64        = netip.MustParsePrefix("64:ff9b::/96")
+	sixToFour    = netip.MustParsePrefix("2002::/16")
+	v4Compatible = netip.MustParsePrefix("::/96")
+)
 
-// addrsOf are the addresses a rule must be checked against for the address a: a itself, the
-// IPv4 address a NAT64 address embeds, and the loopback addresses for an unspecified address
-// (a connection to 0.0.0.0 or [::] reaches the host itself).
+// embeddedIPv4 returns the IPv4 address an IPv6 address of a NAT64, 6to4 or IPv4-compatible
+// form carries; ok is false for any other address. :: and ::1 are the unspecified and loopback
+// addresses, not IPv4-compatible ones.
+func embeddedIPv4(a netip.Addr) (v4 netip.Addr, ok bool) {
+	if !a.Is6() {
+		return netip.Addr{}, false
+	}
+	b := a.As16()
+	switch {
+	case nat64.Contains(a):
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case sixToFour.Contains(a):
+		return netip.AddrFrom4([4]byte(b[2:6])), true
+	case v4Compatible.Contains(a) && !a.IsUnspecified() && !a.IsLoopback():
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	}
+	return netip.Addr{}, false
+}
+
+// addrsOf are the addresses deny rules and the node's own listeners must be checked against for
+// the address a: a itself (IPv4-mapped addresses unmapped), the IPv4 address a NAT64, 6to4 or
+// IPv4-compatible address embeds, and the loopback addresses for an unspecified address (a
+// connection to 0.0.0.0 or [::] reaches the host itself).
 func addrsOf(a netip.Addr) []netip.Addr {
 	a = unmap(a)
 	out := []netip.Addr{a}
-	if a.Is6() && nat64.Contains(a) {
-		b := a.As16()
-		out = append(out, netip.AddrFrom4([4]byte(b[12:16])))
+	if v4, ok := embeddedIPv4(a); ok {
+		out = append(out, v4)
 	}
-	if a.IsUnspecified() {
-		out = append(out, netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback())
+	for _, x := range out {
+		if x.IsUnspecified() {
+			return append(out, netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback())
+		}
 	}
 	return out
 }
@@ -225,15 +254,18 @@ func (r rule) matches(host string, addrs []netip.Addr, port uint16) bool {
 // Check decides a destination: host is the name the URL gave ("" for an address), addr the
 // address it resolved to (the zero Addr when not resolved yet), port the port. With no
 // address, network rules cannot match, so only host rules decide, and an allow list with
-// networks in it admits the name for the dial to decide.
+// networks in it admits the name for the dial to decide. Deny rules see every address the
+// destination stands for (addrsOf: the IPv4 address an IPv6 form embeds, loopback for an
+// unspecified address); allow rules see the address itself, so that an embedding form never
+// widens an allow list.
 func (p *Policy) Check(host string, addr netip.Addr, port uint16) error {
 	if p == nil {
 		return nil
 	}
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
-	var addrs []netip.Addr
+	var addrs, self []netip.Addr
 	if addr.IsValid() {
-		addrs = addrsOf(addr)
+		addrs, self = addrsOf(addr), []netip.Addr{unmap(addr)}
 	}
 	dest := destString(host, addr, port)
 	for _, r := range p.deny {
@@ -245,7 +277,7 @@ func (p *Policy) Check(host string, addr netip.Addr, port uint16) error {
 		return nil
 	}
 	for _, r := range p.allow {
-		if r.matches(host, addrs, port) || !addr.IsValid() && r.prefix.IsValid() {
+		if r.matches(host, self, port) || !addr.IsValid() && r.prefix.IsValid() {
 			return nil
 		}
 	}

@@ -100,6 +100,66 @@ func TestCheckURL(t *testing.T) {
 	}
 }
 
+// TestAttackIPv4EmbeddedInIPv6 writes denied IPv4 addresses in the IPv6 forms that carry them
+// (IPv4-mapped, NAT64, 6to4, IPv4-compatible): deny rules see the embedded address, allow
+// rules only the address as written, and IPv6 addresses of no such form are their own.
+func TestAttackIPv4EmbeddedInIPv6(t *testing.T) {
+	t.Parallel()
+	deny := mustParse(t, "", egress.DefaultDeny+",127.0.0.0/8:9091")
+	allow := mustParse(t, "10.0.0.0/8", "none")
+	for _, tc := range []struct {
+		p       *egress.Policy
+		addr    string
+		port    uint16
+		allowed bool
+	}{
+		{deny, "::ffff:169.254.169.254", 80, false},
+		{deny, "::ffff:a9fe:a9fe", 80, false},
+		{deny, "64:ff9b::169.254.169.254", 80, false},
+		{deny, "64:ff9b::a9fe:a9fe", 80, false},
+		{deny, "2002:a9fe:a9fe::", 80, false},
+		{deny, "2002:a9fe:a9fe:1234::1", 80, false},
+		{deny, "::169.254.169.254", 80, false},
+		{deny, "::a9fe:a9fe", 80, false},
+		{deny, "2002:7f00:1::", 9091, false},
+		{deny, "64:ff9b::7f00:1", 9091, false},
+		{deny, "::127.0.0.1", 9091, false},
+		{deny, "2002:7f00:1::", 9000, true},
+		{deny, "2002:0:0::", 9091, false},        // 6to4 of 0.0.0.0: the host itself
+		{deny, "::1", 9000, true},                // loopback, not IPv4-compatible 0.0.0.1
+		{deny, "2001:db8::a9fe:a9fe", 80, true},  // no embedding form
+		{deny, "64:ff9b:1::a9fe:a9fe", 80, true}, // outside the well-known prefix
+		{allow, "10.1.2.3", 443, true},
+		{allow, "::ffff:10.1.2.3", 443, true}, // the same address
+		{allow, "2002:a01:203::", 443, false},
+		{allow, "64:ff9b::a01:203", 443, false},
+		{allow, "::10.1.2.3", 443, false},
+	} {
+		err := tc.p.Check("", netip.MustParseAddr(tc.addr), tc.port)
+		if (err == nil) != tc.allowed {
+			t.Errorf("Check(%s port %d) = %v, want allowed %v", tc.addr, tc.port, err, tc.allowed)
+		}
+	}
+	for _, u := range []string{"http://[2002:a9fe:a9fe::1]/", "http://[::169.254.169.254]/", "http://[64:ff9b::a9fe:a9fe]/"} {
+		if err := deny.CheckURL(mustURL(t, u)); !errors.Is(err, egress.ErrDenied) {
+			t.Errorf("CheckURL(%s) = %v, want ErrDenied", u, err)
+		}
+	}
+	// The node refuses its own listener written in a 6to4 or NAT64 form, before connecting.
+	own := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(own.Close)
+	port := strconv.Itoa(own.Listener.Addr().(*net.TCPAddr).Port)
+	d := egress.NewDialer(mustParse(t, "", "none"), own.Listener.Addr())
+	for _, host := range []string{"2002:7f00:1::1", "64:ff9b::7f00:1", "::127.0.0.1"} {
+		if c, err := d.DialContext(t.Context(), "tcp", net.JoinHostPort(host, port)); !errors.Is(err, egress.ErrDenied) {
+			if c != nil {
+				c.Close()
+			}
+			t.Errorf("dial [%s]:%s (the node's own listener) = %v, want ErrDenied", host, port, err)
+		}
+	}
+}
+
 func mustURL(t *testing.T, s string) *url.URL {
 	t.Helper()
 	u, err := url.Parse(s)

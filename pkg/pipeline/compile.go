@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -38,6 +39,12 @@ type Env struct {
 	// Keys fetches and caches openid-config signing keys; required when validate-jwt uses
 	// openid-config.
 	Keys *KeySource
+	// FetchCheck, when set, decides at compile time each URL a policy fetches by itself
+	// (validate-jwt's openid-config, named values substituted): management sets it to the
+	// operator's egress policy (egress.Policy.CheckURL), so that a policy that would fetch from
+	// a denied address is refused when written. Nil accepts every URL: nodes decide when they
+	// fetch, on the address each name resolves to (their egress dialer).
+	FetchCheck func(*url.URL) error
 	// Backends maps lower-cased backend entity names to their URLs ("" for a pool) for
 	// set-backend-service backend-id. Nil means backend entities are not configured and
 	// backend-id fails Compile; a literal backend-id missing from it fails Compile too.

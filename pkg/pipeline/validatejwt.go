@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -145,7 +146,7 @@ func (b *builder) validateJWT(in *info, p *policy.ValidateJWT) (step, error) {
 		if policy.IsExpression(u) {
 			return nil, errors.New("openid-config: policy expressions are not supported in url")
 		}
-		if _, err := parseHTTPURL(u); err != nil {
+		if err := b.checkFetchURL(u); err != nil {
 			return nil, fmt.Errorf("openid-config: %w", err)
 		}
 		s.openid = append(s.openid, u)
@@ -179,11 +180,20 @@ func (b *builder) validateJWT(in *info, p *policy.ValidateJWT) (step, error) {
 	return s, nil
 }
 
-func parseHTTPURL(u string) (string, error) {
-	if !strings.HasPrefix(u, "https://") && !strings.HasPrefix(u, "http://") {
-		return "", fmt.Errorf("'%s' is not an absolute http or https URL", u)
+// checkFetchURL refuses a URL a policy fetches unless it is an absolute http or https URL that
+// Env.FetchCheck, if set, accepts.
+func (b *builder) checkFetchURL(raw string) error {
+	if !strings.HasPrefix(raw, "https://") && !strings.HasPrefix(raw, "http://") {
+		return fmt.Errorf("'%s' is not an absolute http or https URL", raw)
 	}
-	return u, nil
+	if b.env.FetchCheck == nil {
+		return nil
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("'%s' is not an absolute http or https URL", raw)
+	}
+	return b.env.FetchCheck(u)
 }
 
 // jwtFailure is a validation failure: context.LastError's Reason and APIM-style message.

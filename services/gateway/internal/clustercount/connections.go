@@ -12,17 +12,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"gatehouse.dev/pkg/bus"
 )
 
 // Defaults of ConnectionsOptions.
 const (
-	DefaultConnectionsBucket = "gatehouse_connections"
+	DefaultConnectionsBucket = bus.ConnectionsBucket
 	DefaultRefresh           = 2 * time.Second
 	DefaultAcquireTimeout    = 250 * time.Millisecond
 )
-
-// EvictSubjectPrefix starts the subject of an eviction request, gatehouse.evict.<counter token>.
-const EvictSubjectPrefix = "gatehouse.evict."
 
 // snapsKept bounds the fleet snapshots kept per counter for publications not yet decided.
 const snapsKept = 64
@@ -34,6 +33,12 @@ type ConnectionsOptions struct {
 	// JetStream returns the node's JetStream context, or nil while NATS is not known yet. Run
 	// polls it; nil means local counting only.
 	JetStream func() jetstream.JetStream
+	// ServiceID returns the internal id of the node's service, "" while it has none (before
+	// its first snapshot). The node's keys and eviction requests are its service's
+	// (bus.CounterKey, bus.EvictSubject), and it follows no other service's, so services never
+	// share a count and the bus lets a node reach its own service's only (issue 12). Run polls
+	// it with JetStream; while it is "" (or nil) the node counts locally.
+	ServiceID func() string
 	// OnEvict closes this node's oldest connection of counter (the one whose Acquire came
 	// first) and reports whether it closed one. It must call that connection's release,
 	// before it returns or soon after. Nil means this node never evicts.
@@ -57,9 +62,10 @@ type ConnectionsOptions struct {
 // across the fleet, so that a connection limit holds for the fleet rather than per node.
 //
 // Each node publishes its own count of each counter to the KV bucket under the key
-// "<counter token>.<node token>", with the start time of its oldest connection, whenever the
-// count changes and every Refresh; the bucket's TTL drops the keys of nodes that stopped
-// publishing. Each node watches the whole bucket, so it knows every node's counts.
+// "<service token>.<counter token>.<node token>", with the start time of its oldest
+// connection, whenever the count changes and every Refresh; the bucket's TTL drops the keys of
+// nodes that stopped publishing. Each node watches its service's keys in the bucket, so it
+// knows the counts of every node of its service.
 //
 // Consistency: an Acquire first counts itself as pending and publishes the node's count
 // including it, then decides once the node's watch has reached that publication: it is
@@ -315,12 +321,13 @@ func (c *Connections) poke() {
 }
 
 // Run shares this node's counts and follows the fleet's until ctx ends, reconnecting to
-// whatever JetStream opt.JetStream returns. It returns nil when ctx ends.
+// whatever JetStream opt.JetStream returns, once the node's service is known. It returns nil
+// when ctx ends.
 func (c *Connections) Run(ctx context.Context) error {
 	var logged time.Time
 	for {
-		if js := c.currentJS(); js != nil {
-			if err := c.session(ctx, js); err != nil && ctx.Err() == nil && time.Since(logged) >= fallbackLogInterval {
+		if js, svc := c.currentJS(), c.serviceID(); js != nil && svc != "" {
+			if err := c.session(ctx, js, svc); err != nil && ctx.Err() == nil && time.Since(logged) >= fallbackLogInterval {
 				logged = time.Now()
 				c.opt.Log.WarnContext(ctx, "fleet connection counts unavailable, counting on this node only",
 					slog.String("error", err.Error()))
@@ -335,6 +342,15 @@ func (c *Connections) Run(ctx context.Context) error {
 	}
 }
 
+// serviceID is the node's service id, "" while unknown.
+func (c *Connections) serviceID() string {
+	if c.opt.ServiceID == nil {
+		return ""
+	}
+	return c.opt.ServiceID()
+}
+
+// currentJS is the JetStream context to use now, nil while there is none or it is not connected.
 func (c *Connections) currentJS() jetstream.JetStream {
 	if c.opt.JetStream == nil {
 		return nil
@@ -346,9 +362,9 @@ func (c *Connections) currentJS() jetstream.JetStream {
 	return js
 }
 
-// session runs while js works: it binds the bucket, watches it, answers eviction requests and
-// publishes this node's counts.
-func (c *Connections) session(ctx context.Context, js jetstream.JetStream) error {
+// session runs while js works and the node's service is svc: it binds the bucket, watches the
+// service's keys, answers the service's eviction requests and publishes this node's counts.
+func (c *Connections) session(ctx context.Context, js jetstream.JetStream, svc string) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	setupCtx, setupDone := context.WithTimeout(ctx, setupTimeout)
@@ -366,12 +382,12 @@ func (c *Connections) session(ctx context.Context, js jetstream.JetStream) error
 	if err != nil {
 		return fmt.Errorf("KV bucket %s: %w", c.opt.Bucket, err)
 	}
-	sub, err := js.Conn().Subscribe(EvictSubjectPrefix+"*", func(m *nats.Msg) { c.answerEvict(ctx, m) })
+	sub, err := js.Conn().Subscribe(bus.EvictSubjects(svc), func(m *nats.Msg) { c.answerEvict(ctx, svc, m) })
 	if err != nil {
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	w, err := kv.WatchAll(ctx) // ctx, not setupCtx: it bounds the watch's life
+	w, err := kv.Watch(ctx, bus.CounterKeys(svc)) // ctx, not setupCtx: it bounds the watch's life
 	if err != nil {
 		return fmt.Errorf("watching %s: %w", c.opt.Bucket, err)
 	}
@@ -383,7 +399,7 @@ func (c *Connections) session(ctx context.Context, js jetstream.JetStream) error
 		c.goLocal()
 	}()
 
-	pre := "$KV." + c.opt.Bucket + "."
+	pre := "$KV." + c.opt.Bucket + "." + bus.ServiceToken(svc) + "."
 	tick := time.NewTicker(c.opt.Refresh)
 	defer tick.Stop()
 	for {
@@ -395,7 +411,7 @@ func (c *Connections) session(ctx context.Context, js jetstream.JetStream) error
 			watched <- err // for the deferred wait
 			return err
 		case <-tick.C:
-			if c.currentJS() != js {
+			if c.currentJS() != js || c.serviceID() != svc {
 				return nil
 			}
 			c.refresh()
@@ -428,7 +444,8 @@ func (c *Connections) watch(ctx context.Context, w jetstream.KeyWatcher) error {
 	}
 }
 
-// apply records one entry of the bucket; nil marks the end of the initial values.
+// apply records one entry of the bucket (a key of the node's service); nil marks the end of
+// the initial values.
 func (c *Connections) apply(e jetstream.KeyValueEntry) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -436,10 +453,11 @@ func (c *Connections) apply(e jetstream.KeyValueEntry) {
 		c.live = true
 		return
 	}
-	tok, node, found := strings.Cut(e.Key(), ".")
-	if !found {
+	parts := strings.Split(e.Key(), ".")
+	if len(parts) != 3 {
 		return
 	}
+	tok, node := parts[1], parts[2]
 	now := time.Now()
 	if node == c.node {
 		snaps := append(c.snaps[tok], fleetSnap{rev: e.Revision(), others: c.othersLocked(tok, now)})
@@ -516,8 +534,8 @@ type published struct {
 	rev     uint64
 }
 
-// publish sends the changed counts, waits until the watch has seen them and decides the
-// Acquires they carried.
+// publish sends the changed counts under pre (the bucket's subject prefix of the node's
+// service), waits until the watch has seen them and decides the Acquires they carried.
 func (c *Connections) publish(ctx context.Context, js jetstream.JetStream, pre string) error {
 	var batch []*published
 	c.mu.Lock()
@@ -680,12 +698,12 @@ func (c *Connections) EvictOldest(ctx context.Context, counter string) bool {
 	case c.node:
 		return c.evictLocal(ctx, counter)
 	}
-	js := c.currentJS()
-	if js == nil {
+	js, svc := c.currentJS(), c.serviceID()
+	if js == nil || svc == "" {
 		return false
 	}
 	body, _ := json.Marshal(evictRequest{Node: target, Counter: counter})
-	reply, err := js.Conn().RequestWithContext(ctx, EvictSubjectPrefix+tok, body)
+	reply, err := js.Conn().RequestWithContext(ctx, bus.EvictSubject(svc, tok), body)
 	if err != nil {
 		c.opt.Log.WarnContext(ctx, "eviction request failed", slog.String("node", target), slog.String("error", err.Error()))
 		return false
@@ -694,10 +712,11 @@ func (c *Connections) EvictOldest(ctx context.Context, counter string) bool {
 	return json.Unmarshal(reply.Data, &r) == nil && r.Closed
 }
 
-// answerEvict handles an eviction request addressed to this node; others stay silent.
-func (c *Connections) answerEvict(ctx context.Context, m *nats.Msg) {
+// answerEvict handles an eviction request of service svc addressed to this node; others stay
+// silent.
+func (c *Connections) answerEvict(ctx context.Context, svc string, m *nats.Msg) {
 	var req evictRequest
-	if json.Unmarshal(m.Data, &req) != nil || req.Node != c.node || token(req.Counter) != strings.TrimPrefix(m.Subject, EvictSubjectPrefix) {
+	if json.Unmarshal(m.Data, &req) != nil || req.Node != c.node || m.Subject != bus.EvictSubject(svc, token(req.Counter)) {
 		return
 	}
 	// The callback and the wait for the release may take a while; do not hold up the

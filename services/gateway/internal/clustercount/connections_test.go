@@ -32,12 +32,16 @@ type lease struct {
 	release func()
 }
 
-// startGateway runs a node's Connections until the test ends or stop is called.
+// startGateway runs a node's Connections, of testService unless opt names another, until the
+// test ends or stop is called.
 func startGateway(t *testing.T, srv *natsServer, id string, opt clustercount.ConnectionsOptions) *gateway {
 	t.Helper()
 	g := &gateway{id: id, nats: connect(t, srv), open: make(map[string][]lease)}
 	opt.NodeID = id
 	opt.JetStream = g.nats.jetStream
+	if opt.ServiceID == nil {
+		opt.ServiceID = serviceID(testService)
+	}
 	opt.OnEvict = g.evictOldest
 	if opt.Timeout == 0 {
 		opt.Timeout = 2 * time.Second // a local decision would spoil the counts under -race
@@ -234,7 +238,7 @@ func TestConnectionsPrepare(t *testing.T) {
 	js := n.js.Swap(nil)
 	// Run looks for the JetStream context every Refresh/4: 15 s here.
 	var looked atomic.Int32
-	conns, err := clustercount.NewConnections(clustercount.ConnectionsOptions{NodeID: "prepared",
+	conns, err := clustercount.NewConnections(clustercount.ConnectionsOptions{NodeID: "prepared", ServiceID: serviceID(testService),
 		JetStream: func() jetstream.JetStream { looked.Add(1); return n.jetStream() }, Refresh: time.Minute})
 	if err != nil {
 		t.Fatal(err)

@@ -14,13 +14,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"gatehouse.dev/pkg/bus"
 	"gatehouse.dev/pkg/pipeline/ratecount"
 )
 
 // Defaults of CountersOptions.
 const (
-	DefaultRateBucket   = "gatehouse_rates"
-	DefaultQuotaBucket  = "gatehouse_quotas"
+	DefaultRateBucket   = bus.RatesBucket
+	DefaultQuotaBucket  = bus.QuotasBucket
 	DefaultTimeout      = 50 * time.Millisecond
 	DefaultBackoff      = time.Second
 	setupTimeout        = 5 * time.Second
@@ -33,6 +34,11 @@ type CountersOptions struct {
 	// gateway learns its URLs from the first snapshot). It is called on every operation, so it
 	// must be cheap, such as an atomic load. Nil means local counting only.
 	JetStream func() jetstream.JetStream
+	// ServiceID returns the internal id of the node's service, "" while it has none (before
+	// its first snapshot). Every key starts with its token (bus.CounterKey), so services never
+	// share a count and the bus lets a node reach its own service's keys only (issue 12).
+	// Calls are counted by Local while it is ""; nil means local counting only.
+	ServiceID func() string
 	// Local counts while NATS is unavailable; nil means ratecount.NewMemory().
 	Local ratecount.Counters
 	// Timeout bounds how long one call waits for NATS (default 50 ms); a call that would wait
@@ -51,10 +57,10 @@ type CountersOptions struct {
 
 // Counters is a ratecount.Counters shared by every gateway node connected to the same NATS.
 //
-// Each counter key is one key of a JetStream KV bucket, named by a hash of the counter key
-// and holding the ratecount.State that ratecount.Memory keeps for it: the window or period
-// index and its count (sliding windows: also the previous window's count, for the same
-// two-bucket approximation). A call reads the key, decides with the same State methods,
+// Each counter key is one key of a JetStream KV bucket, named by the node's service and a
+// hash of the counter key (bus.CounterKey), and holding the ratecount.State that
+// ratecount.Memory keeps for it: the window or period index and its count (sliding windows:
+// also the previous window's count, for the same two-bucket approximation). A call reads the key, decides with the same State methods,
 // and writes the new state with a compare-and-set on the key's revision, retrying when another
 // node wrote first; so the fleet never admits more than the limit. Calls for one key that
 // arrive while a round trip for that key is in flight are decided together in the next one,
@@ -68,9 +74,9 @@ type CountersOptions struct {
 // expire old windows, and an increment can only be checked against the limit after the fact
 // (increment, then undo), which makes racing nodes reject calls that would fit.
 //
-// While NATS is unknown, disconnected, or slower than Timeout, calls are counted by Local,
-// per node ("fail open"): a fleet of k nodes then admits up to k × limit. The switch is
-// logged at most once a minute. Counters is safe for concurrent use.
+// While NATS or the node's service is unknown, NATS is disconnected, or slower than Timeout,
+// calls are counted by Local, per node ("fail open"): a fleet of k nodes then admits up to
+// k × limit. The switch is logged at most once a minute. Counters is safe for concurrent use.
 type Counters struct {
 	opt   CountersOptions
 	local ratecount.Counters
@@ -179,11 +185,11 @@ func (c *Counters) Prepare(ctx context.Context) {
 	}
 }
 
-// Shared reports whether calls are decided through NATS now: NATS is connected and the KV
-// buckets of the current JetStream context are bound. A call may still be counted locally
+// Shared reports whether calls are decided through NATS now: the node's service is known, NATS
+// is connected and the KV buckets of the current JetStream context are bound. A call may still be counted locally
 // when NATS is slower than Timeout, and for Backoff after that.
 func (c *Counters) Shared() bool {
-	if c.opt.JetStream == nil {
+	if c.opt.JetStream == nil || c.serviceID() == "" {
 		return false
 	}
 	js := c.opt.JetStream()
@@ -220,8 +226,20 @@ func (c *Counters) Fixed(ctx context.Context, key string, limit int64, period ti
 	return c.local.Fixed(ctx, key, limit, period, start, n)
 }
 
+// serviceID is the node's service id, "" while unknown.
+func (c *Counters) serviceID() string {
+	if c.opt.ServiceID == nil {
+		return ""
+	}
+	return c.opt.ServiceID()
+}
+
 // remote decides o through NATS; ok is false when the call must be counted locally.
 func (c *Counters) remote(ctx context.Context, key string, o *op) (opResult, bool) {
+	svc := c.serviceID()
+	if svc == "" {
+		return opResult{}, false
+	}
 	timer := time.NewTimer(c.opt.Timeout)
 	defer timer.Stop()
 	b, setup := c.buckets(ctx)
@@ -247,11 +265,11 @@ func (c *Counters) remote(ctx context.Context, key string, o *op) (opResult, boo
 	if o.fixed {
 		kv, pre, bucket = b.quotas, b.qtPre, c.opt.QuotaBucket
 	}
-	tok := token(key)
+	kvKey := bus.CounterKey(svc, token(key))
 	o.result = make(chan opResult, 1)
 
-	sk := bucket + "/" + tok
-	sh := &c.slots[shardOf(tok)]
+	sk := bucket + "/" + kvKey
+	sh := &c.slots[shardOf(kvKey)]
 	sh.mu.Lock()
 	s := sh.m[sk]
 	if s == nil {
@@ -259,7 +277,7 @@ func (c *Counters) remote(ctx context.Context, key string, o *op) (opResult, boo
 		sh.m[sk] = s
 		// The flusher stops by itself once the slot's queue is empty; each of its round trips
 		// is bounded by Timeout. It keeps the first caller's context values, not its deadline.
-		go c.flushSlot(context.WithoutCancel(ctx), sh, sk, s, b.js, kv, pre, tok)
+		go c.flushSlot(context.WithoutCancel(ctx), sh, sk, s, b.js, kv, pre, kvKey)
 	}
 	s.queue = append(s.queue, o)
 	sh.mu.Unlock()
@@ -283,10 +301,11 @@ func (c *Counters) remote(ctx context.Context, key string, o *op) (opResult, boo
 	}
 }
 
-func shardOf(tok string) int {
+// shardOf is the slot shard of a KV key.
+func shardOf(kvKey string) int {
 	h := uint32(2166136261)
-	for i := 0; i < len(tok); i++ {
-		h ^= uint32(tok[i])
+	for i := 0; i < len(kvKey); i++ {
+		h ^= uint32(kvKey[i])
 		h *= 16777619
 	}
 	return int(h % slotShards)
@@ -398,8 +417,8 @@ func (c *Counters) noteLocked(err error) {
 	c.opt.Log.Warn("cluster counters unavailable, counting on this node only", slog.String("error", err.Error()))
 }
 
-// flushSlot decides the queued calls of one key, a batch per round trip, until none is left.
-func (c *Counters) flushSlot(ctx context.Context, sh *slotShard, sk string, s *slot, js jetstream.JetStream, kv jetstream.KeyValue, pre, tok string) {
+// flushSlot decides the queued calls of one KV key, a batch per round trip, until none is left.
+func (c *Counters) flushSlot(ctx context.Context, sh *slotShard, sk string, s *slot, js jetstream.JetStream, kv jetstream.KeyValue, pre, kvKey string) {
 	for {
 		sh.mu.Lock()
 		batch := s.queue
@@ -420,7 +439,7 @@ func (c *Counters) flushSlot(ctx context.Context, sh *slotShard, sk string, s *s
 			continue
 		}
 		fctx, cancel := context.WithTimeout(ctx, c.opt.Timeout)
-		results, err := c.decide(fctx, js, kv, pre, tok, live)
+		results, err := c.decide(fctx, js, kv, pre, kvKey, live)
 		cancel()
 		for i, o := range live {
 			if err != nil {
@@ -432,14 +451,14 @@ func (c *Counters) flushSlot(ctx context.Context, sh *slotShard, sk string, s *s
 	}
 }
 
-// decide reads the state of tok, decides ops in order and writes the state back if any op
+// decide reads the state of kvKey, decides ops in order and writes the state back if any op
 // counted, retrying from the read when another node wrote first.
-func (c *Counters) decide(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, pre, tok string, ops []*op) ([]opResult, error) {
+func (c *Counters) decide(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, pre, kvKey string, ops []*op) ([]opResult, error) {
 	results := make([]opResult, len(ops))
 	for {
 		var st ratecount.State
 		var rev uint64
-		e, err := kv.Get(ctx, tok)
+		e, err := kv.Get(ctx, kvKey)
 		switch {
 		case err == nil:
 			rev = e.Revision()
@@ -472,14 +491,14 @@ func (c *Counters) decide(ctx context.Context, js jetstream.JetStream, kv jetstr
 			if ttl > 0 {
 				opts = append(opts, jetstream.KeyTTL(ttl))
 			}
-			_, err = kv.Create(ctx, tok, encodeState(&st), opts...)
+			_, err = kv.Create(ctx, kvKey, encodeState(&st), opts...)
 		} else {
 			// KeyValue.Update cannot set a TTL; this is the same publish with one.
 			opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(rev)}
 			if ttl > 0 {
 				opts = append(opts, jetstream.WithMsgTTL(ttl))
 			}
-			_, err = js.PublishMsg(ctx, &nats.Msg{Subject: pre + tok, Data: encodeState(&st)}, opts...)
+			_, err = js.PublishMsg(ctx, &nats.Msg{Subject: pre + kvKey, Data: encodeState(&st)}, opts...)
 		}
 		if err == nil {
 			return results, nil

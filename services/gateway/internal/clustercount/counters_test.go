@@ -12,10 +12,14 @@ import (
 	"gatehouse.dev/pkg/pipeline/ratecount"
 )
 
-// newCounters returns Counters over n's connection, waiting until they count through NATS.
+// newCounters returns Counters over n's connection, of testService unless opt names another,
+// waiting until they count through NATS.
 func newCounters(t *testing.T, n *node, opt clustercount.CountersOptions) *clustercount.Counters {
 	t.Helper()
 	opt.JetStream = n.jetStream
+	if opt.ServiceID == nil {
+		opt.ServiceID = serviceID(testService)
+	}
 	c := clustercount.NewCounters(opt)
 	waitRemote(t, c)
 	return c
@@ -149,7 +153,8 @@ func TestFirstCallsCountForTheFleet(t *testing.T) {
 	var got []bool
 	var fallbacks int64
 	for range 3 {
-		c := clustercount.NewCounters(clustercount.CountersOptions{JetStream: connect(t, srv).jetStream, Timeout: 2 * time.Second})
+		c := clustercount.NewCounters(clustercount.CountersOptions{JetStream: connect(t, srv).jetStream, ServiceID: serviceID(testService),
+			Timeout: 2 * time.Second})
 		ok, _, _ := c.Fixed(t.Context(), "q|first", 2, 0, time.Time{}, 1)
 		got = append(got, ok)
 		fallbacks += c.Fallbacks()
@@ -300,7 +305,7 @@ func TestCountersShared(t *testing.T) {
 	srv := startNATS(t)
 	n := connect(t, srv)
 	js := n.js.Swap(nil) // NATS not known yet, as before a node's first snapshot
-	c := clustercount.NewCounters(clustercount.CountersOptions{JetStream: n.jetStream, Timeout: 2 * time.Second})
+	c := clustercount.NewCounters(clustercount.CountersOptions{JetStream: n.jetStream, ServiceID: serviceID(testService), Timeout: 2 * time.Second})
 	c.Prepare(t.Context())
 	if c.Shared() {
 		t.Fatal("Shared before NATS is known")

@@ -91,6 +91,12 @@ func (n *node) jetStream() jetstream.JetStream {
 	return nil
 }
 
+// testService is the service of the tests' nodes unless they name another.
+const testService = "0b7c6f1e-2d7a-4c1e-9a57-1f0e6c1d2a3b"
+
+// serviceID is the ServiceID option of a node of service id.
+func serviceID(id string) func() string { return func() string { return id } }
+
 // eventually polls cond until it holds or d passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()

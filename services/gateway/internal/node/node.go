@@ -206,9 +206,11 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	// Rate-limit, quota and connection counters are shared by the fleet through NATS
 	// JetStream once the node knows its NATS servers (from its first snapshot); until then,
 	// and whenever NATS is unavailable, the node counts locally.
-	n.counters = clustercount.NewCounters(clustercount.CountersOptions{JetStream: n.bus.JetStream, Timeout: cfg.CounterTimeout, Log: log})
-	n.sessions, err = clustercount.NewConnections(clustercount.ConnectionsOptions{NodeID: n.id, JetStream: n.bus.JetStream, Log: log,
-		OnEvict: n.conns.EvictOldest})
+	// Their keys are the node's service's, which it learns from the same snapshot.
+	n.counters = clustercount.NewCounters(clustercount.CountersOptions{JetStream: n.bus.JetStream, ServiceID: n.serviceID,
+		Timeout: cfg.CounterTimeout, Log: log})
+	n.sessions, err = clustercount.NewConnections(clustercount.ConnectionsOptions{NodeID: n.id, JetStream: n.bus.JetStream,
+		ServiceID: n.serviceID, Log: log, OnEvict: n.conns.EvictOldest})
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +229,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	n.heartbeat = heartbeat.New(nil, heartbeat.Options{NodeID: n.id, Log: log, State: n.heartbeatState, Key: n.nodeKey})
 	n.gate = &fleetGate{timeout: cfg.NATSReadyTimeout, log: log, wake: make(chan struct{}, 1),
 		configured: n.configured, shared: n.countsWithFleet, prepare: n.prepareCounters, changed: n.heartbeat.Notify}
-	keys := pipeline.NewKeySource(&http.Client{Timeout: 10 * time.Second}, log)
+	keys := pipeline.NewKeySource(n.fetchClient(), log)
 	builder := compiled.NewBuilder(pipeline.Env{Counters: n.counters, Keys: keys, Log: log})
 	n.syncer = configsync.New(configsync.Options{ManagementURL: cfg.ManagementURL, Token: cfg.Token, NATSURL: cfg.NATSURL, NATSCAFile: cfg.NATSCAFile,
 		CacheDir: cfg.CacheDir, Log: log, Install: n.install, Connected: n.bus.connect,
@@ -278,6 +280,18 @@ func (n *Node) listen() error {
 		return fmt.Errorf("GATEWAY_TLS_LISTEN: %w", err)
 	}
 	return nil
+}
+
+// fetchClient is the HTTP client of the URLs policies fetch by themselves (validate-jwt's
+// OpenID metadata and JWKS): it dials through the node's egress dialer as backends do, so that
+// a policy reaches neither an address the operator denies nor the node's own listeners (issue
+// 12). It dials only once Run runs, by when New has made the dialer.
+func (n *Node) fetchClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return n.dialer.DialContext(ctx, network, addr)
+	}
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 // backendTLS is the TLS configuration for wss/https backends: the system roots plus the

@@ -81,6 +81,12 @@ func raw(v any) json.RawMessage {
 // handshake policy is gatewayPolicy. The real endpoint is exercised by the end-to-end tests.
 func startManagement(t *testing.T, natsURL, backendURL string) string {
 	t.Helper()
+	return startManagementWith(t, natsURL, backendURL, gatewayPolicy)
+}
+
+// startManagementWith is startManagement with chat's handshake policy handshakePolicy.
+func startManagementWith(t *testing.T, natsURL, backendURL, handshakePolicy string) string {
+	t.Helper()
 	snap := configwire.Snapshot{ServiceID: serviceID, Service: "svc", Gateway: "gw1", Revision: 1,
 		NATS: configwire.NATSInfo{URLs: []string{natsURL}, Stream: bus.ConfigStream, Subject: bus.ConfigSubject(serviceID)},
 		Entities: []configwire.Entity{
@@ -89,7 +95,7 @@ func startManagement(t *testing.T, natsURL, backendURL string) string {
 				"serviceUrl": backendURL, "protocols": []string{"ws", "wss"}, "subscriptionRequired": false})},
 			{Kind: configwire.KindOperation, Parent: "apis/chat", Name: "onHandshake", Properties: raw(map[string]any{"method": "GET", "urlTemplate": "/"})},
 			{Kind: configwire.KindPolicy, Parent: "apis/chat/operations/onHandshake", Name: "policy",
-				Properties: raw(map[string]any{"format": "xml", "value": gatewayPolicy})},
+				Properties: raw(map[string]any{"format": "xml", "value": handshakePolicy})},
 			{Kind: configwire.KindGatewayAPI, Parent: "gateways/gw1", Name: "chat"},
 		}}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

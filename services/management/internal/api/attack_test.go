@@ -185,6 +185,54 @@ func TestAttackServiceURLEgress(t *testing.T) {
 	})
 }
 
+// TestAttackPolicyURLEgress checks that management refuses, when written, a policy that would
+// fetch from an address its egress policy denies (validate-jwt's openid-config), written
+// literally or through a named value, and a named value change that would make a stored
+// policy do so, naming the rule; a public identity provider stays allowed.
+func TestAttackPolicyURLEgress(t *testing.T) {
+	t.Parallel()
+	env := mgmttest.Start(t, mgmttest.Options{EgressDeny: app.DefaultEgressDeny + ",*.corp.internal"})
+	svc := mgmttest.ServicePath(badTenant, badRG, "svc-fetch-egress")
+	env.Must(t, []int{201}, "PUT", svc, kindNamed("service").body("fetch-egress"))
+	policy := func(url string) map[string]any {
+		return map[string]any{"properties": map[string]any{"format": "xml", "value": `<policies><inbound><validate-jwt header-name="Authorization">` +
+			`<openid-config url="` + url + `"/></validate-jwt></inbound></policies>`}}
+	}
+	namedValue := func(value string) map[string]any {
+		return map[string]any{"properties": map[string]any{"displayName": "idp", "value": value}}
+	}
+	wantRefused := func(t *testing.T, r mgmttest.Response, rule string) {
+		t.Helper()
+		wantARMError(t, r, 400, true)
+		wantCode(t, r, "ValidationError")
+		if !strings.Contains(string(r.Body), "openid-config") || !strings.Contains(string(r.Body), "egress policy") ||
+			!strings.Contains(string(r.Body), rule) {
+			t.Errorf("the refusal does not name openid-config, the egress policy and rule %q: %s", rule, r.Body)
+		}
+	}
+	for _, tc := range []struct{ url, rule string }{
+		{"http://169.254.169.254/latest/meta-data/iam", "169.254.0.0/16"},
+		{"http://[2002:a9fe:a9fe::1]/", "169.254.0.0/16"},
+		{"http://localhost:9091/metrics", "127.0.0.0/8:9091"},
+		{"https://idp.corp.internal/.well-known/openid-configuration", "*.corp.internal"},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			before := dbStateOf(t, env)
+			wantRefused(t, env.Do(t, "PUT", svc+"/policies/policy", policy(tc.url)), tc.rule)
+			wantUnchanged(t, env, before)
+		})
+	}
+	t.Run("through a named value", func(t *testing.T) {
+		env.Must(t, []int{201}, "PUT", svc+"/namedValues/idp", namedValue("http://169.254.169.254/"))
+		wantRefused(t, env.Do(t, "PUT", svc+"/policies/policy", policy("{{idp}}")), "169.254.0.0/16")
+		env.Must(t, []int{200}, "PUT", svc+"/namedValues/idp", namedValue("https://login.example.com/.well-known/openid-configuration"))
+		env.Must(t, []int{201}, "PUT", svc+"/policies/policy", policy("{{idp}}"))
+		before := dbStateOf(t, env)
+		wantRefused(t, env.Do(t, "PUT", svc+"/namedValues/idp", namedValue("http://localhost:9091/metrics")), "127.0.0.0/8:9091")
+		wantUnchanged(t, env, before)
+	})
+}
+
 // TestAttackMetricsOffTheAPIListener checks that /metrics is served on the admin listener only:
 // on the API's listener it is an unknown route (401 without a token, 404 with one).
 func TestAttackMetricsOffTheAPIListener(t *testing.T) {

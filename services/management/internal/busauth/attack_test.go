@@ -1,6 +1,7 @@
 package busauth_test
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -269,4 +270,157 @@ func TestAttackCredentialsExpire(t *testing.T) {
 	if valid.nc.Stats().Reconnects == 0 {
 		t.Errorf("the valid node was not authorized again")
 	}
+}
+
+// TestAttackCounterScope: a node of service A shares A's fleet counters (rate limits, quotas,
+// connection counts, evictions) and cannot read, write, delete or watch B's, nor ask B's nodes
+// to evict, by the KV client or by the JetStream API calls it does not need (issue 12).
+func TestAttackCounterScope(t *testing.T) {
+	t.Parallel()
+	b := newTestBus(t, 0)
+	b.admit("tok-a", nodeA)
+	b.admit("tok-a2", nodeA2)
+	b.admit("tok-b", nodeB)
+	ctx := t.Context()
+	a, err := b.connect(t, "tok-a", nodeA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim, err := b.connect(t, "tok-b", nodeB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsA, jsB := nodeJetStream(t, a), nodeJetStream(t, victim)
+	for _, bucket := range []string{bus.RatesBucket, bus.QuotasBucket, bus.ConnectionsBucket} {
+		t.Run(bucket, func(t *testing.T) {
+			// The first node creates the bucket, as a node does when it is missing.
+			kvA, err := jsA.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, History: 1, Storage: jetstream.MemoryStorage,
+				LimitMarkerTTL: time.Second})
+			if err != nil {
+				t.Fatalf("node A creates the bucket: %v", err)
+			}
+			kvB, err := jsB.KeyValue(ctx, bucket)
+			if err != nil {
+				t.Fatalf("node B binds the bucket: %v", err)
+			}
+			ownA, ownB := bus.CounterKey(nodeA.ServiceID, "k"), bus.CounterKey(nodeB.ServiceID, "k")
+			if _, err := kvB.Put(ctx, ownB, []byte("B's count")); err != nil {
+				t.Fatalf("node B writes its own key: %v", err)
+			}
+			t.Run("its own service's keys", func(t *testing.T) {
+				rev, err := kvA.Create(ctx, ownA, []byte("1"))
+				if err != nil {
+					t.Fatalf("create: %v", err)
+				}
+				if _, err := kvA.Update(ctx, ownA, []byte("2"), rev); err != nil {
+					t.Fatalf("update: %v", err)
+				}
+				if e, err := kvA.Get(ctx, ownA); err != nil || string(e.Value()) != "2" {
+					t.Fatalf("get: %v, %v", e, err)
+				}
+				if bucket == bus.ConnectionsBucket {
+					// Nodes follow the connection counts, and only those.
+					w, err := kvA.Watch(ctx, bus.CounterKeys(nodeA.ServiceID))
+					if err != nil {
+						t.Fatalf("watch: %v", err)
+					}
+					if e := <-w.Updates(); e == nil || e.Key() != ownA || string(e.Value()) != "2" {
+						t.Fatalf("watch delivered %v, want %s = 2", e, ownA)
+					}
+					if err := w.Stop(); err != nil {
+						t.Fatalf("stopping the watch: %v", err)
+					}
+				} else {
+					a.denied(t, "$JS.API.CONSUMER.CREATE.KV_"+bucket, func(ctx context.Context) error {
+						_, err := kvA.Watch(ctx, bus.CounterKeys(nodeA.ServiceID))
+						return err
+					})
+				}
+				if err := kvA.Delete(ctx, ownA); err != nil {
+					t.Fatalf("delete: %v", err)
+				}
+			})
+			t.Run("not another service's", func(t *testing.T) {
+				keyOfB := "$KV." + bucket + "." + bus.ServiceToken(nodeB.ServiceID)
+				a.denied(t, "$JS.API.DIRECT.GET.KV_"+bucket+"."+keyOfB, func(ctx context.Context) error { _, err := kvA.Get(ctx, ownB); return err })
+				for _, write := range []func(ctx context.Context) error{
+					func(ctx context.Context) error { _, err := kvA.Put(ctx, ownB, []byte("0")); return err },
+					func(ctx context.Context) error {
+						_, err := kvA.Create(ctx, bus.CounterKey(nodeB.ServiceID, "new"), []byte("0"))
+						return err
+					},
+					func(ctx context.Context) error { return kvA.Delete(ctx, ownB) },
+					func(ctx context.Context) error { return kvA.Purge(ctx, ownB) },
+				} {
+					a.denied(t, `"`+keyOfB+".", write)
+				}
+				for _, filter := range []string{bus.CounterKeys(nodeB.ServiceID), ownB, ">", "*.k"} {
+					a.denied(t, "$JS.API.CONSUMER.CREATE.KV_"+bucket, func(ctx context.Context) error {
+						w, err := kvA.Watch(ctx, filter)
+						if err == nil {
+							w.Stop()
+						}
+						return err
+					})
+				}
+				// The API calls a node does not need, whose bodies could name B's keys.
+				for _, call := range []struct{ subject, body string }{
+					{"$JS.API.STREAM.MSG.GET.KV_" + bucket, `{"last_by_subj":"$KV.` + bucket + `.` + ownB + `"}`},
+					{"$JS.API.DIRECT.GET.KV_" + bucket, `{"last_by_subj":"$KV.` + bucket + `.` + ownB + `"}`},
+					{"$JS.API.STREAM.UPDATE.KV_" + bucket, `{"name":"KV_` + bucket + `","subjects":["$KV.` + bucket + `.>"],"max_msgs_per_subject":1}`},
+					{"$JS.API.STREAM.PURGE.KV_" + bucket, `{"filter":"$KV.` + bucket + `.` + ownB + `"}`},
+					{"$JS.API.CONSUMER.CREATE.KV_" + bucket + ".spy", `{"stream_name":"KV_` + bucket + `","config":{"name":"spy"}}`},
+					{"$JS.API.CONSUMER.MSG.NEXT.KV_" + bucket + ".spy", `{"batch":1}`},
+					{"$JS.API.CONSUMER.INFO.KV_" + bucket + ".spy", ``},
+					{"$JS.API.CONSUMER.LIST.KV_" + bucket, `{}`},
+				} {
+					a.denied(t, `"`+call.subject+`"`, func(ctx context.Context) error {
+						_, err := a.nc.RequestWithContext(ctx, call.subject, []byte(call.body))
+						return err
+					})
+				}
+				e, err := kvB.Get(ctx, ownB)
+				if err != nil || string(e.Value()) != "B's count" {
+					t.Errorf("B's key after A's attempts: %v, %v", e, err)
+				}
+			})
+		})
+	}
+	t.Run("evictions of its own service only", func(t *testing.T) {
+		a2, err := b.connect(t, "tok-a2", nodeA2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sub, err := a2.nc.Subscribe(bus.EvictSubjects(nodeA.ServiceID), func(m *nats.Msg) { _ = m.Respond([]byte("closed")) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := a2.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := a.nc.Request(bus.EvictSubject(nodeA.ServiceID, "k"), nil, 10*time.Second); err != nil || string(m.Data) != "closed" {
+			t.Fatalf("eviction request to another node of A: %v, %v", m, err)
+		}
+		if err := a.nc.Publish(bus.EvictSubject(nodeB.ServiceID, "k"), nil); err != nil {
+			t.Fatal(err)
+		}
+		a.wantViolation(t, bus.EvictSubject(nodeB.ServiceID, "k"))
+		for _, subject := range []string{bus.EvictSubjects(nodeB.ServiceID), "gatehouse.evict.>", "gatehouse.evict.*.*"} {
+			if _, err := a.nc.Subscribe(subject, func(*nats.Msg) {}); err != nil {
+				t.Fatal(err)
+			}
+			a.wantViolation(t, `"`+subject+`"`)
+		}
+	})
+}
+
+// nodeJetStream is the JetStream context of a node's connection.
+func nodeJetStream(t *testing.T, c *client) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(c.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

@@ -31,14 +31,6 @@ const (
 	SystemAccount = "SYS"
 )
 
-// The KV buckets the fleet counters of every node use (clustercount's defaults); nodes are
-// allowed these and no others.
-var counterBuckets = []string{"gatehouse_rates", "gatehouse_quotas", "gatehouse_connections"}
-
-// evictSubjects are the connection counters' eviction requests between nodes
-// (clustercount.EvictSubjectPrefix).
-const evictSubjects = "gatehouse.evict.*"
-
 // DefaultTTL is how long a node's user JWT lasts when Options.TTL is zero. When it expires the
 // server disconnects the node, which reconnects and is authorized again with its token: the
 // bound on how long a node keeps the bus after its gateway's keys changed if Revoke did not
@@ -214,8 +206,9 @@ func Tag(serviceID, gateway string) string {
 
 // NodePermissions are what a node of gateway of service serviceID may do on the bus: follow its
 // service's change stream, publish its own heartbeats and its service's usage, answer
-// live-connection requests for its service, share the fleet counters, and read replies under
-// its inbox prefix. Everything else is denied, the configuration stream's subjects above all.
+// live-connection requests for its service, share its service's fleet counters, and read
+// replies under its inbox prefix. Everything else is denied, the configuration stream's
+// subjects and other services' counters above all.
 func NodePermissions(serviceID, gateway string) jwt.Permissions {
 	var p jwt.Permissions
 	// The change stream, through an ordered consumer (configsync): created with the service's
@@ -231,33 +224,55 @@ func NodePermissions(serviceID, gateway string) jwt.Permissions {
 		bus.HeartbeatSubject(serviceID, gateway),
 		bus.UsageSubject(serviceID),
 		bus.ConnectionLogSubject(serviceID, gateway),
-		evictSubjects,
+		bus.EvictSubjects(serviceID),
 		// The account's JetStream limits and usage, which a KV bucket with per-message TTLs
 		// checks the server's API level with.
 		"$JS.API.INFO",
 	)
-	for _, b := range counterBuckets {
-		stream := "KV_" + b
-		p.Pub.Allow.Add(
-			"$KV."+b+".>",
-			"$JS.API.STREAM.INFO."+stream,
-			"$JS.API.STREAM.CREATE."+stream,
-			"$JS.API.STREAM.UPDATE."+stream,
-			"$JS.API.STREAM.MSG.GET."+stream,
-			"$JS.API.DIRECT.GET."+stream+".>",
-			"$JS.API.CONSUMER.CREATE."+stream+".>",
-			"$JS.API.CONSUMER.MSG.NEXT."+stream+".*",
-			"$JS.API.CONSUMER.INFO."+stream+".*",
-			"$JS.API.CONSUMER.DELETE."+stream+".*",
-		)
-	}
+	addCounterPermissions(&p, serviceID)
 	p.Sub.Allow.Add(
 		bus.NodeInboxPrefix(serviceID, gateway)+".>",
 		bus.ConnectionsSubject(serviceID),
-		evictSubjects,
+		bus.EvictSubjects(serviceID),
 	)
 	// Replies to requests the node received (live connections, evictions) and to JetStream's
 	// flow control.
 	p.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 	return p
+}
+
+// addCounterPermissions lets a node share the fleet counters of service serviceID
+// (clustercount) and no other service's: every key of a service is under its token
+// (bus.CounterKeys), and each JetStream API call the node makes names the key or filter in its
+// subject, where the permission sees it. What the KV client calls, and so what is allowed:
+// binding a bucket (STREAM.INFO, and $JS.API.INFO above), creating a missing one
+// (STREAM.CREATE; a bucket that exists is never updated), a key's last value
+// (DIRECT.GET.<stream>.<subject>, which refuses a body asking for another subject), writes
+// (publishing on the key's subject: put, create, update with the expected revision, delete,
+// purge), and, in the connections bucket only, watching the service's keys through an ordered
+// push consumer created with the filter in its subject (the server refuses a body whose filter
+// differs) and deleted when the watch stops. Denied: STREAM.MSG.GET and DIRECT.GET.<stream>
+// (their body names any subject), STREAM.UPDATE, consumers without a filter or with another
+// service's, and pulls and information of consumers by name.
+func addCounterPermissions(p *jwt.Permissions, serviceID string) {
+	for _, b := range []string{bus.RatesBucket, bus.QuotasBucket, bus.ConnectionsBucket} {
+		stream, keys := counterSubjects(b, serviceID)
+		p.Pub.Allow.Add(
+			keys,
+			"$JS.API.DIRECT.GET."+stream+"."+keys,
+			"$JS.API.STREAM.INFO."+stream,
+			"$JS.API.STREAM.CREATE."+stream,
+		)
+	}
+	stream, keys := counterSubjects(bus.ConnectionsBucket, serviceID)
+	p.Pub.Allow.Add(
+		"$JS.API.CONSUMER.CREATE."+stream+".*."+keys,
+		"$JS.API.CONSUMER.DELETE."+stream+".*",
+	)
+}
+
+// counterSubjects are the stream of a counter bucket and the subject filter of service
+// serviceID's keys in it.
+func counterSubjects(bucket, serviceID string) (stream, keys string) {
+	return "KV_" + bucket, "$KV." + bucket + "." + bus.CounterKeys(serviceID)
 }

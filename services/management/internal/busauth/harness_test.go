@@ -142,3 +142,18 @@ func (c *client) wantViolation(t *testing.T, part string) {
 		}
 	}
 }
+
+// denied runs op, which the server must refuse with a permissions violation for a subject
+// containing part, and fails the test unless it does. A refused request is never answered, so
+// op's context is canceled once the violation arrived; op must then fail.
+func (c *client) denied(t *testing.T, part string, op func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- op(ctx) }()
+	c.wantViolation(t, part)
+	cancel()
+	if err := <-done; err == nil {
+		t.Errorf("an operation on a subject with %q succeeded", part)
+	}
+}

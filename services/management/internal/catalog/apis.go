@@ -218,6 +218,16 @@ func (c *Catalog) checkURLEgress(field, raw string) error {
 	return nil
 }
 
+// checkFetchEgress refuses a URL a policy fetches that the egress policy denies before any
+// name is resolved (pipeline.Env.FetchCheck); the nodes check the addresses names resolve to
+// when they fetch.
+func (c *Catalog) checkFetchEgress(u *url.URL) error {
+	if err := c.egress.CheckURL(u); err != nil {
+		return fmt.Errorf("the URL is not allowed by the operator's egress policy: %w", err)
+	}
+	return nil
+}
+
 func validHeaderName(s string) bool {
 	if s == "" || len(s) > 256 {
 		return false

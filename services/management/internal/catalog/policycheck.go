@@ -21,7 +21,9 @@ import (
 
 // policyEnv is the compile environment of the service's policies: its named values by
 // lower-cased name and display name, the secret ones' values, which errors never quote, and
-// its policy fragments. Its backends give backend-id their URLs, as on nodes.
+// its policy fragments. Its backends give backend-id their URLs, as on nodes. Its FetchCheck is
+// the egress policy, which every URL a policy fetches (validate-jwt's openid-config) must pass
+// as a serviceUrl does.
 func (w *write) policyEnv(ctx context.Context) (pipeline.Env, error) {
 	nvs, _, err := w.tx.List(ctx, Query{Kind: KindNamedValue, All: true})
 	if err != nil {
@@ -31,7 +33,8 @@ func (w *write) policyEnv(ctx context.Context) (pipeline.Env, error) {
 	if err != nil {
 		return pipeline.Env{}, err
 	}
-	env := pipeline.Env{NamedValues: make(map[string]string, 2*len(nvs)), Backends: backends}
+	env := pipeline.Env{NamedValues: make(map[string]string, 2*len(nvs)), Backends: backends,
+		FetchCheck: w.c.checkFetchEgress}
 	if env.Fragments, err = w.fragments(ctx); err != nil {
 		return pipeline.Env{}, err
 	}

@@ -23,7 +23,8 @@ import (
 
 // stack is one management service (its own database and NATS) with an APIM service "svc" and a
 // gateway resource "gw", plus the gateway nodes a test starts for it. When the test ends it
-// checks that no node logged a secret the test registered, nor a data race.
+// checks that no node logged a secret the test registered, a data race, or a permissions
+// violation of the bus.
 type stack struct {
 	env *mgmttest.Env
 	svc string // ARM path of the service
@@ -63,6 +64,11 @@ func (s *stack) checkLogs(t *testing.T) {
 		}
 		if i := strings.Index(log, "WARNING: DATA RACE"); i >= 0 {
 			t.Errorf("gateway node %s reported a data race:\n%s", n.name, log[i:min(len(log), i+4000)])
+		}
+		// The bus refused something the node does: its permissions (busauth.NodePermissions)
+		// and its flows disagree.
+		if i := strings.Index(log, "Permissions Violation"); i >= 0 {
+			t.Errorf("gateway node %s was refused by the bus:\n%s", n.name, log[max(0, i-200):min(len(log), i+400)])
 		}
 	}
 }
