@@ -32,6 +32,12 @@ const (
 	KindBackend         = "backends"
 	// KindPolicyFragment is a policy fragment: top-level, its properties hold the value and format.
 	KindPolicyFragment = "policyFragments"
+	// KindAPIVersionSet is an API version set: top-level, its properties name the versioning
+	// scheme (Segment, Query, Header) and the query parameter or header carrying the version.
+	KindAPIVersionSet = "apiVersionSets"
+	// KindAPIRelease is a release of an API revision; its parent is "apis/{id}". Gateways
+	// need none: the revision it made current is in the API entities.
+	KindAPIRelease = "apiReleases"
 )
 
 // Op is what a change does to an entity.

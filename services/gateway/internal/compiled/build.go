@@ -43,6 +43,9 @@ type Builder struct {
 	// productsOf and apisOf index product↔API links by lower-cased names.
 	productsOf map[string]map[string]bool
 	apisOf     map[string]map[string]bool
+	// revisions indexes the lower-cased names of the APIs' non-current revisions
+	// ("chat;rev=2") by the lower-cased API name ("chat").
+	revisions map[string]map[string]bool
 	// names indexes the subscriptions of the current Config by name (the entity map would
 	// double their memory, a map of names cost 57 bytes a subscription).
 	names    *subIndex
@@ -102,7 +105,7 @@ func (b *Builder) StartLoad() *Loading {
 	next := &Builder{env: b.env,
 		ents: map[string]configwire.Entity{}, docs: map[string]*policy.Document{}, bad: map[string]error{}, frags: map[string]pipeline.Fragment{},
 		children:   map[string]map[string]bool{},
-		productsOf: map[string]map[string]bool{}, apisOf: map[string]map[string]bool{}, nameHash: newNameHasher(),
+		productsOf: map[string]map[string]bool{}, apisOf: map[string]map[string]bool{}, revisions: map[string]map[string]bool{}, nameHash: newNameHasher(),
 		kinds: map[subKind]*subKind{}}
 	return &Loading{b: b, next: next}
 }
@@ -241,6 +244,10 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 			all = true
 		case configwire.KindPolicyFragment:
 			all = true // any API may include it, through any scope
+		case configwire.KindAPIVersionSet:
+			all = true // a set's scheme routes each of its APIs
+		case configwire.KindAPIRelease:
+			continue // a record of management's: the revision it made current came as APIs
 		default:
 			return nil, fmt.Errorf("%w: unknown kind %q", ErrResync, e.Kind)
 		}
@@ -257,7 +264,7 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 		affected = nil
 	case len(affected) == 0:
 		// Nothing compiled changes: share the API maps, which no one modifies.
-		cfg.apis, cfg.byName, cfg.failed = b.cur.apis, b.cur.byName, b.cur.failed
+		cfg.apis, cfg.byName, cfg.failed, cfg.versioned = b.cur.apis, b.cur.byName, b.cur.failed, b.cur.versioned
 		cfg.backends, cfg.backendURLs, cfg.backendEnv = b.cur.backends, b.cur.backendURLs, b.cur.backendEnv
 		return cfg, nil
 	}
@@ -265,9 +272,11 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 	return cfg, nil
 }
 
-// serves reports whether api (lower-cased) is linked to this gateway.
+// serves reports whether api (lower-cased) is linked to this gateway; a revision is served
+// where its API is.
 func (b *Builder) serves(api string) bool {
-	_, ok := b.ents[key(configwire.KindGatewayAPI, "gateways/"+b.gateway, api)]
+	base, _, _ := splitRevision(api)
+	_, ok := b.ents[key(configwire.KindGatewayAPI, "gateways/"+b.gateway, base)]
 	return ok
 }
 
@@ -359,6 +368,10 @@ func (b *Builder) put(e configwire.Entity, edit *subEdit, u *undoLog) error {
 		api := strings.ToLower(e.Name)
 		setIn(b.productsOf, api, product, true, u)
 		setIn(b.apisOf, product, api, true, u)
+	case configwire.KindAPI:
+		if base, _, ok := splitRevision(strings.ToLower(e.Name)); ok {
+			setIn(b.revisions, base, strings.ToLower(e.Name), true, u)
+		}
 	}
 	set(b.ents, k, e, false, u)
 	setIn(b.children, childKey(e.Kind, e.Parent), k, true, u)
@@ -381,6 +394,10 @@ func (b *Builder) remove(e configwire.Entity, edit *subEdit, u *undoLog) {
 		api := strings.ToLower(e.Name)
 		setIn(b.productsOf, api, product, false, u)
 		setIn(b.apisOf, product, api, false, u)
+	case configwire.KindAPI:
+		if base, _, ok := splitRevision(strings.ToLower(e.Name)); ok {
+			setIn(b.revisions, base, strings.ToLower(e.Name), false, u)
+		}
 	}
 	k := key(e.Kind, e.Parent, e.Name)
 	set(b.ents, k, configwire.Entity{}, true, u)
@@ -520,26 +537,31 @@ func (b *Builder) compileAPIs(cfg *Config, prev *Config, only map[string]bool) {
 	env.Fragments = b.fragments()
 	gk := key(configwire.KindPolicy, "", "policy")
 	global := scopeDoc{doc: b.docs[gk], err: b.bad[gk]}
-	names := only
+	names := map[string]bool{}
 	var apis, byName, failed *cowEditor[*API]
-	if names != nil {
-		apis, byName, failed = prev.apis.edit(), prev.byName.edit(), prev.failed.edit()
+	var versioned *cowEditor[versionedRoute]
+	if only != nil {
+		apis, byName, failed, versioned = prev.apis.edit(), prev.byName.edit(), prev.failed.edit(), prev.versioned.edit()
+		for name := range only {
+			names[name] = true
+			for rev := range b.revisions[name] {
+				names[rev] = true // a change to the API reaches its revisions
+			}
+		}
 	} else {
 		apis, byName, failed = (*cowMap[*API])(nil).edit(), (*cowMap[*API])(nil).edit(), (*cowMap[*API])(nil).edit()
-		names = map[string]bool{}
+		versioned = (*cowMap[versionedRoute])(nil).edit()
 		for k := range b.children[childKey(configwire.KindAPI, "")] {
 			names[strings.ToLower(b.ents[k].Name)] = true
 		}
 	}
-	// Drop every old entry first (under its old path): an API may have moved or gone, and
-	// two APIs may have swapped paths.
+	// Drop every old entry first (under its old routes): an API may have moved or gone, and
+	// two APIs may have swapped paths or revisions.
 	for name := range names {
 		failed.delete(name)
 		if old := byName.get(name); old != nil {
 			byName.delete(name)
-			if p := strings.ToLower(old.Path); apis.get(p) == old {
-				apis.delete(p)
-			}
+			unroute(old, apis, versioned)
 		}
 	}
 	for name := range names {
@@ -551,13 +573,12 @@ func (b *Builder) compileAPIs(cfg *Config, prev *Config, only map[string]bool) {
 		if len(api.Failures) > 0 {
 			failed.set(name, api)
 		}
-		if api.Broken() && api.Path == "" {
-			continue // not even its path decoded: there is nothing to route to it
-		}
-		apis.set(strings.ToLower(api.Path), api)
 		byName.set(name, api)
+		if api.routed {
+			route(api, apis, versioned)
+		}
 	}
-	cfg.apis, cfg.byName, cfg.failed = apis.done(), byName.done(), failed.done()
+	cfg.apis, cfg.byName, cfg.failed, cfg.versioned = apis.done(), byName.done(), failed.done(), versioned.done()
 }
 
 // scopeDoc is the policy document of one scope, or why it could not be parsed.
@@ -583,6 +604,7 @@ func (b *Builder) compileAPI(e configwire.Entity, global scopeDoc, env pipeline.
 			Header string `json:"header"`
 			Query  string `json:"query"`
 		} `json:"subscriptionKeyParameterNames"`
+		apiWire
 	}
 	if err := json.Unmarshal(e.Properties, &p); err != nil {
 		// Routed by its path if that much decodes, so that requests for it fail closed rather
@@ -594,9 +616,15 @@ func (b *Builder) compileAPI(e configwire.Entity, global scopeDoc, env pipeline.
 		if json.Unmarshal(e.Properties, &raw) == nil && json.Unmarshal(raw.Path, &path) == nil {
 			path = strings.Trim(path, "/")
 		}
-		return &API{Name: e.Name, Path: path, Failures: []Failure{{API: e.Name, Scope: "api:" + e.Name, Error: "the API's properties do not decode: " + err.Error()}}}
+		base, _, _ := splitRevision(e.Name)
+		api := &API{Name: e.Name, APIName: base, Path: path, Revision: "1", Current: true, Failures: []Failure{{API: e.Name, Scope: "api:" + e.Name, Error: "the API's properties do not decode: " + err.Error()}}}
+		if path != "" {
+			api.setRoute() // else not even its path decoded: there is nothing to route to it
+		}
+		return api
 	}
-	api := &API{Name: e.Name, DisplayName: p.DisplayName, Path: strings.Trim(p.Path, "/"), Type: p.Type, Protocols: p.Protocols,
+	base, _, _ := splitRevision(e.Name)
+	api := &API{Name: e.Name, APIName: base, DisplayName: p.DisplayName, Path: strings.Trim(p.Path, "/"), Type: p.Type, Protocols: p.Protocols,
 		SubscriptionRequired: p.SubscriptionRequired == nil || *p.SubscriptionRequired,
 		KeyHeader:            p.SubscriptionKeyParameterNames.Header, KeyQuery: p.SubscriptionKeyParameterNames.Query,
 		Products: map[string]*Product{}}
@@ -606,9 +634,16 @@ func (b *Builder) compileAPI(e configwire.Entity, global scopeDoc, env pipeline.
 	if api.KeyQuery == "" {
 		api.KeyQuery = "subscription-key"
 	}
-	// apiErr fails every pipeline of the API: nothing it would send to the backend is known.
-	var apiErr error
-	if p.ServiceURL != "" {
+	// apiErr fails every pipeline of the API: nothing it would send to the backend is known,
+	// or, without its version set, which requests are its.
+	apiErr := b.versioning(api, p.apiWire)
+	if apiErr != nil {
+		// Not routed: at its bare path it would take the requests of another version.
+		api.Failures = append(api.Failures, Failure{API: e.Name, Scope: "api:" + e.Name, Error: apiErr.Error()})
+	} else {
+		api.setRoute()
+	}
+	if p.ServiceURL != "" && apiErr == nil {
 		u, err := url.Parse(p.ServiceURL)
 		if err != nil {
 			apiErr = fmt.Errorf("serviceUrl: %w", err)
@@ -616,8 +651,7 @@ func (b *Builder) compileAPI(e configwire.Entity, global scopeDoc, env pipeline.
 		}
 		api.ServiceURL = u
 	}
-	lname := strings.ToLower(e.Name)
-	for prod := range b.productsOf[lname] {
+	for prod := range b.productsOf[strings.ToLower(base)] {
 		pe, ok := b.ents[key(configwire.KindProduct, "", prod)]
 		if !ok {
 			continue

@@ -7,6 +7,7 @@ package compiled
 import (
 	"cmp"
 	"crypto/sha256"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -23,10 +24,14 @@ type Config struct {
 	Service   string
 	Gateway   string
 
-	// apis maps the lower-cased API path to the APIs this gateway serves; byName maps their
-	// lower-cased names to them, so a change replaces an API without a scan.
-	apis   *cowMap[*API]
-	byName *cowMap[*API]
+	// apis maps the lower-cased routes of the APIs this gateway serves to them (routeKeys:
+	// the path, with a Segment version and a ";rev=n" revision, and a Query or Header
+	// version after versionSep); byName maps their lower-cased names to them, so a change
+	// replaces an API without a scan. versioned maps the routes where the APIs of a Query or
+	// Header version set answer to that set.
+	apis      *cowMap[*API]
+	byName    *cowMap[*API]
+	versioned *cowMap[versionedRoute]
 	// failed maps the lower-cased names of the APIs with Failures to them.
 	failed *cowMap[*API]
 	subs   *subIndex
@@ -59,11 +64,22 @@ func (c *Config) Failures() []Failure {
 // FailedAPIs returns how many APIs have at least one Failure.
 func (c *Config) FailedAPIs() int { return c.failed.len() }
 
-// API is a served API with its compiled pipelines.
+// API is a served API (one revision of it) with its compiled pipelines.
 type API struct {
-	Name                 string
-	DisplayName          string
-	Path                 string
+	// Name is the API's name, with ";rev=n" for a revision that is not current; APIName is
+	// the name without it, which products, gateways and subscriptions name.
+	Name        string
+	APIName     string
+	DisplayName string
+	Path        string
+	// Revision is the API's revision number ("1" when unknown) and Current whether it is the
+	// current one, which is served at Path as well as at Path;rev=n.
+	Revision string
+	Current  bool
+	// VersionSet is the version set of the API (nil for none) and Version its version in it
+	// ("" for the Original, answering requests that name no version).
+	VersionSet           *VersionSet
+	Version              string
 	Type                 string // "http" or "websocket"
 	ServiceURL           *url.URL
 	Protocols            []string
@@ -76,6 +92,10 @@ type API struct {
 	Operations  []*Operation
 	// Failures lists what of the API did not compile: those pipelines fail closed.
 	Failures []Failure
+	// routeKey is the key of Config.apis it is served under when routed, versionedAt the one
+	// of Config.versioned it counts in ("" for none).
+	routeKey, versionedAt string
+	routed                bool
 }
 
 // Broken reports whether the API's properties did not decode (a node older than management):
@@ -160,7 +180,7 @@ func (s *Subscription) Covers(api *API) (ok bool, product *Product) {
 	case scope == "apis":
 		return true, nil
 	case strings.HasPrefix(scope, "apis/"):
-		return strings.EqualFold(scope[len("apis/"):], api.Name), nil
+		return strings.EqualFold(scope[len("apis/"):], api.APIName), nil
 	case strings.HasPrefix(scope, "products/"):
 		p := api.Products[scope[len("products/"):]]
 		return p != nil, p
@@ -168,21 +188,22 @@ func (s *Subscription) Covers(api *API) (ok bool, product *Product) {
 	return false, nil
 }
 
-// LookupWebSocket returns the API whose path equals path exactly (no extra segments), or a
-// broken API there.
-func (c *Config) LookupWebSocket(path string) *API {
-	a := c.apis.get(strings.ToLower(strings.Trim(path, "/")))
+// LookupWebSocket returns the API whose route equals r's path exactly (no extra segments), or
+// a broken API there. A path where a Query or Header version set answers takes the version r
+// names; an unknown one finds nothing.
+func (c *Config) LookupWebSocket(r *http.Request) *API {
+	a := c.route(strings.ToLower(strings.Trim(r.URL.Path, "/")), r)
 	if a == nil || (a.Type != "websocket" && !a.Broken()) {
 		return nil
 	}
 	return a
 }
 
-// LookupHTTP returns the HTTP API with the longest path that is a segment prefix of path, and
-// the rest of the path after it (without a leading slash); a broken API stops the search.
-// Paths compare case-insensitively.
-func (c *Config) LookupHTTP(path string) (*API, string) {
-	p := strings.Trim(path, "/")
+// LookupHTTP returns the HTTP API with the longest route that is a segment prefix of r's
+// path, and the rest of the path after it (without a leading slash); a broken API stops the
+// search. Paths compare case-insensitively.
+func (c *Config) LookupHTTP(r *http.Request) (*API, string) {
+	p := strings.Trim(r.URL.Path, "/")
 	// Lower-casing keeps byte offsets of ASCII text only; other paths are lowered per prefix.
 	lower, ascii := strings.ToLower(p), isASCII(p)
 	end := len(p)
@@ -191,7 +212,7 @@ func (c *Config) LookupHTTP(path string) (*API, string) {
 		if !ascii {
 			k = strings.ToLower(p[:end])
 		}
-		if a := c.apis.get(k); a != nil && (a.Type == "http" || a.Broken()) {
+		if a := c.route(k, r); a != nil && (a.Type == "http" || a.Broken()) {
 			return a, strings.TrimPrefix(p[end:], "/")
 		}
 		if end == 0 {
@@ -199,6 +220,45 @@ func (c *Config) LookupHTTP(path string) (*API, string) {
 		}
 		end = max(strings.LastIndexByte(p[:end], '/'), 0)
 	}
+}
+
+// route returns the API at the lower-cased route key for r: the version r names when a
+// Query or Header version set answers there, else the API at the key. "{route};rev=n" is
+// also the current revision at the route when that is n.
+func (c *Config) route(key string, r *http.Request) *API {
+	if a := c.routeVersion(key, r); a != nil {
+		return a
+	}
+	if base, rev, ok := splitRevision(key); ok {
+		if a := c.routeVersion(base, r); a != nil && a.Current && a.Revision == rev {
+			return a
+		}
+	}
+	return nil
+}
+
+// routeVersion is route without the revision suffix.
+func (c *Config) routeVersion(key string, r *http.Request) *API {
+	if vr := c.versioned.get(key); vr.n > 0 {
+		if v := vr.set.versionOf(r); v != "" {
+			return c.apis.get(key + versionSep + strings.ToLower(v))
+		}
+	}
+	return c.apis.get(key)
+}
+
+// APIByName returns a served API by name, of either type: "chat;rev=n" is also the current
+// revision of chat when that is n.
+func (c *Config) APIByName(name string) *API {
+	name = strings.ToLower(name)
+	if a := c.byName.get(name); a != nil {
+		return a
+	}
+	base, rev, ok := splitRevision(name)
+	if a := c.byName.get(base); ok && a != nil && a.Revision == rev {
+		return a
+	}
+	return nil
 }
 
 func isASCII(s string) bool {
@@ -210,11 +270,12 @@ func isASCII(s string) bool {
 	return true
 }
 
-// API returns a served API by path, of either type.
+// API returns a served API by route (its path for an unversioned current revision), of
+// either type.
 func (c *Config) API(path string) *API { return c.apis.get(strings.ToLower(strings.Trim(path, "/"))) }
 
-// APIs returns the number of served APIs.
-func (c *Config) APIs() int { return c.apis.len() }
+// APIs returns the number of served APIs (each revision counts).
+func (c *Config) APIs() int { return c.byName.len() }
 
 // Subscription resolves a presented key (by its SHA-256 hash).
 func (c *Config) Subscription(keyHash [32]byte) *Subscription { return c.subs.byKey(keyHash) }

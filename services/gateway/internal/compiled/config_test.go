@@ -31,7 +31,7 @@ func TestLookupWebSocket(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
 			t.Parallel()
-			if got := apiName(cfg.LookupWebSocket(tc.path)); got != tc.want {
+			if got := apiName(cfg.LookupWebSocket(request(tc.path))); got != tc.want {
 				t.Errorf("LookupWebSocket(%q) = %q, want %q", tc.path, got, tc.want)
 			}
 		})
@@ -62,7 +62,7 @@ func TestLookupHTTP(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.path, func(t *testing.T) {
 			t.Parallel()
-			a, rest := cfg.LookupHTTP(tc.path)
+			a, rest := cfg.LookupHTTP(request(tc.path))
 			if got := apiName(a); got != tc.want || rest != tc.rest {
 				t.Errorf("LookupHTTP(%q) = %q, %q; want %q, %q", tc.path, got, rest, tc.want, tc.rest)
 			}
@@ -85,7 +85,7 @@ func TestLookupHTTPEdges(t *testing.T) {
 		// U+212A KELVIN SIGN lower-cases to a one-byte k: the rest must still be cut right.
 		"/\u212Aelvin/x/y": {"kelvin", "x/y"},
 	} {
-		a, rest := cfg.LookupHTTP(path)
+		a, rest := cfg.LookupHTTP(request(path))
 		if got := [2]string{apiName(a), rest}; got != want {
 			t.Errorf("LookupHTTP(%q) = %q, want %q", path, got, want)
 		}
@@ -434,17 +434,17 @@ func TestBrokenAPIFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
-	api, _ := cfg.LookupHTTP("/shop/orders/latest")
+	api, _ := cfg.LookupHTTP(request("/shop/orders/latest"))
 	if api == nil || api.Name != "orders" || !api.Broken() {
 		t.Fatalf("LookupHTTP(/shop/orders/latest) = %+v, want the broken orders API", api)
 	}
-	if ws := cfg.LookupWebSocket("/shop/orders"); ws == nil || !ws.Broken() {
+	if ws := cfg.LookupWebSocket(request("/shop/orders")); ws == nil || !ws.Broken() {
 		t.Errorf("LookupWebSocket(/shop/orders) = %+v, want the broken orders API", ws)
 	}
 	if f := cfg.Failures(); len(f) != 1 || f[0].API != "orders" || !strings.Contains(f[0].Error, "do not decode") {
 		t.Errorf("Failures() = %+v", f)
 	}
-	if api, _ := cfg.LookupHTTP("/shop/other"); api == nil || api.Name != "shop" {
+	if api, _ := cfg.LookupHTTP(request("/shop/other")); api == nil || api.Name != "shop" {
 		t.Errorf("LookupHTTP(/shop/other) = %+v, want shop", api)
 	}
 	// The fix routes it again.
@@ -452,7 +452,7 @@ func TestBrokenAPIFailsClosed(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Apply of the fix: %v", err)
 	}
-	if api, _ := cfg.LookupHTTP("/shop/orders/latest"); api == nil || api.Broken() || len(cfg.Failures()) != 0 {
+	if api, _ := cfg.LookupHTTP(request("/shop/orders/latest")); api == nil || api.Broken() || len(cfg.Failures()) != 0 {
 		t.Errorf("after the fix: %+v, failures %+v", api, cfg.Failures())
 	}
 }
@@ -489,16 +489,16 @@ func TestEmpty(t *testing.T) {
 	t.Parallel()
 	b, old := load(t, testSnapshot())
 	cfg := b.Empty(testRevision + 1)
-	if cfg.APIs() != 0 || cfg.Keys() != 0 || cfg.LookupWebSocket("chat") != nil || cfg.Subscription(hash("key-all-1")) != nil {
+	if cfg.APIs() != 0 || cfg.Keys() != 0 || cfg.LookupWebSocket(request("chat")) != nil || cfg.Subscription(hash("key-all-1")) != nil {
 		t.Errorf("Empty config serves something: apis %d keys %d", cfg.APIs(), cfg.Keys())
 	}
-	if a, _ := cfg.LookupHTTP("shop/orders/1"); a != nil {
+	if a, _ := cfg.LookupHTTP(request("shop/orders/1")); a != nil {
 		t.Errorf("Empty config: LookupHTTP = %s", a.Name)
 	}
 	if cfg.Revision != testRevision+1 {
 		t.Errorf("Revision = %d", cfg.Revision)
 	}
-	if old.LookupWebSocket("chat") == nil {
+	if old.LookupWebSocket(request("chat")) == nil {
 		t.Errorf("Empty changed the previous Config")
 	}
 	if _, err := b.Apply(change(testRevision+2, put(subEnt("x", "/apis", "active", "k")))); err == nil {

@@ -198,10 +198,10 @@ func view(t testing.TB, c *Config) []string {
 	t.Helper()
 	var out []string
 	for _, p := range []string{"chat", "chat2", "other", "orders", "ws/chat"} {
-		out = append(out, fmt.Sprintf("ws %s → %s", p, apiName(c.LookupWebSocket(p))))
+		out = append(out, fmt.Sprintf("ws %s → %s", p, apiName(c.LookupWebSocket(request(p)))))
 	}
 	for _, p := range []string{"shop/orders/7", "shop/x", "public", "orders/7", "new/path/x"} {
-		a, rest := c.LookupHTTP(p)
+		a, rest := c.LookupHTTP(request(p))
 		out = append(out, fmt.Sprintf("http %s → %s %q", p, apiName(a), rest))
 	}
 	for _, k := range []string{"key-all-1", "key-all-2", "key-chat", "key-starter-1", "key-starter-2", "key-susp", "key-free", "key-new", "key-new-2"} {
@@ -264,4 +264,9 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// request is a request for path, with no header nor query.
+func request(path string) *http.Request {
+	return &http.Request{URL: &url.URL{Path: path}, Header: http.Header{}}
 }

@@ -2,6 +2,8 @@ package configsync_test
 
 import (
 	"errors"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -81,7 +83,7 @@ func TestColdStartThenChanges(t *testing.T) {
 			t.Errorf("cached config: %s = %s, want %s", key, keyState(got, key), keyState(cfg, key))
 		}
 	}
-	if got.LookupWebSocket("/chat") == nil {
+	if got.LookupWebSocket(request("/chat")) == nil {
 		t.Errorf("cached config does not serve /chat")
 	}
 }
@@ -287,7 +289,7 @@ func failStatic(t *testing.T, jsonOnly bool) {
 	if got := keyState(cfg, "key-a"); got != "a active" {
 		t.Errorf("from the cache: key-a = %s, want a active", got)
 	}
-	if cfg.LookupWebSocket("/chat") == nil {
+	if cfg.LookupWebSocket(request("/chat")) == nil {
 		t.Errorf("from the cache: /chat not served")
 	}
 	waitFor(t, "LastError to report management unreachable", func() bool { return second.syncer.LastError() != nil })
@@ -349,7 +351,7 @@ func TestDeleteService(t *testing.T) {
 
 	publish(t, js, change(6, configwire.Item{Op: configwire.OpDeleteService}))
 	cfg := n.waitRevision(t, 6)
-	if cfg.APIs() != 0 || cfg.LookupWebSocket("/chat") != nil || keyState(cfg, "key-a") != "none" {
+	if cfg.APIs() != 0 || cfg.LookupWebSocket(request("/chat")) != nil || keyState(cfg, "key-a") != "none" {
 		t.Errorf("after deleteService: %d APIs, key-a %s", cfg.APIs(), keyState(cfg, "key-a"))
 	}
 	if _, err := os.Stat(filepath.Join(cache, cacheFile)); !errors.Is(err, os.ErrNotExist) {
@@ -440,4 +442,9 @@ func TestChangeThatDoesNotCompile(t *testing.T) {
 	if err := n.syncer.LastError(); err != nil {
 		t.Errorf("LastError = %v", err)
 	}
+}
+
+// request is a request for path, with no header nor query.
+func request(path string) *http.Request {
+	return &http.Request{URL: &url.URL{Path: path}, Header: http.Header{}}
 }

@@ -12,7 +12,6 @@ import (
 // ConnInfo describes an open WebSocket session for revocation and reporting.
 type ConnInfo struct {
 	API          string
-	APIPath      string
 	Subscription string
 	Product      string
 	RequestID    string

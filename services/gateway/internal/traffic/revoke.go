@@ -46,8 +46,10 @@ func (g *Registry) Revoke(cfg *compiled.Config, log *slog.Logger) int {
 
 // revocation says why cfg no longer allows the session described by info, or "".
 func revocation(cfg *compiled.Config, info ConnInfo) string {
-	api := cfg.LookupWebSocket(info.APIPath)
-	if api == nil || !strings.EqualFold(api.Name, info.API) {
+	// By name, not path: versions share a path, and a session opened on revision n
+	// ("chat;rev=n") keeps it when n becomes current.
+	api := cfg.APIByName(info.API)
+	if api == nil || api.Type != "websocket" {
 		return "API removed from this gateway"
 	}
 	if !info.HasKey {

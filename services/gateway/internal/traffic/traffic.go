@@ -152,7 +152,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	secure := r.TLS != nil
-	if api := cfg.LookupWebSocket(r.URL.Path); api != nil && api.Broken() {
+	if api := cfg.LookupWebSocket(r); api != nil && api.Broken() {
 		h.refuseBroken(w, r, api)
 		return
 	} else if api != nil && allows(api, secure) {
@@ -160,7 +160,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveWebSocket(w, r, cfg, api, id)
 		return
 	}
-	if api, rest := cfg.LookupHTTP(r.URL.Path); api != nil && api.Broken() {
+	if api, rest := cfg.LookupHTTP(r); api != nil && api.Broken() {
 		h.refuseBroken(w, r, api)
 		return
 	} else if api != nil && allows(api, secure) {

@@ -162,7 +162,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 			sess.Close(endCode, endReason)
 		})
 	}
-	info := ConnInfo{API: api.Name, APIPath: api.Path, RequestID: pr.RequestID, Subscription: hs.subscription, Product: hs.product,
+	info := ConnInfo{API: api.Name, RequestID: pr.RequestID, Subscription: hs.subscription, Product: hs.product,
 		ClientIP: hs.clientIP}
 	if acc.sub != nil {
 		info.KeyHash, info.HasKey = sha256.Sum256([]byte(acc.key)), true

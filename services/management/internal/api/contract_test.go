@@ -384,6 +384,20 @@ func TestContractSession(t *testing.T) {
 		"type": "Pool", "pool": map[string]any{"services": []any{map[string]any{"id": svc + "/backends/hub", "priority": 1, "weight": 1}}}})})
 	s.do(t, call{method: "GET", path: svc + "/backends", want: 200})
 	s.do(t, call{method: "POST", path: svc + "/backends/hub/reconnect", want: 202})
+	// A version set with a version of the websocket API, a revision of it and its release.
+	s.do(t, call{method: "PUT", path: svc + "/apiVersionSets/echo-versions", want: 201, body: props(map[string]any{
+		"displayName": "Echo", "versioningScheme": "Header", "versionHeaderName": "Api-Version"})})
+	s.do(t, call{method: "GET", path: svc + "/apiVersionSets", want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/apis/echo-v2", want: 201, body: props(map[string]any{
+		"displayName": "Echo", "type": "websocket", "serviceUrl": "wss://echo2.example.com", "path": "echo2",
+		"apiVersion": "v2", "apiVersionSetId": svc + "/apiVersionSets/echo-versions"})})
+	s.do(t, call{method: "GET", path: svc + "/apis/echo-v2?expandApiVersionSet=true", want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/apis/echo-v2;rev=2", want: 201, body: props(map[string]any{
+		"displayName": "Echo", "path": "echo2", "sourceApiId": svc + "/apis/echo-v2", "apiRevisionDescription": "Second"})})
+	s.do(t, call{method: "GET", path: svc + "/apis/echo-v2/revisions", want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/apis/echo-v2/releases/r2", want: 201, body: props(map[string]any{
+		"apiId": svc + "/apis/echo-v2;rev=2", "notes": "Second goes live"})})
+	s.do(t, call{method: "GET", path: svc + "/apis/echo-v2/releases", want: 200})
 	policy := `<policies><inbound><base /><set-header name="X-Tenant" exists-action="override"><value>{{tenant}}</value></set-header></inbound>` +
 		`<backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>`
 	opPolicy := svc + "/apis/echo/operations/onHandshake/policies/policy"
@@ -492,6 +506,8 @@ func TestContractSession(t *testing.T) {
 		{svc + "/gateways/edge", map[string]any{"locationData": map[string]any{"city": "Amsterdam"}}},
 		{svc + "/namedValues/tenant", map[string]any{"tags": []string{"edge", "tenant"}}},
 		{svc + "/backends/hub", map[string]any{"description": "The hub."}},
+		{svc + "/apiVersionSets/echo-versions", map[string]any{"description": "Versions of Echo."}},
+		{svc + "/apis/echo-v2/releases/r2", map[string]any{"notes": "Second is live"}},
 	} {
 		r := s.do(t, call{method: "GET", path: e.path, want: 200})
 		h := s.do(t, call{method: "HEAD", path: e.path, want: 200})
@@ -557,6 +573,9 @@ func TestContractSession(t *testing.T) {
 	s.do(t, call{method: "DELETE", path: svc + "/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/products/starter/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/apis/orders/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/apis/echo-v2/releases/r2", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/apis/echo-v2", want: 204, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/apiVersionSets/echo-versions", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/backends/hubs", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/backends/hub", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: frag, want: 200, headers: []string{"If-Match", "*"}})

@@ -58,6 +58,8 @@ func (s *Server) routes(g *echo.Group) {
 		{catalog.KindGateway, "/gateways", "gatewayId", topLevel},
 		{catalog.KindNamedValue, "/namedValues", "namedValueId", topLevel},
 		{catalog.KindBackend, "/backends", "backendId", topLevel},
+		{catalog.KindAPIVersionSet, "/apiVersionSets", "versionSetId", topLevel},
+		{catalog.KindAPIRelease, "/apis/:apiId/releases", "releaseId", pathOf("apis", "apiId")},
 	}
 	for _, col := range cols {
 		s.itemRoutes(g, col, s.patch(col))
@@ -84,6 +86,7 @@ func (s *Server) routes(g *echo.Group) {
 		g.DELETE(item, s.delete(col))
 	}
 	g.GET(p+"/apis/:apiId/products", s.productsOfAPI)
+	g.GET(p+"/apis/:apiId/revisions", s.revisions)
 	g.GET(p+"/products/:productId/subscriptions", s.related(catalog.KindProduct, "productId", "scope"))
 	g.GET(p+"/users/:userId/subscriptions", s.related(catalog.KindUser, "userId", "ownerId"))
 	g.GET(p+"/users/:userId/subscriptions/:sid", s.userSubscription)
@@ -151,11 +154,19 @@ func (s *Server) represent(c echo.Context, r catalog.Resource) (armResource, err
 		}
 		return out, nil
 	}
-	return s.armOf(c, r), nil
+	out := s.armOf(c, r)
+	if r.Kind == catalog.KindAPI && strings.EqualFold(c.QueryParam("expandApiVersionSet"), "true") {
+		return s.expandVersionSet(c, out)
+	}
+	return out, nil
 }
 
 func (s *Server) armOf(c echo.Context, r catalog.Resource) armResource {
-	return armResource{ID: catalog.ServiceID(ref(c)) + "/" + r.Path(), Type: typeOf(r.Path()), Name: r.Name, Properties: r.Properties}
+	typ := typeOf(r.Path())
+	if r.Kind == catalog.KindAPIVersionSet {
+		typ = r.Kind.Type // APIM's hyphenated api-version-sets
+	}
+	return armResource{ID: catalog.ServiceID(ref(c)) + "/" + r.Path(), Type: typ, Name: r.Name, Properties: r.Properties}
 }
 
 // page reads $top, $skip and $filter.

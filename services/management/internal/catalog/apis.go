@@ -45,6 +45,7 @@ type APIProperties struct {
 	APIRevisionDescription        string             `json:"apiRevisionDescription,omitempty"`
 	APIVersion                    string             `json:"apiVersion,omitempty"`
 	APIVersionDescription         string             `json:"apiVersionDescription,omitempty"`
+	APIVersionSetID               string             `json:"apiVersionSetId,omitempty"`
 	IsCurrent                     *bool              `json:"isCurrent"`
 	IsOnline                      bool               `json:"isOnline"`
 	AuthenticationSettings        json.RawMessage    `json:"authenticationSettings,omitempty"`
@@ -68,40 +69,29 @@ type OperationProperties struct {
 
 var apiBehaviour = behaviour{
 	prepare: func(ctx context.Context, w *write, r *Resource, in json.RawMessage, old *Resource) error {
-		var p APIProperties
-		if err := decodeProps(in, &p); err != nil {
-			return err
+		if _, _, isRev, _ := SplitRevision(r.Name); isRev {
+			return w.prepareRevisionWrite(ctx, r, in, old)
 		}
-		if err := decodeProps(in, &apiShape{}); err != nil {
-			return err
-		}
-		if err := p.normalize(); err != nil {
-			return err
-		}
-		if err := w.c.checkEgress(p.ServiceURL); err != nil {
-			return err
-		}
-		if old != nil {
-			var o APIProperties
-			_ = json.Unmarshal(old.Properties, &o)
-			if o.Type != p.Type {
-				return invalid("properties.type", "the type of an API cannot be changed (it is %s)", o.Type)
-			}
-		}
-		if err := w.checkPathFree(ctx, r.Name, p.Path); err != nil {
-			return err
-		}
-		r.Properties = mustJSON(p)
-		if old == nil && p.Type == APITypeWebSocket {
-			return w.createOnHandshake(ctx, r.Name)
-		}
-		return nil
+		return w.prepareAPI(ctx, r, in, old)
 	},
 	beforeDelete: func(ctx context.Context, w *write, r Resource, opts Options) error {
 		apiPath := r.Path()
+		var revs []Resource
+		if _, _, isRev, _ := SplitRevision(r.Name); !isRev {
+			var err error
+			if revs, err = w.revisionsOf(ctx, r); err != nil {
+				return err
+			}
+		}
+		for _, rev := range revs {
+			if err := w.delete(ctx, rev, opts); err != nil {
+				return err
+			}
+		}
 		for _, q := range []Query{
 			{Kind: KindOperation, Parent: apiPath},
 			{Kind: KindPolicy, Parent: apiPath},
+			{Kind: KindAPIRelease, Parent: apiPath},
 			{Kind: KindProductAPI, AnyParent: true, Name: r.Name},
 			{Kind: KindGatewayAPI, AnyParent: true, Name: r.Name},
 			{Kind: KindSubscription, PropEquals: map[string]string{"scope": w.scopeID(apiPath)}},
@@ -112,6 +102,108 @@ var apiBehaviour = behaviour{
 		}
 		return nil
 	},
+}
+
+// apiWriteOnly are the properties of an API write that are not stored as such: the API to copy
+// operations and policies from, and an inline version set.
+type apiWriteOnly struct {
+	SourceAPIID   string            `json:"sourceApiId"`
+	APIVersionSet *inlineVersionSet `json:"apiVersionSet"`
+}
+
+// prepareAPI validates a write of an API's current revision (the API stored under its own name).
+// A new API is copied from sourceApiId when given; an updated one passes its API-wide
+// properties on to its other revisions.
+func (w *write) prepareAPI(ctx context.Context, r *Resource, in json.RawMessage, old *Resource) error {
+	var p APIProperties
+	if err := decodeProps(in, &p); err != nil {
+		return err
+	}
+	if err := decodeProps(in, &apiShape{}); err != nil {
+		return err
+	}
+	var wo apiWriteOnly
+	if err := decodeProps(in, &wo); err != nil {
+		return err
+	}
+	if err := p.normalize(); err != nil {
+		return err
+	}
+	if err := w.c.checkEgress(p.ServiceURL); err != nil {
+		return err
+	}
+	rev := "1"
+	if old != nil {
+		o := apiProps(*old)
+		if o.Type != p.Type {
+			return invalid("properties.type", "the type of an API cannot be changed (it is %s)", o.Type)
+		}
+		rev = o.APIRevision
+	}
+	if p.APIRevision != "" && p.APIRevision != rev {
+		return invalid("properties.apiRevision", "the current revision of this API is %s; create another revision with PUT apis/%s;rev=%s and sourceApiId", rev, r.Name, p.APIRevision)
+	}
+	if p.IsCurrent != nil && !*p.IsCurrent {
+		return invalid("properties.isCurrent", "this is the current revision; to change that, make another revision current (isCurrent true on it, or a release)")
+	}
+	t := true
+	p.APIRevision, p.IsCurrent = rev, &t
+	if _, err := w.versionSetOf(ctx, &p, wo.APIVersionSet); err != nil {
+		return err
+	}
+	if err := w.checkPathFree(ctx, r.Name, p); err != nil {
+		return err
+	}
+	r.Properties = mustJSON(p)
+	switch {
+	case old != nil:
+		return w.propagate(ctx, *old, p)
+	case wo.SourceAPIID != "":
+		src, err := w.sourceAPI(ctx, wo.SourceAPIID)
+		if err != nil {
+			return err
+		}
+		if apiProps(src).Type != p.Type {
+			return invalid("properties.sourceApiId", "the source API is of type %s, not %s", apiProps(src).Type, p.Type)
+		}
+		return w.copyTree(ctx, src, r.Name)
+	case p.Type == APITypeWebSocket:
+		return w.createOnHandshake(ctx, r.Name)
+	}
+	return nil
+}
+
+// prepareRevisionWrite validates a write of a non-current revision: a new one copies its
+// source's operations and policies, and isCurrent true makes it current once stored.
+func (w *write) prepareRevisionWrite(ctx context.Context, r *Resource, in json.RawMessage, old *Resource) error {
+	from, err := w.prepareRevision(ctx, r, in, old)
+	if err != nil {
+		return err
+	}
+	var wo apiWriteOnly
+	if err := decodeProps(in, &wo); err != nil {
+		return err
+	}
+	if wo.APIVersionSet != nil {
+		return invalid("properties.apiVersionSet", "Can't change property for non-current revision")
+	}
+	var ask struct {
+		IsCurrent *bool `json:"isCurrent"`
+	}
+	_ = json.Unmarshal(in, &ask)
+	if old == nil {
+		if err := w.copyTree(ctx, *from, r.Name); err != nil {
+			return err
+		}
+	}
+	if ask.IsCurrent != nil && *ask.IsCurrent {
+		w.then = func(ctx context.Context, stored *Resource) error {
+			cur, err := w.makeCurrent(ctx, stored.Name)
+			*stored = cur
+			return err
+		}
+	}
+	return nil
 }
 
 func (p *APIProperties) normalize() error {
@@ -177,14 +269,13 @@ func (p *APIProperties) normalize() error {
 		return invalid("properties.subscriptionKeyParameterNames.query", "'%s' is not a valid query parameter name", names.Query)
 	}
 	p.SubscriptionKeyParameterNames = &names
-	if p.APIRevision == "" {
-		p.APIRevision = "1"
+	if len(p.APIRevisionDescription) > 256 {
+		return invalid("properties.apiRevisionDescription", "apiRevisionDescription must be at most 256 characters")
 	}
-	if p.APIRevision != "1" {
-		return invalid("properties.apiRevision", "API revisions are not supported; apiRevision must be 1")
+	if len(p.APIVersionDescription) > 100_000 {
+		return invalid("properties.apiVersionDescription", "apiVersionDescription is too long")
 	}
-	t := true
-	p.IsCurrent, p.IsOnline, p.ProvisioningState = &t, true, "Succeeded"
+	p.IsOnline, p.ProvisioningState = true, "Succeeded"
 	return nil
 }
 
@@ -240,15 +331,24 @@ func validHeaderName(s string) bool {
 	return true
 }
 
-// checkPathFree refuses an API path another API of the service already has.
-func (w *write) checkPathFree(ctx context.Context, apiName, path string) error {
-	others, _, err := w.tx.List(ctx, Query{Kind: KindAPI, PropEquals: map[string]string{"path": path}, All: true})
+// checkPathFree refuses an API path another API of the service already has, unless both
+// belong to one version set with different versions (reference/apim.md §1.8). The API's own
+// revisions share its path.
+func (w *write) checkPathFree(ctx context.Context, apiName string, p APIProperties) error {
+	others, _, err := w.tx.List(ctx, Query{Kind: KindAPI, PropEquals: map[string]string{"path": p.Path}, All: true})
 	if err != nil {
 		return err
 	}
 	for _, o := range others {
-		if !strings.EqualFold(o.Name, apiName) {
-			return invalid("path", "Cannot create API '%s' with the same Path '%s' as API '%s' unless it's a part of the same version set", apiName, path, o.Name)
+		if base, _, _, _ := SplitRevision(o.Name); strings.EqualFold(base, apiName) {
+			continue
+		}
+		op := apiProps(o)
+		if p.APIVersionSetID == "" || !strings.EqualFold(op.APIVersionSetID, p.APIVersionSetID) {
+			return invalid("path", "Cannot create API '%s' with the same Path '%s' as API '%s' unless it's a part of the same version set", apiName, p.Path, o.Name)
+		}
+		if strings.EqualFold(op.APIVersion, p.APIVersion) {
+			return invalid("properties.apiVersion", "the API '%s' already has version '%s' of this version set at path '%s'", o.Name, p.APIVersion, p.Path)
 		}
 	}
 	return nil

@@ -86,6 +86,8 @@ func init() {
 		KindGatewayCA:       gatewayCABehaviour,
 		KindBackend:         backendBehaviour,
 		KindPolicyFragment:  policyFragmentBehaviour,
+		KindAPIVersionSet:   versionSetBehaviour,
+		KindAPIRelease:      releaseBehaviour,
 	}
 }
 
@@ -95,6 +97,9 @@ type write struct {
 	tx  Tx
 	svc Service
 	now time.Time
+	// then, when prepare sets it, runs after the resource is stored and may replace it (an
+	// API revision made current).
+	then func(ctx context.Context, r *Resource) error
 }
 
 // Get returns one resource.
@@ -103,10 +108,19 @@ func (c *Catalog) Get(ctx context.Context, ref ServiceRef, kind *Kind, parent, n
 	if err != nil {
 		return Resource{}, err
 	}
-	if err := c.checkParent(ctx, readerFor(c.store, svc.ID), kind, parent); err != nil {
+	rd := readerFor(c.store, svc.ID)
+	sp, sn, err := storedPath(ctx, rd, kind, parent, name)
+	if err != nil {
 		return Resource{}, err
 	}
-	return c.store.Get(ctx, svc.ID, kind, parent, name)
+	if err := c.checkParent(ctx, rd, kind, sp); err != nil {
+		return Resource{}, err
+	}
+	r, err := c.store.Get(ctx, svc.ID, kind, sp, sn)
+	if err != nil || (sp == parent && sn == name) {
+		return r, err
+	}
+	return asRequested(r, parent, name), nil
 }
 
 // List returns a page of resources of kind under parent and the total count.
@@ -115,16 +129,40 @@ func (c *Catalog) List(ctx context.Context, ref ServiceRef, kind *Kind, parent, 
 	if err != nil {
 		return nil, 0, err
 	}
-	if err := c.checkParent(ctx, readerFor(c.store, svc.ID), kind, parent); err != nil {
+	rd := readerFor(c.store, svc.ID)
+	sp, _, err := storedPath(ctx, rd, kind, parent, "")
+	if err != nil {
 		return nil, 0, err
 	}
-	return c.store.List(ctx, svc.ID, Query{Kind: kind, Parent: parent, Filter: filter, Page: page})
+	if err := c.checkParent(ctx, rd, kind, sp); err != nil {
+		return nil, 0, err
+	}
+	q := Query{Kind: kind, Parent: sp, Filter: filter, Page: page}
+	if kind == KindAPI && !strings.Contains(strings.ToLower(filter), "iscurrent") {
+		// The collection lists APIs, that is their current revisions; apis/{id}/revisions
+		// and $filter=isCurrent eq false list the others.
+		q.PropEquals = map[string]string{"isCurrent": "true"}
+	}
+	rs, n, err := c.store.List(ctx, svc.ID, q)
+	if sp != parent {
+		for i := range rs {
+			rs[i].Parent = parent
+		}
+	}
+	return rs, n, err
 }
 
 // Put creates or replaces a resource from the ARM properties in. It reports whether it created.
 func (c *Catalog) Put(ctx context.Context, ref ServiceRef, kind *Kind, parent, name string, in json.RawMessage, opts Options) (Resource, bool, error) {
 	if err := kind.ValidName(name); err != nil {
 		return Resource{}, false, err
+	}
+	if kind == KindAPI {
+		if base, _, _, err := SplitRevision(name); err != nil {
+			return Resource{}, false, err
+		} else if err := kind.ValidName(base); err != nil {
+			return Resource{}, false, err
+		}
 	}
 	return c.upsert(ctx, ref, kind, parent, name, opts, func(old *Resource) (json.RawMessage, error) { return in, nil })
 }
@@ -141,7 +179,7 @@ func (c *Catalog) Patch(ctx context.Context, ref ServiceRef, kind *Kind, parent,
 	return r, err
 }
 
-func (c *Catalog) upsert(ctx context.Context, ref ServiceRef, kind *Kind, parent, name string, opts Options,
+func (c *Catalog) upsert(ctx context.Context, ref ServiceRef, kind *Kind, askedParent, askedName string, opts Options,
 	props func(old *Resource) (json.RawMessage, error)) (Resource, bool, error) {
 	svc, err := c.store.GetService(ctx, ref)
 	if err != nil {
@@ -152,6 +190,10 @@ func (c *Catalog) upsert(ctx context.Context, ref ServiceRef, kind *Kind, parent
 	var created bool
 	_, err = c.store.Write(ctx, svc.ID, func(ctx context.Context, tx Tx) error {
 		w := &write{c: c, tx: tx, svc: svc, now: c.now().UTC()}
+		parent, name, err := storedPath(ctx, tx, kind, askedParent, askedName)
+		if err != nil {
+			return err
+		}
 		if err := c.checkParent(ctx, tx, kind, parent); err != nil {
 			return err
 		}
@@ -185,7 +227,15 @@ func (c *Catalog) upsert(ctx context.Context, ref ServiceRef, kind *Kind, parent
 		if err := tx.Put(ctx, &r); err != nil {
 			return err
 		}
+		if w.then != nil {
+			if err := w.then(ctx, &r); err != nil {
+				return err
+			}
+		}
 		out, created = r, old == nil
+		if parent != askedParent || name != askedName {
+			out = asRequested(out, askedParent, askedName)
+		}
 		return nil
 	})
 	return out, created, err
@@ -200,17 +250,24 @@ func (c *Catalog) Delete(ctx context.Context, ref ServiceRef, kind *Kind, parent
 	b := behaviours[kind]
 	_, err = c.store.Write(ctx, svc.ID, func(ctx context.Context, tx Tx) error {
 		w := &write{c: c, tx: tx, svc: svc, now: c.now().UTC()}
+		parent, stored, err := storedPath(ctx, tx, kind, parent, name)
+		if err != nil {
+			return err
+		}
 		if err := c.checkParent(ctx, tx, kind, parent); err != nil {
 			return err
 		}
 		if b.writable != nil {
-			if err := b.writable(ctx, w, parent, name); err != nil {
+			if err := b.writable(ctx, w, parent, stored); err != nil {
 				return err
 			}
 		}
-		r, err := tx.Get(ctx, kind, parent, name)
+		r, err := tx.Get(ctx, kind, parent, stored)
 		if err != nil {
 			return err
+		}
+		if _, _, isRev, _ := SplitRevision(name); kind == KindAPI && isRev && !strings.Contains(stored, ";") {
+			return invalid("apiId", "Cannot delete the current revision of an API.")
 		}
 		if err := checkETag(&r, opts); err != nil {
 			return err

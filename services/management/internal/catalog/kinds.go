@@ -88,6 +88,10 @@ var (
 		MaxLen: 80, Pattern: idPattern, Filter: stringFields("title", "url")}
 	KindPolicyFragment = &Kind{Name: configwire.KindPolicyFragment, Segment: "policyFragments", Type: "Microsoft.ApiManagement/service/policyFragments", What: "PolicyFragment",
 		MaxLen: 80, Pattern: regexp.MustCompile(`(^[\w]+$)|(^[\w][\w\-]+[\w]$)`), Filter: stringFields("description", "value")}
+	KindAPIVersionSet = &Kind{Name: configwire.KindAPIVersionSet, Segment: "apiVersionSets", Type: "Microsoft.ApiManagement/service/api-version-sets", What: "ApiVersionSet",
+		MaxLen: 80, Pattern: idPattern, Filter: stringFields("displayName", "description", "versioningScheme")}
+	KindAPIRelease = &Kind{Name: configwire.KindAPIRelease, Segment: "releases", Type: "Microsoft.ApiManagement/service/apis/releases", What: "ApiRelease",
+		MaxLen: 80, Pattern: idPattern, Filter: stringFields("notes")}
 )
 
 func withField(m map[string]FilterField, name string, f FilterField) map[string]FilterField {
@@ -101,7 +105,8 @@ var kinds = map[string]*Kind{}
 func init() {
 	for _, k := range []*Kind{KindAPI, KindOperation, KindPolicy, KindProduct, KindProductAPI, KindUser,
 		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue,
-		KindCertificate, KindGatewayHostname, KindGatewayCA, KindBackend, KindPolicyFragment} {
+		KindCertificate, KindGatewayHostname, KindGatewayCA, KindBackend, KindPolicyFragment,
+		KindAPIVersionSet, KindAPIRelease} {
 		kinds[k.Name] = k
 	}
 }

@@ -17,13 +17,13 @@ type SnapshotSink interface {
 
 // Snapshot reads the configuration a gateway node needs (configwire.Snapshot) at one revision
 // and hands it over as it reads it, so that it is never held whole (a million subscriptions):
-// the APIs linked to the node's gateway resource with their operations and policies, the
+// the APIs linked to the node's gateway resource with their revisions, operations and policies, the
 // products containing those APIs with their policies and links, the subscriptions that can
 // reach them (key hashes only), the global policy, the named values, and the gateway's
-// hostname configurations and CAs, and the backends, with the certificates they use (secret
-// values and private keys included; the snapshot travels only over the authenticated
-// management API). start is called first, with the snapshot's header (no entities), and
-// returns where the entities go.
+// API version sets, hostname configurations and CAs, and the backends, with the certificates
+// they use (secret values and private keys included; the snapshot travels only over the
+// authenticated management API). start is called first, with the snapshot's header (no
+// entities), and returns where the entities go.
 // With compact, subscriptions go in their compact form, read without the properties gateways
 // do not use; otherwise as entities.
 func (c *Catalog) Snapshot(ctx context.Context, node GatewayNode, compact bool, start func(configwire.Snapshot) (SnapshotSink, error)) error {
@@ -84,7 +84,19 @@ func (b *snapshotBuilder) build(ctx context.Context, gw Resource) error {
 	}
 	scopes := []string{ServiceID(b.svc.Ref) + "/apis"}
 	if len(apiNames) > 0 {
-		if _, err := b.list(ctx, Query{Kind: KindAPI, Names: apiNames}); err != nil {
+		// An API's revisions go with it: "chat;rev=2" is served where "chat" is linked.
+		linked := map[string]bool{}
+		for _, a := range apiNames {
+			linked[strings.ToLower(a)] = true
+		}
+		var revNames []string
+		if _, err := b.listWhere(ctx, Query{Kind: KindAPI}, func(r Resource) bool {
+			base, _, isRev, _ := SplitRevision(r.Name)
+			if isRev && linked[strings.ToLower(base)] {
+				revNames = append(revNames, r.Name)
+			}
+			return linked[strings.ToLower(base)]
+		}); err != nil {
 			return err
 		}
 		productLinks, err := b.list(ctx, Query{Kind: KindProductAPI, AnyParent: true, Names: apiNames})
@@ -103,6 +115,9 @@ func (b *snapshotBuilder) build(ctx context.Context, gw Resource) error {
 		served := map[string]bool{"": true} // lower-cased parents whose policies the node needs
 		for _, a := range apiNames {
 			scopes = append(scopes, ServiceID(b.svc.Ref)+"/apis/"+a)
+			served[strings.ToLower("apis/"+a)] = true
+		}
+		for _, a := range revNames {
 			served[strings.ToLower("apis/"+a)] = true
 		}
 		for _, p := range dedupeFold(productNames) {
@@ -138,6 +153,9 @@ func (b *snapshotBuilder) build(ctx context.Context, gw Resource) error {
 		return err
 	}
 	if _, err := b.list(ctx, Query{Kind: KindPolicyFragment}); err != nil {
+		return err
+	}
+	if _, err := b.list(ctx, Query{Kind: KindAPIVersionSet}); err != nil {
 		return err
 	}
 	return b.subscriptions(ctx, scopes)
