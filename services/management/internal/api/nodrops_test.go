@@ -36,7 +36,7 @@ func TestARMNoSilentDrops(t *testing.T) {
 		target            string
 	}{
 		{"apiVersionSetId", "PUT", "/apis/v1", withProp(httpAPI, "apiVersionSetId", "/apiVersionSets/x"), "properties.apiVersionSetId"},
-		{"inline apiVersionSet", "PUT", "/apis/v1", withProp(httpAPI, "apiVersionSet", map[string]any{"versioningScheme": "Segment"}), "properties.apiVersionSet"},
+		{"inline apiVersionSet member", "PUT", "/apis/v1", withProp(httpAPI, "apiVersionSet", map[string]any{"displayName": "V", "versioningScheme": "Segment", "color": "red"}), "properties.apiVersionSet.color"},
 		{"sourceApiId", "PUT", "/apis/v1", withProp(httpAPI, "sourceApiId", "/apis/chat"), "properties.sourceApiId"},
 		{"import format", "PUT", "/apis/v1", withProp(httpAPI, "format", "openapi+json"), "properties.format"},
 		{"nested contact", "PUT", "/apis/v1", withProp(httpAPI, "contact", map[string]any{"name": "n", "phone": "1"}), "properties.contact.phone"},
@@ -192,7 +192,7 @@ func TestProviderEndpoints(t *testing.T) {
 			t.Errorf("operations lack %s; have %v", want, names)
 		}
 	}
-	for _, absent := range []string{"Microsoft.ApiManagement/service/apiVersionSets/read", "Microsoft.ApiManagement/service/certificates/write/action"} {
+	for _, absent := range []string{"Microsoft.ApiManagement/service/workspaces/read", "Microsoft.ApiManagement/service/certificates/write/action"} {
 		if slices.Contains(names, absent) {
 			t.Errorf("operations list %s, which Gatehouse does not serve", absent)
 		}

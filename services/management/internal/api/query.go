@@ -26,6 +26,7 @@ type routeOption struct {
 // that a route does not list here is refused with 400 naming it (docs/arm.md).
 var routeOptions = []routeOption{
 	{http.MethodGet, "/policies/:policyId", []string{"format"}},
+	{http.MethodGet, "/apis/:apiId", []string{"expandApiVersionSet"}},
 	{http.MethodGet, "/policyFragments/:id", []string{"format"}},
 	{http.MethodDelete, "/products/:productId", []string{"deleteSubscriptions"}},
 	{http.MethodDelete, "/users/:userId", []string{"deleteSubscriptions"}},

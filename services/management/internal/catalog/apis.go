@@ -115,15 +115,15 @@ type apiWriteOnly struct {
 // A new API is copied from sourceApiId when given; an updated one passes its API-wide
 // properties on to its other revisions.
 func (w *write) prepareAPI(ctx context.Context, r *Resource, in json.RawMessage, old *Resource) error {
-	var p APIProperties
-	if err := decodeProps(in, &p); err != nil {
-		return err
-	}
 	if err := decodeProps(in, &apiShape{}); err != nil {
 		return err
 	}
+	var p APIProperties
+	if err := decodePart(in, &p); err != nil {
+		return err
+	}
 	var wo apiWriteOnly
-	if err := decodeProps(in, &wo); err != nil {
+	if err := decodePart(in, &wo); err != nil {
 		return err
 	}
 	if err := p.normalize(); err != nil {
@@ -181,7 +181,7 @@ func (w *write) prepareRevisionWrite(ctx context.Context, r *Resource, in json.R
 		return err
 	}
 	var wo apiWriteOnly
-	if err := decodeProps(in, &wo); err != nil {
+	if err := decodePart(in, &wo); err != nil {
 		return err
 	}
 	if wo.APIVersionSet != nil {
@@ -491,6 +491,7 @@ func ParseServiceID(id string) (ServiceRef, bool) {
 type (
 	apiShape struct {
 		APIProperties
+		apiWriteOnly
 		AuthenticationSettings *struct {
 			OAuth2                       *oAuth2Shape  `json:"oAuth2"`
 			OpenID                       *openIDShape  `json:"openid"`

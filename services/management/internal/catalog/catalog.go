@@ -377,6 +377,18 @@ func ETagMatch(etag, ifMatch string) bool {
 // it implements, and a property it would drop is refused naming it rather than ignored
 // (issue 15, docs/arm.md).
 func decodeProps(in json.RawMessage, v any) error {
+	if err := decodePart(in, v); err != nil {
+		return err
+	}
+	if p := UnknownField(in, reflect.TypeOf(v)); p != "" {
+		return invalid("properties."+p, "Gatehouse does not implement the property 'properties.%s' on this resource; remove it (docs/arm.md)", p)
+	}
+	return nil
+}
+
+// decodePart decodes the properties of in that v has fields for, as decodeProps does, without
+// refusing the others: for a part of a write whose whole decodeProps checks.
+func decodePart(in json.RawMessage, v any) error {
 	if len(bytes.TrimSpace(in)) == 0 || bytes.Equal(bytes.TrimSpace(in), []byte("null")) {
 		in = json.RawMessage("{}")
 	}
@@ -390,9 +402,6 @@ func decodeProps(in json.RawMessage, v any) error {
 			return invalid(field, "expected a value of type %s, got %s", jsonTypeName(te.Type.Kind().String()), te.Value)
 		}
 		return invalid("properties", "properties must be a JSON object")
-	}
-	if p := UnknownField(in, reflect.TypeOf(v)); p != "" {
-		return invalid("properties."+p, "Gatehouse does not implement the property 'properties.%s' on this resource; remove it (docs/arm.md)", p)
 	}
 	return nil
 }

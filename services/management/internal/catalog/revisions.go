@@ -152,7 +152,10 @@ func (w *write) prepareRevision(ctx context.Context, r *Resource, in json.RawMes
 		APIRevision            string  `json:"apiRevision"`
 		APIRevisionDescription *string `json:"apiRevisionDescription"`
 	}
-	if err := decodeProps(in, &ask); err != nil {
+	if err := decodeProps(in, &apiShape{}); err != nil {
+		return nil, err
+	}
+	if err := decodePart(in, &ask); err != nil {
 		return nil, err
 	}
 	if ask.APIRevision != "" && ask.APIRevision != rev {
@@ -177,7 +180,7 @@ func (w *write) prepareRevision(ctx context.Context, r *Resource, in json.RawMes
 		return nil, err
 	}
 	var p APIProperties
-	if err := decodeProps(merged, &p); err != nil {
+	if err := decodePart(merged, &p); err != nil {
 		return nil, err
 	}
 	if err := p.normalize(); err != nil {
