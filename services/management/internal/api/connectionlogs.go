@@ -13,6 +13,7 @@ import (
 	"gatehouse.dev/management/internal/connlog"
 	"gatehouse.dev/management/internal/reports"
 	"gatehouse.dev/pkg/apierror"
+	"gatehouse.dev/pkg/configwire"
 )
 
 // connectionLogRoutes registers the connection log of a service, a Gatehouse extension.
@@ -20,36 +21,18 @@ func (s *Server) connectionLogRoutes(g *echo.Group) {
 	g.GET(ServicePrefix+"/connectionLogs", s.connectionLogs(false))
 }
 
-// connectionLogEntry is the JSON form of one ended WebSocket session.
+// connectionLogEntry is the JSON form of one ended WebSocket session: the node's record, the
+// gateway and node that sent it, and its duration.
 type connectionLogEntry struct {
-	CorrelationID   string    `json:"correlationId"`
-	API             string    `json:"api"`
-	Operation       string    `json:"operation,omitempty"`
-	Product         string    `json:"product,omitempty"`
-	Subscription    string    `json:"subscription,omitempty"`
-	User            string    `json:"user,omitempty"`
-	Gateway         string    `json:"gateway"`
-	NodeID          string    `json:"nodeId"`
-	ClientIP        string    `json:"clientIp,omitempty"`
-	Opened          time.Time `json:"opened"`
-	Closed          time.Time `json:"closed"`
-	DurationSeconds float64   `json:"durationSeconds"`
-	MessagesIn      int64     `json:"messagesIn"`
-	MessagesOut     int64     `json:"messagesOut"`
-	BytesIn         int64     `json:"bytesIn"`
-	BytesOut        int64     `json:"bytesOut"`
-	CloseCode       int       `json:"closeCode"`
-	ClosedBy        string    `json:"closedBy"`
-	Reason          string    `json:"reason"`
-	Detail          string    `json:"detail,omitempty"`
+	configwire.ConnectionLogRecord
+	Gateway         string  `json:"gateway"`
+	NodeID          string  `json:"nodeId"`
+	DurationSeconds float64 `json:"durationSeconds"`
 }
 
 func entryOf(e connlog.Entry) connectionLogEntry {
-	return connectionLogEntry{CorrelationID: e.CorrelationID, API: e.API, Operation: e.Operation, Product: e.Product,
-		Subscription: e.Subscription, User: e.User, Gateway: e.Gateway, NodeID: e.NodeID, ClientIP: e.ClientIP,
-		Opened: e.Opened, Closed: e.Closed, DurationSeconds: e.Closed.Sub(e.Opened).Seconds(),
-		MessagesIn: e.MessagesIn, MessagesOut: e.MessagesOut, BytesIn: e.BytesIn, BytesOut: e.BytesOut,
-		CloseCode: e.CloseCode, ClosedBy: e.ClosedBy, Reason: e.Reason, Detail: e.Detail}
+	return connectionLogEntry{ConnectionLogRecord: e.ConnectionLogRecord, Gateway: e.Gateway, NodeID: e.NodeID,
+		DurationSeconds: e.Closed.Sub(e.Opened).Seconds()}
 }
 
 // connectionLogs serves the log of the service the route names, newest first: $filter
