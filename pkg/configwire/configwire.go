@@ -38,6 +38,12 @@ const (
 	// KindAPIRelease is a release of an API revision; its parent is "apis/{id}". Gateways
 	// need none: the revision it made current is in the API entities.
 	KindAPIRelease = "apiReleases"
+	// KindLogger is a logger: top-level. An otlp logger's credentials (its collector's
+	// endpoint and headers, JSON) travel as SecretValue in snapshots only; other loggers carry
+	// no credentials to nodes (pkg/diagnostic).
+	KindLogger = "loggers"
+	// KindDiagnostic is a diagnostic: top-level for all APIs, or with parent "apis/{id}".
+	KindDiagnostic = "diagnostics"
 )
 
 // Op is what a change does to an entity.

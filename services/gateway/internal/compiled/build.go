@@ -143,7 +143,7 @@ func (l *Loading) Finish(h configwire.Snapshot) (*Config, error) {
 	next.names, keys = buildSubIndexes(l.subs, next.nameHash)
 	l.subs = nil
 	cfg := &Config{Revision: h.Revision, ServiceID: h.ServiceID, Service: h.Service, Gateway: h.Gateway, subs: keys,
-		tls: next.buildTLS(next.env.Log)}
+		tls: next.buildTLS(next.env.Log), diagnostics: next.buildDiagnostics()}
 	next.compileAPIs(cfg, nil, nil)
 	*l.b = *next
 	l.b.cur = cfg
@@ -183,7 +183,7 @@ func (b *Builder) Apply(ch configwire.Change) (*Config, error) {
 // state.
 func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Config, error) {
 	affected := map[string]bool{}
-	all := false
+	all, diagnostics := false, false
 	for _, it := range ch.Items {
 		e := it.Entity
 		switch it.Op {
@@ -248,6 +248,13 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 			all = true // a set's scheme routes each of its APIs
 		case configwire.KindAPIRelease:
 			continue // a record of management's: the revision it made current came as APIs
+		case configwire.KindLogger:
+			if put && e.Secret {
+				return nil, fmt.Errorf("%w: otlp logger %s changed", ErrResync, e.Name)
+			}
+			diagnostics = true
+		case configwire.KindDiagnostic:
+			diagnostics = true
 		default:
 			return nil, fmt.Errorf("%w: unknown kind %q", ErrResync, e.Kind)
 		}
@@ -258,7 +265,10 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 		}
 	}
 	cfg := &Config{Revision: ch.Revision, ServiceID: b.serviceID, Service: b.service, Gateway: b.gateway, subs: edit.keys.done(),
-		tls: b.cur.tls}
+		tls: b.cur.tls, diagnostics: b.cur.diagnostics}
+	if diagnostics {
+		cfg.diagnostics = b.buildDiagnostics()
+	}
 	switch {
 	case all:
 		affected = nil

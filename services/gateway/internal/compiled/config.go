@@ -42,6 +42,8 @@ type Config struct {
 	backends    map[string]*Backend
 	backendURLs map[string]*Backend
 	backendEnv  map[string]string
+	// diagnostics are the service's and the APIs' diagnostics (diagnostics.go).
+	diagnostics diagnosticSet
 }
 
 // Failure is a policy (or an API's own settings) that this node could not compile. The

@@ -75,6 +75,7 @@ type Gateway struct {
 	busDropped   *prometheus.CounterVec
 	circuit      *prometheus.GaugeVec
 	trips        *prometheus.CounterVec
+	logRecords   *prometheus.CounterVec
 
 	sessions sessions
 }
@@ -120,10 +121,13 @@ func NewGateway(reg prometheus.Registerer) (*Gateway, error) {
 		trips: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "backend_circuit_trips_total",
 			Help: "Times the circuit breaker of a backend entity opened on this node."},
 			[]string{"backend"}),
+		logRecords: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "log_export_records_total",
+			Help: "Connection records for otlp loggers, by result: exported (the collector accepted them), failed (it refused them or could not be reached) or dropped (the export queue was full)."},
+			[]string{"result"}),
 	}
 	m.sessions.init()
 	for _, c := range []prometheus.Collector{m.handshakes, m.handshakeDur, m.policyDur, m.dialDur, m.closes, m.sessionDur,
-		m.revocations, m.revision, m.failures, m.failedAPIs, m.applyDur, m.busDropped, m.circuit, m.trips, &m.sessions} {
+		m.revocations, m.revision, m.failures, m.failedAPIs, m.applyDur, m.busDropped, m.circuit, m.trips, m.logRecords, &m.sessions} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -198,6 +202,21 @@ func (m *Gateway) BusDropped(kind, reason string) {
 		return
 	}
 	m.busDropped.WithLabelValues(kind, reason).Inc()
+}
+
+// Results of a log export, the result label of gatehouse_gateway_log_export_records_total.
+const (
+	ExportExported = "exported"
+	ExportFailed   = "failed"
+	ExportDropped  = "dropped"
+)
+
+// LogExport counts n connection records of an otlp logger with result (Export*).
+func (m *Gateway) LogExport(result string, n int) {
+	if m == nil {
+		return
+	}
+	m.logRecords.WithLabelValues(result).Add(float64(n))
 }
 
 // Session is an open WebSocket session being counted. End it once, when it has ended.

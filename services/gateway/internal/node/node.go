@@ -29,6 +29,7 @@ import (
 	"gatehouse.dev/gateway/internal/connlog"
 	"gatehouse.dev/gateway/internal/heartbeat"
 	"gatehouse.dev/gateway/internal/liveconn"
+	"gatehouse.dev/gateway/internal/logexport"
 	"gatehouse.dev/gateway/internal/metrics"
 	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/gateway/internal/traffic"
@@ -156,6 +157,7 @@ type Node struct {
 	sessions   *clustercount.Connections
 	usage      *usage.Collector
 	connLog    *connlog.Recorder
+	logExport  *logexport.Exporter
 	liveConns  *liveconn.Responder
 	heartbeat  *heartbeat.Publisher
 	gate       *fleetGate
@@ -222,6 +224,9 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	// heartbeats.
 	n.connLog = connlog.New(connlog.Options{NodeID: n.id, Target: func() (string, string) { return n.serviceID(), n.gatewayName() },
 		Key: n.nodeKey, Log: log})
+	// Records the diagnostics keep go to otlp loggers' collectors, through the egress dialer.
+	n.logExport = logexport.New(logexport.Options{Client: n.fetchClient(), Metrics: n.metrics, Log: log,
+		Resource: []logexport.Attr{logexport.String("service.name", "gatehouse-gateway"), logexport.String("service.instance.id", n.id)}})
 	// The syncer, made below, learns management's keys and this node's key with each snapshot.
 	n.liveConns = liveconn.New(n.conns, liveconn.Options{NodeID: n.id, Log: log, Gateway: n.gatewayName,
 		Verifier: func() *configwire.Verifier { return n.syncer.Verifier() }, Key: n.nodeKey,
@@ -364,7 +369,7 @@ func (n *Node) Run(ctx context.Context) error {
 		MaxMessageBytes: n.cfg.MaxMessageBytes, IdleTimeout: n.cfg.IdleTimeout, PingInterval: n.cfg.PingInterval,
 		MaxHeaderBytes: n.maxHeaderBytes(), TrustedProxies: n.cfg.TrustedProxies,
 		Region: n.cfg.Region, Log: n.log, Node: n.id, Metrics: n.metrics, Registry: n.conns, Connections: n.sessions,
-		Tracer: tracer, Usage: n.usage, ConnectionLog: n.connLog, Context: ctx})
+		Tracer: tracer, Usage: n.usage, ConnectionLog: n.connLog, LogExport: n.logExport, Context: ctx})
 	trafficSrv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		MaxHeaderBytes: n.maxHeaderBytes(),
 		// Requests in flight when ctx ends finish during the drain rather than failing.
@@ -377,8 +382,8 @@ func (n *Node) Run(ctx context.Context) error {
 	n.log.Info("gateway listening", listening...)
 
 	g, gctx := errgroup.WithContext(ctx)
-	// The sync, the usage collector and the connection log outlive gctx: they publish the
-	// last usage and records after the sessions drained, over the sync's NATS connection.
+	// The sync, the usage collector, the connection log and the log export outlive gctx: they
+	// publish the last usage and records after the sessions drained.
 	syncCtx, stopSync := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSync()
 	usageCtx, stopUsage := context.WithCancel(context.WithoutCancel(ctx))
@@ -388,6 +393,8 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { defer close(usageDone); return n.usage.Run(usageCtx) })
 	connLogDone := make(chan struct{})
 	g.Go(func() error { defer close(connLogDone); return n.connLog.Run(usageCtx) })
+	logExportDone := make(chan struct{})
+	g.Go(func() error { defer close(logExportDone); return n.logExport.Run(usageCtx) })
 	g.Go(func() error { return n.heartbeat.Run(gctx) })
 	g.Go(func() error { return n.sessions.Run(gctx) })
 	g.Go(func() error { n.gate.run(gctx); return nil })
@@ -405,6 +412,7 @@ func (n *Node) Run(ctx context.Context) error {
 		stopUsage()
 		<-usageDone
 		<-connLogDone
+		<-logExportDone
 		stopSync()
 		return adminSrv.Shutdown(shutCtx)
 	})

@@ -25,6 +25,7 @@ import (
 	"gatehouse.dev/gateway/internal/breaker"
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/connlog"
+	"gatehouse.dev/gateway/internal/logexport"
 	"gatehouse.dev/gateway/internal/metrics"
 	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/gateway/internal/usage"
@@ -73,6 +74,9 @@ type Options struct {
 	// ConnectionLog sends the record of every ended WebSocket session to management; nil
 	// sends none.
 	ConnectionLog *connlog.Recorder
+	// LogExport sends the records the API's diagnostics keep to their otlp loggers; nil sends
+	// none.
+	LogExport *logexport.Exporter
 	// Tracer traces handshakes and REST requests and forwards their trace context to the
 	// backend; nil traces nothing and forwards the client's traceparent as it came.
 	Tracer *tracing.Tracer

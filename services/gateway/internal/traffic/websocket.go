@@ -64,6 +64,8 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		return
 	}
 	hs.operation = op.Name
+	hs.diag = newDiagnosed(cfg.Diagnostics(api.APIName), api.KeyHeader)
+	hs.diag.pick(r.Header, frontendRequest, func(d *compiled.Diagnostic) []string { return d.FrontendRequest })
 	tracing.SetOperation(span, op.Name)
 	pr := h.prepare(r, cfg, api, op, acc, id)
 	if pr.User != nil {
@@ -127,6 +129,9 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		return
 	}
 	copyHeaders(w.Header(), pr.ResponseHeader)
+	hs.diag.pick(pr.Header, backendRequest, func(d *compiled.Diagnostic) []string { return d.BackendRequest })
+	hs.diag.pick(be.Response.Header, backendResponse, func(d *compiled.Diagnostic) []string { return d.BackendResponse })
+	hs.diag.pick(w.Header(), frontendResponse, func(d *compiled.Diagnostic) []string { return d.FrontendResponse })
 	openedAt := time.Now()
 	limits, hooks, end, endCode, endReason := h.sessionControls(pr, hs.subscription, openedAt)
 	conn, br, err := wsproxy.Upgrade(w, r, be)
@@ -206,7 +211,13 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 		if stats.ClosedBy == wsproxy.ByGateway || stats.CloseCode == frame.CloseAbnormal {
 			detail = stats.Reason // the gateway's own words; a peer's close reason is not logged
 		}
-		h.opt.ConnectionLog.Add(hs.closeRecord(openedAt, stats, reason, detail))
+		rec := hs.closeRecord(openedAt, stats, reason, detail)
+		ip := rec.ClientIP
+		if !hs.diag.clientIP() {
+			rec.ClientIP = ""
+		}
+		h.opt.ConnectionLog.Add(rec)
+		hs.diag.export(h.opt.LogExport, rec, ip)
 		if !h.opt.Log.Enabled(hs.ctx, slog.LevelInfo) {
 			return
 		}
@@ -243,6 +254,8 @@ type handshake struct {
 	id       string
 	start    time.Time
 	span     trace.Span // ended with the handshake, before the session runs
+	// diag applies the API's diagnostics to the session's records; nil when it has none.
+	diag *diagnosed
 
 	operation, product, subscription, user, backend, subprotocol string
 }

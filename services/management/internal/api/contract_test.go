@@ -398,6 +398,17 @@ func TestContractSession(t *testing.T) {
 	s.do(t, call{method: "PUT", path: svc + "/apis/echo-v2/releases/r2", want: 201, body: props(map[string]any{
 		"apiId": svc + "/apis/echo-v2;rev=2", "notes": "Second goes live"})})
 	s.do(t, call{method: "GET", path: svc + "/apis/echo-v2/releases", want: 200})
+	// An otlp logger, a service diagnostic and an API diagnostic sending to it.
+	s.do(t, call{method: "PUT", path: svc + "/loggers/collector", want: 201, body: props(map[string]any{
+		"loggerType": "otlp", "description": "Collector", "credentials": map[string]any{"endpoint": "https://collector.example.com"}})})
+	s.do(t, call{method: "GET", path: svc + "/loggers?$filter=" + url.QueryEscape("loggerType eq 'otlp'"), want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/diagnostics/applicationinsights", want: 201, body: props(map[string]any{
+		"loggerId": "/loggers/collector", "sampling": map[string]any{"samplingType": "fixed", "percentage": 50}, "logClientIp": true})})
+	s.do(t, call{method: "GET", path: svc + "/diagnostics", want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/apis/echo/diagnostics/applicationinsights", want: 201, body: props(map[string]any{
+		"loggerId": svc + "/loggers/collector", "frontend": map[string]any{"request": map[string]any{"headers": []string{"User-Agent"}}}})})
+	s.do(t, call{method: "GET", path: svc + "/apis/echo/diagnostics", want: 200})
+	wantCode(t, s.do(t, call{method: "DELETE", path: svc + "/loggers/collector", want: 409, headers: []string{"If-Match", "*"}}), "Conflict")
 	policy := `<policies><inbound><base /><set-header name="X-Tenant" exists-action="override"><value>{{tenant}}</value></set-header></inbound>` +
 		`<backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>`
 	opPolicy := svc + "/apis/echo/operations/onHandshake/policies/policy"
@@ -508,6 +519,9 @@ func TestContractSession(t *testing.T) {
 		{svc + "/backends/hub", map[string]any{"description": "The hub."}},
 		{svc + "/apiVersionSets/echo-versions", map[string]any{"description": "Versions of Echo."}},
 		{svc + "/apis/echo-v2/releases/r2", map[string]any{"notes": "Second is live"}},
+		{svc + "/loggers/collector", map[string]any{"description": "The collector."}},
+		{svc + "/diagnostics/applicationinsights", map[string]any{"verbosity": "error"}},
+		{svc + "/apis/echo/diagnostics/applicationinsights", map[string]any{"logClientIp": false}},
 	} {
 		r := s.do(t, call{method: "GET", path: e.path, want: 200})
 		h := s.do(t, call{method: "HEAD", path: e.path, want: 200})
@@ -574,6 +588,9 @@ func TestContractSession(t *testing.T) {
 	s.do(t, call{method: "DELETE", path: svc + "/products/starter/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/apis/orders/policies/policy", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/apis/echo-v2/releases/r2", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/apis/echo/diagnostics/applicationinsights", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/diagnostics/applicationinsights", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/loggers/collector", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/apis/echo-v2", want: 204, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/apiVersionSets/echo-versions", want: 200, headers: []string{"If-Match", "*"}})
 	s.do(t, call{method: "DELETE", path: svc + "/backends/hubs", want: 200, headers: []string{"If-Match", "*"}})

@@ -60,6 +60,9 @@ func (s *Server) routes(g *echo.Group) {
 		{catalog.KindBackend, "/backends", "backendId", topLevel},
 		{catalog.KindAPIVersionSet, "/apiVersionSets", "versionSetId", topLevel},
 		{catalog.KindAPIRelease, "/apis/:apiId/releases", "releaseId", pathOf("apis", "apiId")},
+		{catalog.KindLogger, "/loggers", "loggerId", topLevel},
+		{catalog.KindDiagnostic, "/diagnostics", "diagnosticId", topLevel},
+		{catalog.KindDiagnostic, "/apis/:apiId/diagnostics", "diagnosticId", pathOf("apis", "apiId")},
 	}
 	for _, col := range cols {
 		s.itemRoutes(g, col, s.patch(col))

@@ -92,6 +92,7 @@ var apiBehaviour = behaviour{
 			{Kind: KindOperation, Parent: apiPath},
 			{Kind: KindPolicy, Parent: apiPath},
 			{Kind: KindAPIRelease, Parent: apiPath},
+			{Kind: KindDiagnostic, Parent: apiPath},
 			{Kind: KindProductAPI, AnyParent: true, Name: r.Name},
 			{Kind: KindGatewayAPI, AnyParent: true, Name: r.Name},
 			{Kind: KindSubscription, PropEquals: map[string]string{"scope": w.scopeID(apiPath)}},

@@ -88,6 +88,8 @@ func init() {
 		KindPolicyFragment:  policyFragmentBehaviour,
 		KindAPIVersionSet:   versionSetBehaviour,
 		KindAPIRelease:      releaseBehaviour,
+		KindLogger:          loggerBehaviour,
+		KindDiagnostic:      diagnosticBehaviour,
 	}
 }
 

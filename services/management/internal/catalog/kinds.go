@@ -92,6 +92,11 @@ var (
 		MaxLen: 80, Pattern: idPattern, Filter: stringFields("displayName", "description", "versioningScheme")}
 	KindAPIRelease = &Kind{Name: configwire.KindAPIRelease, Segment: "releases", Type: "Microsoft.ApiManagement/service/apis/releases", What: "ApiRelease",
 		MaxLen: 80, Pattern: idPattern, Filter: stringFields("notes")}
+	KindLogger = &Kind{Name: configwire.KindLogger, Segment: "loggers", Type: "Microsoft.ApiManagement/service/loggers", What: "Logger",
+		MaxLen: 256, Pattern: idPattern,
+		Filter: withField(stringFields("description", "resourceId"), "loggerType", FilterField{Prop: "loggerType", Type: "string", EqOnly: true})}
+	KindDiagnostic = &Kind{Name: configwire.KindDiagnostic, Segment: "diagnostics", Type: "Microsoft.ApiManagement/service/diagnostics", What: "Diagnostic",
+		MaxLen: 80, Pattern: idPattern, Filter: stringFields()}
 )
 
 func withField(m map[string]FilterField, name string, f FilterField) map[string]FilterField {
@@ -106,7 +111,7 @@ func init() {
 	for _, k := range []*Kind{KindAPI, KindOperation, KindPolicy, KindProduct, KindProductAPI, KindUser,
 		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue,
 		KindCertificate, KindGatewayHostname, KindGatewayCA, KindBackend, KindPolicyFragment,
-		KindAPIVersionSet, KindAPIRelease} {
+		KindAPIVersionSet, KindAPIRelease, KindLogger, KindDiagnostic} {
 		kinds[k.Name] = k
 	}
 }

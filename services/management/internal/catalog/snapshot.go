@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/diagnostic"
 )
 
 // SnapshotSink receives a snapshot as Snapshot reads it (a configwire.SnapshotWriter).
@@ -20,7 +21,7 @@ type SnapshotSink interface {
 // the APIs linked to the node's gateway resource with their revisions, operations and policies, the
 // products containing those APIs with their policies and links, the subscriptions that can
 // reach them (key hashes only), the global policy, the named values, and the gateway's
-// API version sets, hostname configurations and CAs, and the backends, with the certificates
+// API version sets, hostname configurations and CAs, the loggers and diagnostics, and the backends, with the certificates
 // they use (secret values and private keys included; the snapshot travels only over the
 // authenticated management API). start is called first, with the snapshot's header (no
 // entities), and returns where the entities go.
@@ -158,6 +159,12 @@ func (b *snapshotBuilder) build(ctx context.Context, gw Resource) error {
 	if _, err := b.list(ctx, Query{Kind: KindAPIVersionSet}); err != nil {
 		return err
 	}
+	if _, err := b.list(ctx, Query{Kind: KindLogger}); err != nil {
+		return err
+	}
+	if _, err := b.list(ctx, Query{Kind: KindDiagnostic, AnyParent: true}); err != nil {
+		return err
+	}
 	return b.subscriptions(ctx, scopes)
 }
 
@@ -237,8 +244,8 @@ func (b *snapshotBuilder) subscriptions(ctx context.Context, scopes []string) er
 }
 
 // WireEntity is r as gateways see it: no secrets but key hashes, and for a secret named value
-// its value, for a certificate its chain and key, only when withSecretValue is set
-// (snapshots, never changes).
+// its value, for a certificate its chain and key, for an otlp logger its credentials (JSON),
+// only when withSecretValue is set (snapshots, never changes).
 func WireEntity(r Resource, withSecretValue bool) configwire.Entity {
 	e := configwire.Entity{Kind: r.Kind.Name, Parent: r.Parent, Name: r.Name, Properties: r.Properties,
 		KeyHashes: r.KeyHashes, Revision: r.Revision}
@@ -248,6 +255,14 @@ func WireEntity(r Resource, withSecretValue bool) configwire.Entity {
 		e.Secret = p.Secret
 		if p.Secret && withSecretValue {
 			e.SecretValue = r.Secrets[secretValue]
+		}
+	}
+	if r.Kind == KindLogger {
+		var p diagnostic.Logger
+		_ = json.Unmarshal(r.Properties, &p)
+		e.Secret = p.LoggerType == diagnostic.TypeOTLP
+		if e.Secret && withSecretValue {
+			e.SecretValue = string(mustJSON(LoggerCredentials(r)))
 		}
 	}
 	if r.Kind == KindCertificate {
