@@ -38,6 +38,11 @@ const (
 	// KindAPIRelease is a release of an API revision; its parent is "apis/{id}". Gateways
 	// need none: the revision it made current is in the API entities.
 	KindAPIRelease = "apiReleases"
+	// KindPortalSetting and KindIdentityProvider are the developer portal's settings (signin,
+	// signup, delegation) and identity providers: management's records, which gateways skip.
+	// Their secrets (validation key, client secret) never travel.
+	KindPortalSetting    = "portalSettings"
+	KindIdentityProvider = "identityProviders"
 )
 
 // Op is what a change does to an entity.

@@ -248,6 +248,8 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 			all = true // a set's scheme routes each of its APIs
 		case configwire.KindAPIRelease:
 			continue // a record of management's: the revision it made current came as APIs
+		case configwire.KindPortalSetting, configwire.KindIdentityProvider:
+			continue // the developer portal's, which no node serves
 		default:
 			return nil, fmt.Errorf("%w: unknown kind %q", ErrResync, e.Kind)
 		}

@@ -92,6 +92,10 @@ var (
 		MaxLen: 80, Pattern: idPattern, Filter: stringFields("displayName", "description", "versioningScheme")}
 	KindAPIRelease = &Kind{Name: configwire.KindAPIRelease, Segment: "releases", Type: "Microsoft.ApiManagement/service/apis/releases", What: "ApiRelease",
 		MaxLen: 80, Pattern: idPattern, Filter: stringFields("notes")}
+	KindPortalSetting = &Kind{Name: configwire.KindPortalSetting, Segment: "portalsettings", Type: "Microsoft.ApiManagement/service/portalsettings", What: "PortalSetting",
+		MaxLen: 10, Pattern: regexp.MustCompile(`^(?i:signin|signup|delegation)$`), Filter: stringFields()}
+	KindIdentityProvider = &Kind{Name: configwire.KindIdentityProvider, Segment: "identityProviders", Type: "Microsoft.ApiManagement/service/identityProviders", What: "IdentityProvider",
+		MaxLen: 9, Pattern: regexp.MustCompile(`^(?i:aad|aadB2C|facebook|google|microsoft|twitter)$`), Filter: stringFields()}
 )
 
 func withField(m map[string]FilterField, name string, f FilterField) map[string]FilterField {
@@ -106,7 +110,7 @@ func init() {
 	for _, k := range []*Kind{KindAPI, KindOperation, KindPolicy, KindProduct, KindProductAPI, KindUser,
 		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue,
 		KindCertificate, KindGatewayHostname, KindGatewayCA, KindBackend, KindPolicyFragment,
-		KindAPIVersionSet, KindAPIRelease} {
+		KindAPIVersionSet, KindAPIRelease, KindPortalSetting, KindIdentityProvider} {
 		kinds[k.Name] = k
 	}
 }
