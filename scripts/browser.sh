@@ -14,18 +14,4 @@ DIR="$ROOT/services/management/internal/portal/testdata/browser"
 need_cmd node nodejs
 need_cmd npm
 
-# installed_matches succeeds when node_modules holds the playwright-core version the lock pins.
-installed_matches() {
-	(cd "$DIR" && node -e '
-		const fs = require("fs");
-		const want = JSON.parse(fs.readFileSync("package-lock.json", "utf8")).packages["node_modules/playwright-core"].version;
-		const have = JSON.parse(fs.readFileSync("node_modules/playwright-core/package.json", "utf8")).version;
-		process.exit(want === have ? 0 : 1);
-	' 2>/dev/null)
-}
-
-if ! installed_matches; then
-	log "installing playwright-core with npm ci in ${DIR#"$ROOT"/}"
-	(cd "$DIR" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) >&2
-	installed_matches || die "playwright-core in ${DIR#"$ROOT"/}/node_modules does not match package-lock.json after npm ci"
-fi
+npm_ci_locked "$DIR" playwright-core PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1

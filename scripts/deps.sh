@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deps.sh: make sure the tests' needs beyond Go are present: a C compiler, because
 # go test -race needs cgo and Go turns cgo off when it finds none (Debian's gcc, if missing), and
-# the portal's browser tests' chromium and playwright-core (scripts/browser.sh).
+# the portal's browser tests' chromium and playwright-core (scripts/browser.sh), and the Azure SDK
+# for JavaScript the e2e template test drives (scripts/jssdk.sh).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -10,3 +11,4 @@ if ! command -v "$(go env CC 2>/dev/null || echo gcc)" >/dev/null 2>&1; then
 fi
 
 "$(dirname "$0")/browser.sh"
+"$(dirname "$0")/jssdk.sh"

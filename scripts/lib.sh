@@ -78,3 +78,27 @@ arm_request() {
 
 # json_field NAME prints the first string value of "NAME" in the JSON read from stdin.
 json_field() { sed -nE "s/.*\"$1\" *: *\"([^\"]*)\".*/\1/p" | head -1; }
+
+# npm_ci_locked DIR PACKAGE [ENV...]: make sure DIR/node_modules holds PACKAGE at the version
+# DIR/package-lock.json pins, running npm ci in DIR (with the settings ENV, NAME=VALUE) when it
+# does not. Needs node and npm.
+npm_ci_locked() {
+	local dir="$1" pkg="$2"
+	shift 2
+	if ! lock_matches "$dir" "$pkg"; then
+		log "installing $pkg with npm ci in ${dir#"$ROOT"/}"
+		(cd "$dir" && env "$@" npm ci --no-audit --no-fund --loglevel=error) >&2
+		lock_matches "$dir" "$pkg" || die "$pkg in ${dir#"$ROOT"/}/node_modules does not match package-lock.json after npm ci"
+	fi
+}
+
+# lock_matches DIR PACKAGE succeeds when DIR/node_modules holds the PACKAGE version the lock pins.
+lock_matches() {
+	(cd "$1" && PKG="$2" node -e '
+		const fs = require("fs");
+		const pkg = process.env.PKG;
+		const want = JSON.parse(fs.readFileSync("package-lock.json", "utf8")).packages["node_modules/" + pkg].version;
+		const have = JSON.parse(fs.readFileSync("node_modules/" + pkg + "/package.json", "utf8")).version;
+		process.exit(want === have ? 0 : 1);
+	' 2>/dev/null)
+}

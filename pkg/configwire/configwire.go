@@ -44,6 +44,11 @@ const (
 	KindLogger = "loggers"
 	// KindDiagnostic is a diagnostic: top-level for all APIs, or with parent "apis/{id}".
 	KindDiagnostic = "diagnostics"
+	// KindPortalSetting and KindIdentityProvider are the developer portal's settings (signin,
+	// signup, delegation) and identity providers: management's records, which gateways skip.
+	// Their secrets (validation key, client secret) never travel.
+	KindPortalSetting    = "portalSettings"
+	KindIdentityProvider = "identityProviders"
 )
 
 // Op is what a change does to an entity.

@@ -255,6 +255,8 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 			diagnostics = true
 		case configwire.KindDiagnostic:
 			diagnostics = true
+		case configwire.KindPortalSetting, configwire.KindIdentityProvider:
+			continue // the developer portal's, which no node serves
 		default:
 			return nil, fmt.Errorf("%w: unknown kind %q", ErrResync, e.Kind)
 		}

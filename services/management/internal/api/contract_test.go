@@ -575,6 +575,27 @@ func TestContractSession(t *testing.T) {
 	wantCode(t, s.do(t, call{method: "PUT", path: svc + "/apis/echo/operations/extra", want: 400, body: props(map[string]any{
 		"displayName": "Extra", "method": "GET", "urlTemplate": "/extra"})}), "ValidationError")
 
+	// The portal settings and an identity provider, stored and returned.
+	s.do(t, call{method: "GET", path: svc + "/portalsettings", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/portalsettings/signin", want: 200})
+	s.do(t, call{method: "HEAD", path: svc + "/portalsettings/signup", want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/portalsettings/signup", want: 200, body: props(map[string]any{
+		"enabled": false, "termsOfService": map[string]any{"text": "Be kind.", "enabled": true, "consentRequired": false}})})
+	s.do(t, call{method: "PUT", path: svc + "/portalsettings/delegation", want: 200, body: props(map[string]any{
+		"url": "https://portal.example.com/delegate", "validationKey": "a2V5"})})
+	s.do(t, call{method: "PATCH", path: svc + "/portalsettings/signin", want: 204, headers: []string{"If-Match", "*"},
+		body: props(map[string]any{"enabled": true})})
+	s.do(t, call{method: "POST", path: svc + "/portalsettings/delegation/listSecrets", want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/identityProviders/google", want: 201, body: props(map[string]any{
+		"clientId": "google-app", "clientSecret": "google-secret"})})
+	s.do(t, call{method: "GET", path: svc + "/identityProviders", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/identityProviders/google", want: 200})
+	s.do(t, call{method: "HEAD", path: svc + "/identityProviders/google", want: 200})
+	s.do(t, call{method: "PATCH", path: svc + "/identityProviders/google", want: 200, headers: []string{"If-Match", "*"},
+		body: props(map[string]any{"clientId": "google-app-2"})})
+	s.do(t, call{method: "POST", path: svc + "/identityProviders/google/listSecrets", want: 200})
+	s.do(t, call{method: "DELETE", path: svc + "/identityProviders/google", want: 200, headers: []string{"If-Match", "*"}})
+
 	// Tearing down.
 	s.do(t, call{method: "DELETE", path: svc + "/gateways/edge/apis/echo", want: 200})
 	s.do(t, call{method: "DELETE", path: svc + "/gateways/edge/apis/echo", want: 204})

@@ -95,6 +95,7 @@ func (s *Server) routes(g *echo.Group) {
 	g.GET(p+"/users/:userId/subscriptions/:sid", s.userSubscription)
 	s.actionRoutes(g)
 	s.fragmentRoutes(g)
+	s.portalSettingRoutes(g)
 	s.nodeRoutes(g)
 	s.reportRoutes(g)
 	s.connectionRoutes(g)
@@ -302,24 +303,29 @@ func (s *Server) written(c echo.Context, r catalog.Resource, created bool) error
 
 func (s *Server) patch(col collection) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		ifMatch, err := requireIfMatch(c)
-		if err != nil {
-			return err
-		}
-		body, err := readBody(c, false)
-		if err == nil {
-			err = onlyFields(body, childBodyFields)
-		}
-		if err != nil {
-			return err
-		}
-		r, err := s.cat.Patch(c.Request().Context(), ref(c), col.kind, col.parent(c), c.Param(col.param), body["properties"],
-			catalog.Options{IfMatch: ifMatch})
+		r, err := s.patched(c, col)
 		if err != nil {
 			return err
 		}
 		return s.written(c, r, false)
 	}
+}
+
+// patched applies a PATCH of an item of col and returns the resource written.
+func (s *Server) patched(c echo.Context, col collection) (catalog.Resource, error) {
+	ifMatch, err := requireIfMatch(c)
+	if err != nil {
+		return catalog.Resource{}, err
+	}
+	body, err := readBody(c, false)
+	if err == nil {
+		err = onlyFields(body, childBodyFields)
+	}
+	if err != nil {
+		return catalog.Resource{}, err
+	}
+	return s.cat.Patch(c.Request().Context(), ref(c), col.kind, col.parent(c), c.Param(col.param), body["properties"],
+		catalog.Options{IfMatch: ifMatch})
 }
 
 func (s *Server) delete(col collection) echo.HandlerFunc {

@@ -65,31 +65,45 @@ type behaviour struct {
 	beforeDelete func(ctx context.Context, w *write, r Resource, opts Options) error
 	// immutable refuses user writes (onHandshake).
 	writable func(ctx context.Context, w *write, parent, name string) error
+	// implicit, for kinds whose resources always exist (the portal settings), gives the
+	// properties of one never written: reads return it, and a write replaces it (200, not 201).
+	implicit func(name string) json.RawMessage
+}
+
+// implicitETag is the ETag of an implicit resource never written.
+const implicitETag = `"0"`
+
+// implicitResource is the resource kind's implicit behaviour gives name before any write.
+func implicitResource(serviceID string, kind *Kind, parent, name string) Resource {
+	return Resource{ServiceID: serviceID, Kind: kind, Parent: parent, Name: name,
+		Properties: behaviours[kind].implicit(name), ETag: implicitETag}
 }
 
 var behaviours map[*Kind]behaviour
 
 func init() {
 	behaviours = map[*Kind]behaviour{
-		KindAPI:             apiBehaviour,
-		KindOperation:       operationBehaviour,
-		KindPolicy:          policyBehaviour,
-		KindProduct:         productBehaviour,
-		KindProductAPI:      productAPIBehaviour,
-		KindUser:            userBehaviour,
-		KindSubscription:    subscriptionBehaviour,
-		KindGateway:         gatewayBehaviour,
-		KindGatewayAPI:      gatewayAPIBehaviour,
-		KindNamedValue:      namedValueBehaviour,
-		KindCertificate:     certificateBehaviour,
-		KindGatewayHostname: hostnameBehaviour,
-		KindGatewayCA:       gatewayCABehaviour,
-		KindBackend:         backendBehaviour,
-		KindPolicyFragment:  policyFragmentBehaviour,
-		KindAPIVersionSet:   versionSetBehaviour,
-		KindAPIRelease:      releaseBehaviour,
-		KindLogger:          loggerBehaviour,
-		KindDiagnostic:      diagnosticBehaviour,
+		KindAPI:              apiBehaviour,
+		KindOperation:        operationBehaviour,
+		KindPolicy:           policyBehaviour,
+		KindProduct:          productBehaviour,
+		KindProductAPI:       productAPIBehaviour,
+		KindUser:             userBehaviour,
+		KindSubscription:     subscriptionBehaviour,
+		KindGateway:          gatewayBehaviour,
+		KindGatewayAPI:       gatewayAPIBehaviour,
+		KindNamedValue:       namedValueBehaviour,
+		KindCertificate:      certificateBehaviour,
+		KindGatewayHostname:  hostnameBehaviour,
+		KindGatewayCA:        gatewayCABehaviour,
+		KindBackend:          backendBehaviour,
+		KindPolicyFragment:   policyFragmentBehaviour,
+		KindAPIVersionSet:    versionSetBehaviour,
+		KindAPIRelease:       releaseBehaviour,
+		KindPortalSetting:    portalSettingBehaviour,
+		KindIdentityProvider: identityProviderBehaviour,
+		KindLogger:           loggerBehaviour,
+		KindDiagnostic:       diagnosticBehaviour,
 	}
 }
 
@@ -119,6 +133,9 @@ func (c *Catalog) Get(ctx context.Context, ref ServiceRef, kind *Kind, parent, n
 		return Resource{}, err
 	}
 	r, err := c.store.Get(ctx, svc.ID, kind, sp, sn)
+	if errors.Is(err, ErrNotFound) && behaviours[kind].implicit != nil && kind.ValidName(sn) == nil {
+		r, err = implicitResource(svc.ID, kind, sp, sn), nil
+	}
 	if err != nil || (sp == parent && sn == name) {
 		return r, err
 	}
@@ -208,6 +225,9 @@ func (c *Catalog) upsert(ctx context.Context, ref ServiceRef, kind *Kind, askedP
 		cur, err := tx.Get(ctx, kind, parent, name)
 		switch {
 		case err == nil:
+			old = &cur
+		case errors.Is(err, ErrNotFound) && b.implicit != nil:
+			cur = implicitResource(svc.ID, kind, parent, name)
 			old = &cur
 		case !errors.Is(err, ErrNotFound):
 			return err

@@ -97,6 +97,10 @@ var (
 		Filter: withField(stringFields("description", "resourceId"), "loggerType", FilterField{Prop: "loggerType", Type: "string", EqOnly: true})}
 	KindDiagnostic = &Kind{Name: configwire.KindDiagnostic, Segment: "diagnostics", Type: "Microsoft.ApiManagement/service/diagnostics", What: "Diagnostic",
 		MaxLen: 80, Pattern: idPattern, Filter: stringFields()}
+	KindPortalSetting = &Kind{Name: configwire.KindPortalSetting, Segment: "portalsettings", Type: "Microsoft.ApiManagement/service/portalsettings", What: "PortalSetting",
+		MaxLen: 10, Pattern: regexp.MustCompile(`^(?i:signin|signup|delegation)$`), Filter: stringFields()}
+	KindIdentityProvider = &Kind{Name: configwire.KindIdentityProvider, Segment: "identityProviders", Type: "Microsoft.ApiManagement/service/identityProviders", What: "IdentityProvider",
+		MaxLen: 9, Pattern: regexp.MustCompile(`^(?i:aad|aadB2C|facebook|google|microsoft|twitter)$`), Filter: stringFields()}
 )
 
 func withField(m map[string]FilterField, name string, f FilterField) map[string]FilterField {
@@ -111,7 +115,7 @@ func init() {
 	for _, k := range []*Kind{KindAPI, KindOperation, KindPolicy, KindProduct, KindProductAPI, KindUser,
 		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue,
 		KindCertificate, KindGatewayHostname, KindGatewayCA, KindBackend, KindPolicyFragment,
-		KindAPIVersionSet, KindAPIRelease, KindLogger, KindDiagnostic} {
+		KindAPIVersionSet, KindAPIRelease, KindLogger, KindDiagnostic, KindPortalSetting, KindIdentityProvider} {
 		kinds[k.Name] = k
 	}
 }

@@ -36,9 +36,16 @@ type stack struct {
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
+	return newStackIn(t, "sub-e2e")
+}
+
+// newStackIn is newStack with the service in the ARM subscription sub (the JavaScript SDK
+// insists on a UUID).
+func newStackIn(t *testing.T, sub string) *stack {
+	t.Helper()
 	env := mgmttest.Start(t, mgmttest.Options{})
 	s := &stack{env: env, secrets: map[string]string{}}
-	s.svc = env.CreateService(t, "sub-e2e", "rg-e2e", "svc")
+	s.svc = env.CreateService(t, sub, "rg-e2e", "svc")
 	s.put(t, "/gateways/gw", map[string]any{"locationData": map[string]any{"name": "e2e"}})
 	// Registered first, so it runs after every node's own cleanup has stopped it.
 	t.Cleanup(func() { s.checkLogs(t) })
