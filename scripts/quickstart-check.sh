@@ -37,12 +37,14 @@ cleanup() {
 trap cleanup EXIT
 
 # free_port prints a TCP port on 127.0.0.1 that nothing listens on and that no earlier call
-# printed.
+# printed. It picks below the kernel's ephemeral range (ip_local_port_range, 32768 and up by
+# default), where the listeners other tests open on port 0 and outgoing connections land, so that
+# a port found free here is not taken by them before run.sh binds it.
 USED_PORTS=" "
 free_port() {
 	local p
 	while :; do
-		p=$((20000 + RANDOM % 40000))
+		p=$((15000 + RANDOM % 17000))
 		case "$USED_PORTS" in *" $p "*) continue ;; esac
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			USED_PORTS+="$p "
