@@ -248,6 +248,9 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 			all = true // a set's scheme routes each of its APIs
 		case configwire.KindAPIRelease:
 			continue // a record of management's: the revision it made current came as APIs
+		case configwire.KindTag, configwire.KindAPITag, configwire.KindOperationTag, configwire.KindProductTag,
+			configwire.KindTagDescription, configwire.KindGroup, configwire.KindGroupUser, configwire.KindProductGroup:
+			continue // the developer portal's metadata: nothing a gateway enforces
 		default:
 			return nil, fmt.Errorf("%w: unknown kind %q", ErrResync, e.Kind)
 		}

@@ -88,6 +88,14 @@ func init() {
 		KindPolicyFragment:  policyFragmentBehaviour,
 		KindAPIVersionSet:   versionSetBehaviour,
 		KindAPIRelease:      releaseBehaviour,
+		KindTag:             tagBehaviour,
+		KindAPITag:          apiTagBehaviour,
+		KindOperationTag:    operationTagBehaviour,
+		KindProductTag:      productTagBehaviour,
+		KindTagDescription:  tagDescriptionBehaviour,
+		KindGroup:           groupBehaviour,
+		KindGroupUser:       groupUserBehaviour,
+		KindProductGroup:    productGroupBehaviour,
 	}
 }
 
@@ -283,6 +291,9 @@ func (w *write) delete(ctx context.Context, r Resource, opts Options) error {
 		if err := b.beforeDelete(ctx, w, r, opts); err != nil {
 			return err
 		}
+	}
+	if err := w.deleteAssignments(ctx, r, opts); err != nil {
+		return err
 	}
 	return w.tx.Delete(ctx, r)
 }
