@@ -49,6 +49,18 @@ const (
 	// Their secrets (validation key, client secret) never travel.
 	KindPortalSetting    = "portalSettings"
 	KindIdentityProvider = "identityProviders"
+	// The tags and groups of issue 15 and their assignments: portal metadata that no gateway
+	// uses. KindTag and KindGroup are top-level; the assignments are named by the tag, user or
+	// group they assign, below "apis/{id}", "apis/{id}/operations/{op}", "products/{id}" or
+	// "groups/{id}"; a tag description's parent is "apis/{id}".
+	KindTag            = "tags"
+	KindAPITag         = "apiTags"
+	KindOperationTag   = "operationTags"
+	KindProductTag     = "productTags"
+	KindTagDescription = "apiTagDescriptions"
+	KindGroup          = "groups"
+	KindGroupUser      = "groupUsers"
+	KindProductGroup   = "productGroups"
 )
 
 // Op is what a change does to an entity.

@@ -257,6 +257,9 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 			diagnostics = true
 		case configwire.KindPortalSetting, configwire.KindIdentityProvider:
 			continue // the developer portal's, which no node serves
+		case configwire.KindTag, configwire.KindAPITag, configwire.KindOperationTag, configwire.KindProductTag,
+			configwire.KindTagDescription, configwire.KindGroup, configwire.KindGroupUser, configwire.KindProductGroup:
+			continue // the developer portal's metadata: nothing a gateway enforces
 		default:
 			return nil, fmt.Errorf("%w: unknown kind %q", ErrResync, e.Kind)
 		}

@@ -634,7 +634,7 @@ func TestChangePublication(t *testing.T) {
 		{"delete link", "DELETE", "/products/gold/apis/chat", nil, nil, 200, "delete", "productApis", "chat"},
 	}
 	var keys []string
-	published := 0
+	published := 1 // creating the service published its built-in groups
 	for _, s := range steps {
 		r := c.do(s.method, s.rel, s.body, s.headers...)
 		if r.Status != s.status {
@@ -654,7 +654,10 @@ func TestChangePublication(t *testing.T) {
 	gwKeys := c.must(http.StatusOK, http.MethodPost, "/gateways/gw/listKeys", nil).JSON()
 
 	msgs := readChanges(t, env, "gatehouse.config."+sid, published, 500*time.Millisecond)
-	i := 0
+	if !msgs[0].has("put", "groups", "developers") {
+		t.Errorf("the service's first change is not its built-in groups: %s", msgs[0].data)
+	}
+	i := 1
 	for _, s := range steps {
 		if s.op == "" {
 			continue
@@ -672,8 +675,8 @@ func TestChangePublication(t *testing.T) {
 		}
 		i++
 	}
-	if !msgs[0].has("put", "operations", "onHandshake") {
-		t.Errorf("creating a websocket API did not publish its onHandshake operation: %s", msgs[0].data)
+	if !msgs[1].has("put", "operations", "onHandshake") {
+		t.Errorf("creating a websocket API did not publish its onHandshake operation: %s", msgs[1].data)
 	}
 
 	// A gateway starting now gets a snapshot at the last published revision, then follows the stream.

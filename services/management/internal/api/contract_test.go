@@ -364,6 +364,56 @@ func TestContractSession(t *testing.T) {
 	wantCode(t, s.do(t, call{method: "GET", path: portal + "/me", want: 401, offContract: true, headers: []string{"Authorization", ""}}), "AuthenticationFailed")
 	wantCode(t, s.do(t, call{method: "GET", path: portal + "/console", want: 400}), "InvalidRequestContent")
 
+	// Tags and groups, and the products the portal shows alice through her groups.
+	s.do(t, call{method: "PUT", path: svc + "/tags/live", want: 201, body: props(map[string]any{"displayName": "Live"})})
+	r = s.do(t, call{method: "GET", path: svc + "/tags/live", want: 200})
+	s.do(t, call{method: "HEAD", path: svc + "/tags/live", want: 200})
+	s.do(t, call{method: "PATCH", path: svc + "/tags/live", want: 200, headers: []string{"If-Match", r.Header.Get("ETag")},
+		body: props(map[string]any{"displayName": "Live streams"})})
+	for _, p := range []string{"/apis/echo/tags", "/apis/orders/operations/get-order/tags", "/products/starter/tags"} {
+		s.do(t, call{method: "PUT", path: svc + p + "/live", want: 201})
+		s.do(t, call{method: "GET", path: svc + p + "/live", want: 200})
+		s.do(t, call{method: "HEAD", path: svc + p + "/live", want: 200})
+		s.do(t, call{method: "GET", path: svc + p, want: 200})
+	}
+	s.do(t, call{method: "GET", path: svc + "/tags?scope=apis", want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/apis/echo/tagDescriptions/live", want: 201, body: props(map[string]any{
+		"description": "Live data", "externalDocsUrl": "https://docs.example.com/live"})})
+	s.do(t, call{method: "GET", path: svc + "/apis/echo/tagDescriptions/live", want: 200})
+	s.do(t, call{method: "HEAD", path: svc + "/apis/echo/tagDescriptions/live", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/apis/echo/tagDescriptions", want: 200})
+	s.do(t, call{method: "PATCH", path: svc + "/apis/echo/tagDescriptions/live", want: 405, headers: []string{"If-Match", "*"},
+		body: props(map[string]any{"description": "x"})})
+	s.do(t, call{method: "GET", path: svc + "/apisByTags?includeNotTaggedApis=true&$filter=" + url.QueryEscape("tag/id eq 'live'"), want: 200})
+	s.do(t, call{method: "GET", path: svc + "/productsByTags?includeNotTaggedProducts=true", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/apis/orders/operationsByTags?includeNotTaggedOperations=true", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/tagResources", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/groups", want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/groups/partners", want: 201, body: props(map[string]any{"displayName": "Partners"})})
+	r = s.do(t, call{method: "GET", path: svc + "/groups/partners", want: 200})
+	s.do(t, call{method: "HEAD", path: svc + "/groups/partners", want: 200})
+	s.do(t, call{method: "PATCH", path: svc + "/groups/partners", want: 200, headers: []string{"If-Match", r.Header.Get("ETag")},
+		body: props(map[string]any{"description": "Our partners"})})
+	s.do(t, call{method: "PUT", path: svc + "/groups/partners/users/alice", want: 201})
+	s.do(t, call{method: "HEAD", path: svc + "/groups/partners/users/alice", want: 204})
+	s.do(t, call{method: "GET", path: svc + "/groups/partners/users", want: 200})
+	s.do(t, call{method: "GET", path: svc + "/users/alice/groups", want: 200})
+	s.do(t, call{method: "PUT", path: svc + "/products/starter/groups/partners", want: 201})
+	s.do(t, call{method: "HEAD", path: svc + "/products/starter/groups/partners", want: 204})
+	s.do(t, call{method: "GET", path: svc + "/products/starter/groups", want: 200})
+	if got := names(t, s.do(t, call{method: "GET", path: portal + "/products", want: 200, headers: alice})); !cmp.Equal(got, []string{"starter"}) {
+		t.Errorf("portal products of alice = %v, want [starter]", got)
+	}
+	wantCode(t, s.do(t, call{method: "DELETE", path: svc + "/groups/developers", want: 400, headers: []string{"If-Match", "*"}}), "ValidationError")
+	s.do(t, call{method: "DELETE", path: svc + "/products/starter/groups/partners", want: 200})
+	s.do(t, call{method: "DELETE", path: svc + "/groups/partners/users/alice", want: 200})
+	s.do(t, call{method: "DELETE", path: svc + "/groups/partners", want: 200, headers: []string{"If-Match", "*"}})
+	s.do(t, call{method: "DELETE", path: svc + "/apis/echo/tagDescriptions/live", want: 200, headers: []string{"If-Match", "*"}})
+	for _, p := range []string{"/apis/echo/tags", "/apis/orders/operations/get-order/tags", "/products/starter/tags"} {
+		s.do(t, call{method: "DELETE", path: svc + p + "/live", want: 200})
+	}
+	s.do(t, call{method: "DELETE", path: svc + "/tags/live", want: 200, headers: []string{"If-Match", "*"}})
+
 	// A secret named value and policies that reference it.
 	s.do(t, call{method: "PUT", path: svc + "/namedValues/tenant", want: 201, body: props(map[string]any{
 		"displayName": "tenant", "value": "contoso", "secret": true, "tags": []string{"edge"}})})

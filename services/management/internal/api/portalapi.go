@@ -38,6 +38,7 @@ func (s *Server) portalRoutes(e *echo.Echo) {
 	g.POST("/subscriptions/:sid/regeneratePrimaryKey", s.asConsumer(s.ownSubscription(s.regenerateSubscriptionKey(true))))
 	g.POST("/subscriptions/:sid/regenerateSecondaryKey", s.asConsumer(s.ownSubscription(s.regenerateSubscriptionKey(false))))
 	g.GET("/apis", s.asConsumer(s.consumerAPIs))
+	g.GET("/products", s.asConsumer(s.visibleProducts))
 	// A consumer's usage and connection log, of its own subscriptions only.
 	g.GET("/reports/byTime", s.asConsumer(s.report(reports.ByTime, true)))
 	g.GET("/reports/byApi", s.asConsumer(s.report(reports.ByAPI, true)))

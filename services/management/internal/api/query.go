@@ -39,6 +39,10 @@ var routeOptions = []routeOption{
 	{http.MethodGet, "/connectionLogs", []string{"$format"}},
 	{http.MethodGet, "/connections", []string{"api", "subscription", "node"}},
 	{http.MethodPost, "/listReferences", []string{"$top", "$skip"}},
+	{http.MethodGet, "/:serviceName/tags", []string{"scope"}},
+	{http.MethodGet, "/apisByTags", []string{"includeNotTaggedApis"}},
+	{http.MethodGet, "/productsByTags", []string{"includeNotTaggedProducts"}},
+	{http.MethodGet, "/operationsByTags", []string{"includeNotTaggedOperations"}},
 }
 
 // harmlessOptions are APIM query options whose value asks for nothing Gatehouse does not do,
@@ -60,7 +64,7 @@ var apimOptions = []string{
 	"$search", "$apply", "$format", "format", "export", "import", "deleteSubscriptions", "deleteRevisions",
 	"notify", "appType", "expandApiVersionSet", "includeNotTaggedApis", "expandGroups", "tags",
 	"skipUserDelete", "force", "includeTotalCount", "timeout", "waitForRevision", "interval",
-	"api", "subscription", "node",
+	"api", "subscription", "node", "scope", "includeNotTaggedProducts", "includeNotTaggedOperations",
 }
 
 // canonicalQuery rewrites the names of r's query options that match a known option

@@ -93,6 +93,7 @@ func (s *Server) routes(g *echo.Group) {
 	g.GET(p+"/products/:productId/subscriptions", s.related(catalog.KindProduct, "productId", "scope"))
 	g.GET(p+"/users/:userId/subscriptions", s.related(catalog.KindUser, "userId", "ownerId"))
 	g.GET(p+"/users/:userId/subscriptions/:sid", s.userSubscription)
+	s.tagGroupRoutes(g)
 	s.actionRoutes(g)
 	s.fragmentRoutes(g)
 	s.portalSettingRoutes(g)
@@ -148,17 +149,20 @@ func typeOf(path string) string {
 
 func (s *Server) represent(c echo.Context, r catalog.Resource) (armResource, error) {
 	if r.Kind.Link {
-		api, err := s.cat.Get(c.Request().Context(), ref(c), catalog.KindAPI, "", r.Name)
+		target, err := s.cat.Get(c.Request().Context(), ref(c), r.Kind.Target, "", r.Name)
 		if err != nil {
 			return armResource{}, err
 		}
-		out := s.armOf(c, api)
+		out := s.armOf(c, target)
 		if r.Kind == catalog.KindGatewayAPI {
 			out.Type = "Microsoft.ApiManagement/service/gateways/apis"
 		}
 		return out, nil
 	}
 	out := s.armOf(c, r)
+	if r.Kind == catalog.KindTagDescription {
+		return s.describedTag(c, out)
+	}
 	if r.Kind == catalog.KindAPI && strings.EqualFold(c.QueryParam("expandApiVersionSet"), "true") {
 		return s.expandVersionSet(c, out)
 	}
@@ -248,7 +252,7 @@ func (s *Server) get(col collection) echo.HandlerFunc {
 		}
 		c.Response().Header().Set("ETag", r.ETag)
 		if c.Request().Method == http.MethodHead {
-			if col.kind == catalog.KindProductAPI {
+			if col.kind == catalog.KindProductAPI || col.kind == catalog.KindGroupUser || col.kind == catalog.KindProductGroup {
 				return c.NoContent(http.StatusNoContent)
 			}
 			return c.NoContent(http.StatusOK)

@@ -104,6 +104,14 @@ func init() {
 		KindIdentityProvider: identityProviderBehaviour,
 		KindLogger:           loggerBehaviour,
 		KindDiagnostic:       diagnosticBehaviour,
+		KindTag:              tagBehaviour,
+		KindAPITag:           apiTagBehaviour,
+		KindOperationTag:     operationTagBehaviour,
+		KindProductTag:       productTagBehaviour,
+		KindTagDescription:   tagDescriptionBehaviour,
+		KindGroup:            groupBehaviour,
+		KindGroupUser:        groupUserBehaviour,
+		KindProductGroup:     productGroupBehaviour,
 	}
 }
 
@@ -305,6 +313,9 @@ func (w *write) delete(ctx context.Context, r Resource, opts Options) error {
 		if err := b.beforeDelete(ctx, w, r, opts); err != nil {
 			return err
 		}
+	}
+	if err := w.deleteAssignments(ctx, r, opts); err != nil {
+		return err
 	}
 	return w.tx.Delete(ctx, r)
 }

@@ -25,8 +25,10 @@ type Kind struct {
 	Pattern *regexp.Regexp
 	// Filter lists the fields $filter may use.
 	Filter map[string]FilterField
-	// Link kinds join two resources; their name is the id of the linked resource.
-	Link bool
+	// Link kinds join two resources; their name is the id of the linked resource, of kind
+	// Target.
+	Link   bool
+	Target *Kind
 }
 
 // FilterField is a $filter field: Prop is the JSON property it reads ("" for the resource name);
@@ -65,7 +67,7 @@ var (
 		MaxLen: 256, Pattern: idPattern,
 		Filter: withField(stringFields("displayName", "description", "terms"), "state", FilterField{Prop: "state", Type: "string", EqOnly: true})}
 	KindProductAPI = &Kind{Name: configwire.KindProductAPI, Segment: "apis", Type: "Microsoft.ApiManagement/service/products/apis", What: "Api",
-		MaxLen: 256, Pattern: idPattern, Link: true, Filter: stringFields()}
+		MaxLen: 256, Pattern: idPattern, Link: true, Target: KindAPI, Filter: stringFields()}
 	KindUser = &Kind{Name: configwire.KindUser, Segment: "users", Type: "Microsoft.ApiManagement/service/users", What: "User",
 		MaxLen: 80, Pattern: idPattern,
 		Filter: withField(stringFields("firstName", "lastName", "email", "note"), "state", FilterField{Prop: "state", Type: "string", EqOnly: true})}
@@ -75,7 +77,7 @@ var (
 	KindGateway = &Kind{Name: configwire.KindGateway, Segment: "gateways", Type: "Microsoft.ApiManagement/service/gateways", What: "Gateway",
 		MaxLen: 80, Pattern: idPattern, Filter: stringFields("description")}
 	KindGatewayAPI = &Kind{Name: configwire.KindGatewayAPI, Segment: "apis", Type: "Microsoft.ApiManagement/service/gateways/apis", What: "Api",
-		MaxLen: 256, Pattern: idPattern, Link: true, Filter: stringFields()}
+		MaxLen: 256, Pattern: idPattern, Link: true, Target: KindAPI, Filter: stringFields()}
 	KindNamedValue = &Kind{Name: configwire.KindNamedValue, Segment: "namedValues", Type: "Microsoft.ApiManagement/service/namedValues", What: "NamedValue",
 		MaxLen: 256, Pattern: idPattern, Filter: stringFields("displayName")}
 	KindCertificate = &Kind{Name: configwire.KindCertificate, Segment: "certificates", Type: "Microsoft.ApiManagement/service/certificates", What: "Certificate",
@@ -115,7 +117,8 @@ func init() {
 	for _, k := range []*Kind{KindAPI, KindOperation, KindPolicy, KindProduct, KindProductAPI, KindUser,
 		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue,
 		KindCertificate, KindGatewayHostname, KindGatewayCA, KindBackend, KindPolicyFragment,
-		KindAPIVersionSet, KindAPIRelease, KindLogger, KindDiagnostic, KindPortalSetting, KindIdentityProvider} {
+		KindAPIVersionSet, KindAPIRelease, KindLogger, KindDiagnostic, KindPortalSetting, KindIdentityProvider,
+		KindTag, KindAPITag, KindOperationTag, KindProductTag, KindTagDescription, KindGroup, KindGroupUser, KindProductGroup} {
 		kinds[k.Name] = k
 	}
 }

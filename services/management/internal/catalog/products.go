@@ -84,15 +84,19 @@ func (w *write) refuseOrDelete(ctx context.Context, q Query, opts Options, msg s
 }
 
 // linkBehaviour joins the parent of kind parent to an API named by the link's name.
-func linkBehaviour(parent *Kind) behaviour {
+func linkBehaviour(parent *Kind) behaviour { return linkTo(parentOf(parent), KindAPI) }
+
+// linkTo joins a parent that parentKind accepts to the top-level resource of kind target
+// named by the link's name, which takes that resource's spelling. A link has no properties.
+func linkTo(parentKind func(parent string) (*Kind, string, error), target *Kind) behaviour {
 	return behaviour{
-		parentKind: parentOf(parent),
+		parentKind: parentKind,
 		prepare: func(ctx context.Context, w *write, r *Resource, in json.RawMessage, old *Resource) error {
-			api, err := w.tx.Get(ctx, KindAPI, "", r.Name)
+			t, err := w.tx.Get(ctx, target, "", r.Name)
 			if err != nil {
 				return err
 			}
-			r.Name = api.Name
+			r.Name = t.Name
 			r.Properties = json.RawMessage(`{}`)
 			return nil
 		},
@@ -152,7 +156,9 @@ var userBehaviour = behaviour{
 		}
 		p.Groups = json.RawMessage("[]")
 		p.RegistrationDate = w.now.Format(dateFormat)
-		if old != nil {
+		if old == nil {
+			w.then = func(ctx context.Context, r *Resource) error { return addDeveloper(ctx, w.tx, w.svc.ID, r.Name) }
+		} else {
 			var o UserProperties
 			_ = json.Unmarshal(old.Properties, &o)
 			p.RegistrationDate = o.RegistrationDate

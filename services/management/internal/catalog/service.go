@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/mail"
 	"slices"
 	"strings"
@@ -160,6 +161,9 @@ func (c *Catalog) writeService(ctx context.Context, ref ServiceRef, old *Service
 	s.Properties = mustJSON(p)
 	if err := c.store.PutService(ctx, &s); err != nil {
 		return Service{}, false, err
+	}
+	if err := c.ensureBuiltInGroups(ctx, s); err != nil {
+		return Service{}, false, fmt.Errorf("built-in groups of service %s: %w", s.Ref.Name, err)
 	}
 	return s, old == nil, nil
 }
