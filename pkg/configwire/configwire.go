@@ -38,6 +38,8 @@ const (
 	// KindAPIRelease is a release of an API revision; its parent is "apis/{id}". Gateways
 	// need none: the revision it made current is in the API entities.
 	KindAPIRelease = "apiReleases"
+	// KindAPISchema is a schema of an API (apis/{id}/schemas); gateways need none.
+	KindAPISchema = "apiSchemas"
 )
 
 // Op is what a change does to an entity.

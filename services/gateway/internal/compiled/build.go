@@ -248,6 +248,8 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 			all = true // a set's scheme routes each of its APIs
 		case configwire.KindAPIRelease:
 			continue // a record of management's: the revision it made current came as APIs
+		case configwire.KindAPISchema:
+			continue // a description of the API's messages, for its users, not for routing
 		default:
 			return nil, fmt.Errorf("%w: unknown kind %q", ErrResync, e.Kind)
 		}

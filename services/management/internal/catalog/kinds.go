@@ -90,6 +90,8 @@ var (
 		MaxLen: 80, Pattern: regexp.MustCompile(`(^[\w]+$)|(^[\w][\w\-]+[\w]$)`), Filter: stringFields("description", "value")}
 	KindAPIVersionSet = &Kind{Name: configwire.KindAPIVersionSet, Segment: "apiVersionSets", Type: "Microsoft.ApiManagement/service/api-version-sets", What: "ApiVersionSet",
 		MaxLen: 80, Pattern: idPattern, Filter: stringFields("displayName", "description", "versioningScheme")}
+	KindAPISchema = &Kind{Name: configwire.KindAPISchema, Segment: "schemas", Type: "Microsoft.ApiManagement/service/apis/schemas", What: "ApiSchema",
+		MaxLen: 80, Pattern: idPattern, Filter: stringFields("contentType")}
 	KindAPIRelease = &Kind{Name: configwire.KindAPIRelease, Segment: "releases", Type: "Microsoft.ApiManagement/service/apis/releases", What: "ApiRelease",
 		MaxLen: 80, Pattern: idPattern, Filter: stringFields("notes")}
 )
@@ -106,7 +108,7 @@ func init() {
 	for _, k := range []*Kind{KindAPI, KindOperation, KindPolicy, KindProduct, KindProductAPI, KindUser,
 		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue,
 		KindCertificate, KindGatewayHostname, KindGatewayCA, KindBackend, KindPolicyFragment,
-		KindAPIVersionSet, KindAPIRelease} {
+		KindAPIVersionSet, KindAPIRelease, KindAPISchema} {
 		kinds[k.Name] = k
 	}
 }
