@@ -28,6 +28,9 @@ type exportResult struct {
 
 // exportAPI answers GET apis/{id}?export=true&format=… for the API r.
 func (s *Server) exportAPI(c echo.Context, r catalog.Resource) error {
+	if !c.QueryParams().Has("export") {
+		return apierror.Validation("format", "The query parameter 'format' is taken on an API only with export=true (docs/import-export.md).")
+	}
 	if v := c.QueryParam("export"); !strings.EqualFold(v, "true") {
 		return apierror.Validation("export", "export must be true, with format naming the description to export")
 	}
