@@ -61,6 +61,8 @@ const (
 	KindGroup          = "groups"
 	KindGroupUser      = "groupUsers"
 	KindProductGroup   = "productGroups"
+	// KindAPISchema is a schema of an API (apis/{id}/schemas); gateways need none.
+	KindAPISchema = "apiSchemas"
 )
 
 // Op is what a change does to an entity.

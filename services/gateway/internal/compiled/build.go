@@ -260,6 +260,8 @@ func (b *Builder) apply(ch configwire.Change, edit *subEdit, undo *undoLog) (*Co
 		case configwire.KindTag, configwire.KindAPITag, configwire.KindOperationTag, configwire.KindProductTag,
 			configwire.KindTagDescription, configwire.KindGroup, configwire.KindGroupUser, configwire.KindProductGroup:
 			continue // the developer portal's metadata: nothing a gateway enforces
+		case configwire.KindAPISchema:
+			continue // a description of the API's messages, for its users, not for routing
 		default:
 			return nil, fmt.Errorf("%w: unknown kind %q", ErrResync, e.Kind)
 		}

@@ -459,6 +459,25 @@ func TestContractSession(t *testing.T) {
 		"loggerId": svc + "/loggers/collector", "frontend": map[string]any{"request": map[string]any{"headers": []string{"User-Agent"}}}})})
 	s.do(t, call{method: "GET", path: svc + "/apis/echo/diagnostics", want: 200})
 	wantCode(t, s.do(t, call{method: "DELETE", path: svc + "/loggers/collector", want: 409, headers: []string{"If-Match", "*"}}), "Conflict")
+	// An OpenAPI import, its exports (inline and by link) and the schema it stores, then one more.
+	s.do(t, call{method: "PUT", path: svc + "/apis/pets", want: 201, body: props(map[string]any{"path": "pets", "format": "openapi+json", "value": petstoreJSON})})
+	s.do(t, call{method: "GET", path: svc + "/apis/pets?export=true&format=openapi%2Bjson", want: 200})
+	var exported struct {
+		Value struct{ Link string } `json:"value"`
+	}
+	_ = json.Unmarshal(s.do(t, call{method: "GET", path: svc + "/apis/pets?export=true&format=openapi-link", want: 200}).Body, &exported)
+	if u, err := url.Parse(exported.Value.Link); err != nil {
+		t.Errorf("export link %q: %v", exported.Value.Link, err)
+	} else {
+		s.do(t, call{method: "GET", path: u.RequestURI(), want: 200})
+	}
+	s.do(t, call{method: "GET", path: svc + "/apis/pets/schemas", want: 200})
+	schema := svc + "/apis/pets/schemas/xsd"
+	s.do(t, call{method: "PUT", path: schema, want: 201, body: props(map[string]any{"contentType": "application/vnd.ms-azure-apim.xsd+xml", "document": map[string]any{"value": "<xs:schema/>"}})})
+	s.do(t, call{method: "GET", path: schema, want: 200})
+	s.do(t, call{method: "HEAD", path: schema, want: 200})
+	s.do(t, call{method: "PATCH", path: schema, want: 405, headers: []string{"If-Match", "*"}, body: props(map[string]any{"contentType": "a"})})
+	s.do(t, call{method: "DELETE", path: schema, want: 200, headers: []string{"If-Match", "*"}})
 	policy := `<policies><inbound><base /><set-header name="X-Tenant" exists-action="override"><value>{{tenant}}</value></set-header></inbound>` +
 		`<backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>`
 	opPolicy := svc + "/apis/echo/operations/onHandshake/policies/policy"

@@ -27,6 +27,7 @@ type routeOption struct {
 var routeOptions = []routeOption{
 	{http.MethodGet, "/policies/:policyId", []string{"format"}},
 	{http.MethodGet, "/apis/:apiId", []string{"expandApiVersionSet"}},
+	{http.MethodGet, "/service/:serviceName/apis/:apiId", []string{"export", "format"}},
 	{http.MethodGet, "/policyFragments/:id", []string{"format"}},
 	{http.MethodDelete, "/products/:productId", []string{"deleteSubscriptions"}},
 	{http.MethodDelete, "/users/:userId", []string{"deleteSubscriptions"}},

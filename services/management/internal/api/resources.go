@@ -73,6 +73,7 @@ func (s *Server) routes(g *echo.Group) {
 		{catalog.KindCertificate, "/certificates", "certificateId", topLevel},
 		{catalog.KindGatewayHostname, "/gateways/:gatewayId/hostnameConfigurations", "hcId", pathOf("gateways", "gatewayId")},
 		{catalog.KindGatewayCA, "/gateways/:gatewayId/certificateAuthorities", "certificateId", pathOf("gateways", "gatewayId")},
+		{catalog.KindAPISchema, "/apis/:apiId/schemas", "schemaId", pathOf("apis", "apiId")},
 	}
 	for _, col := range unpatched {
 		s.itemRoutes(g, col, noPatch)
@@ -265,6 +266,9 @@ func (s *Server) get(col collection) echo.HandlerFunc {
 			out := s.armOf(c, r)
 			out.Properties, _ = json.Marshal(pp)
 			return c.JSON(http.StatusOK, out)
+		}
+		if col.kind == catalog.KindAPI && (c.QueryParams().Has("export") || c.QueryParams().Has("format")) {
+			return s.exportAPI(c, r)
 		}
 		out, err := s.represent(c, r)
 		if err != nil {

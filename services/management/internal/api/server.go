@@ -130,6 +130,7 @@ func New(cfg Config, cat *catalog.Catalog, verifier *auth.Verifier, log *slog.Lo
 	arm := e.Group("", decodeParams, s.authenticate, s.requireAPIVersion, checkQuery, jsonBody)
 	s.routes(arm)
 	s.portalRoutes(e)
+	e.GET(ExportLinkPath, s.serveExportLink)
 	s.fixed = newSegmentTrie(e.Routes())
 	s.operations = providerOperations(e.Routes())
 	return s

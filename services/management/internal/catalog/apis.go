@@ -70,9 +70,12 @@ type OperationProperties struct {
 var apiBehaviour = behaviour{
 	prepare: func(ctx context.Context, w *write, r *Resource, in json.RawMessage, old *Resource) error {
 		if _, _, isRev, _ := SplitRevision(r.Name); isRev {
+			if err := refuseRevisionImport(in); err != nil {
+				return err
+			}
 			return w.prepareRevisionWrite(ctx, r, in, old)
 		}
-		return w.prepareAPI(ctx, r, in, old)
+		return w.prepareImportedAPI(ctx, r, in, old)
 	},
 	beforeDelete: func(ctx context.Context, w *write, r Resource, opts Options) error {
 		apiPath := r.Path()
@@ -93,6 +96,7 @@ var apiBehaviour = behaviour{
 			{Kind: KindPolicy, Parent: apiPath},
 			{Kind: KindAPIRelease, Parent: apiPath},
 			{Kind: KindDiagnostic, Parent: apiPath},
+			{Kind: KindAPISchema, Parent: apiPath},
 			{Kind: KindProductAPI, AnyParent: true, Name: r.Name},
 			{Kind: KindGatewayAPI, AnyParent: true, Name: r.Name},
 			{Kind: KindSubscription, PropEquals: map[string]string{"scope": w.scopeID(apiPath)}},
@@ -493,6 +497,7 @@ type (
 	apiShape struct {
 		APIProperties
 		apiWriteOnly
+		apiImport
 		AuthenticationSettings *struct {
 			OAuth2                       *oAuth2Shape  `json:"oAuth2"`
 			OpenID                       *openIDShape  `json:"openid"`

@@ -112,6 +112,7 @@ func init() {
 		KindGroup:            groupBehaviour,
 		KindGroupUser:        groupUserBehaviour,
 		KindProductGroup:     productGroupBehaviour,
+		KindAPISchema:        apiSchemaBehaviour,
 	}
 }
 
@@ -188,6 +189,10 @@ func (c *Catalog) Put(ctx context.Context, ref ServiceRef, kind *Kind, parent, n
 		if base, _, _, err := SplitRevision(name); err != nil {
 			return Resource{}, false, err
 		} else if err := kind.ValidName(base); err != nil {
+			return Resource{}, false, err
+		}
+		var err error
+		if in, err = c.fetchImportLink(ctx, in); err != nil {
 			return Resource{}, false, err
 		}
 	}

@@ -92,6 +92,8 @@ var (
 		MaxLen: 80, Pattern: regexp.MustCompile(`(^[\w]+$)|(^[\w][\w\-]+[\w]$)`), Filter: stringFields("description", "value")}
 	KindAPIVersionSet = &Kind{Name: configwire.KindAPIVersionSet, Segment: "apiVersionSets", Type: "Microsoft.ApiManagement/service/api-version-sets", What: "ApiVersionSet",
 		MaxLen: 80, Pattern: idPattern, Filter: stringFields("displayName", "description", "versioningScheme")}
+	KindAPISchema = &Kind{Name: configwire.KindAPISchema, Segment: "schemas", Type: "Microsoft.ApiManagement/service/apis/schemas", What: "ApiSchema",
+		MaxLen: 80, Pattern: idPattern, Filter: stringFields("contentType")}
 	KindAPIRelease = &Kind{Name: configwire.KindAPIRelease, Segment: "releases", Type: "Microsoft.ApiManagement/service/apis/releases", What: "ApiRelease",
 		MaxLen: 80, Pattern: idPattern, Filter: stringFields("notes")}
 	KindLogger = &Kind{Name: configwire.KindLogger, Segment: "loggers", Type: "Microsoft.ApiManagement/service/loggers", What: "Logger",
@@ -118,7 +120,7 @@ func init() {
 		KindSubscription, KindGateway, KindGatewayAPI, KindNamedValue,
 		KindCertificate, KindGatewayHostname, KindGatewayCA, KindBackend, KindPolicyFragment,
 		KindAPIVersionSet, KindAPIRelease, KindLogger, KindDiagnostic, KindPortalSetting, KindIdentityProvider,
-		KindTag, KindAPITag, KindOperationTag, KindProductTag, KindTagDescription, KindGroup, KindGroupUser, KindProductGroup} {
+		KindTag, KindAPITag, KindOperationTag, KindProductTag, KindTagDescription, KindGroup, KindGroupUser, KindProductGroup, KindAPISchema} {
 		kinds[k.Name] = k
 	}
 }
