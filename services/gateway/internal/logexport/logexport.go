@@ -114,16 +114,19 @@ func (e *Exporter) Run(ctx context.Context) error {
 	tick := time.NewTicker(e.opt.Interval)
 	defer tick.Stop()
 	b := batches{}
+	// A batch being sent when ctx ends is still delivered (within sendTimeout): stopping the
+	// node must not lose the records it already took.
+	send := context.WithoutCancel(ctx)
 	for {
 		select {
 		case r := <-e.queue:
 			if b.add(r) >= e.opt.Batch {
-				e.flush(ctx, b)
+				e.flush(send, b)
 			}
 		case <-tick.C:
-			e.flush(ctx, b)
+			e.flush(send, b)
 		case <-ctx.Done():
-			e.drain(context.WithoutCancel(ctx), b)
+			e.drain(send, b)
 			return nil
 		}
 	}
