@@ -46,8 +46,8 @@ func scrape(t *testing.T, env *mgmttest.Env) map[string]float64 {
 	return out
 }
 
-// TestScrape makes a few API calls, one of which publishes a change, and checks every
-// management series scraped.
+// TestScrape makes a few API calls, two of which publish a change (the service's creation,
+// with its built-in groups, and the named value), and checks every management series scraped.
 func TestScrape(t *testing.T) {
 	t.Parallel()
 	env := mgmttest.Start(t, mgmttest.Options{})
@@ -74,11 +74,11 @@ func TestScrape(t *testing.T) {
 		count("GET", nvRoute, "404"):                  1,
 		count("GET", "/*", "404"):                     1,
 		count("GET", "/healthz", "200"):               1,
-		"gatehouse_management_outbox_published_total": 1,
+		"gatehouse_management_outbox_published_total": 2,
 		"gatehouse_management_outbox_lag_seconds":     0,
 		"gatehouse_management_outbox_leader":          1,
 	}
-	// The relay publishes the named value's change shortly, and each request is recorded just
+	// The relay publishes the changes shortly, and each request is recorded just
 	// after its answer is written.
 	testwait.For(t, 10*time.Second, func() string {
 		if diff := cmp.Diff(want, scrape(t, env)); diff != "" {
