@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -170,4 +171,65 @@ func wantContains(s string, parts ...string) string {
 		}
 	}
 	return ""
+}
+
+// revisionedTemplate is what issue 15's template (a versioned, revisioned, tagged WebSocket
+// API with a logger and diagnostics) leaves for a node to enforce, whichever SDK applied it:
+// v1 of the API "chat" at /chat/v1 in a Segment version set; a fragment checking X-Tenant
+// against tenant; revision 2 current, whose policy sets X-Revision: 2 and routes to backend;
+// revision 1 routing there without it; key a subscription key for the API; an otlp logger
+// exporting to collector with a service diagnostic that logs client addresses and the API's
+// that does not.
+type revisionedTemplate struct {
+	key, tenant, backend string
+	collector            *otlpCollector
+}
+
+// enforce checks through the node n: the tenant check and the subscription key guard
+// /chat/v1; a handshake there reaches revision 2's policy, one at /chat/v1;rev=1 revision 1's;
+// and a session opened and closed is exported to the collector once, without the client's
+// address (the API's diagnostic overriding the service's).
+func (tpl revisionedTemplate) enforce(t *testing.T, n *node) {
+	t.Helper()
+	eventually(t, propagation, func() string {
+		status, _, body := handshake(t, n.ws("/chat/v1"), keyHeader(tpl.key))
+		if status != http.StatusForbidden {
+			return "a handshake without X-Tenant answered " + http.StatusText(status) + ": " + body
+		}
+		return wantContains(body, "Unknown tenant")
+	})
+	status, header, body := handshake(t, n.ws("/chat/v1"), http.Header{"X-Tenant": {tpl.tenant}})
+	wantGatewayError(t, status, header, body, http.StatusUnauthorized,
+		"Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.")
+
+	h := keyHeader(tpl.key)
+	h.Set("X-Tenant", tpl.tenant)
+	current, hi := openAndCloseHello(t, n, "/chat/v1", h)
+	if hi.Backend != tpl.backend || hi.Header.Get("X-Revision") != "2" {
+		t.Errorf("/chat/v1 reached backend %q with X-Revision %q, want %s with 2 (revision 2's policy)", hi.Backend, hi.Header.Get("X-Revision"), tpl.backend)
+	}
+	first, hi := openAndCloseHello(t, n, "/chat/v1;rev=1", h)
+	if hi.Backend != tpl.backend || hi.Header.Values("X-Revision") != nil {
+		t.Errorf("/chat/v1;rev=1 reached backend %q with X-Revision %q, want %s without it (revision 1's policy)", hi.Backend, hi.Header.Values("X-Revision"), tpl.backend)
+	}
+
+	// Both sessions are exported; once the later one's record is in, a second record of the
+	// first would most likely be too.
+	eventually(t, 30*time.Second, func() string {
+		for _, id := range []string{current, first} {
+			if len(tpl.collector.session(id)) == 0 {
+				return "the collector has no record of session " + id
+			}
+		}
+		return ""
+	})
+	recs := tpl.collector.session(current)
+	if len(recs) != 1 {
+		t.Fatalf("the collector has %d records of session %s, want 1: %v", len(recs), current, recs)
+	}
+	for k, want := range map[string]string{"body": "websocket closed", "gatehouse.diagnostic": "applicationinsights", "client.address": ""} {
+		if recs[0][k] != want {
+			t.Errorf("the session's record %s = %q, want %q (record %v)", k, recs[0][k], want, recs[0])
+		}
+	}
 }
