@@ -77,11 +77,21 @@ func newOTLPCollector(t *testing.T) *otlpCollector {
 
 // records returns the records of the API api received so far.
 func (c *otlpCollector) records(api string) []map[string]string {
+	return c.recordsWith("gatehouse.api", api)
+}
+
+// session returns the records of the session correlationID received so far.
+func (c *otlpCollector) session(correlationID string) []map[string]string {
+	return c.recordsWith("gatehouse.correlation_id", correlationID)
+}
+
+// recordsWith returns the records received so far whose attribute key is value.
+func (c *otlpCollector) recordsWith(key, value string) []map[string]string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []map[string]string
 	for _, r := range c.got {
-		if r["gatehouse.api"] == api {
+		if r[key] == value {
 			out = append(out, r)
 		}
 	}
@@ -156,18 +166,26 @@ func TestDiagnosticsOnANode(t *testing.T) {
 // it with 1000 and returns its correlation id.
 func openAndClose(t *testing.T, n *node, path string, header http.Header) string {
 	t.Helper()
+	id, _ := openAndCloseHello(t, n, path, header)
+	return id
+}
+
+// openAndCloseHello is openAndClose that also returns the backend's hello.
+func openAndCloseHello(t *testing.T, n *node, path string, header http.Header) (string, hello) {
+	t.Helper()
 	c, resp, err := dialer.Dial(n.ws(path), header)
 	if err != nil {
 		t.Fatalf("handshake %s: %v (%s)", path, err, describe(resp))
 	}
 	id := resp.Header.Get("X-Correlation-ID")
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, _, err := c.ReadMessage(); err != nil {
+	var h hello
+	if err := c.ReadJSON(&h); err != nil {
 		t.Fatalf("%s: the backend's hello: %v", path, err)
 	}
 	closeNormally(t, c)
 	c.Close()
-	return id
+	return id, h
 }
 
 // waitConnectionLog waits for management's connection log to hold the session id and returns

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,43 +26,28 @@ type jssdkResult struct {
 // SDK for JavaScript (@azure/arm-apimanagement 10, from npm; issue 15): template.mjs creates a
 // secret named value, a backend, a policy fragment reading it, a Segment version set, a
 // versioned WebSocket API whose onHandshake policy includes the fragment and routes to the
-// backend, a product with the API, a subscription, the gateway with its API link, the portal
-// settings and an identity provider, and reads every one back, failing on any SDK error. A real
-// node then serves the API at /chat/v1: the fragment's check refuses a handshake without the
-// tenant header, and the subscription key the SDK read with listSecrets opens a session.
+// backend, a product with the API, a subscription, a tag on the API and the product with a
+// tag description, an otlp logger with a service and an API diagnostic, revision 2 of the API
+// with its own policy and a release making it current, the gateway with its API link, the
+// portal settings and an identity provider, and reads every one back, failing on any SDK
+// error. A real node then enforces it (revisionedTemplate.enforce).
 func TestJSSDKTemplate(t *testing.T) {
 	node := jssdkPrerequisites(t)
 	const sub = "4f1e3c2a-6b7d-4e8f-9a0b-1c2d3e4f5a6b"
 	s := newStackIn(t, sub)
 	be := newBackend(t, "js-live", "")
+	col := newOTLPCollector(t)
 
 	res := runJSSDK(t, s, node, "template.mjs",
 		"MANAGEMENT_URL="+s.env.URL,
 		"ADMIN_TOKEN="+s.env.Token,
 		"ARM_SUBSCRIPTION="+sub, "RESOURCE_GROUP=rg-e2e", "SERVICE=svc", "GATEWAY=gw",
-		"BACKEND_URL="+be.wsURL("/"))
-	if res.PrimaryKey == "" || res.Calls < 38 {
+		"BACKEND_URL="+be.wsURL("/"), "COLLECTOR_URL="+col.srv.URL)
+	if res.PrimaryKey == "" || res.Calls < 62 {
 		t.Fatalf("the script reported key %t and %d SDK calls, want a key and the whole template", res.PrimaryKey != "", res.Calls)
 	}
-
-	n := s.startNode(t, "jssdk", nodeOptions{})
-	eventually(t, propagation, func() string {
-		status, _, body := handshake(t, n.ws("/chat/v1"), keyHeader(res.PrimaryKey))
-		if status != http.StatusForbidden {
-			return "a handshake without X-Tenant answered " + http.StatusText(status) + ": " + body
-		}
-		return wantContains(body, "Unknown tenant")
-	})
-	h := keyHeader(res.PrimaryKey)
-	h.Set("X-Tenant", "contoso-js")
-	conn, hi := connect(t, n.ws("/chat/v1"), h)
-	defer conn.Close()
-	if hi.Backend != "js-live" {
-		t.Errorf("the session reached backend %q, want js-live", hi.Backend)
-	}
-	status, header, body := handshake(t, n.ws("/chat/v1"), http.Header{"X-Tenant": {"contoso-js"}})
-	wantGatewayError(t, status, header, body, http.StatusUnauthorized,
-		"Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.")
+	revisionedTemplate{key: res.PrimaryKey, tenant: "contoso-js", backend: be.name, collector: col}.
+		enforce(t, s.startNode(t, "jssdk", nodeOptions{}))
 }
 
 // runJSSDK runs script (in jssdkDir) with node and env and fails t if it fails. It registers
