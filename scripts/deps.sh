@@ -2,7 +2,7 @@
 # deps.sh: make sure the tests' needs beyond Go are present: a C compiler, because
 # go test -race needs cgo and Go turns cgo off when it finds none (Debian's gcc, if missing), and
 # the portal's browser tests' chromium and playwright-core (scripts/browser.sh), and the Azure SDK
-# for JavaScript the e2e template test drives (scripts/jssdk.sh).
+# for JavaScript and Python the e2e template tests drive (scripts/jssdk.sh, scripts/pysdk.sh).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -12,3 +12,4 @@ fi
 
 "$(dirname "$0")/browser.sh"
 "$(dirname "$0")/jssdk.sh"
+"$(dirname "$0")/pysdk.sh"

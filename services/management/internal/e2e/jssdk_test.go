@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -15,8 +17,8 @@ import (
 // jssdkDir holds the JavaScript SDK test's script and its node_modules (scripts/jssdk.sh).
 const jssdkDir = "testdata/jssdk"
 
-// jssdkResult is the last line the script prints.
-type jssdkResult struct {
+// sdkResult is the last line an SDK template script prints.
+type sdkResult struct {
 	PrimaryKey string
 	Calls      int
 	Secrets    []struct{ Value, What string }
@@ -33,37 +35,68 @@ type jssdkResult struct {
 // error. A real node then enforces it (revisionedTemplate.enforce).
 func TestJSSDKTemplate(t *testing.T) {
 	node := jssdkPrerequisites(t)
-	const sub = "4f1e3c2a-6b7d-4e8f-9a0b-1c2d3e4f5a6b"
-	s := newStackIn(t, sub)
-	be := newBackend(t, "js-live", "")
 	col := newOTLPCollector(t)
-
-	res := runJSSDK(t, s, node, "template.mjs",
-		"MANAGEMENT_URL="+s.env.URL,
-		"ADMIN_TOKEN="+s.env.Token,
-		"ARM_SUBSCRIPTION="+sub, "RESOURCE_GROUP=rg-e2e", "SERVICE=svc", "GATEWAY=gw",
-		"BACKEND_URL="+be.wsURL("/"), "COLLECTOR_URL="+col.srv.URL)
-	if res.PrimaryKey == "" || res.Calls < 62 {
-		t.Fatalf("the script reported key %t and %d SDK calls, want a key and the whole template", res.PrimaryKey != "", res.Calls)
-	}
-	revisionedTemplate{key: res.PrimaryKey, tenant: "contoso-js", backend: be.name, collector: col}.
+	s, res := applyTemplate(t, jssdkDir, []string{node, "template.mjs"}, "4f1e3c2a-6b7d-4e8f-9a0b-1c2d3e4f5a6b", "js-live", 62,
+		"COLLECTOR_URL="+col.srv.URL)
+	revisionedTemplate{key: res.PrimaryKey, tenant: "contoso-js", backend: "js-live", collector: col}.
 		enforce(t, s.startNode(t, "jssdk", nodeOptions{}))
 }
 
-// runJSSDK runs script (in jssdkDir) with node and env and fails t if it fails. It registers
-// the secrets the script reports (its last stdout line) with the stack, checks that management
+// checkTemplateServed starts a node and checks that it serves the template's API at /chat/v1:
+// a handshake with key but without the X-Tenant header is refused by the tenant check, one with
+// key and tenant reaches backend, and one without the key is APIM's 401.
+func checkTemplateServed(t *testing.T, s *stack, nodeName, key, tenant, backend string) {
+	t.Helper()
+	n := s.startNode(t, nodeName, nodeOptions{})
+	eventually(t, propagation, func() string {
+		status, _, body := handshake(t, n.ws("/chat/v1"), keyHeader(key))
+		if status != http.StatusForbidden {
+			return "a handshake without X-Tenant answered " + http.StatusText(status) + ": " + body
+		}
+		return wantContains(body, "Unknown tenant")
+	})
+	h := keyHeader(key)
+	h.Set("X-Tenant", tenant)
+	conn, hi := connect(t, n.ws("/chat/v1"), h)
+	defer conn.Close()
+	if hi.Backend != backend {
+		t.Errorf("the session reached backend %q, want %s", hi.Backend, backend)
+	}
+	status, header, body := handshake(t, n.ws("/chat/v1"), http.Header{"X-Tenant": {tenant}})
+	wantGatewayError(t, status, header, body, http.StatusUnauthorized,
+		"Access denied due to missing subscription key. Make sure to include subscription key when making requests to an API.")
+}
+
+// applyTemplate starts a stack with its service in the ARM subscription sub and a backend named
+// backend, runs the template script argv in dir against them with env added (runSDKScript), and
+// fails t unless the script reported a subscription key and at least minCalls SDK calls.
+func applyTemplate(t *testing.T, dir string, argv []string, sub, backend string, minCalls int, env ...string) (*stack, sdkResult) {
+	t.Helper()
+	s := newStackIn(t, sub)
+	be := newBackend(t, backend, "")
+	env = append([]string{"MANAGEMENT_URL=" + s.env.URL, "ADMIN_TOKEN=" + s.env.Token, "ARM_SUBSCRIPTION=" + sub,
+		"RESOURCE_GROUP=rg-e2e", "SERVICE=svc", "GATEWAY=gw", "BACKEND_URL=" + be.wsURL("/")}, env...)
+	res := runSDKScript(t, s, dir, argv, env...)
+	if res.PrimaryKey == "" || res.Calls < minCalls {
+		t.Fatalf("the script reported key %t and %d SDK calls, want a key and the whole template", res.PrimaryKey != "", res.Calls)
+	}
+	return s, res
+}
+
+// runSDKScript runs the command argv in dir with env and fails t if it fails. It registers the
+// secrets the script reports (its last stdout line) with the stack, checks that management
 // logged none of them, and returns what the script reported.
-func runJSSDK(t *testing.T, s *stack, node, script string, env ...string) jssdkResult {
+func runSDKScript(t *testing.T, s *stack, dir string, argv []string, env ...string) sdkResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, node, script)
-	cmd.Dir = jssdkDir
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = dir
 	cmd.Env = append(cleanEnviron(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
-	var res jssdkResult
+	var res sdkResult
 	sc := bufio.NewScanner(&stdout)
 	for sc.Scan() {
 		_ = json.Unmarshal(sc.Bytes(), &res)
@@ -72,7 +105,7 @@ func runJSSDK(t *testing.T, s *stack, node, script string, env ...string) jssdkR
 		s.secret(sec.Value, sec.What)
 	}
 	if err != nil {
-		t.Fatalf("node %s failed: %v\n%s", script, err, stderr.String())
+		t.Fatalf("%s failed: %v\n%s", strings.Join(argv, " "), err, stderr.String())
 	}
 	mlog := s.env.Log.String()
 	for _, sec := range res.Secrets {
