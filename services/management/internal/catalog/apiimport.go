@@ -96,6 +96,13 @@ func (c *Catalog) fetchImportLink(ctx context.Context, in json.RawMessage) (json
 	if err != nil {
 		return nil, err
 	}
+	if _, err := readDescription(ctx, importFormats[imf.inline], imf.inline, string(doc)); err != nil {
+		// The reader's error quotes the document, which may be an internal endpoint's answer
+		// the caller must not read: the cause is logged, the caller gets the link.
+		link, _ := url.Parse(imp.Value)
+		c.log.InfoContext(ctx, "import link document refused", "url", link.Redacted(), "err", err)
+		return nil, invalid("properties.value", "the document at %s is not a readable description in the format %s", link.Redacted(), imp.Format)
+	}
 	var props map[string]json.RawMessage
 	if err := json.Unmarshal(in, &props); err != nil {
 		return nil, invalid("properties", "properties must be a JSON object")
@@ -190,13 +197,19 @@ func parseImport(ctx context.Context, in json.RawMessage) (*openapi3.T, error) {
 	if strings.TrimSpace(imp.Value) == "" {
 		return nil, invalid("properties.value", "value is required with format: the description to import")
 	}
-	if imf.json && !json.Valid([]byte(imp.Value)) {
-		return nil, invalid("properties.value", "the format %s needs a JSON document, and value is not valid JSON", imp.Format)
+	return readDescription(ctx, imf, imp.Format, imp.Value)
+}
+
+// readDescription reads value, a description in the inline format imf named format. Its
+// errors quote the document.
+func readDescription(ctx context.Context, imf importFormat, format, value string) (*openapi3.T, error) {
+	if imf.json && !json.Valid([]byte(value)) {
+		return nil, invalid("properties.value", "the format %s needs a JSON document, and value is not valid JSON", format)
 	}
 	if imf.swagger2 {
-		return readSwagger2(imp.Value)
+		return readSwagger2(value)
 	}
-	return readOpenAPI3(ctx, imp.Value)
+	return readOpenAPI3(ctx, value)
 }
 
 // readOpenAPI3 parses an OpenAPI 3.0 or 3.1 document, YAML or JSON, resolving its internal
