@@ -48,3 +48,28 @@ func TestAttackImportLinkEchoesNoInternalContent(t *testing.T) {
 		})
 	}
 }
+
+// TestAttackImportLinkTokenNotLogged imports from links whose query carries a token, as a
+// blob's SAS link or a Gatehouse export link does, where the fetch fails: management's log
+// names the link without its query.
+func TestAttackImportLinkTokenNotLogged(t *testing.T) {
+	t.Parallel()
+	const sig = "sig-5b1e0d77c4"
+	closed := httptest.NewServer(http.NotFoundHandler())
+	dead := closed.URL
+	closed.Close()
+	env := mgmttest.Start(t, mgmttest.Options{})
+	c := newSvcClient(t, env, "import-log")
+	for _, link := range []string{dead + "/petstore.json?sv=2020&sig=" + sig, dead + "/x#sig=" + sig} {
+		r := c.do(http.MethodPut, "/apis/sas", map[string]any{"properties": importAPI("sas", "openapi+json-link", link)})
+		if r.Status != http.StatusBadRequest {
+			t.Fatalf("import from a closed port answered %d, want 400: %s", r.Status, r.Body)
+		}
+	}
+	if !strings.Contains(env.Log.String(), "import link fetch failed") {
+		t.Fatalf("no log line of the failed fetch: %s", env.Log.String())
+	}
+	if strings.Contains(env.Log.String(), sig) {
+		t.Errorf("management's log holds the link's token: %s", env.Log.String())
+	}
+}
