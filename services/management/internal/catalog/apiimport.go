@@ -96,6 +96,13 @@ func (c *Catalog) fetchImportLink(ctx context.Context, in json.RawMessage) (json
 	if err != nil {
 		return nil, err
 	}
+	if _, err := readDescription(ctx, importFormats[imf.inline], imf.inline, string(doc)); err != nil {
+		// The reader's error quotes the document, which may be an internal endpoint's answer
+		// the caller must not read: the cause is logged, the caller gets the link.
+		link, _ := url.Parse(imp.Value)
+		c.log.InfoContext(ctx, "import link document refused", "url", loggableLink(link), "err", err)
+		return nil, invalid("properties.value", "the document at %s is not a readable description in the format %s", link.Redacted(), imp.Format)
+	}
 	var props map[string]json.RawMessage
 	if err := json.Unmarshal(in, &props); err != nil {
 		return nil, invalid("properties", "properties must be a JSON object")
@@ -144,7 +151,11 @@ func (c *Catalog) fetchDocument(ctx context.Context, link string) ([]byte, error
 			errors.As(err, &de)
 			return nil, invalid("properties.value", "the description at %s is not reachable under the operator's egress policy: %s", u.Redacted(), de)
 		}
-		c.log.InfoContext(ctx, "import link fetch failed", "url", u.Redacted(), "err", err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its URL may carry a token in its query
+		}
+		c.log.InfoContext(ctx, "import link fetch failed", "url", loggableLink(u), "err", err)
 		return nil, invalid("properties.value", "the description at %s could not be fetched (no answer within %s, or the connection failed)", u.Redacted(), importFetchTimeout)
 	}
 	defer resp.Body.Close()
@@ -153,13 +164,19 @@ func (c *Catalog) fetchDocument(ctx context.Context, link string) ([]byte, error
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, importMaxBytes+1))
 	if err != nil {
-		c.log.InfoContext(ctx, "import link read failed", "url", u.Redacted(), "err", err)
+		c.log.InfoContext(ctx, "import link read failed", "url", loggableLink(u), "err", err)
 		return nil, invalid("properties.value", "the description at %s could not be read to its end", u.Redacted())
 	}
 	if len(body) > importMaxBytes {
 		return nil, invalid("properties.value", "the description at %s is larger than %d MiB", u.Redacted(), importMaxBytes>>20)
 	}
 	return body, nil
+}
+
+// loggableLink is what management's log keeps of an import link: no query or fragment, which
+// may carry a token (a blob's SAS, a Gatehouse export link's).
+func loggableLink(u *url.URL) string {
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 }
 
 // parseImport reads the description an API write imports, or returns nil when it imports
@@ -190,13 +207,19 @@ func parseImport(ctx context.Context, in json.RawMessage) (*openapi3.T, error) {
 	if strings.TrimSpace(imp.Value) == "" {
 		return nil, invalid("properties.value", "value is required with format: the description to import")
 	}
-	if imf.json && !json.Valid([]byte(imp.Value)) {
-		return nil, invalid("properties.value", "the format %s needs a JSON document, and value is not valid JSON", imp.Format)
+	return readDescription(ctx, imf, imp.Format, imp.Value)
+}
+
+// readDescription reads value, a description in the inline format imf named format. Its
+// errors quote the document.
+func readDescription(ctx context.Context, imf importFormat, format, value string) (*openapi3.T, error) {
+	if imf.json && !json.Valid([]byte(value)) {
+		return nil, invalid("properties.value", "the format %s needs a JSON document, and value is not valid JSON", format)
 	}
 	if imf.swagger2 {
-		return readSwagger2(imp.Value)
+		return readSwagger2(value)
 	}
-	return readOpenAPI3(ctx, imp.Value)
+	return readOpenAPI3(ctx, value)
 }
 
 // readOpenAPI3 parses an OpenAPI 3.0 or 3.1 document, YAML or JSON, resolving its internal
