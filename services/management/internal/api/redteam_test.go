@@ -73,3 +73,18 @@ func TestAttackImportLinkTokenNotLogged(t *testing.T) {
 		t.Errorf("management's log holds the link's token: %s", env.Log.String())
 	}
 }
+
+// TestAttackImportLinkOwnListeners: an import link pointing at management itself, its admin
+// listener (metrics) or its API, is refused by the dialer whatever the egress policy allows,
+// as a gateway node refuses its own listeners.
+func TestAttackImportLinkOwnListeners(t *testing.T) {
+	t.Parallel()
+	env := mgmttest.Start(t, mgmttest.Options{})
+	c := newSvcClient(t, env, "import-self")
+	for _, link := range []string{env.AdminURL + "/metrics", env.URL + "/healthz"} {
+		r := c.do(http.MethodPut, "/apis/self", map[string]any{"properties": importAPI("self", "openapi-link", link)})
+		if r.Status != http.StatusBadRequest || !strings.Contains(string(r.Body), "egress policy") {
+			t.Errorf("import from %s answered %d %s, want 400 naming the egress policy", link, r.Status, r.Body)
+		}
+	}
+}

@@ -281,7 +281,9 @@ func (a *App) build(ctx context.Context) error {
 			return fmt.Errorf("MANAGEMENT_ADMIN_LISTEN: %w", err)
 		}
 	}
+	a.catalog.RefuseOwn(a.listener.Addr())
 	if a.adminLn != nil {
+		a.catalog.RefuseOwn(a.adminLn.Addr())
 		a.admin = &http.Server{Handler: a.api.AdminHandler(), ReadHeaderTimeout: 5 * time.Second,
 			ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute}
 	}

@@ -118,7 +118,7 @@ func (c *Catalog) fetchImportLink(ctx context.Context, in json.RawMessage) (json
 
 // fetchDocument GETs the description at link. The link and every redirect must pass the
 // egress policy before any name is resolved, and each address dialled after resolution
-// (pkg/egress.Dialer); the answer must be 200 within importFetchTimeout and at most
+// (pkg/egress.Dialer), never one of management's own listeners (RefuseOwn); the answer must be 200 within importFetchTimeout and at most
 // importMaxBytes. Errors name the link, never management's internals: the cause is logged.
 func (c *Catalog) fetchDocument(ctx context.Context, link string) ([]byte, error) {
 	u, err := url.Parse(link)
@@ -131,7 +131,7 @@ func (c *Catalog) fetchDocument(ctx context.Context, link string) ([]byte, error
 	ctx, cancel := context.WithTimeout(ctx, importFetchTimeout)
 	defer cancel()
 	client := &http.Client{
-		Transport: &http.Transport{DialContext: egress.NewDialer(c.egress).DialContext, ForceAttemptHTTP2: true},
+		Transport: &http.Transport{DialContext: egress.NewDialer(c.egress, c.own...).DialContext, ForceAttemptHTTP2: true},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) > importMaxRedirects {
 				return fmt.Errorf("more than %d redirects", importMaxRedirects)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"reflect"
 	"strings"
 	"time"
@@ -24,6 +25,9 @@ type Catalog struct {
 	log    *slog.Logger
 	now    func() time.Time
 	egress *egress.Policy
+	// own are management's listeners, which what management fetches itself (import links)
+	// never reaches (RefuseOwn).
+	own []net.Addr
 }
 
 // Option adjusts a Catalog.
@@ -32,6 +36,11 @@ type Option func(*Catalog)
 // WithEgress refuses API serviceUrls the operator's egress policy denies (pkg/egress): a
 // write naming one fails with a ValidationError that names the rule. nil allows every URL.
 func WithEgress(p *egress.Policy) Option { return func(c *Catalog) { c.egress = p } }
+
+// RefuseOwn makes the links management fetches itself (API import) refuse management's own
+// listeners, whatever the egress policy allows, as a gateway node's dialer refuses the node's.
+// It is called once, before the catalog serves.
+func (c *Catalog) RefuseOwn(addrs ...net.Addr) { c.own = append(c.own, addrs...) }
 
 // New returns a Catalog persisting through store.
 func New(store Store, log *slog.Logger, opts ...Option) *Catalog {
