@@ -14,8 +14,8 @@ import (
 	"gatehouse.dev/pkg/pipeline"
 )
 
-// frontingEntity is an entity of kind with the properties props.
-func frontingEntity(t *testing.T, kind, parent, name string, props map[string]any) configwire.Entity {
+// entity is an entity of kind with the properties props.
+func entity(t *testing.T, kind, parent, name string, props map[string]any) configwire.Entity {
 	t.Helper()
 	raw, err := json.Marshal(props)
 	if err != nil {
@@ -33,13 +33,13 @@ func frontingEntity(t *testing.T, kind, parent, name string, props map[string]an
 func TestClientCertificateHostFronting(t *testing.T) {
 	t.Parallel()
 	snap := configwire.Snapshot{ServiceID: "svc-id", Service: "svc", Gateway: "gw1", Revision: 1, Entities: []configwire.Entity{
-		frontingEntity(t, configwire.KindGateway, "", "gw1", map[string]any{}),
-		frontingEntity(t, configwire.KindAPI, "", "echo", map[string]any{"displayName": "echo", "path": "echo", "type": "websocket",
+		entity(t, configwire.KindGateway, "", "gw1", map[string]any{}),
+		entity(t, configwire.KindAPI, "", "echo", map[string]any{"displayName": "echo", "path": "echo", "type": "websocket",
 			"serviceUrl": "ws://127.0.0.1:1", "protocols": []string{"wss"}, "subscriptionRequired": false}),
-		frontingEntity(t, configwire.KindOperation, "apis/echo", "onHandshake", map[string]any{"displayName": "onHandshake", "method": "GET", "urlTemplate": "/"}),
+		entity(t, configwire.KindOperation, "apis/echo", "onHandshake", map[string]any{"displayName": "onHandshake", "method": "GET", "urlTemplate": "/"}),
 		{Kind: configwire.KindGatewayAPI, Parent: "gateways/gw1", Name: "echo", Revision: 1},
-		frontingEntity(t, configwire.KindGatewayHostname, "gateways/gw1", "mtls", map[string]any{"hostname": "mtls.example.test", "negotiateClientCertificate": true}),
-		frontingEntity(t, configwire.KindGatewayHostname, "gateways/gw1", "open", map[string]any{"hostname": "open.example.test"}),
+		entity(t, configwire.KindGatewayHostname, "gateways/gw1", "mtls", map[string]any{"hostname": "mtls.example.test", "negotiateClientCertificate": true}),
+		entity(t, configwire.KindGatewayHostname, "gateways/gw1", "open", map[string]any{"hostname": "open.example.test"}),
 	}}
 	cfg, err := compiled.NewBuilder(pipeline.Env{}).Load(snap)
 	if err != nil {
