@@ -226,8 +226,12 @@ func (c *Config) LookupHTTP(r *http.Request) (*API, string) {
 
 // route returns the API at the lower-cased route key for r: the version r names when a
 // Query or Header version set answers there, else the API at the key. "{route};rev=n" is
-// also the current revision at the route when that is n.
+// also the current revision at the route when that is n. A key holding versionSep (a path
+// with %00) names no route: it would reach a version the request does not name.
 func (c *Config) route(key string, r *http.Request) *API {
+	if strings.Contains(key, versionSep) {
+		return nil
+	}
 	if a := c.routeVersion(key, r); a != nil {
 		return a
 	}

@@ -144,3 +144,19 @@ func TestVersionChanges(t *testing.T) {
 		t.Errorf("/seg reaches %q, want seg-original still", got)
 	}
 }
+
+// TestVersionSeparatorInPath requests the internal separator of a Query or Header version
+// (a NUL, sent as %00) in the path: it names no API, so it reaches no version the request
+// does not name by its query parameter or header.
+func TestVersionSeparatorInPath(t *testing.T) {
+	t.Parallel()
+	_, cfg := load(t, versionedSnapshot())
+	for _, p := range []string{"/qry%00v2", "/hdr%00v2", "/qry%00v2?api-version=v1"} {
+		if got := apiName(cfg.LookupWebSocket(versionRequest(p))); got != "" {
+			t.Errorf("LookupWebSocket(%s) = %q, want none", p, got)
+		}
+		if a, _ := cfg.LookupHTTP(versionRequest(p + "/x")); a != nil {
+			t.Errorf("LookupHTTP(%s/x) = %q, want none", p, a.Name)
+		}
+	}
+}

@@ -142,6 +142,15 @@ func weightedOrder(group []compiled.Member) []*compiled.Backend {
 	return out
 }
 
+// allowed reports whether t's breaker, if it has one, lets a call through now.
+func (t target) allowed() bool {
+	if t.br == nil {
+		return true
+	}
+	ok, _ := t.br.Allow()
+	return ok
+}
+
 // request returns the header and query to send to t: pr's, with t's credentials set over them.
 func (t target) request(pr *pipeline.Request) (http.Header, url.Values) {
 	if t.be == nil || t.be.Header == nil && t.be.Query == nil {

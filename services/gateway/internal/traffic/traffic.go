@@ -155,6 +155,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusServiceUnavailable, apierror.MsgNoConfiguration)
 		return
 	}
+	if misdirected(cfg, r) {
+		WriteError(w, http.StatusMisdirectedRequest, msgMisdirected)
+		return
+	}
 	secure := r.TLS != nil
 	if api := cfg.LookupWebSocket(r); api != nil && api.Broken() {
 		h.refuseBroken(w, r, api)
@@ -172,6 +176,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	WriteError(w, http.StatusNotFound, apierror.MsgNotFound)
+}
+
+// msgMisdirected answers a request refused by misdirected.
+const msgMisdirected = "Misdirected request: this hostname requires a client certificate; connect with its name as the TLS server name and present one"
+
+// misdirected reports whether r came over a TLS connection without a client certificate
+// while its Host names a hostname configuration that requires one: the handshake chose the
+// hostname by the client's SNI, so a client sending the SNI of another hostname and this
+// Host (domain fronting) would otherwise skip the requirement.
+func misdirected(cfg *compiled.Config, r *http.Request) bool {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) > 0 {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		host = r.Host
+	}
+	h := cfg.Hostname(host)
+	return h != nil && h.NegotiateClientCertificate
 }
 
 // refuseBroken answers a request for an API whose configuration this node could not decode:

@@ -372,10 +372,14 @@ var errExtensionAnswer = errors.New("the backend's extension answer does not mat
 
 // dialTargets dials the targets in turn until one upgrades. A dial, TLS or handshake failure,
 // or a refusal with a 5xx status, moves on to the next target (connect-time failover,
-// docs/backends.md); the last outcome is returned. Each outcome counts in the target's circuit
+// docs/backends.md), skipping a target whose breaker opened meanwhile; the last outcome is
+// returned. Each outcome counts in the target's circuit
 // breaker.
 func (h *Handler) dialTargets(ctx context.Context, hs *handshake, r *http.Request, pr *pipeline.Request, targets []target) (be *wsproxy.Backend, refused *wsproxy.Refused, err error) {
 	for i, t := range targets {
+		if i > 0 && !t.allowed() { // its breaker opened while the ones before were tried
+			continue
+		}
 		hdr, q := t.request(pr)
 		u := backendURL(t.url, "", q)
 		hs.backend = u.Scheme + "://" + u.Host // never the query: it may carry a token
