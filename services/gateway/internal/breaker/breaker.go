@@ -96,9 +96,14 @@ func (b *Breaker) Allow() (bool, time.Duration) {
 	return true, 0
 }
 
+// MaxRetryAfter bounds how long a backend's Retry-After keeps its breaker open, so that a
+// wrong header (a date years ahead, a value in milliseconds) cannot take a backend out of
+// service for longer than an hour; a rule's own tripDuration is not bounded by it.
+const MaxRetryAfter = time.Hour
+
 // Record counts one call's outcome: failed says whether it counts as a failure of the rule;
-// retryAfter is the backend's Retry-After (0: none), which opens the breaker for that long
-// when the rule accepts it.
+// retryAfter is the backend's Retry-After (0: none), which opens the breaker for that long,
+// at most MaxRetryAfter, when the rule accepts it.
 func (b *Breaker) Record(failed bool, retryAfter time.Duration) {
 	r := b.rule
 	now := b.now()
@@ -120,7 +125,7 @@ func (b *Breaker) Record(failed bool, retryAfter time.Duration) {
 	if trip {
 		wait := r.tripDuration
 		if r.acceptRetryAfter && retryAfter > 0 {
-			wait = retryAfter
+			wait = min(retryAfter, MaxRetryAfter)
 		}
 		b.openUntil = now.Add(wait)
 	}

@@ -1,6 +1,7 @@
 package breaker
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -43,7 +44,17 @@ func TestBreaker(t *testing.T) {
 	if _, wait := b.Allow(); wait != 30*time.Second {
 		t.Errorf("wait %v, want the backend's Retry-After", wait)
 	}
-	if want := []bool{true, false, true}; len(changes) != len(want) || changes[0] != want[0] || changes[1] != want[1] || changes[2] != want[2] {
+	// ... at most MaxRetryAfter.
+	c.t = c.t.Add(30 * time.Second)
+	if ok, _ := b.Allow(); !ok {
+		t.Fatal("still open after the backend's Retry-After")
+	}
+	b.Record(true, 0)
+	b.Record(true, 24*365*time.Hour)
+	if _, wait := b.Allow(); wait != MaxRetryAfter {
+		t.Errorf("wait %v after a Retry-After of a year, want MaxRetryAfter", wait)
+	}
+	if want := []bool{true, false, true, false, true}; len(changes) != len(want) || !slices.Equal(changes, want) {
 		t.Errorf("changes %v, want %v", changes, want)
 	}
 	// Percentage: half the calls.

@@ -114,12 +114,17 @@ func TestDiagnostics(t *testing.T) {
 		t.Errorf("API diagnostic type = %v", got)
 	}
 	c.must(http.StatusCreated, http.MethodPut, "/diagnostics/azuremonitor", map[string]any{"properties": map[string]any{"loggerId": "/loggers/azuremonitor"}})
+	// A non-current revision takes no diagnostic of its own: nodes apply the API's to every
+	// revision, so it would be kept and never applied.
+	c.must(http.StatusCreated, http.MethodPut, "/apis/chat;rev=2", map[string]any{"properties": map[string]any{
+		"sourceApiId": c.svc + "/apis/chat", "path": "chat"}})
 
 	for _, tc := range []struct {
 		name, path, target string
 		props              map[string]any
 	}{
 		{"no logger", "/diagnostics/d", "properties.loggerId", map[string]any{}},
+		{"non-current revision", "/apis/chat;rev=2/diagnostics/applicationinsights", "name", map[string]any{"loggerId": "/loggers/otel"}},
 		{"missing logger", "/diagnostics/d", "properties.loggerId", map[string]any{"loggerId": "/loggers/nope"}},
 		{"not a logger id", "/diagnostics/d", "properties.loggerId", map[string]any{"loggerId": "/backends/otel"}},
 		{"azuremonitor to otlp", "/diagnostics/azuremonitor", "properties.loggerId", map[string]any{"loggerId": "/loggers/otel"}},

@@ -153,6 +153,13 @@ var diagnosticBehaviour = behaviour{
 		return parentOf(KindAPI)(parent)
 	},
 	prepare: func(ctx context.Context, w *write, r *Resource, in json.RawMessage, old *Resource) error {
+		if _, api := splitParent(r.Parent); api != "" {
+			if _, _, isRev, _ := SplitRevision(api); isRev {
+				// Nodes apply an API's diagnostics to every revision; one of a non-current
+				// revision would be stored and never applied.
+				return invalid("name", "diagnostics apply to every revision of an API: set them on apis/%s", strings.SplitN(api, ";", 2)[0])
+			}
+		}
 		var p diagnostic.Properties
 		if err := decodeProps(in, &p); err != nil {
 			return err
