@@ -42,14 +42,22 @@ func (n *interpNode) eval(c Context) (value, error) {
 	return strValue(b.String()), nil
 }
 
+// evalPair evaluates a binary operator's operands, left first; the right one is not evaluated
+// when the left fails.
+func evalPair(c Context, ln, rn node) (l, r value, err error) {
+	if l, err = ln.eval(c); err != nil {
+		return nullValue, nullValue, err
+	}
+	if r, err = rn.eval(c); err != nil {
+		return nullValue, nullValue, err
+	}
+	return l, r, nil
+}
+
 type concatNode struct{ l, r node }
 
 func (n *concatNode) eval(c Context) (value, error) {
-	l, err := n.l.eval(c)
-	if err != nil {
-		return nullValue, err
-	}
-	r, err := n.r.eval(c)
+	l, r, err := evalPair(c, n.l, n.r)
 	if err != nil {
 		return nullValue, err
 	}
@@ -75,11 +83,7 @@ type arithNode struct {
 }
 
 func (n *arithNode) eval(c Context) (value, error) {
-	l, err := n.l.eval(c)
-	if err != nil {
-		return nullValue, err
-	}
-	r, err := n.r.eval(c)
+	l, r, err := evalPair(c, n.l, n.r)
 	if err != nil {
 		return nullValue, err
 	}
@@ -138,11 +142,7 @@ type eqNode struct {
 }
 
 func (n *eqNode) eval(c Context) (value, error) {
-	l, err := n.l.eval(c)
-	if err != nil {
-		return nullValue, err
-	}
-	r, err := n.r.eval(c)
+	l, r, err := evalPair(c, n.l, n.r)
 	if err != nil {
 		return nullValue, err
 	}
