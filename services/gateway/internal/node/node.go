@@ -34,6 +34,7 @@ import (
 	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/gateway/internal/traffic"
 	"gatehouse.dev/gateway/internal/usage"
+	"gatehouse.dev/gateway/internal/wsproxy"
 	"gatehouse.dev/pkg/configwire"
 	"gatehouse.dev/pkg/egress"
 	"gatehouse.dev/pkg/pipeline"
@@ -110,14 +111,27 @@ type Config struct {
 	NATSReadyTimeout time.Duration
 	// Region is context.Deployment.Region (GATEWAY_REGION).
 	Region string
+	// Engine relays WebSocket sessions: EngineLoop (the default when empty) runs sessions
+	// over plain TCP on event loops, one per GOMAXPROCS, and sessions over TLS on goroutines;
+	// EngineGoroutine runs every session on goroutines (GATEWAY_ENGINE).
+	Engine string
 	// OTLPEndpoint and OTLPTracesEndpoint are the standard OpenTelemetry variables
 	// (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); with neither set the
 	// node traces nothing.
 	OTLPEndpoint, OTLPTracesEndpoint string
 }
 
+// Values of Config.Engine.
+const (
+	EngineLoop      = "loop"
+	EngineGoroutine = "goroutine"
+)
+
 // validate reports the first setting that cannot work, named by its variable.
 func (c *Config) validate() error {
+	if c.Engine != "" && c.Engine != EngineLoop && c.Engine != EngineGoroutine {
+		return fmt.Errorf("GATEWAY_ENGINE: %q is neither %s nor %s", c.Engine, EngineLoop, EngineGoroutine)
+	}
 	switch {
 	case c.Token == "":
 		return errors.New("GATEWAY_TOKEN is required: generate one with POST .../gateways/{id}/generateToken")
@@ -143,6 +157,8 @@ type Node struct {
 	log *slog.Logger
 	id  string // the node's id in heartbeats, counters, usage and logs
 	url string // PublicURL, or the traffic listener's
+	// engine relays WebSocket sessions over plain TCP; nil relays them on goroutines.
+	engine *wsproxy.Engine
 
 	// current is the installed configuration, nil until the first; the hot path reads it.
 	current    atomic.Pointer[compiled.Config]
@@ -203,6 +219,12 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	if n.metrics, err = metrics.NewGateway(n.promReg); err != nil {
 		return nil, err
+	}
+	if cfg.Engine != EngineGoroutine {
+		// Off Linux the engine is unsupported and every session runs on goroutines.
+		if n.engine, err = wsproxy.DefaultEngine(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+			return nil, err
+		}
 	}
 
 	// Rate-limit, quota and connection counters are shared by the fleet through NATS
@@ -366,7 +388,7 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 	}()
 	handler := traffic.New(&n.current, traffic.Options{BackendTLS: n.backendTLS, ConnectTimeout: n.cfg.ConnectTimeout, Dial: n.dialer.DialContext,
-		MaxMessageBytes: n.cfg.MaxMessageBytes, IdleTimeout: n.cfg.IdleTimeout, PingInterval: n.cfg.PingInterval,
+		MaxMessageBytes: n.cfg.MaxMessageBytes, IdleTimeout: n.cfg.IdleTimeout, PingInterval: n.cfg.PingInterval, Engine: n.engine,
 		MaxHeaderBytes: n.maxHeaderBytes(), TrustedProxies: n.cfg.TrustedProxies,
 		Region: n.cfg.Region, Log: n.log, Node: n.id, Metrics: n.metrics, Registry: n.conns, Connections: n.sessions,
 		Tracer: tracer, Usage: n.usage, ConnectionLog: n.connLog, LogExport: n.logExport, Context: ctx})

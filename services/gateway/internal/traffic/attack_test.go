@@ -3,6 +3,7 @@ package traffic_test
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,7 @@ import (
 
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/traffic"
+	"gatehouse.dev/gateway/internal/wsproxy"
 	"gatehouse.dev/pkg/apierror"
 	"gatehouse.dev/pkg/configwire"
 )
@@ -71,6 +73,9 @@ func attackGateway(t *testing.T, backend string, opt traffic.Options, policies m
 	}
 	var cfg atomic.Pointer[compiled.Config]
 	cfg.Store(build(t, configwire.Snapshot{ServiceID: "svc-id", Service: "svc", Gateway: "gw1", Revision: 7, Entities: ents}))
+	if opt.Engine == nil {
+		opt.Engine = loopEngine(t)
+	}
 	srv := httptest.NewUnstartedServer(traffic.New(&cfg, opt))
 	srv.Config.MaxHeaderBytes = traffic.DefaultMaxHeaderBytes // as the node sets it
 	srv.Start()
@@ -231,4 +236,14 @@ func TestAttackForwardedHeaders(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loopEngine is the event-loop engine the node runs sessions on by default (nil, the
+// goroutine engine, where it is unsupported).
+func loopEngine(t testing.TB) *wsproxy.Engine {
+	e, err := wsproxy.DefaultEngine()
+	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatal(err)
+	}
+	return e
 }

@@ -196,7 +196,7 @@ func newEnv(t *testing.T) *env {
 	cfg.Store(build(t, snapshot(t, backend, false)))
 	u := usage.New(usage.Options{NodeID: "node-1", ServiceID: func() string { return "svc" }, Gateway: func() string { return "gw" },
 		JetStream: func() jetstream.JetStream { return nil }})
-	h := traffic.New(&cfg, traffic.Options{Node: "node-1", Metrics: m, Usage: u,
+	h := traffic.New(&cfg, traffic.Options{Node: "node-1", Metrics: m, Usage: u, Engine: loopEngine(t),
 		Log: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)

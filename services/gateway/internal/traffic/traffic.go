@@ -29,6 +29,7 @@ import (
 	"gatehouse.dev/gateway/internal/metrics"
 	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/gateway/internal/usage"
+	"gatehouse.dev/gateway/internal/wsproxy"
 	"gatehouse.dev/pkg/apierror"
 	"gatehouse.dev/pkg/pipeline"
 )
@@ -62,6 +63,9 @@ type Options struct {
 	IdleTimeout     time.Duration
 	// PingInterval is the default keepalive ping interval (0 = none).
 	PingInterval time.Duration
+	// Engine relays WebSocket sessions whose connections are plain TCP on its event loops;
+	// nil relays every session on the goroutine engine (wsproxy.Engine).
+	Engine *wsproxy.Engine
 	// Node names this process in the connection log records (the heartbeat's node id).
 	Node string
 	Log  *slog.Logger

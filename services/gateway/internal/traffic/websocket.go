@@ -158,7 +158,7 @@ func (h *Handler) serveWebSocket(w http.ResponseWriter, r *http.Request, cfg *co
 			return code, reason
 		}
 	}
-	sess := wsproxy.NewSession(conn, br, be, limits, hooks)
+	sess := h.opt.Engine.NewSession(conn, br, be, limits, hooks)
 	var expiry *time.Timer
 	if !end.IsZero() {
 		expired := metrics.ReasonExpired

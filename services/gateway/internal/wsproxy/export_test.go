@@ -1,12 +1,17 @@
 package wsproxy
 
-// Parked reports how many sides of s are parked, for tests.
+// Parked reports how many sides of s are parked, for tests; sessions of the event-loop
+// engine have none.
 func (s *Session) Parked() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	g, ok := s.impl.(*goSession)
+	if !ok {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	n := 0
-	for i := range s.sides {
-		if s.sides[i].parked {
+	for i := range g.sides {
+		if g.sides[i].parked {
 			n++
 		}
 	}

@@ -37,6 +37,7 @@ type gateway struct {
 	hooks    wsproxy.Hooks
 	tls      *tls.Config
 	ctx      context.Context
+	engine   *wsproxy.Engine // nil: the goroutine engine
 	sessions chan *wsproxy.Session
 	stats    chan wsproxy.Stats
 	dialErrs chan error
@@ -49,12 +50,17 @@ func withHooks(h wsproxy.Hooks) gatewayOption       { return func(g *gateway) { 
 func withTLS(c *tls.Config) gatewayOption           { return func(g *gateway) { g.tls = c } }
 func withContext(ctx context.Context) gatewayOption { return func(g *gateway) { g.ctx = ctx } }
 
+// withGoroutineEngine runs the gateway's sessions on the goroutine engine whatever
+// -wsproxy.engine says.
+func withGoroutineEngine() gatewayOption { return func(g *gateway) { g.engine = nil } }
+
 func startGateway(t testing.TB, backendURL string, opts ...gatewayOption) *gateway {
 	t.Helper()
 	g := &gateway{
 		backend:  backendURL,
 		limits:   wsproxy.Limits{CloseTimeout: 2 * time.Second},
 		ctx:      context.Background(),
+		engine:   testEngine,
 		sessions: make(chan *wsproxy.Session, 16),
 		stats:    make(chan wsproxy.Stats, 16),
 		dialErrs: make(chan error, 16),
@@ -100,14 +106,10 @@ func (g *gateway) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", "req-1")
 	var s *wsproxy.Session
-	if g.hooks.MessageStart == nil {
-		s, err = wsproxy.Accept(w, r, be, g.limits)
-	} else {
-		var conn net.Conn
-		var br *bufio.Reader
-		if conn, br, err = wsproxy.Upgrade(w, r, be); err == nil {
-			s = wsproxy.NewSession(conn, br, be, g.limits, g.hooks)
-		}
+	var conn net.Conn
+	var br *bufio.Reader
+	if conn, br, err = wsproxy.Upgrade(w, r, be); err == nil {
+		s = g.engine.NewSession(conn, br, be, g.limits, g.hooks)
 	}
 	if err != nil {
 		g.dialErrs <- err

@@ -33,7 +33,7 @@ func TestParking(t *testing.T) {
 	t.Run("messages after a quiet spell", func(t *testing.T) {
 		t.Parallel()
 		be := startBackend(t, websocket.Upgrader{}, echo, nil, false)
-		gw := startGateway(t, be.url())
+		gw := startGateway(t, be.url(), withGoroutineEngine())
 		c, _ := dialGorilla(t, nil, gw.url("/"), nil)
 		s := gw.session(t)
 		for round := range 2 {
@@ -58,7 +58,7 @@ func TestParking(t *testing.T) {
 	t.Run("client vanishes while parked", func(t *testing.T) {
 		t.Parallel()
 		be := startBackend(t, websocket.Upgrader{}, nil, nil, false)
-		gw := startGateway(t, be.url())
+		gw := startGateway(t, be.url(), withGoroutineEngine())
 		c, _ := dialGorilla(t, nil, gw.url("/"), nil)
 		bc := be.conn(t)
 		s := gw.session(t)
@@ -76,7 +76,7 @@ func TestParking(t *testing.T) {
 		t.Parallel()
 		be := startBackend(t, websocket.Upgrader{}, nil, nil, false)
 		ctx, cancel := context.WithCancel(context.Background())
-		gw := startGateway(t, be.url(), withContext(ctx), withLimits(wsproxy.Limits{CloseTimeout: 300 * time.Millisecond}))
+		gw := startGateway(t, be.url(), withGoroutineEngine(), withContext(ctx), withLimits(wsproxy.Limits{CloseTimeout: 300 * time.Millisecond}))
 		dialGorilla(t, nil, gw.url("/"), nil)
 		be.conn(t)
 		s := gw.session(t)

@@ -161,7 +161,7 @@ type side struct {
 }
 
 // writable reports whether a frame may be written to x now; x.wmu must be held.
-func (x *side) writable(s *Session) bool {
+func (x *side) writable(s *goSession) bool {
 	return !x.closeSent.Load() && !x.broken.Load() && !s.stopping.Load()
 }
 
@@ -172,15 +172,14 @@ type injection struct {
 	reason  string
 }
 
-// Session relays frames between a client and a backend connection. Create it with
-// NewSession, call Start or Run once, and call Close from any goroutine to end it early.
-// Every method is safe for concurrent use.
+// goSession is a session of the goroutine engine: it needs nothing but net.Conn, so it also
+// serves TLS connections and systems without epoll.
 //
-// A session has no goroutine of its own: one relays each direction while frames flow. Where
+// It has no goroutine of its own: one relays each direction while frames flow. Where
 // parking is available (Linux, plain TCP) a direction waits in a process-wide epoll set
 // instead, from the start and again after a second without frames, so an idle session holds
 // no goroutine, no stack and no buffer. Timers and state changes run short-lived goroutines.
-type Session struct {
+type goSession struct {
 	sides  [2]side
 	limits Limits
 	hooks  Hooks
@@ -219,15 +218,12 @@ type Session struct {
 	doneOnce sync.Once
 }
 
-// NewSession prepares a session between the hijacked client connection (with the reader
-// Upgrade returned, or nil) and the upgraded backend. The session owns both connections
-// from now on: it closes them when it ends. Bytes already buffered by clientReader or
-// be.Reader are relayed first; the readers themselves are not used again.
-func NewSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits Limits, hooks Hooks) *Session {
+// newGoSession is NewSession on the goroutine engine.
+func newGoSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits Limits, hooks Hooks) *goSession {
 	if limits.CloseTimeout <= 0 {
 		limits.CloseTimeout = DefaultCloseTimeout
 	}
-	s := &Session{limits: limits, hooks: hooks, start: time.Now()}
+	s := &goSession{limits: limits, hooks: hooks, start: time.Now()}
 	if be.Response != nil && NegotiatedDeflate(be.Response.Header) {
 		s.rsv = frame.Rsv1
 	}
@@ -249,11 +245,11 @@ func NewSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits
 }
 
 // clock returns the time since the session started, in nanoseconds, from the monotonic clock.
-func (s *Session) clock() int64 { return int64(time.Since(s.start)) }
+func (s *goSession) clock() int64 { return int64(time.Since(s.start)) }
 
 // wakeup makes react run soon on a goroutine of its own, so that callers may hold locks.
 // Wakeups while react runs make it run again; before Start they wait for it.
-func (s *Session) wakeup() {
+func (s *goSession) wakeup() {
 	s.dirty.Store(true)
 	if s.started.Load() && s.driving.CompareAndSwap(false, true) {
 		go s.drive()
@@ -263,7 +259,7 @@ func (s *Session) wakeup() {
 // poke is wakeup for a caller that holds none of the session's locks: it runs react on the
 // calling goroutine (unless another goroutine is running it, which then runs it again),
 // sparing a goroutine per state change.
-func (s *Session) poke() {
+func (s *goSession) poke() {
 	s.dirty.Store(true)
 	if s.started.Load() && s.driving.CompareAndSwap(false, true) {
 		s.drive()
@@ -271,7 +267,7 @@ func (s *Session) poke() {
 }
 
 // drive runs react until no wakeup is pending.
-func (s *Session) drive() {
+func (s *goSession) drive() {
 	for {
 		s.dirty.Store(false)
 		s.react()
@@ -282,12 +278,8 @@ func (s *Session) drive() {
 	}
 }
 
-// Close ends the session from the gateway's side: frames stop being relayed, both sides
-// get a close frame with code and reason (masked toward the backend), and the connections
-// are closed once both have answered or after Limits.CloseTimeout. Codes that may not be
-// sent (RFC 6455 §7.4) become 1001; a reason is cut to 123 bytes. Close does not block and
-// does nothing once the gateway is already closing the session.
-func (s *Session) Close(code uint16, reason string) {
+// Close is Session.Close.
+func (s *goSession) Close(code uint16, reason string) {
 	if !frame.SendableCloseCode(code) {
 		code = frame.CloseGoingAway
 	}
@@ -296,14 +288,14 @@ func (s *Session) Close(code uint16, reason string) {
 
 // stop records the close (unless one is recorded already) and, the first time, makes the
 // session relay nothing more and queues a close frame for each side.
-func (s *Session) stop(by string, code uint16, reason string, codes [2]uint16, reasons [2]string) {
+func (s *goSession) stop(by string, code uint16, reason string, codes [2]uint16, reasons [2]string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.recordLocked(by, code, reason)
 	s.stopLocked(codes, reasons)
 }
 
-func (s *Session) stopLocked(codes [2]uint16, reasons [2]string) {
+func (s *goSession) stopLocked(codes [2]uint16, reasons [2]string) {
 	if s.finished || s.stopping.Load() {
 		return
 	}
@@ -314,14 +306,14 @@ func (s *Session) stopLocked(codes [2]uint16, reasons [2]string) {
 	s.wakeup()
 }
 
-func (s *Session) recordLocked(by string, code uint16, reason string) {
+func (s *goSession) recordLocked(by string, code uint16, reason string) {
 	if s.closed.ClosedBy == "" {
 		s.closed = Stats{ClosedBy: by, CloseCode: code, Reason: reason}
 	}
 }
 
 // Stats returns the session's counters so far and how it closed, if it has.
-func (s *Session) Stats() Stats {
+func (s *goSession) Stats() Stats {
 	s.mu.Lock()
 	st := s.closed
 	s.mu.Unlock()
@@ -332,23 +324,9 @@ func (s *Session) Stats() Stats {
 	return st
 }
 
-// Run relays frames until the session is over and returns its Stats: it is Start followed
-// by waiting for the session to end.
-func (s *Session) Run(ctx context.Context) Stats {
-	ended := make(chan Stats, 1)
-	s.Start(ctx, func(st Stats) { ended <- st })
-	return <-ended
-}
-
-// Start starts relaying and returns at once; done is called once, on some goroutine, with the
-// session's Stats when it is over. The session ends after both sides have exchanged close
-// frames, after one connection ends (the other side then gets close 1001 "going away"; 1005
-// and 1006 are never sent), or after a gateway close (Close, a limit, a hook, the idle
-// timeout, or ctx ending, which acts as Close(1001, "going away")) has been answered by both
-// sides; a closing session waits at most Limits.CloseTimeout. Both connections are closed,
-// and every goroutine that relayed or wrote for the session has ended, before done is
-// called. done must not block; it may call any method of the session.
-func (s *Session) Start(ctx context.Context, done func(Stats)) {
+// Start is Session.Start: every goroutine that relayed or wrote for the session has ended
+// before done is called.
+func (s *goSession) Start(ctx context.Context, done func(Stats)) {
 	s.mu.Lock()
 	s.done = done
 	if s.limits.IdleTimeout > 0 {
@@ -379,7 +357,7 @@ func (s *Session) Start(ctx context.Context, done func(Stats)) {
 }
 
 // idleTick ends a session quiet for Limits.IdleTimeout, or waits for the rest of it.
-func (s *Session) idleTick() {
+func (s *goSession) idleTick() {
 	s.mu.Lock()
 	if s.finished {
 		s.mu.Unlock()
@@ -396,7 +374,7 @@ func (s *Session) idleTick() {
 }
 
 // pingTick runs keepalive every Limits.PingInterval until the session closes.
-func (s *Session) pingTick() {
+func (s *goSession) pingTick() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.finished || s.graceTimer != nil {
@@ -407,7 +385,7 @@ func (s *Session) pingTick() {
 }
 
 // react answers state changes (step) and tears the session down once it is over.
-func (s *Session) react() {
+func (s *goSession) react() {
 	s.mu.Lock()
 	if s.finished {
 		s.mu.Unlock()
@@ -457,7 +435,7 @@ func (s *Session) react() {
 
 // workerDone records that a worker ended (n = 1; 0 only checks) and calls done once the
 // session is torn down and no worker is left.
-func (s *Session) workerDone(n int32) {
+func (s *goSession) workerDone(n int32) {
 	if s.workers.Add(-n) != 0 {
 		return
 	}
@@ -474,7 +452,7 @@ func (s *Session) workerDone(n int32) {
 }
 
 // spawnLocked starts fn as a worker unless the session is torn down; s.mu must be held.
-func (s *Session) spawnLocked(fn func()) {
+func (s *goSession) spawnLocked(fn func()) {
 	if s.finished {
 		return
 	}
@@ -488,7 +466,7 @@ func (s *Session) spawnLocked(fn func()) {
 // stepLocked reacts to state changes: it answers a side that vanished, starts queued close
 // frames, and reports whether the session is closing and whether it is over. s.mu must be
 // held.
-func (s *Session) stepLocked() (closing, settled bool) {
+func (s *goSession) stepLocked() (closing, settled bool) {
 	// A side went away without a closing handshake (RFC 6455 §7.1.5: abnormal, 1006). A
 	// connection that ended is the cause; one broken by a write is checked second, as a
 	// frame cut short by the other side's end also breaks it.
@@ -522,7 +500,7 @@ func (s *Session) stepLocked() (closing, settled bool) {
 
 // sendClose writes the gateway's close frame to x unless x already had one or can take no
 // more frames.
-func (s *Session) sendClose(x *side, code uint16, reason string) {
+func (s *goSession) sendClose(x *side, code uint16, reason string) {
 	defer s.poke()
 	defer s.sending.Add(-1)
 	x.wmu.Lock()
@@ -546,7 +524,7 @@ func (s *Session) sendClose(x *side, code uint16, reason string) {
 // unanswered: it was written at least an interval ago, nothing has arrived from the side
 // since, and the relay is waiting for the side (not blocked writing elsewhere, which would
 // leave an answer unread). s.mu must be held.
-func (s *Session) keepaliveLocked() {
+func (s *goSession) keepaliveLocked() {
 	if s.stopping.Load() {
 		return
 	}
@@ -571,7 +549,7 @@ func (s *Session) keepaliveLocked() {
 }
 
 // ping writes a keepalive ping to x once the frame being written to it, if any, is done.
-func (s *Session) ping(x *side) {
+func (s *goSession) ping(x *side) {
 	defer x.pinging.Store(false)
 	x.wmu.Lock()
 	defer x.wmu.Unlock()
@@ -591,7 +569,7 @@ func (s *Session) ping(x *side) {
 
 // relay copies frames from src to dst until reading src ends, or until src is quiet and
 // its wait is handed to the parker, which calls relay again when src has something to read.
-func (s *Session) relay(src, dst *side, dir Direction) {
+func (s *goSession) relay(src, dst *side, dir Direction) {
 	for {
 		// How reading ended matters only as a close frame seen or not, which step judges.
 		err := s.pump(src, dst, dir)
@@ -611,14 +589,14 @@ func (s *Session) relay(src, dst *side, dir Direction) {
 
 // park hands src's wait to the parker; it reports false when the session is torn down or
 // the parker cannot take it.
-func (s *Session) park(src, dst *side, dir Direction) bool {
+func (s *goSession) park(src, dst *side, dir Direction) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.parkLocked(src, dst, dir)
 }
 
 // parkLocked is park with s.mu held.
-func (s *Session) parkLocked(src, dst *side, dir Direction) bool {
+func (s *goSession) parkLocked(src, dst *side, dir Direction) bool {
 	if s.finished {
 		return false
 	}
@@ -637,7 +615,7 @@ func (s *Session) parkLocked(src, dst *side, dir Direction) bool {
 
 // pump relays frames from src to dst and returns the error that ended reading src, or
 // errPark when src has been quiet long enough to park.
-func (s *Session) pump(src, dst *side, dir Direction) error {
+func (s *goSession) pump(src, dst *side, dir Direction) error {
 	r := src.r
 	for {
 		src.heard.Store(s.clock())
@@ -758,13 +736,13 @@ var (
 // WebSocket connection"): src gets code (1002, or 1007 for a text message that is not
 // UTF-8), the other side 1001. The frame at fault is not relayed. Frames from src are no
 // longer read, so its remaining bytes are dropped until the connection closes.
-func (s *Session) violation(src *side, code uint16, err error) error {
+func (s *goSession) violation(src *side, code uint16, err error) error {
 	s.fail(src, code, err)
 	return src.r.drain()
 }
 
 // fail is violation without draining src.
-func (s *Session) fail(src *side, code uint16, err error) {
+func (s *goSession) fail(src *side, code uint16, err error) {
 	src.failed.Store(true)
 	codes := [2]uint16{frame.CloseGoingAway, frame.CloseGoingAway}
 	reasons := [2]string{"going away", "going away"}
@@ -782,7 +760,7 @@ func (s *Session) fail(src *side, code uint16, err error) {
 
 // closeFrom records a close frame from src, or returns why it may not be relayed
 // (frame.CheckClose).
-func (s *Session) closeFrom(src *side, h frame.Header, payload []byte) error {
+func (s *goSession) closeFrom(src *side, h frame.Header, payload []byte) error {
 	var buf [frame.MaxControlPayload]byte
 	n := copy(buf[:], payload)
 	if h.Masked {
@@ -830,7 +808,7 @@ func isKeepalive(h frame.Header, payload []byte) bool {
 // the whole frame and writes it in one call straight from the buffer. check, if not nil,
 // must accept the payload first (errInvalidUTF8: nothing is written). It reports whether
 // the frame was written.
-func (s *Session) copySmall(src, dst *side, h frame.Header, hl, total int, forward bool, check *frame.UTF8) (bool, error) {
+func (s *goSession) copySmall(src, dst *side, h frame.Header, hl, total int, forward bool, check *frame.UTF8) (bool, error) {
 	p, err := src.r.peek(total)
 	if err != nil {
 		return false, err
@@ -867,7 +845,7 @@ func (s *Session) copySmall(src, dst *side, h frame.Header, hl, total int, forwa
 // not, it fails with errInvalidUTF8, or errInvalidUTF8Cut when dst already holds part of the
 // frame and must be broken off. It reports whether the
 // frame was written.
-func (s *Session) copyLarge(src, dst *side, h frame.Header, hl int, total int64, forward bool, check *frame.UTF8) (bool, error) {
+func (s *goSession) copyLarge(src, dst *side, h frame.Header, hl int, total int64, forward bool, check *frame.UTF8) (bool, error) {
 	broke := false
 	if forward {
 		dst.wmu.Lock()

@@ -1,0 +1,34 @@
+package wsproxy_test
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"testing"
+
+	"gatehouse.dev/gateway/internal/wsproxy"
+)
+
+var engineFlag = flag.String("wsproxy.engine", "loop", "the engine the session tests run on: loop (the event-loop engine; the goroutine engine where it is unsupported) or goroutine")
+
+// testEngine is the engine sessions of the tests run on; nil is the goroutine engine.
+var testEngine *wsproxy.Engine
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	switch *engineFlag {
+	case "loop":
+		e, err := wsproxy.NewEngine(2)
+		if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		testEngine = e
+	case "goroutine":
+	default:
+		fmt.Fprintf(os.Stderr, "-wsproxy.engine=%s: want loop or goroutine\n", *engineFlag)
+		os.Exit(2)
+	}
+	os.Exit(m.Run())
+}

@@ -1,0 +1,27 @@
+//go:build !linux
+
+package wsproxy
+
+import (
+	"bufio"
+	"errors"
+	"net"
+)
+
+// Engine runs sessions on event loops; on this system it cannot (no epoll), and
+// Engine.NewSession runs every session on the goroutine engine.
+type Engine struct{}
+
+// NewEngine fails on this system: the event-loop engine needs epoll.
+func NewEngine(n int) (*Engine, error) {
+	return nil, errors.ErrUnsupported
+}
+
+// Loops reports how many event loops the engine runs: none here.
+func (e *Engine) Loops() int { return 0 }
+
+type loopSession = goSession
+
+func (e *Engine) newLoopSession(net.Conn, *bufio.Reader, *Backend, Limits, Hooks) *loopSession {
+	return nil
+}
