@@ -20,8 +20,7 @@ import (
 // maxQueued the loop stops reading the side that fills it (back-pressure). One read buffer
 // serves every session of a loop, so a session holds no buffer unless its peer is slow.
 // Reads, writes and the epoll wait of a busy loop are raw system calls: no goroutine is
-// woken per frame. A loop with nothing to do waits through the runtime's poller, holding
-// no thread.
+// woken per frame. Each loop keeps a thread of its own.
 //
 // Only plain TCP connections can run on it; Engine.NewSession puts others (TLS) on the
 // goroutine engine.
@@ -62,21 +61,29 @@ func (e *Engine) Loops() int { return len(e.loops) }
 // except what other goroutines hand it through post.
 type loop struct {
 	epfd, evfd int
-	raw        syscall.RawConn // epfd, waited for through the runtime's poller
-	sleeping   atomic.Bool     // the loop is (about to be) waiting: post must wake it
-	queued     atomic.Int32    // tasks posted and not yet taken
+	sleeping   atomic.Bool  // the loop is (about to be) waiting: post must wake it
+	queued     atomic.Int32 // tasks posted and not yet taken
 
 	mu    sync.Mutex
 	tasks []func()
 	spare []func()
 
-	buf    []byte
-	sides  []*lside // by descriptor
-	gen    uint32   // registrations so far, to tell a descriptor's events from a reused one's
-	events [128]syscall.EpollEvent
-	n      int // events of the last wait
-	waitFn func(fd uintptr) bool
-	wake   [8]byte
+	buf   []byte
+	sides []*lside // by descriptor
+
+	// Sides to read, in order; ring batches their reads (nil: io_uring unavailable).
+	ready, reading []*lside
+	ring           *ring
+	batching       bool     // sends go to the ring (read buffers are slots, busy until submit)
+	slots          [][]byte // read buffers of a batch
+	results        []int32  // of the batch's reads
+	sends          []sendOp // of the batch, by tag
+	later          []*lside // sides with bytes queued behind a batch's send
+	onRecv, onSend func(data uint64, res int32)
+	gen            uint32 // registrations so far, to tell a descriptor's events from a reused one's
+	events         [128]syscall.EpollEvent
+	n              int // events of the last wait
+	wake           [8]byte
 }
 
 func newLoop() (*loop, error) {
@@ -96,18 +103,13 @@ func newLoop() (*loop, error) {
 		syscall.Close(l.evfd)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	if err := syscall.SetNonblock(epfd, true); err != nil {
-		return nil, os.NewSyscallError("fcntl", err)
-	}
-	file := os.NewFile(uintptr(epfd), "wsproxy-loop")
-	if l.raw, err = file.SyscallConn(); err != nil {
-		return nil, err
-	}
-	l.waitFn = func(uintptr) bool {
-		l.n = l.poll()
-		return l.n > 0
-	}
 	binaryOne(&l.wake)
+	if os.Getenv("GATEWAY_IO_URING") != "off" {
+		l.ring, _ = newRing() // nil where the kernel refuses it: plain reads and writes
+	}
+	l.results = make([]int32, ringEntries)
+	l.onRecv = func(data uint64, res int32) { l.results[data] = res }
+	l.onSend = l.sent
 	return l, nil
 }
 
@@ -125,34 +127,44 @@ func (l *loop) post(fn func()) {
 	}
 }
 
-// run is the loop's goroutine.
+// run is the loop's goroutine. It keeps its thread: a loop with nothing to do blocks in
+// epoll_wait, and the kernel wakes that thread directly when a socket is ready, as it wakes
+// an nginx worker, with no hop through the runtime's poller and scheduler.
 func (l *loop) run() {
+	runtime.LockOSThread()
 	for {
-		l.sleeping.Store(true)
-		if l.queued.Load() == 0 {
-			// Poll at once, and wait through the runtime's poller if nothing is ready.
-			if err := l.raw.Read(l.waitFn); err != nil {
-				panic("wsproxy: event loop: " + err.Error()) // epfd is never closed
+		l.n = l.poll(0)
+		if l.n == 0 && l.queued.Load() == 0 {
+			l.sleeping.Store(true)
+			if l.queued.Load() == 0 {
+				l.n = l.poll(-1)
 			}
-		} else {
-			l.n = l.poll()
+			l.sleeping.Store(false)
 		}
-		l.sleeping.Store(false)
 		l.handle(l.events[:l.n])
 		l.runTasks()
+		l.readReady()
 	}
 }
 
-// poll takes the ready events without waiting.
-func (l *loop) poll() int {
+// poll takes the ready events, waiting up to timeout milliseconds (-1: until one comes). A
+// wait is a blocking system call the runtime knows of; a poll is not.
+func (l *loop) poll(timeout int) int {
 	for {
-		n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(l.epfd),
-			uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
+		var n uintptr
+		var errno syscall.Errno
+		if timeout == 0 {
+			n, _, errno = syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(l.epfd),
+				uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
+		} else {
+			n, _, errno = syscall.Syscall6(syscall.SYS_EPOLL_WAIT, uintptr(l.epfd),
+				uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), uintptr(timeout), 0, 0)
+		}
 		if errno == syscall.EINTR {
 			continue
 		}
 		if errno != 0 {
-			panic("wsproxy: epoll_wait: " + errno.Error())
+			panic("wsproxy: epoll_wait: " + errno.Error()) // only for a bad epfd or buffer
 		}
 		return int(n)
 	}
@@ -175,6 +187,163 @@ func (l *loop) handle(events []syscall.EpollEvent) {
 			continue // a descriptor closed since, perhaps reused
 		}
 		x.s.ready(x, ev.Events)
+	}
+	l.readReady()
+}
+
+// schedule makes the loop read x soon.
+func (l *loop) schedule(x *lside) {
+	if !x.listed {
+		x.listed = true
+		l.ready = append(l.ready, x)
+	}
+}
+
+// readReady reads the sides scheduled: through the ring when there are several, so that
+// their reads take one system call and the writes they produce another.
+func (l *loop) readReady() {
+	for len(l.ready) > 0 {
+		batch := l.ready
+		l.ready, l.reading = l.reading[:0], batch
+		k := 0
+		for _, x := range batch {
+			x.listed = false
+			if x.readable && !x.paused && !x.eof && x.fd >= 0 {
+				batch[k] = x
+				k++
+			}
+		}
+		batch = batch[:k]
+		if l.ring == nil || len(batch) < 2 {
+			for _, x := range batch {
+				x.s.read(x)
+				x.s.step()
+			}
+			continue
+		}
+		for len(batch) > 0 {
+			m := min(len(batch), ringEntries/2) // as many sends as reads at most
+			l.readBatch(batch[:m])
+			batch = batch[m:]
+		}
+	}
+}
+
+// ringBatches counts the batches read through a ring, for tests.
+var ringBatches atomic.Int64
+
+// slotSize is the read buffer of each read of a batch.
+const slotSize = 32 << 10
+
+// readBatch reads every side of batch with one submit, relays what came, and writes it
+// with another.
+func (l *loop) readBatch(batch []*lside) {
+	ringBatches.Add(1)
+	for i, x := range batch {
+		if i == len(l.slots) {
+			l.slots = append(l.slots, make([]byte, slotSize))
+		}
+		l.ring.queue(opRecv, x.fd, l.slots[i], uint64(i))
+	}
+	if err := l.ring.submit(l.onRecv); err != nil {
+		l.dropRing()
+		for _, x := range batch {
+			x.s.read(x)
+			x.s.step()
+		}
+		return
+	}
+	l.batching = true
+	for i, x := range batch {
+		res := l.results[i]
+		switch {
+		case res == -int32(syscall.EAGAIN):
+			x.readable = false
+		case res <= 0:
+			x.s.ended(x)
+		default:
+			x.heard = x.s.clock()
+			if int(res) < slotSize {
+				x.readable = false
+			} else {
+				l.schedule(x) // more may wait
+			}
+			x.s.consume(x, x.peer, l.slots[i][:res])
+		}
+	}
+	l.batching = false
+	if err := l.ring.submit(l.onSend); err != nil {
+		// Not expected once reads went through: the sends are lost, so are their sessions.
+		for _, op := range l.sends {
+			op.x.inflight = false
+			op.x.s.breakSide(op.x)
+		}
+		l.dropRing()
+	}
+	for i := range l.sends {
+		l.sends[i] = sendOp{}
+	}
+	l.sends = l.sends[:0]
+	for _, y := range l.later {
+		y.later = false
+		if !y.blocked && y.queued() > 0 {
+			y.s.flush(y)
+		}
+	}
+	l.later = l.later[:0]
+	for _, x := range batch {
+		x.s.step()
+	}
+}
+
+// dropRing stops using the ring after it failed.
+func (l *loop) dropRing() {
+	l.ring.close()
+	l.ring = nil
+}
+
+// sendOp is a write of a batch.
+type sendOp struct {
+	x *lside
+	b []byte
+}
+
+// sent takes the result of a batch's write.
+func (l *loop) sent(tag uint64, res int32) {
+	op := l.sends[tag]
+	x := op.x
+	x.inflight = false
+	n := int(res)
+	if res < 0 {
+		if res != -int32(syscall.EAGAIN) {
+			x.s.breakSide(x)
+			return
+		}
+		n = 0
+	}
+	if n < len(op.b) {
+		// The rest goes before whatever was queued behind it.
+		rest := op.b[n:]
+		queued := x.out[x.off:]
+		out := make([]byte, 0, max(len(rest)+len(queued), 4<<10))
+		x.out = append(append(out, rest...), queued...)
+		x.off = 0
+		x.blocked = true
+		if x.queued() > maxQueued {
+			x.peer.paused = true
+		}
+		return
+	}
+	if x.queued() > 0 {
+		l.flushLater(x)
+	}
+}
+
+// flushLater has x's queue written after the batch's sends.
+func (l *loop) flushLater(x *lside) {
+	if !x.later {
+		x.later = true
+		l.later = append(l.later, x)
 	}
 }
 

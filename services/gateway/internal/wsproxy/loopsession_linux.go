@@ -55,6 +55,10 @@ type lside struct {
 	ping       []byte    // the keepalive ping frame for this side, when pings are on
 
 	readable bool // epoll said readable and the socket may not be drained yet
+	listed   bool // in the loop's list of sides to read
+	inflight bool // a write of the loop's batch is on its way to this side
+	later    bool // in the loop's list of queues to write after the batch
+	blocked  bool // the socket refused bytes: the queue waits for EPOLLOUT
 	paused   bool // not read while the peer's queue is full
 	eof      bool // reading has ended
 	draining bool // what is read is dropped (after a protocol error)
@@ -221,7 +225,7 @@ func (s *loopSession) ready(x *lside, events uint32) {
 	}
 	if events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
 		x.readable = true
-		s.read(x)
+		s.loop.schedule(x)
 	}
 	s.step()
 }
@@ -240,11 +244,7 @@ func (s *loopSession) read(x *lside) {
 			break
 		}
 		if errno != 0 || n == 0 {
-			x.eof = true
-			x.readable = false
-			if x.inFrame && x.fwd && x.written {
-				s.breakSide(x.peer) // it holds part of a frame
-			}
+			s.ended(x)
 			break
 		}
 		x.heard = s.clock()
@@ -252,6 +252,15 @@ func (s *loopSession) read(x *lside) {
 			x.readable = false // drained: epoll tells when more comes
 		}
 		s.consume(x, x.peer, buf[:n])
+	}
+}
+
+// ended records that reading x has ended.
+func (s *loopSession) ended(x *lside) {
+	x.eof = true
+	x.readable = false
+	if x.inFrame && x.fwd && x.written {
+		s.breakSide(x.peer) // it holds part of a frame
 	}
 }
 
@@ -283,7 +292,7 @@ func (s *loopSession) consume(x, y *lside, p []byte) {
 			}
 			if x.held > 0 && x.fwd {
 				s.send(y, p[run:i])
-				s.send(y, x.pend[:x.held])
+				s.sendCopy(y, x.pend[:x.held])
 				x.held, x.written, run = 0, true, i
 			}
 			if !x.fwd {
@@ -385,7 +394,7 @@ func (s *loopSession) consume(x, y *lside, p []byte) {
 				run = i
 			case !inP:
 				s.send(y, p[run:start])
-				s.send(y, head)
+				s.sendCopy(y, head)
 				run = i
 			}
 			continue
@@ -438,7 +447,7 @@ func (s *loopSession) consume(x, y *lside, p []byte) {
 			if x.check && x.left > 0 {
 				x.held = copy(x.pend[:], head)
 			} else {
-				s.send(y, head)
+				s.sendCopy(y, head)
 				x.written = true
 			}
 		default:
@@ -486,16 +495,21 @@ func (s *loopSession) frameDone(x, y *lside) {
 }
 
 // send writes b to x after whatever is queued for it, and queues what the socket does not
-// take. A side that broke takes nothing.
+// take. A side that broke takes nothing. During a batch b goes to the ring, or, behind
+// another write of the batch to x, to x's queue.
 func (s *loopSession) send(x *lside, b []byte) {
 	if len(b) == 0 || x.broken || x.fd < 0 {
 		return
 	}
-	if x.queued() > 0 {
-		x.out = append(x.out, b...)
-		if x.queued() > maxQueued {
-			x.peer.paused = true
-		}
+	l := s.loop
+	if l.batching && !x.inflight && x.queued() == 0 && l.ring.room() > 0 {
+		x.inflight = true
+		l.sends = append(l.sends, sendOp{x: x, b: b})
+		l.ring.queue(opSend, x.fd, b, uint64(len(l.sends)-1))
+		return
+	}
+	if l.batching || x.queued() > 0 {
+		s.enqueue(x, b)
 		return
 	}
 	n, errno := loopWrite(x.fd, b)
@@ -507,23 +521,45 @@ func (s *loopSession) send(x *lside, b []byte) {
 		return
 	}
 	if n < len(b) {
-		if x.out == nil {
-			x.out = make([]byte, 0, max(len(b)-n, 4<<10))
-		}
-		x.out = append(x.out[:0], b[n:]...)
-		x.off = 0
-		if x.queued() > maxQueued {
-			x.peer.paused = true
-		}
+		x.blocked = true
+		s.enqueue(x, b[n:])
 	}
 }
 
-// flush writes what waits for x, now that its socket has room, and resumes reading the
-// peer once the queue is short again.
+// sendCopy is send for bytes that may change before a batch is submitted (x.pend): during
+// a batch they are queued.
+func (s *loopSession) sendCopy(x *lside, b []byte) {
+	if s.loop.batching && len(b) > 0 && !x.broken && x.fd >= 0 {
+		s.enqueue(x, b)
+		return
+	}
+	s.send(x, b)
+}
+
+// enqueue adds b to x's queue; a queue over maxQueued stops the reading of x's peer.
+func (s *loopSession) enqueue(x *lside, b []byte) {
+	if x.out == nil {
+		x.out = make([]byte, 0, max(len(b), 4<<10))
+	}
+	x.out = append(x.out, b...)
+	if x.queued() > maxQueued {
+		x.peer.paused = true
+	}
+	if s.loop.batching && !x.blocked {
+		s.loop.flushLater(x)
+	}
+}
+
+// flush writes what waits for x, now that its socket may have room, and resumes reading
+// the peer once the queue is short again.
 func (s *loopSession) flush(x *lside) {
+	if x.inflight {
+		return // the batch's send completes first
+	}
 	for x.queued() > 0 && !x.broken && x.fd >= 0 {
 		n, errno := loopWrite(x.fd, x.out[x.off:])
 		if errno == syscall.EAGAIN {
+			x.blocked = true
 			break
 		}
 		if errno != 0 {
@@ -533,14 +569,11 @@ func (s *loopSession) flush(x *lside) {
 		x.off += n
 	}
 	if x.queued() == 0 {
-		x.out, x.off = nil, 0
+		x.out, x.off, x.blocked = nil, 0, false
 	}
 	if p := x.peer; p.paused && x.queued() <= maxQueued/2 {
 		p.paused = false
-		s.read(p)
-	}
-	if x.queued() > maxQueued {
-		x.peer.paused = true
+		s.loop.schedule(p)
 	}
 }
 
@@ -550,7 +583,7 @@ func (s *loopSession) breakSide(x *lside) {
 	x.out, x.off = nil, 0
 	if p := x.peer; p.paused {
 		p.paused = false
-		s.read(p)
+		s.loop.schedule(p)
 	}
 }
 

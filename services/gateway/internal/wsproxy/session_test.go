@@ -3,7 +3,9 @@ package wsproxy_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -619,4 +621,66 @@ func TestMessageStartHook(t *testing.T) {
 		t.Errorf("client got close %d, want 1008", ce.Code)
 	}
 	gw.result(t)
+}
+
+// TestManySessionsAtOnce relays messages of many sizes over many sessions at once, so that
+// the event loops read and write for several sessions in one batch, and checks every echo
+// and every session's counts.
+func TestManySessionsAtOnce(t *testing.T) {
+	t.Parallel()
+	const sessions, perSession = 14, 60 // the helpers buffer 16 sessions
+	be := startBackend(t, websocket.Upgrader{}, echo, nil, false)
+	gw := startGateway(t, be.url())
+	before := wsproxy.RingBatches()
+	errs := make(chan error, sessions)
+	for n := range sessions {
+		c, _ := dialGorilla(t, nil, gw.url("/echo"), nil)
+		go func() {
+			rnd := rand.New(rand.NewPCG(uint64(n), 7))
+			sent := make([][]byte, perSession)
+			for i := range sent {
+				size := rnd.IntN(300)
+				if i%7 == 3 {
+					size = 20_000 + rnd.IntN(60_000) // over one read
+				}
+				sent[i] = make([]byte, size)
+				for j := range sent[i] {
+					sent[i][j] = byte(rnd.Uint32())
+				}
+			}
+			wrote := make(chan struct{})
+			go func() { // pipelined: the relay has several messages of a session at once
+				defer close(wrote)
+				for _, m := range sent {
+					if err := c.WriteMessage(websocket.BinaryMessage, m); err != nil {
+						return
+					}
+				}
+			}()
+			for i, m := range sent {
+				c.SetReadDeadline(time.Now().Add(waitFor))
+				_, p, err := c.ReadMessage()
+				if err != nil || !bytes.Equal(p, m) {
+					errs <- fmt.Errorf("session %d message %d: %d bytes back (%v), want the %d sent", n, i, len(p), err, len(m))
+					return
+				}
+			}
+			<-wrote
+			c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "done"))
+			errs <- nil
+		}()
+	}
+	for range sessions {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range sessions {
+		if st := gw.result(t); st.MessagesIn != perSession || st.MessagesOut != perSession || st.CloseCode != 1000 {
+			t.Errorf("stats = %+v, want %d messages each way and 1000", st, perSession)
+		}
+	}
+	if testEngine.UsesRing() && wsproxy.RingBatches() == before {
+		t.Error("no batch of reads went through io_uring")
+	}
 }

@@ -1,0 +1,7 @@
+package wsproxy
+
+// RingBatches is how many batches of reads went through io_uring so far, for tests.
+func RingBatches() int64 { return ringBatches.Load() }
+
+// UsesRing reports whether the engine's loops batch through io_uring, for tests.
+func (e *Engine) UsesRing() bool { return e != nil && len(e.loops) > 0 && e.loops[0].ring != nil }

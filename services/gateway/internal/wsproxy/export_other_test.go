@@ -1,0 +1,9 @@
+//go:build !linux
+
+package wsproxy
+
+// RingBatches is how many batches of reads went through io_uring so far: none here.
+func RingBatches() int64 { return 0 }
+
+// UsesRing reports whether the engine's loops batch through io_uring: no loops here.
+func (e *Engine) UsesRing() bool { return false }
