@@ -88,9 +88,9 @@ if [ "$NOFILE" -lt $((2 * C_CONNS + 1000)) ]; then
 fi
 PROXY_NOFILE=$((NOFILE < 65536 ? NOFILE : 65536)) # nginx sizes its connection tables by it
 PROXY_MAXCONN=$(((PROXY_NOFILE - 1000) / 2))
-# A scale node holds two descriptors per session; 400 stay for its listeners, NATS, management
-# and the probes of the propagation measurement: 9,800 sessions at 20,000 descriptors.
-NODE_SESSIONS=$(((NOFILE - 400) / 2))
+# A scale node holds two descriptors per session; 200 stay for its listeners, NATS, management
+# (about 15 in all) and the probes of the propagation measurement: 9,900 sessions at 20,000.
+NODE_SESSIONS=$(((NOFILE - 200) / 2))
 : "${H_SESSIONS:=$NODE_SESSIONS}"
 if [ "$H_SESSIONS" -gt "$NODE_SESSIONS" ] || [ $((I_SESSIONS / I_NODES)) -gt "$NODE_SESSIONS" ]; then
 	die "H_SESSIONS $H_SESSIONS or I_SESSIONS/I_NODES $((I_SESSIONS / I_NODES)) exceeds the $NODE_SESSIONS sessions a node can hold at ulimit -n $NOFILE"
@@ -502,6 +502,11 @@ run_scale() {
 	open_s="$(awk -v ms=$((t_end - t0)) 'BEGIN {printf "%.2f", ms / 1000}')"
 	sleep "$(secs "$SCALE_SETTLE")"
 
+	local fds=0 f
+	for ((i = 0; i < n; i++)); do
+		f="$(find "/proc/${nodes[i]}/fd" -mindepth 1 -maxdepth 1 | wc -l)"
+		[ "$f" -le "$fds" ] || fds="$f"
+	done
 	local what="one node, $((per_node * n)) sessions" where="the node"
 	[ "$n" = 1 ] || what="$n nodes, $((per_node * n)) sessions" where="every node"
 	sample "$s" open_s "($s) $what: time to open, s" "$TARGET" "$run" "$open_s"
@@ -529,7 +534,7 @@ run_scale() {
 	done
 	sample "$s" alive "($s) sessions still echoing at the end" "$TARGET" "$run" "$alive"
 	for pid in "${nodes[@]}"; do stop_pid "$pid"; done
-	SCALE_OUT="sessions=$((per_node * n)) open_s=$open_s alive=$alive $prop"
+	SCALE_OUT="sessions=$((per_node * n)) open_s=$open_s node_max_fds=$fds alive=$alive $prop"
 }
 
 # --- main ---------------------------------------------------------------------------------
