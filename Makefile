@@ -18,7 +18,7 @@ MODULE_DIRS = $(patsubst $(CURDIR)/%,%,$(shell $(GO) list -m -f '{{.Dir}}'))
 # WITH_DB exports the DATABASE_URL that scripts/postgres.sh finds or starts; prefix a recipe line.
 WITH_DB = url="$$(scripts/postgres.sh)"; export DATABASE_URL="$$url";
 
-.PHONY: help build test run bench bench-go bench-management fuzz lint fmt-check vet clean postgres-stop
+.PHONY: help build test run bench bench-scale bench-go bench-management fuzz lint fmt-check vet clean postgres-stop
 
 ## help: list these targets
 help:
@@ -40,9 +40,13 @@ test: fmt-check vet
 run: build
 	$(WITH_DB) scripts/run.sh
 
-## bench: the WebSocket benchmark against direct, nginx and HAProxy (scripts/bench/run.sh; BENCH_RUNS, BENCH_QUICK=1; docs/performance.md)
+## bench: the WebSocket, wss and REST benchmark against direct, nginx and HAProxy (scripts/bench/run.sh; BENCH_RUNS, BENCH_QUICK=1, BENCH_TARGETS, BENCH_SCENARIOS; docs/performance.md)
 bench:
 	$(WITH_DB) scripts/bench/run.sh
+
+## bench-scale: scenarios (h) and (i): one gateway node filled to the descriptor limit, 45,000 sessions over 5 nodes (long; one run unless BENCH_RUNS)
+bench-scale:
+	$(WITH_DB) BENCH_SCENARIOS="$${BENCH_SCENARIOS:-h i}" BENCH_TARGETS="$${BENCH_TARGETS:-gatehouse}" BENCH_RUNS="$${BENCH_RUNS:-1}" scripts/bench/run.sh
 
 ## bench-go: every Go micro-benchmark in the workspace, BENCHTIME each
 bench-go:

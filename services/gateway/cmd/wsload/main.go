@@ -3,17 +3,22 @@
 //	wsload echo      -url ws://… [-conns 1000] [-size 256] [-warmup 2s] [-duration 10s]
 //	wsload handshake -url ws://… [-workers 16] [-warmup 1s] [-duration 10s]
 //	wsload idle      -url ws://… -pid PID [-conns 8000] [-settle 5s]
-//	wsload propagate -management-url URL -token T -subscription PATH -nodes ws://…,ws://… [-n 20]
+//	wsload hold      -url ws://… [-conns 5000]   (open, report, hold until SIGTERM, check)
+//	wsload propagate -management-url URL -token T -subscription PATH -nodes ws://…,ws://… [-n 20] [-hold 0]
+//	wsload rest      -url http://… [-conns 64] [-threads 2] [-warmup 2s] [-duration 10s]   (runs wrk)
+//	wsload certs     -dir DIR [-hosts 127.0.0.1,localhost]
 //	wsload report    [-in samples.tsv]
 //
 // Every mode that connects takes -header "Name: value" (repeatable) and -jwt-key (a base64
 // HMAC key: each upgrade then carries "Authorization: Bearer" and an HS256 token signed with
-// it). A measuring mode prints one line of name=value figures on stdout; report prints the
-// markdown tables of a run's samples (internal/wsbench).
+// it), and for wss:// URLs -ca (the PEM CA to trust: TLS 1.3, X25519, no session resumption;
+// wsbench.TLSConfig). A measuring mode prints one line of name=value figures on stdout; report
+// prints the markdown tables of a run's samples (internal/wsbench).
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -41,7 +46,7 @@ func main() {
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: wsload echo|handshake|idle|propagate|report [flags]")
+		return errors.New("usage: wsload echo|handshake|idle|hold|propagate|rest|certs|report [flags]")
 	}
 	mode, args := args[0], args[1:]
 	switch mode {
@@ -51,12 +56,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runHandshake(ctx, args, out)
 	case "idle":
 		return runIdle(ctx, args, out)
+	case "hold":
+		return runHold(ctx, args, out)
 	case "propagate":
 		return runPropagate(ctx, args, out)
+	case "rest":
+		return runREST(ctx, args, out)
+	case "certs":
+		return runCerts(args, out)
 	case "report":
 		return runReport(args, out)
 	}
-	return fmt.Errorf("unknown mode %q: want echo, handshake, idle, propagate or report", mode)
+	return fmt.Errorf("unknown mode %q: want echo, handshake, idle, hold, propagate, rest, certs or report", mode)
 }
 
 // headers is a repeatable -header flag.
@@ -70,12 +81,14 @@ type targetFlags struct {
 	url     string
 	headers headers
 	jwtKey  string
+	ca      string
 }
 
 func (t *targetFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&t.url, "url", "", "ws:// URL to connect to")
+	fs.StringVar(&t.url, "url", "", "ws:// or wss:// URL to connect to")
 	fs.Var(&t.headers, "header", `"Name: value" added to each upgrade (repeatable)`)
 	fs.StringVar(&t.jwtKey, "jwt-key", "", "base64 HMAC key: send an HS256 bearer token signed with it")
+	fs.StringVar(&t.ca, "ca", "", "PEM file of the CA trusted for wss:// (required for one)")
 }
 
 func (t *targetFlags) target(rawURL string) (wsbench.Target, error) {
@@ -87,7 +100,35 @@ func (t *targetFlags) target(rawURL string) (wsbench.Target, error) {
 		}
 		hs = append(hs[:len(hs):len(hs)], "Authorization: Bearer "+tok)
 	}
-	return wsbench.ParseTarget(rawURL, hs)
+	tg, err := wsbench.ParseTarget(rawURL, hs)
+	if err != nil || tg.URL.Scheme != "wss" {
+		return tg, err
+	}
+	if t.ca == "" {
+		return tg, errors.New("a wss:// URL needs -ca")
+	}
+	pem, err := os.ReadFile(t.ca)
+	if err != nil {
+		return tg, err
+	}
+	tg.TLS, err = wsbench.TLSConfig(pem)
+	return tg, err
+}
+
+// describeTLS connects to a wss:// target once and returns what it negotiated as name=value
+// fields (" tls=1.3 cipher=… curve=… resumed=false"), or "" for ws://.
+func describeTLS(ctx context.Context, t wsbench.Target) (string, error) {
+	if t.URL.Scheme != "wss" {
+		return "", nil
+	}
+	c, err := wsbench.Dial(ctx, t)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	st, _ := c.TLS()
+	return fmt.Sprintf(" tls=%s cipher=%s curve=%s resumed=%t", strings.TrimPrefix(tls.VersionName(st.Version), "TLS "),
+		tls.CipherSuiteName(st.CipherSuite), st.CurveID, st.DidResume), nil
 }
 
 // mintJWT signs a token valid for a day with the base64 key.
@@ -137,12 +178,16 @@ func runEcho(ctx context.Context, args []string, out io.Writer) error {
 	if o.Target, err = tf.target(tf.url); err != nil {
 		return err
 	}
+	sec, err := describeTLS(ctx, o.Target)
+	if err != nil {
+		return err
+	}
 	res, err := wsbench.RunEcho(ctx, o)
 	if err != nil {
 		return err
 	}
-	return report(out, fmt.Sprintf("conns=%d size=%d messages=%d msgs_per_s=%.0f mb_per_s=%.1f",
-		res.Conns, o.Size, res.Count, res.PerSecond, res.MBps), res.Measured, o.PID, "connections")
+	return report(out, fmt.Sprintf("conns=%d size=%d messages=%d msgs_per_s=%.0f mb_per_s=%.1f%s",
+		res.Conns, o.Size, res.Count, res.PerSecond, res.MBps, sec), res.Measured, o.PID, "connections")
 }
 
 func runHandshake(ctx context.Context, args []string, out io.Writer) error {
@@ -159,11 +204,15 @@ func runHandshake(ctx context.Context, args []string, out io.Writer) error {
 	if o.Target, err = tf.target(tf.url); err != nil {
 		return err
 	}
+	sec, err := describeTLS(ctx, o.Target)
+	if err != nil {
+		return err
+	}
 	res, err := wsbench.RunHandshakes(ctx, o)
 	if err != nil {
 		return err
 	}
-	return report(out, fmt.Sprintf("workers=%d upgrades=%d per_s=%.0f", o.Workers, res.Count, res.PerSecond), res, o.PID, "handshakes")
+	return report(out, fmt.Sprintf("workers=%d upgrades=%d per_s=%.0f%s", o.Workers, res.Count, res.PerSecond, sec), res, o.PID, "handshakes")
 }
 
 func runIdle(ctx context.Context, args []string, out io.Writer) error {

@@ -18,6 +18,10 @@ import (
 // management's ARM API, and after each write's 2xx probes every node with upgrades carrying
 // the subscription's key until all of them enforce the new state (401 once suspended, 101
 // once active again). The time from the 2xx to the last node enforcing is one sample.
+//
+// With -hold N (scenarios (h) and (i)) it also opens N sessions with the key on every node
+// before each suspension; the time from the 2xx to the last of them closed with 1008 is a
+// sample of the revocation's latency (revoke_p50_ms, revoke_p99_ms).
 func runPropagate(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("wsload propagate", flag.ContinueOnError)
 	var tf targetFlags
@@ -28,6 +32,7 @@ func runPropagate(ctx context.Context, args []string, out io.Writer) error {
 	nodes := fs.String("nodes", "", "comma-separated ws:// URLs of the API on each gateway node")
 	n := fs.Int("n", 20, "writes to time")
 	timeout := fs.Duration("timeout", 10*time.Second, "longest wait for a write to be enforced everywhere")
+	hold := fs.Int("hold", 0, "sessions per node opened with the key before each suspension, to time their revocation")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -64,11 +69,18 @@ func runPropagate(ctx context.Context, args []string, out io.Writer) error {
 		return nil
 	}
 
-	var lat wsbench.Latencies
+	var lat, revoked wsbench.Latencies
 	for i := range *n {
 		state, want := "suspended", http.StatusUnauthorized
 		if i%2 == 1 {
 			state, want = "active", http.StatusSwitchingProtocols
+		}
+		var closed func() (time.Time, error)
+		if want == http.StatusUnauthorized && *hold > 0 {
+			var err error
+			if closed, err = holdSessions(ctx, targets, *hold, *timeout); err != nil {
+				return fmt.Errorf("write %d: opening the sessions to revoke: %w", i+1, err)
+			}
 		}
 		if err := setState(state); err != nil {
 			return err
@@ -79,6 +91,13 @@ func runPropagate(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("write %d (state %s): %w", i+1, state, err)
 		}
 		lat = append(lat, d.Sub(acked))
+		if closed != nil {
+			last, err := closed()
+			if err != nil {
+				return fmt.Errorf("write %d (state %s): %w", i+1, state, err)
+			}
+			revoked = append(revoked, max(last.Sub(acked), 0)) // a close may beat the 2xx to us
+		}
 	}
 	if *n%2 == 1 {
 		if err := setState("active"); err != nil {
@@ -86,10 +105,75 @@ func runPropagate(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	lat.Sort()
-	fmt.Fprintf(out, "writes=%d nodes=%d p50_ms=%s p99_ms=%s max_ms=%s\n", len(lat), len(targets),
+	fmt.Fprintf(out, "writes=%d nodes=%d p50_ms=%s p99_ms=%s max_ms=%s", len(lat), len(targets),
 		ms(lat.Quantile(0.5)), ms(lat.Quantile(0.99)), ms(lat.Quantile(1)))
+	if len(revoked) > 0 {
+		revoked.Sort()
+		fmt.Fprintf(out, " revocations=%d sessions=%d revoke_p50_ms=%s revoke_p99_ms=%s revoke_max_ms=%s", len(revoked),
+			*hold*len(targets), ms(revoked.Quantile(0.5)), ms(revoked.Quantile(0.99)), ms(revoked.Quantile(1)))
+	}
+	fmt.Fprintln(out)
 	return nil
 }
+
+// holdSessions opens n sessions on every target and starts waiting for each to be closed. The
+// function it returns waits until all are closed and returns when the last was; it fails if one
+// ends without a close frame with code 1008 (traffic.CloseRevoked) or is still open after
+// timeout from then.
+func holdSessions(ctx context.Context, targets []wsbench.Target, n int, timeout time.Duration) (func() (time.Time, error), error) {
+	var conns []*wsbench.Conn
+	for _, t := range targets {
+		for range n {
+			dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			c, err := wsbench.Dial(dctx, t)
+			cancel()
+			if err != nil {
+				for _, c := range conns {
+					c.Close()
+				}
+				return nil, fmt.Errorf("%s: %w", t.URL.Host, err)
+			}
+			conns = append(conns, c)
+		}
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	at := make([]time.Time, len(conns))
+	errs := make([]error, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() {
+			defer c.Close()
+			code, err := c.AwaitClose(wctx)
+			at[i] = time.Now()
+			switch {
+			case err != nil:
+				errs[i] = fmt.Errorf("a session to revoke ended without a close frame: %w", err)
+			case code != closeRevoked:
+				errs[i] = fmt.Errorf("a session to revoke was closed with %d, want %d", code, closeRevoked)
+			}
+		})
+	}
+	return func() (time.Time, error) {
+		timer := time.AfterFunc(timeout, cancel)
+		defer timer.Stop()
+		wg.Wait()
+		cancel()
+		var last time.Time
+		for i := range conns {
+			if errs[i] != nil {
+				return time.Time{}, errs[i]
+			}
+			if at[i].After(last) {
+				last = at[i]
+			}
+		}
+		return last, nil
+	}, nil
+}
+
+// closeRevoked is the close code of a revoked session (traffic.CloseRevoked: the load
+// generator does not import the gateway's packages beyond the frame codec).
+const closeRevoked = 1008
 
 // enforced probes every target until each answers an upgrade with status want and returns
 // when the last one did.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -21,20 +22,24 @@ import (
 
 // Target is where the load generator connects and what it sends with each upgrade.
 type Target struct {
-	// URL is a ws:// URL (wss is not supported: the benchmark measures proxying, not TLS).
+	// URL is a ws:// or wss:// URL.
 	URL *url.URL
 	// Header is added to every upgrade request (a subscription key, an Authorization header).
 	Header http.Header
+	// TLS is the client configuration of a wss:// URL (see TLSConfig), required for one and
+	// ignored for ws://. A ServerName left empty is taken from the URL.
+	TLS *tls.Config
 }
 
-// ParseTarget parses rawURL and a list of "Name: value" headers.
+// ParseTarget parses rawURL and a list of "Name: value" headers. A wss:// target still needs
+// its TLS configuration set.
 func ParseTarget(rawURL string, headers []string) (Target, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return Target{}, err
 	}
-	if u.Scheme != "ws" || u.Host == "" {
-		return Target{}, fmt.Errorf("want a ws://host:port/path URL, got %q", u.Redacted())
+	if (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+		return Target{}, fmt.Errorf("want a ws:// or wss://host:port/path URL, got %q", u.Redacted())
 	}
 	t := Target{URL: u, Header: http.Header{}}
 	for _, h := range headers {
@@ -77,13 +82,31 @@ type Conn struct {
 // readBufSize is the client's read buffer.
 const readBufSize = 16 << 10
 
-// Dial opens a TCP connection to t and upgrades it. A handshake answered with another status
-// than 101 returns a *StatusError; a 101 with a wrong Sec-WebSocket-Accept is an error too.
+// Dial opens a TCP connection to t, runs the TLS handshake for a wss:// target, and upgrades
+// it. A handshake answered with another status than 101 returns a *StatusError; a 101 with a
+// wrong Sec-WebSocket-Accept is an error too.
 func Dial(ctx context.Context, t Target) (*Conn, error) {
+	secure := t.URL.Scheme == "wss"
+	if secure && t.TLS == nil {
+		return nil, errors.New("a wss:// target needs a TLS configuration")
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", t.URL.Host)
 	if err != nil {
 		return nil, err
+	}
+	if secure {
+		cfg := t.TLS
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName = t.URL.Hostname()
+		}
+		tc := tls.Client(conn, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS handshake: %w", err)
+		}
+		conn = tc
 	}
 	c, err := handshake(ctx, conn, t)
 	if err != nil {
@@ -174,6 +197,51 @@ func readLine(r *bufio.Reader) (string, error) {
 
 // Close closes the TCP connection without a closing handshake.
 func (c *Conn) Close() error { return c.conn.Close() }
+
+// TLS returns the connection's TLS state, and false for a ws:// connection.
+func (c *Conn) TLS() (tls.ConnectionState, bool) {
+	if tc, ok := c.conn.(*tls.Conn); ok {
+		return tc.ConnectionState(), true
+	}
+	return tls.ConnectionState{}, false
+}
+
+// AwaitClose reads until the server ends the connection and returns the close code of its
+// close frame, or 0 and the error when it ended without one (a reset, EOF, ctx done). Data
+// frames and pings on the way are dropped: call it on a connection that has nothing in flight.
+func (c *Conn) AwaitClose(ctx context.Context) (int, error) {
+	stop := context.AfterFunc(ctx, func() { c.conn.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	for {
+		p, err := c.r.Peek(2)
+		if err != nil {
+			return 0, err
+		}
+		hl := frame.HeaderLen(p[0], p[1])
+		if p, err = c.r.Peek(hl); err != nil {
+			return 0, err
+		}
+		h, _, err := frame.Parse(p)
+		if err != nil {
+			return 0, err
+		}
+		c.r.Discard(hl)
+		if h.Opcode != frame.OpClose {
+			if _, err := c.r.Discard(int(h.Length)); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		if h.Length < 2 {
+			return 1005, nil // RFC 6455 §7.1.5: no status code present
+		}
+		p, err = c.r.Peek(2)
+		if err != nil {
+			return 0, err
+		}
+		return int(p[0])<<8 | int(p[1]), nil
+	}
+}
 
 // Message is a binary message prepared once and sent many times: the frame is masked with
 // the connection's key in advance, so sending it costs one write.

@@ -24,7 +24,7 @@ func acceptKey(key string) string {
 	return base64.StdEncoding.EncodeToString(sum[:])
 }
 
-// echoBufSize is the echo's read buffer: frames that fit are answered with one write.
+// echoBufSize is the echo's default read buffer: frames that fit are answered with one write.
 const echoBufSize = 64 << 10
 
 // Echo is a WebSocket echo backend: it accepts every upgrade on any path and sends each data
@@ -32,13 +32,17 @@ const echoBufSize = 64 << 10
 // pong and a close gets a close with the same code. It does no work beyond that, so that a
 // benchmark measures what stands in front of it. Its counters are safe to read at any time.
 type Echo struct {
+	// BufSize is each connection's read buffer and write buffer, allocated when it opens;
+	// zero means 64 KiB. Smaller buffers suit many idle connections (make bench-scale).
+	BufSize int
+
 	upgrades atomic.Int64
 	messages atomic.Int64
 	bytes    atomic.Int64
 	open     atomic.Int64
 }
 
-// Upgrades returns the number of upgrades answered with 101.
+// Upgrades returns the number of upgrades answered with 101 (counted as the 101 is sent).
 func (e *Echo) Upgrades() int64 { return e.upgrades.Load() }
 
 // Messages returns the number of data messages echoed whole.
@@ -62,19 +66,24 @@ func (e *Echo) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
+	// Counted before the 101 leaves, so that a client holding its 101 finds it counted.
+	e.upgrades.Add(1)
+	e.open.Add(1)
+	defer e.open.Add(-1)
 	if _, err := conn.Write([]byte("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Accept: " + acceptKey(key) + "\r\n\r\n")); err != nil {
 		return
 	}
-	e.upgrades.Add(1)
-	e.open.Add(1)
-	defer e.open.Add(-1)
 	var src io.Reader = conn
 	if n := brw.Reader.Buffered(); n > 0 {
 		early, _ := brw.Reader.Peek(n)
 		src = io.MultiReader(bytesReader(early), conn)
 	}
-	e.serve(conn, bufio.NewReaderSize(src, echoBufSize))
+	size := e.BufSize
+	if size <= 0 {
+		size = echoBufSize
+	}
+	e.serve(conn, bufio.NewReaderSize(src, size), size)
 }
 
 // bytesReader copies b so that the hijacked reader can be dropped.
@@ -96,8 +105,8 @@ func (s *sliceReader) Read(p []byte) (int, error) {
 }
 
 // serve echoes frames read from r to conn until either ends or a close frame was answered.
-func (e *Echo) serve(conn net.Conn, r *bufio.Reader) {
-	out := make([]byte, 0, echoBufSize)
+func (e *Echo) serve(conn net.Conn, r *bufio.Reader, size int) {
+	out := make([]byte, 0, size)
 	for {
 		p, err := r.Peek(2)
 		if err != nil {
