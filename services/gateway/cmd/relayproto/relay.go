@@ -202,7 +202,7 @@ func (r *relay) OnTraffic(c gnet.Conn) gnet.Action {
 		if p := sd.peer(); a == gnet.None && p.stalled {
 			a = r.pump(p) // this side may have drained: try the other direction again
 			if a == gnet.Close {
-				p.conn.Close()
+				_ = p.conn.Close()
 			}
 			return gnet.None
 		}
@@ -290,7 +290,7 @@ func (r *relay) readResponse(sd *side) gnet.Action {
 	_, _ = c.Discard(end)
 	s.phase = relaying
 	if a := r.pump(client); a == gnet.Close { // frames the client sent before the 101
-		client.conn.Close()
+		_ = client.conn.Close()
 		return gnet.None
 	}
 	return r.pump(sd)
