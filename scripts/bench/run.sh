@@ -31,7 +31,8 @@
 # Settings: DATABASE_URL (make bench passes one in), BENCH_RUNS (3), BENCH_QUICK=1 (short
 # runs and fewer connections: checks the suite end to end in a few minutes; one run unless
 # BENCH_RUNS is set), BENCH_TARGETS ("direct gatehouse nginx haproxy"; gatehouse-goroutine
-# may be added), BENCH_SCENARIOS ("a b c d e f g"; h and i may be added), BENCH_GATEWAY_ENV
+# and proto-gnet, the gnet v2 prototype cmd/relayproto of issue 16 whose handshake checks
+# nothing, may be added), BENCH_SCENARIOS ("a b c d e f g"; h and i may be added), BENCH_GATEWAY_ENV
 # (extra VAR=value words for the gateway, e.g. "GOGC=200"), GATEWAY_BIN (a gateway binary to
 # measure instead of building bin/gateway: compare builds), BENCH_PPROF_DIR (if set, the
 # gateway's CPU profile of (a), (b), (f) and (g) and heap profile of (c) are saved there). The
@@ -117,6 +118,7 @@ fi
 [ -x "$GATEWAY_BIN" ] || die "GATEWAY_BIN $GATEWAY_BIN is not an executable"
 go build -trimpath -o bin/benchecho ./services/gateway/cmd/benchecho
 go build -trimpath -o bin/wsload ./services/gateway/cmd/wsload
+case " $BENCH_TARGETS " in *" proto-gnet "*) go build -trimpath -o bin/relayproto ./services/gateway/cmd/relayproto ;; esac
 
 work="$(mktemp -d -t gatehouse-bench-XXXXXX)"
 samples="$work/samples.tsv"
@@ -314,6 +316,12 @@ start_target() {
 		wait_port "$port" || die "haproxy did not start (log: $work/haproxy.log)"
 		TARGET_URL="$scheme://127.0.0.1:$port$path"
 		;;
+	proto-gnet) # the gnet v2 prototype (issue 16): no checks on the handshake, so (b) does not compare
+		port="$(free_port)"
+		start_bg relayproto bin/relayproto -listen "127.0.0.1:$port" -backend "127.0.0.1:$ECHO_PORT"
+		wait_port "$port" || die "relayproto did not start (log: $work/relayproto.log)"
+		TARGET_URL="ws://127.0.0.1:$port/echo"
+		;;
 	*) die "unknown target $target" ;;
 	esac
 	TARGET_PID="$BG_PID" PROXY_PID="$BG_PID"
@@ -363,6 +371,7 @@ run_scenario() {
 		[ -z "$TARGET_PID" ] || sample a cpu_us "(a) proxy CPU per round trip, µs" "$TARGET" "$run" "$(field cpu_us_per_op "$out")"
 		;;
 	b)
+		[ "$TARGET" != proto-gnet ] || return 0 # its handshake checks nothing: not comparable
 		start_target "$TARGET"
 		pprof_during "b-run$run" "$(($(secs "$B_WARMUP") + $(secs "$B_DURATION") - 1))"
 		out="$(wsload handshake -url "$TARGET_URL" "${auth[@]}" -workers "$B_WORKERS" -warmup "$B_WARMUP" -duration "$B_DURATION" ${TARGET_PID:+-pid "$TARGET_PID"})"
@@ -404,6 +413,7 @@ run_scenario() {
 		;;
 	f)
 		[ "$TARGET" != direct ] || return 0 # the echo backend speaks no TLS
+		[ "$TARGET" != proto-gnet ] || return 0 # no TLS in gnet
 		start_target "$TARGET" wss
 		pprof_during "f-echo-run$run" "$(($(secs "$A_WARMUP") + $(secs "$A_DURATION") - 1))"
 		out="$(wsload echo -url "$TARGET_URL" -ca "$TLS_DIR/ca.pem" "${auth[@]}" -conns "$A_CONNS" -size 256 -warmup "$A_WARMUP" -duration "$A_DURATION" ${TARGET_PID:+-pid "$TARGET_PID"})"
@@ -425,6 +435,7 @@ run_scenario() {
 		sample f hs_cpu_us "(f) wss proxy CPU per handshake, µs" "$TARGET" "$run" "$(field cpu_us_per_op "$out")"
 		;;
 	g)
+		[ "$TARGET" != proto-gnet ] || return 0 # a WebSocket relay only
 		start_target "$TARGET" rest
 		pprof_during "g-run$run" "$(($(secs "$G_DURATION") - 1))"
 		out="$(wsload rest -url "$TARGET_URL" -header "Ocp-Apim-Subscription-Key: ${KEY:-none}" -conns "$G_CONNS" -threads "$G_THREADS" \
