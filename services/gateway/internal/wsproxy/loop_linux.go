@@ -74,8 +74,8 @@ type loop struct {
 	// Sides to read, in order; ring batches their reads (nil: io_uring unavailable).
 	ready, reading []*lside
 	ring           *ring
-	batching       bool     // sends go to the ring (read buffers are slots, busy until submit)
-	slots          [][]byte // read buffers of a batch
+	batching       bool     // sends go to the ring (the arena is busy until submit)
+	arena          []byte   // read buffers of a batch
 	results        []int32  // of the batch's reads
 	sends          []sendOp // of the batch, by tag
 	later          []*lside // sides with bytes queued behind a batch's send
@@ -232,18 +232,21 @@ func (l *loop) readReady() {
 // ringBatches counts the batches read through a ring, for tests.
 var ringBatches atomic.Int64
 
-// slotSize is the read buffer of each read of a batch.
-const slotSize = 32 << 10
+// arenaSize is the memory a loop reads a batch into: each read of a batch of n gets an
+// n-th of it (at most loopBufSize), so a loop holds 256 KiB however many sessions it has; a
+// side that fills its share is read again in the next batch.
+const arenaSize = 256 << 10
 
 // readBatch reads every side of batch with one submit, relays what came, and writes it
 // with another.
 func (l *loop) readBatch(batch []*lside) {
 	ringBatches.Add(1)
+	if l.arena == nil {
+		l.arena = make([]byte, arenaSize)
+	}
+	slot := min(arenaSize/len(batch), loopBufSize)
 	for i, x := range batch {
-		if i == len(l.slots) {
-			l.slots = append(l.slots, make([]byte, slotSize))
-		}
-		l.ring.queue(opRecv, x.fd, l.slots[i], uint64(i))
+		l.ring.queue(opRecv, x.fd, l.arena[i*slot:(i+1)*slot], uint64(i))
 	}
 	if err := l.ring.submit(l.onRecv); err != nil {
 		l.dropRing()
@@ -263,12 +266,12 @@ func (l *loop) readBatch(batch []*lside) {
 			x.s.ended(x)
 		default:
 			x.heard = x.s.clock()
-			if int(res) < slotSize {
+			if int(res) < slot {
 				x.readable = false
 			} else {
 				l.schedule(x) // more may wait
 			}
-			x.s.consume(x, x.peer, l.slots[i][:res])
+			x.s.consume(x, x.peer, l.arena[i*slot:i*slot+int(res)])
 		}
 	}
 	l.batching = false
