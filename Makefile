@@ -31,10 +31,13 @@ build:
 	$(GO) build -trimpath -o bin/demohub ./services/gateway/cmd/demohub
 	$(GO) build -trimpath -o bin/wscat ./services/gateway/cmd/wscat
 
-## test: gofmt check, go vet, then every test with -race against a real Postgres
+## test: gofmt check, go vet, then every test with -race against a real Postgres; the relay's
+## session tests run again on the goroutine engine (TLS sessions) and without io_uring
 test: fmt-check vet
 	scripts/deps.sh
 	$(WITH_DB) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) work
+	$(GO) test -race -count=1 ./services/gateway/internal/wsproxy -args -wsproxy.engine=goroutine
+	GATEWAY_IO_URING=off $(GO) test -race -count=1 ./services/gateway/internal/wsproxy
 
 ## run: build, start Postgres if needed, run management in the foreground (Ctrl-C stops)
 run: build
