@@ -422,7 +422,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { n.gate.run(gctx); return nil })
 	g.Go(func() error { return n.serveTraffic(trafficSrv) })
 	if n.tlsLn != nil {
-		g.Go(func() error { return serve(trafficSrv, tls.NewListener(n.tlsLn, n.tlsConf)) })
+		g.Go(func() error { return serve(trafficSrv, tls.NewListener(n.tlsTransport(n.tlsLn), n.tlsConf)) })
 	}
 	g.Go(func() error { return serve(adminSrv, n.adminLn) })
 	g.Go(func() error {
@@ -453,9 +453,18 @@ func (n *Node) sync(ctx context.Context) error {
 // with GATEWAY_TLS_CERT, and then with the hostnames' certificates by SNI too.
 func (n *Node) serveTraffic(srv *http.Server) error {
 	if n.cfg.TLSCert != "" {
-		return serve(srv, tls.NewListener(n.trafficLn, n.tlsConf))
+		return serve(srv, tls.NewListener(n.tlsTransport(n.trafficLn), n.tlsConf))
 	}
 	return serve(srv, n.trafficLn)
+}
+
+// tlsTransport returns the listener TLS is layered on: with the event-loop engine, one whose
+// connections the loops can take over once upgraded (wsproxy.TLSListener).
+func (n *Node) tlsTransport(ln net.Listener) net.Listener {
+	if n.engine == nil {
+		return ln
+	}
+	return wsproxy.TLSListener(ln)
 }
 
 // serve serves srv on ln until it shuts down.

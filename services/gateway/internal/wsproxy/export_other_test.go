@@ -7,3 +7,6 @@ func RingBatches() int64 { return 0 }
 
 // UsesRing reports whether the engine's loops batch through io_uring: no loops here.
 func (e *Engine) UsesRing() bool { return false }
+
+// OnLoop reports whether s runs on the event-loop engine: never here.
+func (s *Session) OnLoop() bool { return false }

@@ -31,16 +31,17 @@ const waitFor = 5 * time.Second
 // few client headers and the query, dials the backend, passes refusals back, accepts the
 // client and runs the session.
 type gateway struct {
-	srv      *httptest.Server
-	backend  string
-	limits   wsproxy.Limits
-	hooks    wsproxy.Hooks
-	tls      *tls.Config
-	ctx      context.Context
-	engine   *wsproxy.Engine // nil: the goroutine engine
-	sessions chan *wsproxy.Session
-	stats    chan wsproxy.Stats
-	dialErrs chan error
+	srv       *httptest.Server
+	backend   string
+	limits    wsproxy.Limits
+	hooks     wsproxy.Hooks
+	tls       *tls.Config
+	ctx       context.Context
+	engine    *wsproxy.Engine // nil: the goroutine engine
+	clientTLS bool            // clients reach the gateway over TLS (wss)
+	sessions  chan *wsproxy.Session
+	stats     chan wsproxy.Stats
+	dialErrs  chan error
 }
 
 type gatewayOption func(*gateway)
@@ -49,6 +50,18 @@ func withLimits(l wsproxy.Limits) gatewayOption     { return func(g *gateway) { 
 func withHooks(h wsproxy.Hooks) gatewayOption       { return func(g *gateway) { g.hooks = h } }
 func withTLS(c *tls.Config) gatewayOption           { return func(g *gateway) { g.tls = c } }
 func withContext(ctx context.Context) gatewayOption { return func(g *gateway) { g.ctx = ctx } }
+
+// withClientTLS makes clients reach the gateway over TLS; dial it with g.dialer().
+func withClientTLS() gatewayOption { return func(g *gateway) { g.clientTLS = true } }
+
+// dialer returns a dialer that trusts the gateway's test certificate.
+func (g *gateway) dialer() *websocket.Dialer {
+	d := *websocket.DefaultDialer
+	if g.clientTLS {
+		d.TLSClientConfig = g.srv.Client().Transport.(*http.Transport).TLSClientConfig
+	}
+	return &d
+}
 
 // withGoroutineEngine runs the gateway's sessions on the goroutine engine whatever
 // -wsproxy.engine says.
@@ -68,7 +81,13 @@ func startGateway(t testing.TB, backendURL string, opts ...gatewayOption) *gatew
 	for _, o := range opts {
 		o(g)
 	}
-	g.srv = httptest.NewServer(http.HandlerFunc(g.serve))
+	if g.clientTLS {
+		g.srv = httptest.NewUnstartedServer(http.HandlerFunc(g.serve))
+		g.srv.Listener = wsproxy.TLSListener(g.srv.Listener) // as the node wraps its TLS listeners
+		g.srv.StartTLS()
+	} else {
+		g.srv = httptest.NewServer(http.HandlerFunc(g.serve))
+	}
 	t.Cleanup(g.srv.Close)
 	return g
 }

@@ -69,6 +69,7 @@ type loop struct {
 	spare []func()
 
 	buf   []byte
+	plain []byte   // plaintext of TLS sides
 	sides []*lside // by descriptor
 
 	// Sides to read, in order; ring batches their reads (nil: io_uring unavailable).
@@ -96,7 +97,7 @@ func newLoop() (*loop, error) {
 		syscall.Close(epfd)
 		return nil, os.NewSyscallError("eventfd2", errno)
 	}
-	l := &loop{epfd: epfd, evfd: int(evfd), buf: make([]byte, loopBufSize)}
+	l := &loop{epfd: epfd, evfd: int(evfd), buf: make([]byte, loopBufSize), plain: make([]byte, loopBufSize)}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.evfd)}
 	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.evfd, &ev); err != nil {
 		syscall.Close(epfd)
@@ -208,10 +209,16 @@ func (l *loop) readReady() {
 		k := 0
 		for _, x := range batch {
 			x.listed = false
-			if x.readable && !x.paused && !x.eof && x.fd >= 0 {
-				batch[k] = x
-				k++
+			if !x.readable || x.paused || x.eof || x.fd < 0 {
+				continue
 			}
+			if x.tls != nil { // decrypted as it is read: not batched
+				x.s.read(x)
+				x.s.step()
+				continue
+			}
+			batch[k] = x
+			k++
 		}
 		batch = batch[:k]
 		if l.ring == nil || len(batch) < 2 {

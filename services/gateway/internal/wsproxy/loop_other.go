@@ -25,3 +25,6 @@ type loopSession = goSession
 func (e *Engine) newLoopSession(net.Conn, *bufio.Reader, *Backend, Limits, Hooks) *loopSession {
 	return nil
 }
+
+// TLSListener returns ln: without event loops TLS connections stay on goroutines.
+func TLSListener(ln net.Listener) net.Listener { return ln }

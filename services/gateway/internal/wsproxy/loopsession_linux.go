@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -49,10 +50,12 @@ type lside struct {
 	fd         int
 	gen        uint32
 	name       string
-	fromClient bool      // frames from this side are masked; frames to it are not
-	dir        Direction // of the frames read from this side
-	early      []byte    // bytes read during the handshake, relayed before any other
-	ping       []byte    // the keepalive ping frame for this side, when pings are on
+	fromClient bool          // frames from this side are masked; frames to it are not
+	dir        Direction     // of the frames read from this side
+	early      []byte        // bytes read during the handshake, relayed before any other
+	tls        *tls.Conn     // the side speaks TLS, decrypted and encrypted on the loop; or nil
+	tr         *tlsTransport // under tls
+	ping       []byte        // the keepalive ping frame for this side, when pings are on
 
 	readable bool // epoll said readable and the socket may not be drained yet
 	listed   bool // in the loop's list of sides to read
@@ -104,19 +107,25 @@ func (x *lside) queued() int { return len(x.out) - x.off }
 // newLoopSession takes both connections' descriptors, or returns nil (leaving them alone)
 // when either has none.
 func (e *Engine) newLoopSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits Limits, hooks Hooks) *loopSession {
-	if _, ok := client.(syscall.Conn); !ok {
+	ctls, ctr := loopTLS(client)
+	if _, ok := client.(syscall.Conn); !ok && ctls == nil {
 		return nil
 	}
 	if _, ok := be.Conn.(syscall.Conn); !ok {
 		return nil
 	}
-	cfd, err := takeFD(client)
+	bfd, err := takeFD(be.Conn)
 	if err != nil {
 		return nil
 	}
-	bfd, err := takeFD(be.Conn)
+	var cfd int
+	if ctls != nil {
+		cfd, err = takeTLS(ctr)
+	} else {
+		cfd, err = takeFD(client)
+	}
 	if err != nil {
-		syscall.Close(cfd)
+		syscall.Close(bfd)
 		return nil
 	}
 	if limits.CloseTimeout <= 0 {
@@ -130,7 +139,7 @@ func (e *Engine) newLoopSession(client net.Conn, clientReader *bufio.Reader, be 
 		s.rsv = frame.Rsv1
 	}
 	c, b := &s.sides[clientSide], &s.sides[backendSide]
-	*c = lside{s: s, peer: b, fd: cfd, name: ByClient, fromClient: true, dir: FromClient, early: buffered(clientReader)}
+	*c = lside{s: s, peer: b, fd: cfd, name: ByClient, fromClient: true, dir: FromClient, early: buffered(clientReader), tls: ctls, tr: ctr}
 	*b = lside{s: s, peer: c, fd: bfd, name: ByBackend, dir: FromBackend, early: buffered(be.Reader)}
 	if limits.PingInterval > 0 {
 		c.ping, _ = frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPing}, []byte(keepalivePayload))
@@ -140,7 +149,9 @@ func (e *Engine) newLoopSession(client net.Conn, clientReader *bufio.Reader, be 
 	}
 	// The descriptors are ours now; the connections' own go, and with them their place in
 	// the runtime's poller.
-	client.Close()
+	if ctls == nil {
+		client.Close()
+	}
 	be.Conn.Close()
 	return s
 }
@@ -214,6 +225,9 @@ func (s *loopSession) begin() {
 			x.early = nil
 			s.consume(x, x.peer, early)
 		}
+		if x := &s.sides[i]; x.tls != nil && !x.eof {
+			s.decrypt(x) // records crypto/tls read ahead during the handshake
+		}
 	}
 	s.step()
 }
@@ -234,6 +248,10 @@ func (s *loopSession) ready(x *lside, events uint32) {
 // peer's queue is full.
 func (s *loopSession) read(x *lside) {
 	if x.fd < 0 {
+		return
+	}
+	if x.tls != nil {
+		s.readTLS(x)
 		return
 	}
 	buf := s.loop.buf
@@ -501,8 +519,22 @@ func (s *loopSession) send(x *lside, b []byte) {
 	if len(b) == 0 || x.broken || x.fd < 0 {
 		return
 	}
+	if x.tls != nil {
+		s.sendPlain(x, s.encrypt(x, b), false)
+		x.tr.out = x.tr.out[:0]
+		return
+	}
+	s.sendPlain(x, b, true)
+}
+
+// sendPlain is send of bytes that go on the wire as they are. stable says b stays untouched
+// until a batch is submitted (it is in the loop's arena), so a batch may write it in place.
+func (s *loopSession) sendPlain(x *lside, b []byte, stable bool) {
+	if len(b) == 0 || x.broken || x.fd < 0 {
+		return
+	}
 	l := s.loop
-	if l.batching && !x.inflight && x.queued() == 0 && l.ring.room() > 0 {
+	if l.batching && stable && !x.inflight && x.queued() == 0 && l.ring.room() > 0 {
 		x.inflight = true
 		l.sends = append(l.sends, sendOp{x: x, b: b})
 		l.ring.queue(opSend, x.fd, b, uint64(len(l.sends)-1))
@@ -529,11 +561,11 @@ func (s *loopSession) send(x *lside, b []byte) {
 // sendCopy is send for bytes that may change before a batch is submitted (x.pend): during
 // a batch they are queued.
 func (s *loopSession) sendCopy(x *lside, b []byte) {
-	if s.loop.batching && len(b) > 0 && !x.broken && x.fd >= 0 {
-		s.enqueue(x, b)
+	if x.tls != nil {
+		s.send(x, b)
 		return
 	}
-	s.send(x, b)
+	s.sendPlain(x, b, false)
 }
 
 // enqueue adds b to x's queue; a queue over maxQueued stops the reading of x's peer.
@@ -715,6 +747,7 @@ func (s *loopSession) step() {
 	}
 	for i := range s.sides {
 		x := &s.sides[i]
+		s.closeTLS(x)
 		x.out = nil
 		s.loop.remove(x)
 	}

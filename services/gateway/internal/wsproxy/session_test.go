@@ -628,13 +628,17 @@ func TestMessageStartHook(t *testing.T) {
 // and every session's counts.
 func TestManySessionsAtOnce(t *testing.T) {
 	t.Parallel()
+	manySessions(t)
+}
+
+func manySessions(t *testing.T, opts ...gatewayOption) {
 	const sessions, perSession = 14, 60 // the helpers buffer 16 sessions
 	be := startBackend(t, websocket.Upgrader{}, echo, nil, false)
-	gw := startGateway(t, be.url())
+	gw := startGateway(t, be.url(), opts...)
 	before := wsproxy.RingBatches()
 	errs := make(chan error, sessions)
 	for n := range sessions {
-		c, _ := dialGorilla(t, nil, gw.url("/echo"), nil)
+		c, _ := dialGorilla(t, gw.dialer(), gw.url("/echo"), nil)
 		go func() {
 			rnd := rand.New(rand.NewPCG(uint64(n), 7))
 			sent := make([][]byte, perSession)
@@ -683,4 +687,58 @@ func TestManySessionsAtOnce(t *testing.T) {
 	if testEngine.UsesRing() && wsproxy.RingBatches() == before {
 		t.Error("no batch of reads went through io_uring")
 	}
+}
+
+// TestTLSClients runs sessions whose clients speak TLS: on the event-loop engine crypto/tls
+// decrypts and encrypts on the loop.
+func TestTLSClients(t *testing.T) {
+	t.Parallel()
+	t.Run("messages and close", func(t *testing.T) {
+		t.Parallel()
+		be := startBackend(t, websocket.Upgrader{}, echo, nil, false)
+		gw := startGateway(t, be.url(), withClientTLS())
+		c, _ := dialGorilla(t, gw.dialer(), gw.url("/echo"), nil)
+		if s := gw.session(t); testEngine != nil && !s.OnLoop() {
+			t.Error("a TLS session did not run on the event loop")
+		}
+		big := bytes.Repeat([]byte("0123456789abcdef"), 10<<10) // 160 KiB: many TLS records
+		sent := [][]byte{[]byte("hello"), {}, bytes.Repeat([]byte{7}, 300), big}
+		for _, m := range sent {
+			if err := c.WriteMessage(websocket.BinaryMessage, m); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(waitFor))
+			if _, p, err := c.ReadMessage(); err != nil || !bytes.Equal(p, m) {
+				t.Fatalf("echo of %d bytes: %d bytes, %v", len(m), len(p), err)
+			}
+		}
+		c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "done"))
+		if ce := readClose(t, c); ce.Code != websocket.CloseNormalClosure {
+			t.Errorf("client got close %d, want the backend's 1000", ce.Code)
+		}
+		payload := int64(5 + 0 + 300 + len(big))
+		want := wsproxy.Stats{MessagesIn: 4, MessagesOut: 4, BytesIn: payload, BytesOut: payload,
+			CloseCode: 1000, ClosedBy: wsproxy.ByClient, Reason: "done"}
+		if diff := cmp.Diff(want, gw.result(t)); diff != "" {
+			t.Errorf("stats (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("gateway close", func(t *testing.T) {
+		t.Parallel()
+		be := startBackend(t, websocket.Upgrader{}, echo, nil, false)
+		gw := startGateway(t, be.url(), withClientTLS())
+		c, _ := dialGorilla(t, gw.dialer(), gw.url("/echo"), nil)
+		gw.session(t).Close(4001, "revoked")
+		if ce := readClose(t, c); ce.Code != 4001 || ce.Text != "revoked" {
+			t.Errorf("client got close %d %q, want 4001 revoked", ce.Code, ce.Text)
+		}
+		c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4001, ""))
+		if st := gw.result(t); st.ClosedBy != wsproxy.ByGateway || st.CloseCode != 4001 {
+			t.Errorf("stats = %+v, want closed by the gateway with 4001", st)
+		}
+	})
+	t.Run("many sessions", func(t *testing.T) {
+		t.Parallel()
+		manySessions(t, withClientTLS())
+	})
 }
