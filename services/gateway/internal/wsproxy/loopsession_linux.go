@@ -363,16 +363,7 @@ func (s *loopSession) consume(x, y *lside, p []byte) {
 		if now < 0 {
 			now = s.clock()
 		}
-		h, hl, err := frame.Parse(head)
-		if err == nil {
-			err = h.CheckMask(x.fromClient)
-		}
-		if err == nil && !h.Opcode.Control() && (h.Opcode == frame.OpContinuation) != x.inMessage {
-			err = errFragment
-		}
-		if err == nil && h.Rsv != 0 && (h.Rsv != s.rsv || h.Opcode != frame.OpText && h.Opcode != frame.OpBinary) {
-			err = errRsv
-		}
+		h, hl, err := parseHeader(head, x.fromClient, x.inMessage, s.rsv)
 		if err != nil {
 			if run < start {
 				s.send(y, p[run:start])
@@ -621,17 +612,12 @@ func (s *loopSession) breakSide(x *lside) {
 
 // closeFrom records a close frame from x, or returns why it may not be relayed.
 func (s *loopSession) closeFrom(x *lside, h frame.Header, payload []byte) error {
-	var buf [frame.MaxControlPayload]byte
-	n := copy(buf[:], payload)
-	if h.Masked {
-		frame.MaskBytes(h.Mask, 0, buf[:n])
-	}
-	if err := frame.CheckClose(buf[:n]); err != nil {
+	code, reason, err := parseClose(h, payload)
+	if err != nil {
 		return err
 	}
-	code, reason, _ := frame.ParseClose(buf[:n])
 	x.closeRecv = true
-	s.record(x.name, code, string(reason))
+	s.record(x.name, code, reason)
 	return nil
 }
 
@@ -659,18 +645,8 @@ func (s *loopSession) stop(by string, code uint16, reason string, codes [2]uint1
 // fail is goSession.fail: x broke the protocol.
 func (s *loopSession) fail(x *lside, code uint16, err error) {
 	x.failed = true
-	codes := [2]uint16{frame.CloseGoingAway, frame.CloseGoingAway}
-	reasons := [2]string{"going away", "going away"}
-	i := clientSide
-	if !x.fromClient {
-		i = backendSide
-	}
-	what := "protocol error"
-	if code == frame.CloseInvalidPayload {
-		what = "invalid UTF-8"
-	}
-	codes[i], reasons[i] = code, what
-	s.stop(ByGateway, code, what+" from "+x.name+": "+err.Error(), codes, reasons)
+	codes, reasons, reason := failure(x.fromClient, x.name, code, err)
+	s.stop(ByGateway, code, reason, codes, reasons)
 }
 
 // step is goSession.stepLocked and react: it answers a side that vanished, writes queued

@@ -632,16 +632,7 @@ func (s *goSession) pump(src, dst *side, dir Direction) error {
 		if p, err = r.peek(hl); err != nil {
 			return err
 		}
-		h, _, err := frame.Parse(p)
-		if err == nil {
-			err = h.CheckMask(src.fromClient)
-		}
-		if err == nil && !h.Opcode.Control() && (h.Opcode == frame.OpContinuation) != src.inMessage {
-			err = errFragment
-		}
-		if err == nil && h.Rsv != 0 && (h.Rsv != s.rsv || h.Opcode != frame.OpText && h.Opcode != frame.OpBinary) {
-			err = errRsv
-		}
+		h, _, err := parseHeader(p, src.fromClient, src.inMessage, s.rsv)
 		if err != nil {
 			return s.violation(src, frame.CloseProtocolError, err)
 		}
@@ -744,10 +735,18 @@ func (s *goSession) violation(src *side, code uint16, err error) error {
 // fail is violation without draining src.
 func (s *goSession) fail(src *side, code uint16, err error) {
 	src.failed.Store(true)
-	codes := [2]uint16{frame.CloseGoingAway, frame.CloseGoingAway}
-	reasons := [2]string{"going away", "going away"}
+	codes, reasons, reason := failure(src.fromClient, src.name, code, err)
+	s.stop(ByGateway, code, reason, codes, reasons)
+}
+
+// failure returns the close frames of a session whose side (the client's when fromClient)
+// broke the protocol: code (1002, or 1007 for text that is not UTF-8) to it, 1001 to the
+// other, and the reason recorded.
+func failure(fromClient bool, name string, code uint16, err error) (codes [2]uint16, reasons [2]string, reason string) {
+	codes = [2]uint16{frame.CloseGoingAway, frame.CloseGoingAway}
+	reasons = [2]string{"going away", "going away"}
 	i := clientSide
-	if !src.fromClient {
+	if !fromClient {
 		i = backendSide
 	}
 	what := "protocol error"
@@ -755,25 +754,52 @@ func (s *goSession) fail(src *side, code uint16, err error) {
 		what = "invalid UTF-8"
 	}
 	codes[i], reasons[i] = code, what
-	s.stop(ByGateway, code, what+" from "+src.name+": "+err.Error(), codes, reasons)
+	return codes, reasons, what + " from " + name + ": " + err.Error()
 }
 
-// closeFrom records a close frame from src, or returns why it may not be relayed
-// (frame.CheckClose).
-func (s *goSession) closeFrom(src *side, h frame.Header, payload []byte) error {
+// parseClose returns the code and reason of a close frame with header h, or why it may not
+// be relayed (frame.CheckClose).
+func parseClose(h frame.Header, payload []byte) (uint16, string, error) {
 	var buf [frame.MaxControlPayload]byte
 	n := copy(buf[:], payload)
 	if h.Masked {
 		frame.MaskBytes(h.Mask, 0, buf[:n])
 	}
 	if err := frame.CheckClose(buf[:n]); err != nil {
-		return err
+		return 0, "", err
 	}
 	code, reason, _ := frame.ParseClose(buf[:n])
+	return code, string(reason), nil
+}
+
+// parseHeader parses a frame header read from a side (the client when fromClient) in the
+// state inMessage (a fragmented message is open), with rsv the RSV bits an extension
+// allows, and returns it with its length, or the protocol error it makes.
+func parseHeader(b []byte, fromClient, inMessage bool, rsv uint8) (frame.Header, int, error) {
+	h, hl, err := frame.Parse(b)
+	if err == nil {
+		err = h.CheckMask(fromClient)
+	}
+	if err == nil && !h.Opcode.Control() && (h.Opcode == frame.OpContinuation) != inMessage {
+		err = errFragment
+	}
+	if err == nil && h.Rsv != 0 && (h.Rsv != rsv || h.Opcode != frame.OpText && h.Opcode != frame.OpBinary) {
+		err = errRsv
+	}
+	return h, hl, err
+}
+
+// closeFrom records a close frame from src, or returns why it may not be relayed
+// (frame.CheckClose).
+func (s *goSession) closeFrom(src *side, h frame.Header, payload []byte) error {
+	code, reason, err := parseClose(h, payload)
+	if err != nil {
+		return err
+	}
 	src.closeRecv.Store(true)
 	s.mu.Lock()
 	if s.closed.ClosedBy == "" {
-		s.recordLocked(src.name, code, string(reason))
+		s.recordLocked(src.name, code, reason)
 	}
 	s.mu.Unlock()
 	s.poke()
