@@ -7,18 +7,22 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/tracing"
+	"gatehouse.dev/gateway/internal/upstream"
 	"gatehouse.dev/pkg/apierror"
 )
 
-// restProxy forwards REST API calls to their backends.
+// restProxy forwards REST API calls to their backends: the calls upstream.Eligible accepts
+// through fast, the others through the transport of their TLS variant (net/http's).
 type restProxy struct {
 	proxy *httputil.ReverseProxy
+	fast  *upstream.Transport
 }
 
 type targetKey struct{}
@@ -28,8 +32,9 @@ func newRESTTransport(opt Options) func(c *tls.Config) http.RoundTripper {
 	return func(c *tls.Config) http.RoundTripper {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = c
-		tr.ResponseHeaderTimeout = 5 * time.Minute
+		tr.ResponseHeaderTimeout = restResponseHeaderTimeout
 		tr.MaxIdleConnsPerHost = 256
+		tr.MaxIdleConns = 0
 		if opt.Dial != nil {
 			tr.DialContext = opt.Dial
 		}
@@ -38,9 +43,15 @@ func newRESTTransport(opt Options) func(c *tls.Config) http.RoundTripper {
 }
 
 func newRESTProxy(opt Options) *restProxy {
+	fast := &upstream.Transport{Dial: opt.Dial, ResponseHeaderTimeout: restResponseHeaderTimeout}
 	p := &httputil.ReverseProxy{
-		// Each backend entity's tls flags and client certificates pick a transport of their own.
+		BufferPool: copyBuffers{},
+		// Plain-HTTP calls go through fast unless a proxy from the environment applies; each
+		// backend entity's tls flags and client certificates pick a transport of their own.
 		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if upstream.Eligible(r) && noProxy(r) {
+				return fast.RoundTrip(r)
+			}
 			return r.Context().Value(targetKey{}).(*restTarget).tls.rt.RoundTrip(r)
 		}),
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -63,7 +74,17 @@ func newRESTProxy(opt Options) *restProxy {
 			WriteError(w, status, apierror.MsgBackendUnavailable)
 		},
 	}
-	return &restProxy{proxy: p}
+	return &restProxy{proxy: p, fast: fast}
+}
+
+// restResponseHeaderTimeout bounds the wait for a REST backend's response header.
+const restResponseHeaderTimeout = 5 * time.Minute
+
+// noProxy reports whether the HTTP_PROXY and NO_PROXY variables send r to its backend
+// directly, as the transports of newRESTTransport would.
+func noProxy(r *http.Request) bool {
+	u, err := http.ProxyFromEnvironment(r)
+	return u == nil && err == nil
 }
 
 // restTarget is where a REST call goes: its URL and header, the backend it counts for and
@@ -74,6 +95,14 @@ type restTarget struct {
 	target target
 	tls    *tlsVariant
 }
+
+// copyBuffers lends the reverse proxy its body copy buffers.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte  { return *copyBufferPool.Get().(*[]byte) }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }
 
 // roundTripFunc is a function as an http.RoundTripper.
 type roundTripFunc func(*http.Request) (*http.Response, error)
