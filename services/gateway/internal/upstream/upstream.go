@@ -81,13 +81,24 @@ func Eligible(r *http.Request) bool {
 // the backend had closed it while it was idle.
 var errNothingRead = errors.New("upstream: connection closed before the response")
 
-// RoundTrip sends r, which Eligible must accept, and returns the backend's response. A
-// bodiless call net/http would retry (GET, HEAD, OPTIONS, TRACE, or one with an
-// Idempotency-Key) is sent again on a new connection when the backend had closed the reused
-// one; any other call reuses only a connection found still open.
+// RoundTrip sends r, which Eligible must accept, and returns the backend's response (see
+// Send); informational responses go to the httptrace.ClientTrace of r's context, if any.
 func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
+	var info func(int, http.Header)
+	if trace := httptrace.ContextClientTrace(r.Context()); trace != nil && trace.Got1xxResponse != nil {
+		info = func(code int, h http.Header) { _ = trace.Got1xxResponse(code, textproto.MIMEHeader(h)) }
+	}
+	return t.Send(r.Context(), r, info)
+}
+
+// Send sends r, which Eligible must accept, and returns the backend's response; ctx, not
+// r's, aborts the call. info, if not nil, receives the informational (1xx) responses before
+// the final one. A bodiless call net/http would retry (GET, HEAD, OPTIONS, TRACE, or one with
+// an Idempotency-Key) is sent again on a new connection when the backend had closed the
+// reused one; any other call reuses only a connection found still open.
+func (t *Transport) Send(ctx context.Context, r *http.Request, info func(code int, h http.Header)) (*http.Response, error) {
 	if r.Body != nil && r.Body != http.NoBody {
-		defer r.Body.Close() // RoundTrip closes the body, errors included (http.RoundTripper)
+		defer r.Body.Close() // the body is closed, errors included (http.RoundTripper)
 	}
 	if !Eligible(r) {
 		return nil, errors.New("upstream: request not eligible")
@@ -99,7 +110,6 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err := validRequest(r); err != nil {
 		return nil, err
 	}
-	ctx := r.Context()
 	addr := canonicalAddr(r.URL)
 	retry := r.ContentLength == 0 && replayable(r)
 	for attempt := 0; ; attempt++ {
@@ -110,7 +120,7 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		if err != nil {
 			return nil, err
 		}
-		resp, err := c.roundTrip(r, host)
+		resp, err := c.roundTrip(ctx, r, host, info)
 		if err == nil {
 			return resp, nil
 		}
@@ -272,13 +282,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 // roundTrip writes r on c and reads the answer's header. The response body returns c to the
 // pool once read to its end; any error leaves c to the caller to close.
-func (c *conn) roundTrip(r *http.Request, host string) (*http.Response, error) {
-	ctx := r.Context()
+func (c *conn) roundTrip(ctx context.Context, r *http.Request, host string, info func(int, http.Header)) (*http.Response, error) {
 	stop := func() bool { return true }
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(aLongTimeAgo) })
 	}
-	resp, err := c.exchange(r, host)
+	resp, err := c.exchange(r, host, info)
 	if err != nil {
 		stop()
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -296,7 +305,7 @@ func (c *conn) roundTrip(r *http.Request, host string) (*http.Response, error) {
 }
 
 // exchange writes r and reads the final response's header.
-func (c *conn) exchange(r *http.Request, host string) (*http.Response, error) {
+func (c *conn) exchange(r *http.Request, host string, info func(int, http.Header)) (*http.Response, error) {
 	if err := c.writeRequest(r, host); err != nil {
 		if c.reused {
 			return nil, fmt.Errorf("%w: %w", errNothingRead, err)
@@ -312,7 +321,6 @@ func (c *conn) exchange(r *http.Request, host string) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	trace := httptrace.ContextClientTrace(r.Context())
 	for n := 0; ; n++ {
 		resp, err := http.ReadResponse(c.br, r)
 		if err != nil {
@@ -331,10 +339,8 @@ func (c *conn) exchange(r *http.Request, host string) (*http.Response, error) {
 		if n >= max1xx {
 			return nil, errors.New("upstream: too many 1xx informational responses")
 		}
-		if trace != nil && trace.Got1xxResponse != nil {
-			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(resp.Header)); err != nil {
-				return nil, err
-			}
+		if info != nil {
+			info(code, resp.Header)
 		}
 	}
 }
@@ -437,11 +443,10 @@ func validRequest(r *http.Request) error {
 
 // canonicalAddr is the URL's host with the port http implies when it has none.
 func canonicalAddr(u *url.URL) string {
-	port := u.Port()
-	if port == "" {
-		port = "80"
+	if u.Port() != "" {
+		return u.Host
 	}
-	return net.JoinHostPort(u.Hostname(), port)
+	return net.JoinHostPort(u.Hostname(), "80")
 }
 
 // body is a response body that gives its connection back once read to its end, and closes
