@@ -4,21 +4,32 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
+	"log/slog"
+	"mime"
 	"net/http"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/tracing"
+	"gatehouse.dev/gateway/internal/upstream"
 	"gatehouse.dev/pkg/apierror"
 )
 
-// restProxy forwards REST API calls to their backends.
+// restProxy forwards REST API calls to their backends: the calls upstream.Eligible accepts
+// straight through fast (forward), the others through the reverse proxy and the transport of
+// their TLS variant (net/http's).
 type restProxy struct {
 	proxy *httputil.ReverseProxy
+	fast  *upstream.Transport
+	log   *slog.Logger
 }
 
 type targetKey struct{}
@@ -28,8 +39,9 @@ func newRESTTransport(opt Options) func(c *tls.Config) http.RoundTripper {
 	return func(c *tls.Config) http.RoundTripper {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = c
-		tr.ResponseHeaderTimeout = 5 * time.Minute
+		tr.ResponseHeaderTimeout = restResponseHeaderTimeout
 		tr.MaxIdleConnsPerHost = 256
+		tr.MaxIdleConns = 0 // DefaultTransport's 100 across hosts closes and redials under load
 		if opt.Dial != nil {
 			tr.DialContext = opt.Dial
 		}
@@ -38,7 +50,9 @@ func newRESTTransport(opt Options) func(c *tls.Config) http.RoundTripper {
 }
 
 func newRESTProxy(opt Options) *restProxy {
-	p := &httputil.ReverseProxy{
+	rp := &restProxy{fast: &upstream.Transport{Dial: opt.Dial, ResponseHeaderTimeout: restResponseHeaderTimeout}, log: opt.Log}
+	rp.proxy = &httputil.ReverseProxy{
+		BufferPool: copyBuffers{},
 		// Each backend entity's tls flags and client certificates pick a transport of their own.
 		Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
 			return r.Context().Value(targetKey{}).(*restTarget).tls.rt.RoundTrip(r)
@@ -54,16 +68,173 @@ func newRESTProxy(opt Options) *restProxy {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			r.Context().Value(targetKey{}).(*restTarget).target.record(0, "")
-			opt.Log.WarnContext(r.Context(), "backend request failed", "err", err)
-			status := http.StatusBadGateway
-			if errors.Is(err, http.ErrHandlerTimeout) {
-				status = http.StatusGatewayTimeout
-			}
-			WriteError(w, status, apierror.MsgBackendUnavailable)
+			rp.fail(w, r.Context(), r.Context().Value(targetKey{}).(*restTarget).target, err)
 		},
 	}
-	return &restProxy{proxy: p}
+	return rp
+}
+
+// restResponseHeaderTimeout bounds the wait for a REST backend's response header.
+const restResponseHeaderTimeout = 5 * time.Minute
+
+// fail answers a call whose backend gave no response: 502 (504 for a timeout of the
+// handler), counted against t's breaker.
+func (p *restProxy) fail(w http.ResponseWriter, ctx context.Context, t target, err error) {
+	t.record(0, "")
+	p.log.WarnContext(ctx, "backend request failed", "err", err)
+	status := http.StatusBadGateway
+	if errors.Is(err, http.ErrHandlerTimeout) {
+		status = http.StatusGatewayTimeout
+	}
+	WriteError(w, status, apierror.MsgBackendUnavailable)
+}
+
+// serve sends in to t at u with hdr and copies the answer to w: straight through the fast
+// transport when it takes the call and no proxy from the environment applies, else through
+// the reverse proxy.
+func (p *restProxy) serve(w http.ResponseWriter, in *http.Request, t target, tlsv *tlsVariant, u *url.URL, hdr http.Header) {
+	out := &http.Request{Method: in.Method, URL: u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: hdr,
+		Host: u.Host, ContentLength: in.ContentLength}
+	if in.ContentLength != 0 {
+		out.Body = io.NopCloser(in.Body) // the server closes the client's body, not the transport
+	}
+	if !upstream.Eligible(out) || !noProxy(out) {
+		p.serveProxied(w, in, t, tlsv, u, hdr)
+		return
+	}
+	p.forward(w, in, out, t)
+}
+
+// serveProxied sends in to t at u with hdr through the reverse proxy and tlsv's transport.
+func (p *restProxy) serveProxied(w http.ResponseWriter, in *http.Request, t target, tlsv *tlsVariant, u *url.URL, hdr http.Header) {
+	rt := &restTarget{url: u, header: hdr, target: t, tls: tlsv}
+	p.proxy.ServeHTTP(w, in.WithContext(context.WithValue(in.Context(), targetKey{}, rt)))
+}
+
+// noProxy reports whether the HTTP_PROXY and NO_PROXY variables send r to its backend
+// directly, as the transports of newRESTTransport would.
+func noProxy(r *http.Request) bool {
+	u, err := http.ProxyFromEnvironment(r)
+	return u == nil && err == nil
+}
+
+// forward sends out through the fast transport and copies the answer to w as the reverse
+// proxy does with the same settings (TestForwardMatchesReverseProxy): no default User-Agent
+// (and no Te: the Rewrite replaces the header), informational responses relayed, hop-by-hop
+// fields dropped, trailers announced and passed on, a stream (no length, or
+// text/event-stream) flushed as it comes, and a body cut short aborting the client's
+// connection.
+func (p *restProxy) forward(w http.ResponseWriter, in *http.Request, out *http.Request, t target) {
+	ctx := in.Context()
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header.Set("User-Agent", "")
+	}
+	resp, err := p.fast.Send(ctx, out, func(code int, h http.Header) {
+		wh := w.Header()
+		copyHeaders(wh, h)
+		w.WriteHeader(code)
+		clear(wh) // as the reverse proxy: WriteHeader leaves a 1xx's fields in the map
+	})
+	if err != nil {
+		p.fail(w, ctx, t, err)
+		return
+	}
+	removeHopByHop(resp.Header)
+	t.record(resp.StatusCode, resp.Header.Get("Retry-After"))
+	copyHeaders(w.Header(), resp.Header)
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		w.Header().Add("Trailer", strings.Join(keys, ", "))
+	}
+	w.WriteHeader(resp.StatusCode)
+	if err := p.copyBody(ctx, w, resp); err != nil {
+		resp.Body.Close()
+		if ctx.Value(http.ServerContextKey) != nil {
+			// The status is out: only a cut connection tells the client the body is not
+			// whole. net/http's server recovers this value quietly (httputil.ReverseProxy).
+			panic(http.ErrAbortHandler)
+		}
+		return
+	}
+	resp.Body.Close()
+	if len(resp.Trailer) > 0 {
+		_ = http.NewResponseController(w).Flush() // chunked, so that the trailer can follow
+	}
+	if len(resp.Trailer) == announced {
+		copyHeaders(w.Header(), resp.Trailer)
+		return
+	}
+	for k, vs := range resp.Trailer {
+		for _, v := range vs {
+			w.Header().Add(http.TrailerPrefix+k, v)
+		}
+	}
+}
+
+// copyBody copies resp's body to w, flushing after each write when it is a stream; it
+// returns the first write error or read error other than the end.
+func (p *restProxy) copyBody(ctx context.Context, w http.ResponseWriter, resp *http.Response) error {
+	var rc *http.ResponseController
+	if resp.ContentLength == -1 || eventStream(resp.Header.Get("Content-Type")) {
+		rc = http.NewResponseController(w)
+		_ = rc.Flush()
+	}
+	bp := copyBufferPool.Get().(*[]byte)
+	defer copyBufferPool.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if rerr != nil && rerr != io.EOF && rerr != context.Canceled {
+			p.log.WarnContext(ctx, "backend response body read failed", "err", rerr)
+		}
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return werr
+			}
+			if rc != nil {
+				_ = rc.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// eventStream reports whether the media type ct is text/event-stream, without parsing the
+// common others.
+func eventStream(ct string) bool {
+	ct = strings.TrimLeft(ct, " \t")
+	if len(ct) < len("text/event-stream") || !strings.EqualFold(ct[:len("text/event-stream")], "text/event-stream") {
+		return false
+	}
+	base, _, _ := mime.ParseMediaType(ct)
+	return base == "text/event-stream"
+}
+
+// responseHopHeaders are the hop-by-hop fields httputil.ReverseProxy drops from a response.
+var responseHopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// removeHopByHop drops the fields h's Connection names and the hop-by-hop ones.
+func removeHopByHop(h http.Header) {
+	for _, f := range h["Connection"] {
+		for sf := range strings.SplitSeq(f, ",") {
+			if sf = textproto.TrimString(sf); sf != "" {
+				h.Del(sf)
+			}
+		}
+	}
+	for _, f := range responseHopHeaders {
+		h.Del(f)
+	}
 }
 
 // restTarget is where a REST call goes: its URL and header, the backend it counts for and
@@ -74,6 +245,15 @@ type restTarget struct {
 	target target
 	tls    *tlsVariant
 }
+
+// copyBuffers lends the reverse proxy its body copy buffers.
+type copyBuffers struct{}
+
+// copyBufferPool holds *[]byte of 32 KiB, the reverse proxy's own size.
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte  { return *copyBufferPool.Get().(*[]byte) }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }
 
 // roundTripFunc is a function as an http.RoundTripper.
 type roundTripFunc func(*http.Request) (*http.Response, error)
@@ -138,12 +318,7 @@ func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cfg *compile
 	h.setForwarded(pr.Header, r, proto)
 	copyHeaders(w.Header(), pr.ResponseHeader)
 	hdr, q := targets[0].request(pr)
-	t := &restTarget{url: backendURL(targets[0].url, rest, q), header: hdr, target: targets[0], tls: h.tls.For(targets[0])}
-	h.rest.proxy.ServeHTTP(w, r.WithContext(contextWith(r, t)))
-}
-
-func contextWith(r *http.Request, t *restTarget) context.Context {
-	return context.WithValue(r.Context(), targetKey{}, t)
+	h.rest.serve(w, r, targets[0], h.tls.For(targets[0]), backendURL(targets[0].url, rest, q), hdr)
 }
 
 // statusWriter remembers the status written through it for the request's span (0: none was

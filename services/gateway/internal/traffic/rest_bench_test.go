@@ -1,0 +1,120 @@
+package traffic_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"gatehouse.dev/gateway/internal/compiled"
+	"gatehouse.dev/gateway/internal/metrics"
+	"gatehouse.dev/gateway/internal/traffic"
+	"gatehouse.dev/pkg/configwire"
+)
+
+// BenchmarkREST is one REST call through the handler as make bench's REST scenario makes it
+// (docs/performance.md, "REST requests"): subscription key checked, operation matched,
+// proxied to a kept-alive backend answering a small JSON body. The backend is a bare loop on
+// a socket, so that allocs/op are the gateway's own; ns/op includes both ends' system calls.
+func BenchmarkREST(b *testing.B) {
+	backend := rawJSONBackend(b)
+	sub := ent(b, configwire.KindSubscription, "", "alice", obj{"scope": svcARM + "/apis", "state": "active", "displayName": "alice"})
+	sub.KeyHashes = []string{configwire.KeyHash(goodKey)}
+	snap := configwire.Snapshot{ServiceID: "svc-id", Service: "svc", Gateway: "gw1", Revision: 7, Entities: []configwire.Entity{
+		ent(b, configwire.KindGateway, "", "gw1", obj{"locationData": obj{"name": "here"}}), sub,
+		ent(b, configwire.KindAPI, "", "items", obj{"displayName": "items", "path": "items", "type": "http",
+			"serviceUrl": "http://" + backend + "/v1", "protocols": []string{"http"}}),
+		ent(b, configwire.KindOperation, "apis/items", "get", obj{"displayName": "get", "method": "GET", "urlTemplate": "/widgets/{id}"}),
+		{Kind: configwire.KindGatewayAPI, Parent: "gateways/gw1", Name: "items", Revision: 1}}}
+	var cfg atomic.Pointer[compiled.Config]
+	cfg.Store(build(b, snap))
+	m, err := metrics.NewGateway(prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := traffic.New(&cfg, traffic.Options{Metrics: m})
+	ctx, cancel := context.WithCancel(b.Context())
+	defer cancel()
+	req := httptest.NewRequestWithContext(ctx, "GET", "http://gw.example/items/widgets/7", nil)
+	req.Header.Set("Ocp-Apim-Subscription-Key", goodKey)
+	req.Header.Set("User-Agent", "wrk")
+	w := &discardWriter{}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		w.status = 0
+		h.ServeHTTP(w, req)
+		if w.status != http.StatusOK {
+			b.Fatalf("status %d", w.status)
+		}
+	}
+}
+
+// discardWriter is a ResponseWriter that keeps only the status.
+type discardWriter struct {
+	h      http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header {
+	if w.h == nil {
+		w.h = http.Header{}
+	}
+	return w.h
+}
+func (w *discardWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+func (w *discardWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return len(p), nil
+}
+
+// rawJSONBackend answers every request on a kept-alive connection with the same small JSON
+// response, allocating nothing per request; it returns its address.
+func rawJSONBackend(b *testing.B) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 35\r\n\r\n" + `{"id":42,"name":"widget","ok":true}`)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					for {
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(bytes.TrimSpace(line)) == 0 {
+							break
+						}
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return strings.TrimPrefix(ln.Addr().String(), "tcp://")
+}
