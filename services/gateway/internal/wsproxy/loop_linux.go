@@ -32,6 +32,10 @@ type Engine struct {
 // loopBufSize is the read buffer of a loop: the most one read takes from a socket.
 const loopBufSize = 64 << 10
 
+// maxReads is how many full reads of one socket a loop makes before it reads the other
+// sockets ready: a fast sender does not starve the loop's other sessions.
+const maxReads = 4
+
 // maxQueued is how many bytes may wait for a slow socket before the loop stops reading the
 // side that sends them.
 const maxQueued = 64 << 10

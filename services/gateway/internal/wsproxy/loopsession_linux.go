@@ -255,7 +255,11 @@ func (s *loopSession) read(x *lside) {
 		return
 	}
 	buf := s.loop.buf
-	for x.readable && !x.paused && !x.eof {
+	for reads := 0; x.readable && !x.paused && !x.eof; reads++ {
+		if reads == maxReads {
+			s.loop.schedule(x) // the others' turn first
+			break
+		}
 		n, errno := loopRead(x.fd, buf)
 		if errno == syscall.EAGAIN {
 			x.readable = false

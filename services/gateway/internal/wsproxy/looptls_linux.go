@@ -124,7 +124,11 @@ func takeTLS(tr *tlsTransport) (int, error) {
 // does not yet make a record), so the loop's buffer is free again.
 func (s *loopSession) readTLS(x *lside) {
 	buf := s.loop.buf
-	for x.readable && !x.paused && !x.eof {
+	for reads := 0; x.readable && !x.paused && !x.eof; reads++ {
+		if reads == maxReads {
+			s.loop.schedule(x)
+			break
+		}
 		n, errno := loopRead(x.fd, buf)
 		if errno == syscall.EAGAIN {
 			x.readable = false
