@@ -53,7 +53,9 @@ func NewEngine(n int) (*Engine, error) {
 			return nil, fmt.Errorf("wsproxy: event loop: %w", err)
 		}
 		e.loops = append(e.loops, l)
-		go l.run()
+		started := make(chan struct{})
+		go l.run(started)
+		<-started
 	}
 	return e, nil
 }
@@ -79,11 +81,12 @@ type loop struct {
 	// Sides to read, in order; ring batches their reads (nil: io_uring unavailable).
 	ready, reading []*lside
 	ring           *ring
-	batching       bool     // sends go to the ring (the arena is busy until submit)
-	arena          []byte   // read buffers of a batch
-	results        []int32  // of the batch's reads
-	sends          []sendOp // of the batch, by tag
-	later          []*lside // sides with bytes queued behind a batch's send
+	ringOn         atomic.Bool // ring is not nil, for other goroutines
+	batching       bool        // sends go to the ring (the arena is busy until submit)
+	arena          []byte      // read buffers of a batch
+	results        []int32     // of the batch's reads
+	sends          []sendOp    // of the batch, by tag
+	later          []*lside    // sides with bytes queued behind a batch's send
 	onRecv, onSend func(data uint64, res int32)
 	gen            uint32 // registrations so far, to tell a descriptor's events from a reused one's
 	events         [128]syscall.EpollEvent
@@ -109,9 +112,6 @@ func newLoop() (*loop, error) {
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
 	binaryOne(&l.wake)
-	if os.Getenv("GATEWAY_IO_URING") != "off" {
-		l.ring, _ = newRing() // nil where the kernel refuses it: plain reads and writes
-	}
 	l.results = make([]int32, ringEntries)
 	l.onRecv = func(data uint64, res int32) { l.results[data] = res }
 	l.onSend = l.sent
@@ -135,8 +135,15 @@ func (l *loop) post(fn func()) {
 // run is the loop's goroutine. It keeps its thread: a loop with nothing to do blocks in
 // epoll_wait, and the kernel wakes that thread directly when a socket is ready, as it wakes
 // an nginx worker, with no hop through the runtime's poller and scheduler.
-func (l *loop) run() {
+func (l *loop) run(started chan<- struct{}) {
 	runtime.LockOSThread()
+	// The ring is made on the loop's own thread: with IORING_SETUP_SINGLE_ISSUER only the
+	// thread that made it may submit.
+	if os.Getenv("GATEWAY_IO_URING") != "off" {
+		l.ring, _ = newRing() // nil where the kernel refuses it: plain reads and writes
+		l.ringOn.Store(l.ring != nil)
+	}
+	close(started)
 	for {
 		l.n = l.poll(0)
 		if l.n == 0 && l.queued.Load() == 0 {
@@ -232,15 +239,19 @@ func (l *loop) readReady() {
 			}
 			continue
 		}
-		for len(batch) > 0 {
+		for len(batch) > 0 && l.ring != nil {
 			m := min(len(batch), ringEntries/2) // as many sends as reads at most
 			l.readBatch(batch[:m])
 			batch = batch[m:]
 		}
+		for _, x := range batch { // the ring failed
+			x.s.read(x)
+			x.s.step()
+		}
 	}
 }
 
-// ringBatches counts the batches read through a ring, for tests.
+// ringBatches counts the batches read through a ring.
 var ringBatches atomic.Int64
 
 // arenaSize is the memory a loop reads a batch into: each read of a batch of n gets an
@@ -251,7 +262,6 @@ const arenaSize = 256 << 10
 // readBatch reads every side of batch with one submit, relays what came, and writes it
 // with another.
 func (l *loop) readBatch(batch []*lside) {
-	ringBatches.Add(1)
 	if l.arena == nil {
 		l.arena = make([]byte, arenaSize)
 	}
@@ -267,6 +277,7 @@ func (l *loop) readBatch(batch []*lside) {
 		}
 		return
 	}
+	ringBatches.Add(1)
 	l.batching = true
 	for i, x := range batch {
 		res := l.results[i]
@@ -314,6 +325,7 @@ func (l *loop) readBatch(batch []*lside) {
 func (l *loop) dropRing() {
 	l.ring.close()
 	l.ring = nil
+	l.ringOn.Store(false)
 }
 
 // sendOp is a write of a batch.

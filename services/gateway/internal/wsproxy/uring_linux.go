@@ -165,11 +165,14 @@ func (r *ring) submit(done func(data uint64, res int32)) error {
 	r.pending = 0
 	want := n
 	for want > 0 {
-		_, _, errno := syscall.RawSyscall6(sysIOUringEnter, uintptr(r.fd), uintptr(n), uintptr(want), enterGetEvents, 0, 0)
-		if errno != 0 && errno != syscall.EINTR {
+		got, _, errno := syscall.RawSyscall6(sysIOUringEnter, uintptr(r.fd), uintptr(n), uintptr(want), enterGetEvents, 0, 0)
+		switch errno {
+		case 0:
+			n -= uint32(got) // a submit may stop short: the rest go with the next call
+		case syscall.EINTR:
+		default:
 			return os.NewSyscallError("io_uring_enter", errno)
 		}
-		n = 0 // submitted (io_uring_enter submits everything or fails as a whole here)
 		head := atomic.LoadUint32(r.cqHead)
 		tail := atomic.LoadUint32(r.cqTail)
 		for ; head != tail; head++ {
