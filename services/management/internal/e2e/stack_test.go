@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -350,22 +351,22 @@ func (n *node) http(pathAndQuery string) string { return "http://" + n.traffic +
 // closedAddr returns a 127.0.0.1 address on which nothing listens.
 func closedAddr(t *testing.T) string {
 	t.Helper()
-	// A socket bound to the port but not listening: connections are refused, and no other
-	// listener of the run can take the port while the test lasts (a listener closed at once
-	// would free it for the next one).
+	// A socket bound to a port but not listening: connections are refused, and nothing else
+	// can take the port while the test lasts (a listener closed at once would free it for the
+	// next one). The port is below the ephemeral range, so the ":0" listeners other tests
+	// pick their ports with never collide with it either.
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatal(err)
+	for port := 20000 + rand.IntN(5000); port < 32000; port++ {
+		if syscall.Bind(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}) == nil {
+			return fmt.Sprintf("127.0.0.1:%d", port)
+		}
 	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
 
 // eventually polls check (testwait.For) until it returns "" or timeout passes, and returns how
