@@ -259,8 +259,12 @@ func (s *loopSession) read(x *lside) {
 func (s *loopSession) ended(x *lside) {
 	x.eof = true
 	x.readable = false
-	if x.inFrame && x.fwd && x.written {
-		s.breakSide(x.peer) // it holds part of a frame
+	if x.inFrame && x.fwd {
+		if x.written {
+			s.breakSide(x.peer) // it holds part of a frame
+		} else {
+			x.peer.midFrame, x.held = false, 0 // the header held back is dropped: nothing of the frame went out
+		}
 	}
 }
 
@@ -274,7 +278,11 @@ func (s *loopSession) consume(x, y *lside, p []byte) {
 	i := 0
 	for i < len(p) && !x.draining {
 		if x.inFrame {
-			// Payload of a data frame.
+			// Payload of a data frame: activity, as each read of a large frame is to goSession.
+			if now < 0 {
+				now = s.clock()
+			}
+			s.activity = now
 			k := int(min(int64(len(p)-i), x.left))
 			if x.check && !checkText(&x.utf8, x.h, int(x.pos), p[i:i+k], x.h.Fin && int64(k) == x.left) {
 				if x.written {
@@ -671,12 +679,15 @@ func (s *loopSession) step() {
 				x.closeSent = !x.broken
 			}
 		}
-		if x.pinging && !x.midFrame {
+		// A ping waits, as goSession's waits for a blocked write, until the socket has taken
+		// everything before it; it counts as sent once the socket has taken it too. A side
+		// whose queue is full cannot answer a ping stuck behind it.
+		if x.pinging && !x.midFrame && x.queued() == 0 {
 			x.pinging = false
 			if x.writable() {
 				at := s.clock()
 				s.send(x, x.ping)
-				if !x.broken && x.pingAt <= x.heard {
+				if !x.broken && x.queued() == 0 && x.pingAt <= x.heard {
 					x.pingAt = at
 				}
 			}
