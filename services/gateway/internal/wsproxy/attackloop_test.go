@@ -277,9 +277,9 @@ func tcpPair(t testing.TB) (a, b net.Conn) {
 	return a, b
 }
 
-// tcpSession starts a session on the test engine between two loopback TCP connections and
-// returns the client's and backend's ends; done gets the session's Stats.
-func tcpSession(t testing.TB, limits wsproxy.Limits, deflate bool, done func(wsproxy.Stats)) (client, backend net.Conn, s *wsproxy.Session) {
+// tcpSession prepares a session on the test engine between two loopback TCP connections
+// and returns the client's and backend's ends.
+func tcpSession(t testing.TB, limits wsproxy.Limits, deflate bool) (client, backend net.Conn, s *wsproxy.Session) {
 	t.Helper()
 	client, gwClient := tcpPair(t)
 	backend, gwBackend := tcpPair(t)
@@ -288,7 +288,6 @@ func tcpSession(t testing.TB, limits wsproxy.Limits, deflate bool, done func(wsp
 		resp.Header.Set("Sec-WebSocket-Extensions", "permessage-deflate")
 	}
 	s = testEngine.NewSession(gwClient, nil, &wsproxy.Backend{Conn: gwBackend, Response: resp}, limits, wsproxy.Hooks{})
-	s.Start(context.Background(), done)
 	return client, backend, s
 }
 
@@ -311,8 +310,8 @@ func FuzzLoopRelayFrames(f *testing.F) {
 	f.Add([]byte{0x83, 0x80, 0, 0, 0, 0}, []byte{1}, false, false)
 	f.Fuzz(func(t *testing.T, in, split []byte, deflate, validate bool) {
 		ended := make(chan wsproxy.Stats, 2)
-		client, backend, _ := tcpSession(t, wsproxy.Limits{CloseTimeout: 50 * time.Millisecond, ValidateUTF8: validate}, deflate,
-			func(st wsproxy.Stats) { ended <- st })
+		client, backend, s := tcpSession(t, wsproxy.Limits{CloseTimeout: 50 * time.Millisecond, ValidateUTF8: validate}, deflate)
+		s.Start(context.Background(), func(st wsproxy.Stats) { ended <- st })
 		go io.Copy(io.Discard, client)
 		go func() {
 			rest := in
@@ -357,7 +356,8 @@ func TestAttackCloseRacesEnd(t *testing.T) {
 			before = openFDs(t)
 		}
 		ended := make(chan struct{})
-		client, backend, s := tcpSession(t, wsproxy.Limits{CloseTimeout: waitFor}, false, func(wsproxy.Stats) {
+		client, backend, s := tcpSession(t, wsproxy.Limits{CloseTimeout: waitFor}, false)
+		s.Start(context.Background(), func(wsproxy.Stats) {
 			dones.Add(1)
 			close(ended) // a second call panics
 		})
@@ -415,4 +415,57 @@ func openFDs(t testing.TB) int {
 		t.Skip("no /proc/self/fd")
 	}
 	return len(ents)
+}
+
+// TestAttackDataThenEnd: a client's last frame and the end of its connection reach the
+// gateway together (here before the session starts, so that one edge of epoll reports
+// both). Reading must go on past the frame to the end, which ends the session: the backend
+// gets the frame, then close 1001.
+func TestAttackDataThenEnd(t *testing.T) {
+	t.Parallel()
+	client, backend, s := tcpSession(t, wsproxy.Limits{CloseTimeout: 4 * waitFor}, false)
+	defer client.Close()
+	defer backend.Close()
+	f := mustFrame(t, true, 0, frame.OpText, true, []byte("last words"))
+	client.Write(f)
+	client.(*net.TCPConn).CloseWrite()
+	waitFinAcked(t, client)
+	ended := make(chan wsproxy.Stats, 1)
+	s.Start(context.Background(), func(st wsproxy.Stats) { ended <- st })
+	back := rawConn{backend, bufio.NewReader(backend)}
+	if h, p := back.readFrame(t); h.Opcode != frame.OpText || string(p) != "last words" {
+		t.Fatalf("backend got a %v frame %q", h.Opcode, p)
+	}
+	firstFrameIsClose(t, "backend", back, frame.CloseGoingAway)
+	backend.Write(frame.AppendClose(nil, frame.CloseNormal, "", nil))
+	select {
+	case st := <-ended:
+		if st.ClosedBy != wsproxy.ByClient || st.CloseCode != frame.CloseAbnormal || st.MessagesIn != 1 {
+			t.Errorf("stats = %+v, want one message and closed by the client with 1006", st)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("session did not end")
+	}
+}
+
+// waitFinAcked waits until c's FIN has been acknowledged (FIN_WAIT2 in /proc/net/tcp).
+func waitFinAcked(t testing.TB, c net.Conn) {
+	t.Helper()
+	key := procKey(c.LocalAddr(), c.RemoteAddr())
+	deadline := time.Now().Add(waitFor)
+	for {
+		b, err := os.ReadFile("/proc/net/tcp")
+		if err != nil {
+			t.Skip("no /proc/net/tcp")
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) > 3 && f[1]+" "+f[2] == key && f[3] == "05" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("FIN not acknowledged")
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
 }
