@@ -263,7 +263,7 @@ func (l *loop) readBatch(batch []*lside) {
 			x.s.ended(x)
 		default:
 			x.heard = x.s.clock()
-			if int(res) < slotSize {
+			if int(res) < slotSize && !x.hup {
 				x.readable = false
 			} else {
 				l.schedule(x) // more may wait

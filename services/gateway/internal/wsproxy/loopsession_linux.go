@@ -62,6 +62,7 @@ type lside struct {
 	paused   bool // not read while the peer's queue is full
 	eof      bool // reading has ended
 	draining bool // what is read is dropped (after a protocol error)
+	hup      bool // epoll reported the peer's end or an error: read on to it, a short read is no edge
 
 	closeRecv, closeSent, broken, failed bool
 
@@ -223,6 +224,11 @@ func (s *loopSession) ready(x *lside, events uint32) {
 	if events&syscall.EPOLLOUT != 0 {
 		s.flush(x)
 	}
+	if events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+		// The end came with (or after) the last bytes: no edge will follow the read that
+		// drains them, so reading goes on until it returns the end.
+		x.hup = true
+	}
 	if events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
 		x.readable = true
 		s.loop.schedule(x)
@@ -248,7 +254,7 @@ func (s *loopSession) read(x *lside) {
 			break
 		}
 		x.heard = s.clock()
-		if n < len(buf) {
+		if n < len(buf) && !x.hup {
 			x.readable = false // drained: epoll tells when more comes
 		}
 		s.consume(x, x.peer, buf[:n])
