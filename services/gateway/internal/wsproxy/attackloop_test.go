@@ -469,3 +469,24 @@ func waitFinAcked(t testing.TB, c net.Conn) {
 		time.Sleep(200 * time.Microsecond)
 	}
 }
+
+// TestAttackSmuggleAfterViolation: after the client broke the protocol, what it sends next
+// is read only to be dropped. None of it may reach the backend, which gets its close frame
+// and nothing after it.
+func TestAttackSmuggleAfterViolation(t *testing.T) {
+	t.Parallel()
+	client, back, gw := attackPair(t, "", withLimits(wsproxy.Limits{CloseTimeout: waitFor}))
+	client.Write(mustFrame(t, true, frame.Rsv1, frame.OpBinary, true, []byte("x")))
+	firstFrameIsClose(t, "client", client, frame.CloseProtocolError)
+	client.Write(mustFrame(t, true, 0, frame.OpText, true, []byte("smuggled")))
+	waitConsumed(t, client.Conn)
+	firstFrameIsClose(t, "backend", back, frame.CloseGoingAway)
+	back.Write(frame.AppendClose(nil, frame.CloseNormal, "", nil))
+	back.SetReadDeadline(time.Now().Add(waitFor))
+	if rest, err := io.ReadAll(back.r); err != nil || len(rest) > 0 {
+		t.Errorf("backend got %x (%v) after its close frame, want nothing", rest, err)
+	}
+	if st := gw.result(t); st.CloseCode != frame.CloseProtocolError || st.MessagesIn != 0 {
+		t.Errorf("stats = %+v, want 1002 and no message", st)
+	}
+}
