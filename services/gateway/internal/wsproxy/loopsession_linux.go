@@ -278,6 +278,9 @@ func (s *loopSession) ended(x *lside) {
 // counting, as goSession.pump. Bytes to relay are written in as few calls as possible: runs
 // of whole frames go out together.
 func (s *loopSession) consume(x, y *lside, p []byte) {
+	if x.draining {
+		return // x broke the protocol: what it sends is dropped
+	}
 	run := 0 // p[run:i] are to be relayed
 	fs := -1 // where the current frame starts in p, if it does
 	now := int64(-1)
