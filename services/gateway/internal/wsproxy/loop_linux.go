@@ -288,7 +288,7 @@ func (l *loop) readBatch(batch []*lside) {
 			x.s.ended(x)
 		default:
 			x.heard = x.s.clock()
-			if int(res) < slot {
+			if int(res) < slot && !x.hup {
 				x.readable = false
 			} else {
 				l.schedule(x) // more may wait

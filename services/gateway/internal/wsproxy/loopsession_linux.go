@@ -65,6 +65,7 @@ type lside struct {
 	paused   bool // not read while the peer's queue is full
 	eof      bool // reading has ended
 	draining bool // what is read is dropped (after a protocol error)
+	hup      bool // epoll reported the peer's end or an error: read on to it, a short read is no edge
 
 	closeRecv, closeSent, broken, failed bool
 
@@ -237,6 +238,11 @@ func (s *loopSession) ready(x *lside, events uint32) {
 	if events&syscall.EPOLLOUT != 0 {
 		s.flush(x)
 	}
+	if events&(syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
+		// The end came with (or after) the last bytes: no edge will follow the read that
+		// drains them, so reading goes on until it returns the end.
+		x.hup = true
+	}
 	if events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLHUP|syscall.EPOLLERR) != 0 {
 		x.readable = true
 		s.loop.schedule(x)
@@ -270,7 +276,7 @@ func (s *loopSession) read(x *lside) {
 			break
 		}
 		x.heard = s.clock()
-		if n < len(buf) {
+		if n < len(buf) && !x.hup {
 			x.readable = false // drained: epoll tells when more comes
 		}
 		s.consume(x, x.peer, buf[:n])
@@ -281,8 +287,12 @@ func (s *loopSession) read(x *lside) {
 func (s *loopSession) ended(x *lside) {
 	x.eof = true
 	x.readable = false
-	if x.inFrame && x.fwd && x.written {
-		s.breakSide(x.peer) // it holds part of a frame
+	if x.inFrame && x.fwd {
+		if x.written {
+			s.breakSide(x.peer) // it holds part of a frame
+		} else {
+			x.peer.midFrame, x.held = false, 0 // the header held back is dropped: nothing of the frame went out
+		}
 	}
 }
 
@@ -290,13 +300,20 @@ func (s *loopSession) ended(x *lside) {
 // counting, as goSession.pump. Bytes to relay are written in as few calls as possible: runs
 // of whole frames go out together.
 func (s *loopSession) consume(x, y *lside, p []byte) {
+	if x.draining {
+		return // x broke the protocol: what it sends is dropped
+	}
 	run := 0 // p[run:i] are to be relayed
 	fs := -1 // where the current frame starts in p, if it does
 	now := int64(-1)
 	i := 0
 	for i < len(p) && !x.draining {
 		if x.inFrame {
-			// Payload of a data frame.
+			// Payload of a data frame: activity, as each read of a large frame is to goSession.
+			if now < 0 {
+				now = s.clock()
+			}
+			s.activity = now
 			k := int(min(int64(len(p)-i), x.left))
 			if x.check && !checkText(&x.utf8, x.h, int(x.pos), p[i:i+k], x.h.Fin && int64(k) == x.left) {
 				if x.written {
@@ -683,12 +700,15 @@ func (s *loopSession) step() {
 				x.closeSent = !x.broken
 			}
 		}
-		if x.pinging && !x.midFrame {
+		// A ping waits, as goSession's waits for a blocked write, until the socket has taken
+		// everything before it; it counts as sent once the socket has taken it too. A side
+		// whose queue is full cannot answer a ping stuck behind it.
+		if x.pinging && !x.midFrame && x.queued() == 0 {
 			x.pinging = false
 			if x.writable() {
 				at := s.clock()
 				s.send(x, x.ping)
-				if !x.broken && x.pingAt <= x.heard {
+				if !x.broken && x.queued() == 0 && x.pingAt <= x.heard {
 					x.pingAt = at
 				}
 			}

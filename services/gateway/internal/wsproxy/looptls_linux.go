@@ -139,7 +139,7 @@ func (s *loopSession) readTLS(x *lside) {
 			break
 		}
 		x.heard = s.clock()
-		if n < len(buf) {
+		if n < len(buf) && !x.hup {
 			x.readable = false
 		}
 		x.tr.in = buf[:n]
