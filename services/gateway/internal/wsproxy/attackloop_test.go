@@ -104,21 +104,13 @@ func TestAttackHeldHeaderThenEnd(t *testing.T) {
 	}
 }
 
-// TestAttackSplitSmallTextInvalid: a small text frame (far under the relay's 32 KiB buffer)
-// arrives over two reads and its second half is not UTF-8. As for a frame that arrives
-// whole, the client must get 1007 and the backend 1001 with nothing of the frame before it
-// (Limits.ValidateUTF8: only frames over 32 KiB may be cut).
-//
-// Not fixed on the event-loop engine: it relays a frame's bytes as they come, so the backend
-// gets the first half and then the end of its connection. Holding a checked frame of up to
-// 32 KiB until it is whole would fix it; the same holds for any small frame cut short by the
-// end of its sender's connection (goSession: nothing of it is relayed, the other side gets
-// 1001; the loop: the other side gets part of it and no close frame).
+// TestAttackSplitSmallTextInvalid: a small text frame (far under 32 KiB) arrives over two
+// reads and its second half is not UTF-8. As for a frame that arrives whole, the client must
+// get 1007 and the backend 1001 with nothing of the frame before it (Limits.ValidateUTF8:
+// only frames over 32 KiB may be cut). The event-loop engine holds a checked text frame of
+// up to 32 KiB until it has come whole.
 func TestAttackSplitSmallTextInvalid(t *testing.T) {
 	t.Parallel()
-	if os.Getenv("WSPROXY_KNOWN_GAPS") == "" && testEngine != nil {
-		t.Skip("known gap of the event-loop engine (set WSPROXY_KNOWN_GAPS=1 to run)")
-	}
 	client, back, gw := attackPair(t, "", withLimits(wsproxy.Limits{CloseTimeout: waitFor, ValidateUTF8: true}))
 	payload := append(bytes.Repeat([]byte("ok"), 50), 0xff, 'x')
 	f := mustFrame(t, true, 0, frame.OpText, true, payload)

@@ -81,6 +81,8 @@ type lside struct {
 	check     bool // its payload is checked as UTF-8
 	written   bool // part of it has been written to the peer: it can no longer be withheld
 	held      int  // its header, in pend, waits for the first checked payload bytes
+	holding   bool // it is checked and small: it is in hold until it has come whole
+	hold      []byte
 
 	// The message being read, as side's.
 	inMessage, dropping, text bool
@@ -287,6 +289,7 @@ func (s *loopSession) read(x *lside) {
 func (s *loopSession) ended(x *lside) {
 	x.eof = true
 	x.readable = false
+	x.holding, x.hold = false, nil // nothing of a held frame went out
 	if x.inFrame && x.fwd {
 		if x.written {
 			s.breakSide(x.peer) // it holds part of a frame
@@ -315,6 +318,21 @@ func (s *loopSession) consume(x, y *lside, p []byte) {
 			}
 			s.activity = now
 			k := int(min(int64(len(p)-i), x.left))
+			if x.holding {
+				// A checked frame that fits holdMax is relayed whole once it has come.
+				x.hold = append(x.hold, p[i:i+k]...)
+				s.send(y, p[run:i])
+				i += k
+				run = i
+				x.left -= int64(k)
+				if x.left == 0 {
+					if !s.releaseHeld(x, y) {
+						return
+					}
+					fs = -1
+				}
+				continue
+			}
 			if x.check && !checkText(&x.utf8, x.h, int(x.pos), p[i:i+k], x.h.Fin && int64(k) == x.left) {
 				if x.written {
 					// y holds part of the frame: it can only be cut off.
@@ -468,6 +486,14 @@ func (s *loopSession) consume(x, y *lside, p []byte) {
 		case !x.fwd:
 			s.send(y, p[run:start])
 			run = i
+		case x.check && x.left > 0 && int64(hl)+x.left <= holdMax && (!inP || int64(len(p)-i) < x.left):
+			// A checked text frame that does not come whole in this read: held until it
+			// has, so that text found invalid is never partly relayed.
+			s.send(y, p[run:start])
+			run, fs = i, -1
+			x.holding = true
+			x.hold = append(x.hold[:0], head[:hl]...)
+			continue
 		case !inP:
 			// The header came over several reads. A payload still to be checked may yet
 			// be refused while nothing of the frame is written: hold the header until
@@ -494,9 +520,32 @@ func (s *loopSession) consume(x, y *lside, p []byte) {
 	if run < len(p) {
 		s.send(y, p[run:])
 	}
-	if x.inFrame && x.fwd && x.held == 0 {
+	if x.inFrame && x.fwd && x.held == 0 && !x.holding {
 		x.written = true
 	}
+}
+
+// holdMax is the largest checked text frame, header included, that is held until whole
+// rather than streamed, as goSession relays frames that fit its buffer.
+const holdMax = 32 << 10
+
+// releaseHeld checks the held frame x has now read whole and relays it, or fails x when it
+// is not UTF-8; it reports whether x may go on.
+func (s *loopSession) releaseHeld(x, y *lside) bool {
+	x.holding = false
+	hl := len(x.hold) - int(x.h.Length)
+	if !checkText(&x.utf8, x.h, 0, x.hold[hl:], x.h.Fin) {
+		s.fail(x, frame.CloseInvalidPayload, errInvalidUTF8)
+		x.draining, x.inFrame = true, false
+		x.hold = x.hold[:0]
+		return false
+	}
+	if x.fwd = y.writable(); x.fwd {
+		s.sendCopy(y, x.hold)
+	}
+	x.hold = x.hold[:0]
+	s.frameDone(x, y)
+	return true
 }
 
 // frameHead returns how many bytes of a frame starting with b0, b1 must be seen before it is
