@@ -240,7 +240,7 @@ func (l *loop) readReady() {
 			continue
 		}
 		for len(batch) > 0 && l.ring != nil {
-			m := min(len(batch), ringEntries/2) // as many sends as reads at most
+			m := min(len(batch), batchMax)
 			l.readBatch(batch[:m])
 			batch = batch[m:]
 		}
@@ -253,6 +253,11 @@ func (l *loop) readReady() {
 
 // ringBatches counts the batches read through a ring.
 var ringBatches atomic.Int64
+
+// batchMax is the most reads one batch submits (and so the most writes: one per read).
+// Smaller batches hand work to the processes on the other side sooner: on the benchmark's
+// two shared cores 16 relayed more messages than 64 and than 8 (docs/performance.md).
+const batchMax = 16
 
 // arenaSize is the memory a loop reads a batch into: each read of a batch of n gets an
 // n-th of it (at most loopBufSize), so a loop holds 256 KiB however many sessions it has; a
