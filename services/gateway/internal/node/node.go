@@ -115,6 +115,9 @@ type Config struct {
 	// over plain TCP on event loops, one per GOMAXPROCS, and sessions over TLS on goroutines;
 	// EngineGoroutine runs every session on goroutines (GATEWAY_ENGINE).
 	Engine string
+	// NoIOURing keeps the event loops from batching reads and writes through io_uring, which
+	// they do where the kernel allows it (GATEWAY_IO_URING=false).
+	NoIOURing bool
 	// OTLPEndpoint and OTLPTracesEndpoint are the standard OpenTelemetry variables
 	// (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); with neither set the
 	// node traces nothing.
@@ -222,7 +225,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	if cfg.Engine != EngineGoroutine {
 		// Off Linux the engine is unsupported and every session runs on goroutines.
-		if n.engine, err = wsproxy.DefaultEngine(); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		if n.engine, err = wsproxy.DefaultEngine(wsproxy.EngineOptions{NoRing: cfg.NoIOURing}); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 			return nil, err
 		}
 	}

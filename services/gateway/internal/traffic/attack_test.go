@@ -241,7 +241,7 @@ func TestAttackForwardedHeaders(t *testing.T) {
 // loopEngine is the event-loop engine the node runs sessions on by default (nil, the
 // goroutine engine, where it is unsupported).
 func loopEngine(t testing.TB) *wsproxy.Engine {
-	e, err := wsproxy.DefaultEngine()
+	e, err := wsproxy.DefaultEngine(wsproxy.EngineOptions{})
 	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		t.Fatal(err)
 	}

@@ -71,15 +71,26 @@ func (e *Engine) NewSession(client net.Conn, clientReader *bufio.Reader, be *Bac
 	return NewSession(client, clientReader, be, limits, hooks)
 }
 
+// EngineOptions configure an Engine.
+type EngineOptions struct {
+	// Loops is the number of event loops; 0 means one per GOMAXPROCS.
+	Loops int
+	// NoRing makes the loops read and write with one system call per socket instead of
+	// batching through io_uring (which they also give up by themselves where the kernel
+	// refuses it).
+	NoRing bool
+}
+
 var defaultEngine struct {
 	once sync.Once
 	e    *Engine
 	err  error
 }
 
-// DefaultEngine returns the process's event-loop engine, one loop per GOMAXPROCS, started on
-// first use. It fails where the engine is unsupported (errors.ErrUnsupported off Linux).
-func DefaultEngine() (*Engine, error) {
-	defaultEngine.once.Do(func() { defaultEngine.e, defaultEngine.err = NewEngine(0) })
+// DefaultEngine returns the process's event-loop engine, started on first use with that
+// call's options (the nodes of one process share it). It fails where the engine is
+// unsupported (errors.ErrUnsupported off Linux).
+func DefaultEngine(opt EngineOptions) (*Engine, error) {
+	defaultEngine.once.Do(func() { defaultEngine.e, defaultEngine.err = NewEngine(opt) })
 	return defaultEngine.e, defaultEngine.err
 }

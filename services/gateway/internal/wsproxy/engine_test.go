@@ -10,6 +10,8 @@ import (
 	"gatehouse.dev/gateway/internal/wsproxy"
 )
 
+var ringFlag = flag.Bool("wsproxy.ring", true, "the event loops batch through io_uring (false: read and write per socket)")
+
 var engineFlag = flag.String("wsproxy.engine", "loop", "the engine the session tests run on: loop (the event-loop engine; the goroutine engine where it is unsupported) or goroutine")
 
 // testEngine is the engine sessions of the tests run on; nil is the goroutine engine.
@@ -19,7 +21,7 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	switch *engineFlag {
 	case "loop":
-		e, err := wsproxy.NewEngine(2)
+		e, err := wsproxy.NewEngine(wsproxy.EngineOptions{Loops: 2, NoRing: !*ringFlag})
 		if err != nil && !errors.Is(err, errors.ErrUnsupported) {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)

@@ -40,15 +40,17 @@ const maxReads = 4
 // side that sends them.
 const maxQueued = 64 << 10
 
-// NewEngine starts n event loops (n ≤ 0: one per GOMAXPROCS). They run for the life of the
+// NewEngine starts the event loops. They run for the life of the
 // process and cost nothing while no session is on them.
-func NewEngine(n int) (*Engine, error) {
+func NewEngine(opt EngineOptions) (*Engine, error) {
+	n := opt.Loops
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
 	e := &Engine{}
 	for range n {
 		l, err := newLoop()
+		l.noRing = opt.NoRing
 		if err != nil {
 			return nil, fmt.Errorf("wsproxy: event loop: %w", err)
 		}
@@ -82,6 +84,7 @@ type loop struct {
 	ready, reading []*lside
 	ring           *ring
 	ringOn         atomic.Bool // ring is not nil, for other goroutines
+	noRing         bool        // EngineOptions.NoRing
 	batching       bool        // sends go to the ring (the arena is busy until submit)
 	arena          []byte      // read buffers of a batch
 	results        []int32     // of the batch's reads
@@ -139,7 +142,7 @@ func (l *loop) run(started chan<- struct{}) {
 	runtime.LockOSThread()
 	// The ring is made on the loop's own thread: with IORING_SETUP_SINGLE_ISSUER only the
 	// thread that made it may submit.
-	if os.Getenv("GATEWAY_IO_URING") != "off" {
+	if !l.noRing {
 		l.ring, _ = newRing() // nil where the kernel refuses it: plain reads and writes
 		l.ringOn.Store(l.ring != nil)
 	}

@@ -13,7 +13,7 @@ import (
 type Engine struct{}
 
 // NewEngine fails on this system: the event-loop engine needs epoll.
-func NewEngine(n int) (*Engine, error) {
+func NewEngine(opt EngineOptions) (*Engine, error) {
 	return nil, errors.ErrUnsupported
 }
 
