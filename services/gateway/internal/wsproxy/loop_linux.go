@@ -347,6 +347,9 @@ func (l *loop) sent(tag uint64, res int32) {
 	op := l.sends[tag]
 	x := op.x
 	x.inflight = false
+	if x.broken || x.fd < 0 {
+		return // it takes nothing more
+	}
 	n := int(res)
 	if res < 0 {
 		if res != -int32(syscall.EAGAIN) {
