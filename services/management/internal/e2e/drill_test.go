@@ -170,7 +170,7 @@ func TestFailureDrills(t *testing.T) {
 		dbURL = url
 	}
 
-	natsAddr := closedAddr(t)
+	natsAddr := "127.0.0.1:" + freePort(t)
 	natsURL := "nats://" + natsAddr
 	natsStore := t.TempDir()
 	auth, err := natsembed.NewAuth()

@@ -137,10 +137,16 @@ func artifactsDir(t *testing.T, name string) string {
 	return dir
 }
 
-// freePort returns a port on 127.0.0.1 nothing listens on right now.
+// freePort returns a port on 127.0.0.1 nothing listens on right now, for a process to listen
+// on: the kernel's pick from the ephemeral range, given back at once.
 func freePort(t *testing.T) string {
 	t.Helper()
-	_, port, err := net.SplitHostPort(closedAddr(t))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, err := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
