@@ -84,10 +84,7 @@ type lside struct {
 	holding   bool // it is checked and small: it is in hold until it has come whole
 	hold      []byte
 
-	// The message being read, as side's.
-	inMessage, dropping, text bool
-	size                      int64
-	utf8                      frame.UTF8
+	message // the message being read
 
 	// Writing to this side: out[off:] waits for the socket; midFrame says a relayed frame
 	// to this side is unfinished, so nothing may be injected yet.
@@ -449,30 +446,12 @@ func (s *loopSession) consume(x, y *lside, p []byte) {
 		}
 		// A data frame.
 		s.activity = now
-		if h.Opcode != frame.OpContinuation {
-			x.inMessage, x.dropping, x.size = true, false, 0
-			x.text = s.limits.ValidateUTF8 && h.Opcode == frame.OpText && h.Rsv == 0
-			x.utf8.Reset()
-			if s.hooks.MessageStart != nil {
-				if code, reason := s.hooks.MessageStart(x.dir); code != 0 {
-					if !frame.SendableCloseCode(code) {
-						code = frame.CloseGoingAway
-					}
-					s.stop(ByGateway, code, reason, [2]uint16{code, code}, [2]string{reason, reason})
-					x.dropping = true
-				}
+		if code, reason := x.startFrame(h, &s.limits, &s.hooks, x.dir); code != 0 {
+			if !frame.SendableCloseCode(code) {
+				code = frame.CloseGoingAway
 			}
+			s.stop(ByGateway, code, reason, [2]uint16{code, code}, [2]string{reason, reason})
 		}
-		if limit := s.limits.MaxMessageBytes; limit > 0 && !x.dropping {
-			if h.Length > limit-x.size {
-				s.stop(ByGateway, frame.CloseMessageTooBig, "message too big",
-					[2]uint16{frame.CloseMessageTooBig, frame.CloseMessageTooBig},
-					[2]string{"message too big", "message too big"})
-				x.dropping = true
-			}
-			x.size += h.Length
-		}
-		x.inMessage = !h.Fin
 		x.h, x.left, x.pos, x.inFrame, x.written, x.held = h, h.Length, 0, true, false, 0
 		x.fwd = !x.dropping && y.writable()
 		x.check = x.text && !x.dropping

@@ -131,11 +131,7 @@ type side struct {
 
 	// State of the message being read from this side, kept here so that a relay that parks
 	// and resumes picks up where it was.
-	inMessage bool       // a fragmented message is open
-	dropping  bool       // the open message is not being relayed
-	size      int64      // payload bytes of the open message so far
-	text      bool       // the open message is text checked with utf8 (Limits.ValidateUTF8)
-	utf8      frame.UTF8 // the check of the open text message
+	message
 
 	wmu       sync.Mutex
 	closeSent atomic.Bool // a close frame was written to conn (set under wmu)
@@ -657,27 +653,9 @@ func (s *goSession) pump(src, dst *side, dir Direction) error {
 				}
 			}
 		} else {
-			if h.Opcode != frame.OpContinuation {
-				src.inMessage, src.dropping, src.size = true, false, 0
-				src.text = s.limits.ValidateUTF8 && h.Opcode == frame.OpText && h.Rsv == 0
-				src.utf8.Reset()
-				if s.hooks.MessageStart != nil {
-					if code, reason := s.hooks.MessageStart(dir); code != 0 {
-						s.Close(code, reason)
-						src.dropping = true
-					}
-				}
+			if code, reason := src.startFrame(h, &s.limits, &s.hooks, dir); code != 0 {
+				s.Close(code, reason)
 			}
-			if max := s.limits.MaxMessageBytes; max > 0 && !src.dropping {
-				if h.Length > max-src.size {
-					s.stop(ByGateway, frame.CloseMessageTooBig, "message too big",
-						[2]uint16{frame.CloseMessageTooBig, frame.CloseMessageTooBig},
-						[2]string{"message too big", "message too big"})
-					src.dropping = true
-				}
-				src.size += h.Length
-			}
-			src.inMessage = !h.Fin
 			forward = !src.dropping
 		}
 		s.activity.Store(now)
@@ -737,6 +715,40 @@ func (s *goSession) fail(src *side, code uint16, err error) {
 	src.failed.Store(true)
 	codes, reasons, reason := failure(src.fromClient, src.name, code, err)
 	s.stop(ByGateway, code, reason, codes, reasons)
+}
+
+// message is the state of the message being read from a side, in either engine.
+type message struct {
+	inMessage bool       // a fragmented message is open
+	dropping  bool       // the open message is not being relayed
+	size      int64      // payload bytes of the open message so far
+	text      bool       // the open message is text checked with utf8 (Limits.ValidateUTF8)
+	utf8      frame.UTF8 // the check of the open text message
+}
+
+// startFrame takes the header of a data frame read from direction dir into the message's
+// state and returns the close the session must make, if any: the one the MessageStart hook
+// asks for, or 1009 for a message over Limits.MaxMessageBytes. The message is then dropped.
+func (m *message) startFrame(h frame.Header, limits *Limits, hooks *Hooks, dir Direction) (code uint16, reason string) {
+	if h.Opcode != frame.OpContinuation {
+		m.inMessage, m.dropping, m.size = true, false, 0
+		m.text = limits.ValidateUTF8 && h.Opcode == frame.OpText && h.Rsv == 0
+		m.utf8.Reset()
+		if hooks.MessageStart != nil {
+			if code, reason = hooks.MessageStart(dir); code != 0 {
+				m.dropping = true
+			}
+		}
+	}
+	if limit := limits.MaxMessageBytes; limit > 0 && !m.dropping {
+		if h.Length > limit-m.size {
+			m.dropping = true
+			code, reason = frame.CloseMessageTooBig, "message too big"
+		}
+		m.size += h.Length
+	}
+	m.inMessage = !h.Fin
+	return code, reason
 }
 
 // failure returns the close frames of a session whose side (the client's when fromClient)
