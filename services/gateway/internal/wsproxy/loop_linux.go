@@ -62,9 +62,6 @@ func NewEngine(opt EngineOptions) (*Engine, error) {
 	return e, nil
 }
 
-// Loops reports how many event loops the engine runs.
-func (e *Engine) Loops() int { return len(e.loops) }
-
 // loop is one event loop. Everything of its sessions is touched only by its goroutine,
 // except what other goroutines hand it through post.
 type loop struct {

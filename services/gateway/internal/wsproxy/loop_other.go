@@ -17,9 +17,6 @@ func NewEngine(opt EngineOptions) (*Engine, error) {
 	return nil, errors.ErrUnsupported
 }
 
-// Loops reports how many event loops the engine runs: none here.
-func (e *Engine) Loops() int { return 0 }
-
 type loopSession = goSession
 
 func (e *Engine) newLoopSession(net.Conn, *bufio.Reader, *Backend, Limits, Hooks) *loopSession {
