@@ -112,7 +112,8 @@ type Config struct {
 	// Region is context.Deployment.Region (GATEWAY_REGION).
 	Region string
 	// Engine relays WebSocket sessions: EngineLoop (the default when empty) runs sessions
-	// over plain TCP on event loops, one per GOMAXPROCS, and sessions over TLS on goroutines;
+	// on event loops, one per GOMAXPROCS (wss clients too), and sessions to wss backends on
+	// goroutines;
 	// EngineGoroutine runs every session on goroutines (GATEWAY_ENGINE).
 	Engine string
 	// NoIOURing keeps the event loops from batching reads and writes through io_uring, which
@@ -160,7 +161,7 @@ type Node struct {
 	log *slog.Logger
 	id  string // the node's id in heartbeats, counters, usage and logs
 	url string // PublicURL, or the traffic listener's
-	// engine relays WebSocket sessions over plain TCP; nil relays them on goroutines.
+	// engine relays WebSocket sessions on event loops; nil relays them on goroutines.
 	engine *wsproxy.Engine
 
 	// current is the installed configuration, nil until the first; the hot path reads it.

@@ -11,8 +11,8 @@ import (
 // NewSession (or Engine.NewSession), call Start or Run once, and call Close from any
 // goroutine to end it early. Every method is safe for concurrent use.
 //
-// A session runs on one of two engines. The event-loop engine (Engine, Linux, plain TCP on
-// both sides) keeps both connections of a session on one event loop, which reads, parses
+// A session runs on one of two engines. The event-loop engine (Engine, Linux; plain TCP to
+// the backend) keeps both connections of a session on one event loop, which reads, parses
 // frame headers and writes for every session it owns. The goroutine engine relays each
 // direction on a goroutine while frames flow and parks quiet directions in an epoll set; it
 // serves TLS connections and every system.
@@ -60,8 +60,8 @@ func (s *Session) Run(ctx context.Context) Stats {
 }
 
 // NewSession is the package's NewSession on the engine's event loops when both connections
-// are plain TCP; otherwise (TLS on either side, a nil engine) the session runs on the
-// goroutine engine.
+// are plain TCP, or the client's is TLS over TLSListener; otherwise (a TLS backend, a nil
+// engine) the session runs on the goroutine engine.
 func (e *Engine) NewSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits Limits, hooks Hooks) *Session {
 	if e != nil {
 		if s := e.newLoopSession(client, clientReader, be, limits, hooks); s != nil {

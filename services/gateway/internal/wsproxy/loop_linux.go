@@ -22,7 +22,8 @@ import (
 // Reads, writes and the epoll wait of a busy loop are raw system calls: no goroutine is
 // woken per frame. Each loop keeps a thread of its own.
 //
-// Only plain TCP connections can run on it; Engine.NewSession puts others (TLS) on the
+// Backend connections must be plain TCP, client connections plain TCP or TLS over
+// TLSListener (looptls_linux.go); Engine.NewSession puts other sessions on the
 // goroutine engine.
 type Engine struct {
 	loops []*loop
