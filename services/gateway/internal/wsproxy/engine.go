@@ -15,7 +15,7 @@ import (
 // the backend) keeps both connections of a session on one event loop, which reads, parses
 // frame headers and writes for every session it owns. The goroutine engine relays each
 // direction on a goroutine while frames flow and parks quiet directions in an epoll set; it
-// serves TLS connections and every system.
+// serves TLS backends and every system.
 type Session struct {
 	impl interface {
 		Start(ctx context.Context, done func(Stats))
