@@ -1,6 +1,7 @@
 package wsproxy
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -112,15 +113,12 @@ func newLoop() (*loop, error) {
 		syscall.Close(l.evfd)
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
-	binaryOne(&l.wake)
+	binary.NativeEndian.PutUint64(l.wake[:], 1) // eventfd counts in the host's byte order
 	l.results = make([]int32, ringEntries)
 	l.onRecv = func(data uint64, res int32) { l.results[data] = res }
 	l.onSend = l.sent
 	return l, nil
 }
-
-// binaryOne stores 1 in the host's byte order, as eventfd expects.
-func binaryOne(b *[8]byte) { *(*uint64)(unsafe.Pointer(b)) = 1 }
 
 // post runs fn on the loop soon. Any goroutine may call it.
 func (l *loop) post(fn func()) {

@@ -255,10 +255,6 @@ func (s *loopSession) read(x *lside) {
 	if x.fd < 0 {
 		return
 	}
-	if x.tls != nil {
-		s.readTLS(x)
-		return
-	}
 	buf := s.loop.buf
 	for reads := 0; x.readable && !x.paused && !x.eof; reads++ {
 		if reads == maxReads {
@@ -278,7 +274,11 @@ func (s *loopSession) read(x *lside) {
 		if n < len(buf) && !x.hup {
 			x.readable = false // drained: epoll tells when more comes
 		}
-		s.consume(x, x.peer, buf[:n])
+		if x.tls != nil {
+			s.relayTLS(x, buf[:n])
+		} else {
+			s.consume(x, x.peer, buf[:n])
+		}
 	}
 }
 

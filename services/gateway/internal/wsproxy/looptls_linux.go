@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"syscall"
 	"time"
 )
 
@@ -119,33 +118,13 @@ func takeTLS(tr *tlsTransport) (int, error) {
 	return fd, nil
 }
 
-// readTLS is read for a TLS side: it reads ciphertext and relays the plaintext crypto/tls
-// makes of it. All ciphertext read is handed to crypto/tls before it returns (it keeps what
-// does not yet make a record), so the loop's buffer is free again.
-func (s *loopSession) readTLS(x *lside) {
-	buf := s.loop.buf
-	for reads := 0; x.readable && !x.paused && !x.eof; reads++ {
-		if reads == maxReads {
-			s.loop.schedule(x)
-			break
-		}
-		n, errno := loopRead(x.fd, buf)
-		if errno == syscall.EAGAIN {
-			x.readable = false
-			break
-		}
-		if errno != 0 || n == 0 {
-			s.ended(x)
-			break
-		}
-		x.heard = s.clock()
-		if n < len(buf) && !x.hup {
-			x.readable = false
-		}
-		x.tr.in = buf[:n]
-		s.decrypt(x)
-		x.tr.in = nil
-	}
+// relayTLS relays the plaintext crypto/tls makes of the ciphertext p read from x. All of p
+// is handed to crypto/tls before it returns (it keeps what does not yet make a record), so
+// the loop's buffer is free again.
+func (s *loopSession) relayTLS(x *lside, p []byte) {
+	x.tr.in = p
+	s.decrypt(x)
+	x.tr.in = nil
 }
 
 // decrypt relays the plaintext crypto/tls has for x.
