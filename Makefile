@@ -37,7 +37,7 @@ test: fmt-check vet
 	scripts/deps.sh
 	$(WITH_DB) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) work
 	$(GO) test -race -count=1 ./services/gateway/internal/wsproxy -args -wsproxy.engine=goroutine
-	$(GO) test -race -count=1 ./services/gateway/internal/wsproxy -args -wsproxy.ring=false
+	$(GO) test -race -count=1 ./services/gateway/internal/wsproxy -args -wsproxy.ring=false -wsproxy.front=false
 
 ## run: build, start Postgres if needed, run management in the foreground (Ctrl-C stops)
 run: build

@@ -163,6 +163,8 @@ type Node struct {
 	url string // PublicURL, or the traffic listener's
 	// engine relays WebSocket sessions on event loops; nil relays them on goroutines.
 	engine *wsproxy.Engine
+	// front serves the plain traffic listener from the engine's loops, once serving.
+	front atomic.Pointer[wsproxy.Front]
 
 	// current is the installed configuration, nil until the first; the hot path reads it.
 	current    atomic.Pointer[compiled.Config]
@@ -424,7 +426,7 @@ func (n *Node) Run(ctx context.Context) error {
 	g.Go(func() error { return n.heartbeat.Run(gctx) })
 	g.Go(func() error { return n.sessions.Run(gctx) })
 	g.Go(func() error { n.gate.run(gctx); return nil })
-	g.Go(func() error { return n.serveTraffic(trafficSrv) })
+	g.Go(func() error { return n.serveTraffic(ctx, trafficSrv) })
 	if n.tlsLn != nil {
 		g.Go(func() error { return serve(trafficSrv, tls.NewListener(n.tlsTransport(n.tlsLn), n.tlsConf)) })
 	}
@@ -454,10 +456,21 @@ func (n *Node) sync(ctx context.Context) error {
 }
 
 // serveTraffic serves API traffic on the traffic listener until srv shuts down: over TLS
-// with GATEWAY_TLS_CERT, and then with the hostnames' certificates by SNI too.
-func (n *Node) serveTraffic(srv *http.Server) error {
+// with GATEWAY_TLS_CERT, and then with the hostnames' certificates by SNI too. Plain, with
+// the event-loop engine, the loops accept and serve WebSocket upgrades themselves
+// (wsproxy.Front) and hand every other connection to srv.
+func (n *Node) serveTraffic(ctx context.Context, srv *http.Server) error {
 	if n.cfg.TLSCert != "" {
 		return serve(srv, tls.NewListener(n.tlsTransport(n.trafficLn), n.tlsConf))
+	}
+	if n.engine != nil {
+		front, err := n.engine.Front(n.trafficLn, wsproxy.FrontOptions{Handler: srv.Handler,
+			Context: context.WithoutCancel(ctx), MaxHeaderBytes: srv.MaxHeaderBytes})
+		if err == nil {
+			n.front.Store(front)
+			return serve(srv, front)
+		}
+		n.log.Warn("the event loops cannot serve the traffic listener; net/http serves it alone", "err", err)
 	}
 	return serve(srv, n.trafficLn)
 }
@@ -485,7 +498,13 @@ func serve(srv *http.Server, ln net.Listener) error {
 // Drain and waits only for plain requests in flight.
 func (n *Node) drain(ctx context.Context, trafficSrv *http.Server) {
 	shut := make(chan struct{})
-	go func() { defer close(shut); _ = trafficSrv.Shutdown(ctx) }()
+	go func() {
+		defer close(shut)
+		_ = trafficSrv.Shutdown(ctx)
+		if front := n.front.Load(); front != nil {
+			front.Wait(ctx) // handshakes the loops read, which net/http does not know of
+		}
+	}()
 	n.conns.Drain(ctx, 1001, "gateway shutting down")
 	<-shut
 }

@@ -29,6 +29,11 @@ type Session struct {
 // owns both connections from now on: it closes them when it ends. Bytes already buffered by
 // clientReader or be.Reader are relayed first; the readers themselves are not used again.
 func NewSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits Limits, hooks Hooks) *Session {
+	if d, ok := client.(detacher); ok { // a connection a Front served: into the runtime's poller
+		if nc, err := d.detach(); err == nil {
+			client = nc
+		}
+	}
 	return &Session{impl: newGoSession(client, clientReader, be, limits, hooks)}
 }
 
@@ -70,6 +75,9 @@ func (e *Engine) NewSession(client net.Conn, clientReader *bufio.Reader, be *Bac
 	}
 	return NewSession(client, clientReader, be, limits, hooks)
 }
+
+// detacher is a connection outside the runtime's poller that can move into it.
+type detacher interface{ detach() (net.Conn, error) }
 
 // EngineOptions configure an Engine.
 type EngineOptions struct {

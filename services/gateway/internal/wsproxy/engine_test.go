@@ -14,6 +14,8 @@ var ringFlag = flag.Bool("wsproxy.ring", true, "the event loops batch through io
 
 var engineFlag = flag.String("wsproxy.engine", "loop", "the engine the session tests run on: loop (the event-loop engine; the goroutine engine where it is unsupported) or goroutine")
 
+var frontFlag = flag.Bool("wsproxy.front", true, "with the loop engine, the loops accept plain clients and serve their upgrade requests (wsproxy.Front; false: net/http does, and the session takes the connection from it)")
+
 // testEngine is the engine sessions of the tests run on; nil is the goroutine engine.
 var testEngine *wsproxy.Engine
 

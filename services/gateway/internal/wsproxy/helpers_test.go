@@ -39,6 +39,7 @@ type gateway struct {
 	ctx       context.Context
 	engine    *wsproxy.Engine // nil: the goroutine engine
 	clientTLS bool            // clients reach the gateway over TLS (wss)
+	front     *wsproxy.Front  // serves plain clients from the loops; nil: net/http does
 	sessions  chan *wsproxy.Session
 	stats     chan wsproxy.Stats
 	dialErrs  chan error
@@ -86,7 +87,17 @@ func startGateway(t testing.TB, backendURL string, opts ...gatewayOption) *gatew
 		g.srv.Listener = wsproxy.TLSListener(g.srv.Listener) // as the node wraps its TLS listeners
 		g.srv.StartTLS()
 	} else {
-		g.srv = httptest.NewServer(http.HandlerFunc(g.serve))
+		g.srv = httptest.NewUnstartedServer(http.HandlerFunc(g.serve))
+		if g.engine != nil && *frontFlag { // as the node serves its plain listener
+			front, err := g.engine.Front(g.srv.Listener, wsproxy.FrontOptions{Handler: g.srv.Config.Handler})
+			if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+				t.Fatal(err)
+			}
+			if err == nil {
+				g.srv.Listener, g.front = front, front
+			}
+		}
+		g.srv.Start()
 	}
 	t.Cleanup(g.srv.Close)
 	return g

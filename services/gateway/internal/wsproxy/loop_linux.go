@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -90,7 +91,9 @@ type loop struct {
 	sends          []sendOp    // of the batch, by tag
 	later          []*lside    // sides with bytes queued behind a batch's send
 	onRecv, onSend func(data uint64, res int32)
-	gen            uint32 // registrations so far, to tell a descriptor's events from a reused one's
+	gen            uint32        // registrations so far, to tell a descriptor's events from a reused one's
+	fronts         []*Front      // the listeners this loop accepts from (front_linux.go)
+	backoff        time.Duration // the last pause of accepting, after a failure
 	events         [128]syscall.EpollEvent
 	n              int // events of the last wait
 	wake           [8]byte
@@ -188,6 +191,14 @@ func (l *loop) handle(events []syscall.EpollEvent) {
 		if fd == l.evfd {
 			var b [8]byte
 			syscall.RawSyscall(syscall.SYS_READ, uintptr(l.evfd), uintptr(unsafe.Pointer(&b[0])), 8)
+			continue
+		}
+		if uint32(ev.Pad) == listenTag {
+			for _, f := range l.fronts {
+				if f.fd == fd {
+					f.accept(l)
+				}
+			}
 			continue
 		}
 		if fd >= len(l.sides) {
@@ -399,6 +410,9 @@ func (l *loop) runTasks() {
 // add registers x's descriptor.
 func (l *loop) add(x *lside) error {
 	l.gen++
+	if l.gen == listenTag {
+		l.gen = 1
+	}
 	x.gen = l.gen
 	ev := syscall.EpollEvent{
 		Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | syscall.EPOLLET&0xFFFFFFFF,

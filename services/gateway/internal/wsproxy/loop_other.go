@@ -4,8 +4,10 @@ package wsproxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"net"
+	"net/http"
 )
 
 // Engine runs sessions on event loops; on this system it cannot (no epoll), and
@@ -25,3 +27,24 @@ func (e *Engine) newLoopSession(net.Conn, *bufio.Reader, *Backend, Limits, Hooks
 
 // TLSListener returns ln: without event loops TLS connections stay on goroutines.
 func TLSListener(ln net.Listener) net.Listener { return ln }
+
+// Front is unsupported on this system (see the Linux one): Engine.Front fails.
+type Front struct{ net.Listener }
+
+// FrontOptions configure a Front.
+type FrontOptions struct {
+	Handler        http.Handler
+	Context        context.Context
+	MaxHeaderBytes int
+}
+
+// Front fails on this system.
+func (e *Engine) Front(ln net.Listener, opt FrontOptions) (*Front, error) {
+	return nil, errors.ErrUnsupported
+}
+
+// Wait returns at once.
+func (f *Front) Wait(ctx context.Context) {}
+
+// Counts returns zeros.
+func (f *Front) Counts() (accepted, served int64) { return 0, 0 }

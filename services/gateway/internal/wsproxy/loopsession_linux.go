@@ -108,7 +108,8 @@ func (x *lside) queued() int { return len(x.out) - x.off }
 // when either has none.
 func (e *Engine) newLoopSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits Limits, hooks Hooks) *loopSession {
 	ctls, ctr := loopTLS(client)
-	if _, ok := client.(syscall.Conn); !ok && ctls == nil {
+	fc, front := client.(*frontConn)
+	if _, ok := client.(syscall.Conn); !ok && ctls == nil && !front {
 		return nil
 	}
 	if _, ok := be.Conn.(syscall.Conn); !ok {
@@ -119,9 +120,14 @@ func (e *Engine) newLoopSession(client net.Conn, clientReader *bufio.Reader, be 
 		return nil
 	}
 	var cfd int
-	if ctls != nil {
+	switch {
+	case front: // never in the runtime's poller: nothing to undo
+		if cfd = fc.take(); cfd < 0 {
+			err = net.ErrClosed
+		}
+	case ctls != nil:
 		cfd, err = takeTLS(ctr)
-	} else {
+	default:
 		cfd, err = takeFD(client)
 	}
 	if err != nil {
@@ -149,7 +155,7 @@ func (e *Engine) newLoopSession(client net.Conn, clientReader *bufio.Reader, be 
 	}
 	// The descriptors are ours now; the connections' own go, and with them their place in
 	// the runtime's poller.
-	if ctls == nil {
+	if ctls == nil && !front {
 		client.Close()
 	}
 	be.Conn.Close()

@@ -684,7 +684,9 @@ func manySessions(t *testing.T, opts ...gatewayOption) {
 			t.Errorf("stats = %+v, want %d messages each way and 1000", st, perSession)
 		}
 	}
-	if testEngine.UsesRing() && wsproxy.RingBatches() == before {
+	// TLS sides are decrypted as they are read, never batched: only plain clients' sessions
+	// are sure to put several reads in one batch.
+	if testEngine.UsesRing() && !gw.clientTLS && wsproxy.RingBatches() == before {
 		t.Error("no batch of reads went through io_uring")
 	}
 }

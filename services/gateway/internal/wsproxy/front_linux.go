@@ -1,0 +1,680 @@
+package wsproxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Front serves a plain-TCP listener from the engine's loops (docs/design.md §3, "the
+// handshake path"). The loops accept its connections themselves and read each one's first
+// bytes at once (the listener defers accept until the client has sent some). A complete
+// WebSocket upgrade request is parsed, and served on a goroutine of its own: the handler
+// runs the checks, dials the backend and upgrades, and the session then takes the
+// descriptor straight to a loop. The connection never enters the runtime's poller and
+// net/http never sees it: no goroutine waits on it before its request came, none reads it
+// beside the handler, and taking it over costs no duplicate and no second registration.
+// Every other connection (any other request, an upgrade request that did not come whole in
+// the first read or that asks for more than a plain GET, one that sent nothing yet) is
+// handed, with the bytes read so far, to whoever calls Accept: net/http's Server, which
+// serves it exactly as it serves a connection it accepted itself. After a refused upgrade
+// the connection is handed over too, for its next request.
+//
+// The socket options the runtime sets on every connection it accepts (no Nagle delay,
+// keepalive probes) are set once, on the listener, which the kernel copies them from.
+type Front struct {
+	e   *Engine
+	ln  net.Listener
+	fd  int // a duplicate of ln's descriptor, in every loop's epoll set
+	opt FrontOptions
+
+	mu     sync.Mutex
+	handed []net.Conn // for Accept
+	more   chan struct{}
+
+	closing   chan struct{}
+	closeOnce sync.Once
+	closeErr  error
+	inflight  sync.WaitGroup // handshakes being served
+	nAccepted atomic.Int64
+	nServed   atomic.Int64 // upgrade requests served by the front
+}
+
+// FrontOptions configure a Front.
+type FrontOptions struct {
+	// Handler serves the upgrade requests the front reads (the traffic handler). It gets an
+	// http.ResponseWriter that supports Hijack, and a request as net/http's server would
+	// make it (RemoteAddr, RequestURI, Host), with Context as its context.
+	Handler http.Handler
+	// Context is the context of the requests the front serves; nil means Background.
+	Context context.Context
+	// MaxHeaderBytes: a request whose line and headers are longer is handed to net/http,
+	// which applies its own limit. Zero means http.DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+}
+
+// listenTag marks a listener's events in the epoll set: sessions' registrations carry their
+// generation, which never takes this value.
+const listenTag = ^uint32(0) // Pad: -1
+
+// frontKeepAlive are the keepalive settings net.ListenConfig gives each connection it
+// accepts by default (idle 15 s, probes every 15 s, 9 of them).
+const (
+	frontKeepIdle     = 15
+	frontKeepInterval = 15
+	frontKeepCount    = 9
+	// frontDeferAccept is how long (seconds) the kernel holds a connection that has sent
+	// nothing before accept returns it anyway.
+	frontDeferAccept = 1
+)
+
+// Front starts serving ln, a *net.TCPListener, from the loops; serve the returned Front
+// (a net.Listener of the connections it hands over) with net/http. Closing the Front
+// stops the accepting and closes ln. It fails for other listeners.
+func (e *Engine) Front(ln net.Listener, opt FrontOptions) (*Front, error) {
+	if opt.Handler == nil {
+		return nil, errors.New("wsproxy: front: no handler")
+	}
+	if opt.Context == nil {
+		opt.Context = context.Background()
+	}
+	if opt.MaxHeaderBytes <= 0 {
+		opt.MaxHeaderBytes = http.DefaultMaxHeaderBytes
+	}
+	if _, ok := ln.(*net.TCPListener); !ok {
+		return nil, errors.New("wsproxy: front: not a TCP listener")
+	}
+	fd, err := takeFD(ln)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range [...][3]int{
+		{syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
+		{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, frontKeepIdle},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, frontKeepInterval},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPCNT, frontKeepCount},
+		{syscall.IPPROTO_TCP, syscall.TCP_DEFER_ACCEPT, frontDeferAccept},
+	} {
+		if err := syscall.SetsockoptInt(fd, o[0], o[1], o[2]); err != nil {
+			syscall.Close(fd)
+			return nil, os.NewSyscallError("setsockopt", err)
+		}
+	}
+	f := &Front{e: e, ln: ln, fd: fd, opt: opt, more: make(chan struct{}, 1), closing: make(chan struct{})}
+	for i, l := range e.loops {
+		l.call(func() { l.fronts = append(l.fronts, f) })
+		// EPOLLEXCLUSIVE: a connection wakes one loop, not all of them.
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(fd), Pad: -1}
+		if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			f.unregister(e.loops[:i+1])
+			syscall.Close(fd)
+			return nil, os.NewSyscallError("epoll_ctl", err)
+		}
+	}
+	return f, nil
+}
+
+// call runs fn on the loop and waits for it.
+func (l *loop) call(fn func()) {
+	done := make(chan struct{})
+	l.post(func() { fn(); close(done) })
+	<-done
+}
+
+// unregister takes the listener out of loops' epoll sets and lists.
+func (f *Front) unregister(loops []*loop) {
+	for _, l := range loops {
+		_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, f.fd, nil)
+		l.call(func() {
+			for i, g := range l.fronts {
+				if g == f {
+					l.fronts = append(l.fronts[:i], l.fronts[i+1:]...)
+					break
+				}
+			}
+		})
+	}
+}
+
+// Accept returns the next connection handed over to net/http.
+func (f *Front) Accept() (net.Conn, error) {
+	for {
+		f.mu.Lock()
+		if len(f.handed) > 0 {
+			c := f.handed[0]
+			f.handed[0] = nil
+			f.handed = f.handed[1:]
+			f.mu.Unlock()
+			return c, nil
+		}
+		f.mu.Unlock()
+		select {
+		case <-f.more:
+		case <-f.closing:
+			return nil, net.ErrClosed
+		}
+	}
+}
+
+// Close stops accepting, closes the listener and the connections not yet taken by Accept.
+// Handshakes being served go on (Wait waits for them).
+func (f *Front) Close() error {
+	f.closeOnce.Do(func() {
+		f.unregister(f.e.loops)
+		syscall.Close(f.fd)
+		f.closeErr = f.ln.Close()
+		close(f.closing)
+		f.mu.Lock()
+		for _, c := range f.handed {
+			c.Close()
+		}
+		f.handed = nil
+		f.mu.Unlock()
+	})
+	return f.closeErr
+}
+
+// Addr is the listener's address.
+func (f *Front) Addr() net.Addr { return f.ln.Addr() }
+
+// Wait waits until the handshakes being served have been, or ctx ends.
+func (f *Front) Wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { f.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// Counts returns how many connections the front accepted and how many of them it served
+// an upgrade request itself (the rest went to net/http).
+func (f *Front) Counts() (accepted, served int64) { return f.nAccepted.Load(), f.nServed.Load() }
+
+// acceptBackoff bounds the pause after an accept failed for want of descriptors or memory,
+// as net/http's Server pauses (5 ms, doubling up to 1 s).
+const acceptBackoffMax = time.Second
+
+// accept takes the connections waiting on the listener (on loop l), up to a few: the
+// registration is level-triggered, so the rest wake a loop again.
+func (f *Front) accept(l *loop) {
+	select {
+	case <-f.closing:
+		return
+	default:
+	}
+	for range 16 {
+		var sa syscall.RawSockaddrAny
+		salen := uint32(syscall.SizeofSockaddrAny)
+		r, _, errno := syscall.RawSyscall6(syscall.SYS_ACCEPT4, uintptr(f.fd), uintptr(unsafe.Pointer(&sa)),
+			uintptr(unsafe.Pointer(&salen)), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0, 0)
+		switch errno {
+		case 0:
+		case syscall.EAGAIN:
+			return
+		case syscall.EINTR, syscall.ECONNABORTED, syscall.EPROTO:
+			continue
+		default: // EMFILE, ENFILE, ENOBUFS, ENOMEM: pause, or the level-triggered event spins
+			f.pause(l)
+			return
+		}
+		fd := int(r)
+		remote := sockaddrTCP(&sa)
+		n, errno := loopRead(fd, l.buf)
+		f.nAccepted.Add(1) // after the read: a test that saw the count knows what was read
+		switch {
+		case errno == syscall.EAGAIN: // nothing came yet
+			go f.handover(&frontConn{fd: fd, remote: remote}, nil)
+		case errno != 0 || n == 0: // gone already
+			syscall.Close(fd)
+		default:
+			got := append([]byte(nil), l.buf[:n]...)
+			f.inflight.Add(1)
+			go f.serve(&frontConn{fd: fd, remote: remote}, got)
+		}
+	}
+}
+
+// pause takes the listener out of l's epoll set for a while.
+func (f *Front) pause(l *loop) {
+	_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, f.fd, nil)
+	l.backoff = min(max(2*l.backoff, 5*time.Millisecond), acceptBackoffMax)
+	time.AfterFunc(l.backoff, func() {
+		l.post(func() {
+			select {
+			case <-f.closing:
+				return
+			default:
+			}
+			ev := syscall.EpollEvent{Events: syscall.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(f.fd), Pad: -1}
+			if syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, f.fd, &ev) == nil {
+				l.backoff = 0
+			}
+		})
+	})
+}
+
+func sockaddrTCP(sa *syscall.RawSockaddrAny) *net.TCPAddr {
+	switch sa.Addr.Family {
+	case syscall.AF_INET:
+		p := (*syscall.RawSockaddrInet4)(unsafe.Pointer(sa))
+		port := int(p.Port>>8 | p.Port<<8)
+		return &net.TCPAddr{IP: net.IPv4(p.Addr[0], p.Addr[1], p.Addr[2], p.Addr[3]), Port: port}
+	case syscall.AF_INET6:
+		p := (*syscall.RawSockaddrInet6)(unsafe.Pointer(sa))
+		port := int(p.Port>>8 | p.Port<<8)
+		ip := make(net.IP, net.IPv6len)
+		copy(ip, p.Addr[:])
+		zone := ""
+		if p.Scope_id != 0 {
+			if ifi, err := net.InterfaceByIndex(int(p.Scope_id)); err == nil {
+				zone = ifi.Name
+			}
+		}
+		return &net.TCPAddr{IP: ip, Port: port, Zone: zone}
+	}
+	return &net.TCPAddr{}
+}
+
+// serve serves the connection whose first bytes are got: an upgrade request on the spot,
+// anything else by net/http.
+func (f *Front) serve(c *frontConn, got []byte) {
+	defer f.inflight.Done()
+	end := bytes.Index(got, []byte("\r\n\r\n"))
+	if end < 0 || end+4 > f.opt.MaxHeaderBytes || !bytes.HasPrefix(got, []byte("GET ")) {
+		f.handover(c, got)
+		return
+	}
+	r, err := readUpgradeRequest(got[:end+4])
+	if err != nil {
+		f.handover(c, got)
+		return
+	}
+	f.nServed.Add(1)
+	r.RemoteAddr = c.remote.String()
+	r = r.WithContext(f.opt.Context)
+	w := &frontWriter{c: c, rest: got[end+4:]}
+	f.opt.Handler.ServeHTTP(w, r)
+	if w.hijacked {
+		return
+	}
+	keep := w.finish(r)
+	if !keep || c.fd < 0 {
+		c.Close()
+		return
+	}
+	f.handover(c, w.rest)
+}
+
+// readUpgradeRequest parses a request's line and headers, and accepts only what the front
+// serves itself: an HTTP/1.1 GET in origin form, with one valid Host, no body, no Expect,
+// that asks to upgrade to websocket. The rest is net/http's to answer.
+func readUpgradeRequest(head []byte) (*http.Request, error) {
+	br := frontReaders.Get().(*bufio.Reader)
+	br.Reset(bytes.NewReader(head))
+	r, err := http.ReadRequest(br)
+	br.Reset(nil)
+	frontReaders.Put(br)
+	switch {
+	case err != nil:
+		return nil, err
+	case r.ProtoMajor != 1 || r.ProtoMinor != 1, len(r.RequestURI) == 0 || r.RequestURI[0] != '/':
+		return nil, errNotFront
+	case headerLines(head, "host") != 1 || !validHost(r.Host): // ReadRequest keeps only the first
+		return nil, errNotFront
+	case r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Header["Content-Length"] != nil || r.Header["Expect"] != nil:
+		return nil, errNotFront
+	case !headerHasToken(r.Header, "Upgrade", "websocket"):
+		return nil, errNotFront
+	}
+	return r, nil
+}
+
+// headerLines counts the header lines of head named name (lower case).
+func headerLines(head []byte, name string) int {
+	n := 0
+	for line := range bytes.SplitSeq(head, []byte("\r\n")) {
+		if len(line) > len(name) && line[len(name)] == ':' && strings.EqualFold(string(line[:len(name)]), name) {
+			n++
+		}
+	}
+	return n
+}
+
+var errNotFront = errors.New("wsproxy: front: not an upgrade request the front serves")
+
+var frontReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// validHost accepts the Host values net/http's server accepts that a front request may
+// carry: a name or address and an optional port, from a conservative set of bytes.
+func validHost(h string) bool {
+	if h == "" {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// handover gives c, with the bytes already read from it, to Accept.
+func (f *Front) handover(c *frontConn, read []byte) {
+	nc, err := c.netConn()
+	if err != nil {
+		return
+	}
+	select {
+	case <-f.closing:
+		nc.Close()
+		return
+	default:
+	}
+	var conn net.Conn = nc
+	if tc, ok := nc.(*net.TCPConn); ok {
+		conn = &handedConn{TCPConn: tc, prefix: read}
+	}
+	f.mu.Lock()
+	f.handed = append(f.handed, conn)
+	f.mu.Unlock()
+	select {
+	case f.more <- struct{}{}:
+	default:
+	}
+}
+
+// handedConn is a connection handed to net/http: its first reads return what the front
+// read already.
+type handedConn struct {
+	*net.TCPConn
+	prefix []byte
+}
+
+func (c *handedConn) Read(p []byte) (int, error) {
+	if len(c.prefix) > 0 {
+		n := copy(p, c.prefix)
+		c.prefix = c.prefix[n:]
+		return n, nil
+	}
+	return c.TCPConn.Read(p)
+}
+
+// SyscallConn refuses while bytes read by the front wait: whoever takes the descriptor
+// would lose them.
+func (c *handedConn) SyscallConn() (syscall.RawConn, error) {
+	if len(c.prefix) > 0 {
+		return nil, errNoFD
+	}
+	return c.TCPConn.SyscallConn()
+}
+
+// frontWriter is the http.ResponseWriter of a request the front serves: the response is
+// written whole when the handler returns, unless the handler hijacked the connection.
+type frontWriter struct {
+	c        *frontConn
+	rest     []byte // bytes the client sent after the request
+	header   http.Header
+	status   int
+	body     bytes.Buffer
+	hijacked bool
+}
+
+func (w *frontWriter) Header() http.Header {
+	if w.header == nil {
+		w.header = make(http.Header)
+	}
+	return w.header
+}
+
+func (w *frontWriter) WriteHeader(code int) {
+	if w.status == 0 && !w.hijacked && code >= 200 {
+		w.status = code
+	}
+}
+
+func (w *frontWriter) Write(p []byte) (int, error) {
+	if w.hijacked {
+		return 0, http.ErrHijacked
+	}
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.body.Write(p)
+}
+
+// Hijack hands the connection to the caller, with a reader holding what the client sent
+// after the request.
+func (w *frontWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.hijacked {
+		return nil, nil, http.ErrHijacked
+	}
+	w.hijacked = true
+	var br *bufio.Reader
+	if len(w.rest) > 0 {
+		br = bufio.NewReaderSize(&prefixReader{prefix: w.rest, r: w.c}, len(w.rest))
+		_, _ = br.Peek(len(w.rest))
+	} else {
+		br = bufio.NewReaderSize(w.c, 16)
+	}
+	return w.c, bufio.NewReadWriter(br, bufio.NewWriterSize(w.c, 16)), nil
+}
+
+type prefixReader struct {
+	prefix []byte
+	r      net.Conn
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.r.Read(b)
+}
+
+// frontWriteTimeout bounds writing a response the front serves.
+const frontWriteTimeout = 10 * time.Second
+
+// finish writes the response as net/http's server would (Date, Content-Length, a sniffed
+// Content-Type) and reports whether the connection may serve another request.
+func (w *frontWriter) finish(r *http.Request) (keepAlive bool) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	h := w.Header()
+	keepAlive = !r.Close && !headerHasToken(h, "Connection", "close")
+	if h.Get("Date") == "" {
+		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	}
+	bodyAllowed := w.status != http.StatusNoContent && w.status != http.StatusNotModified
+	if bodyAllowed {
+		if h.Get("Content-Type") == "" && w.body.Len() > 0 {
+			h.Set("Content-Type", http.DetectContentType(w.body.Bytes()))
+		}
+		h.Set("Content-Length", strconv.Itoa(w.body.Len()))
+	}
+	if !keepAlive {
+		h.Set("Connection", "close")
+	}
+	var out bytes.Buffer
+	out.Grow(256 + w.body.Len())
+	out.WriteString("HTTP/1.1 ")
+	out.WriteString(strconv.Itoa(w.status))
+	out.WriteByte(' ')
+	out.WriteString(http.StatusText(w.status))
+	out.WriteString("\r\n")
+	_ = h.Write(&out)
+	out.WriteString("\r\n")
+	if bodyAllowed {
+		out.Write(w.body.Bytes())
+	}
+	w.c.SetWriteDeadline(time.Now().Add(frontWriteTimeout))
+	if _, err := w.c.Write(out.Bytes()); err != nil {
+		return false
+	}
+	w.c.SetWriteDeadline(time.Time{})
+	return keepAlive
+}
+
+// frontConn is a connection the front accepted, outside the runtime's poller: its reads and
+// writes are non-blocking system calls that wait in poll(2) when the socket is not ready
+// (only the handshake's response uses them). A session takes its descriptor (take); a
+// goroutine-engine session or net/http gets a net.Conn for it (netConn).
+type frontConn struct {
+	mu     sync.Mutex
+	fd     int
+	remote *net.TCPAddr
+	local  net.Addr
+	rdl    time.Time
+	wdl    time.Time
+}
+
+// take hands the descriptor over: the connection no longer closes it.
+func (c *frontConn) take() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fd := c.fd
+	c.fd = -1
+	return fd
+}
+
+// netConn moves the descriptor into a net.Conn of the runtime's poller.
+func (c *frontConn) netConn() (net.Conn, error) {
+	fd := c.take()
+	if fd < 0 {
+		return nil, net.ErrClosed
+	}
+	file := os.NewFile(uintptr(fd), "")
+	nc, err := net.FileConn(file)
+	file.Close()
+	return nc, err
+}
+
+// detach is netConn for NewSession (the goroutine engine).
+func (c *frontConn) detach() (net.Conn, error) { return c.netConn() }
+
+func (c *frontConn) Read(p []byte) (int, error) {
+	return c.io(p, syscall.SYS_READ, unix.POLLIN, &c.rdl)
+}
+
+func (c *frontConn) Write(p []byte) (int, error) {
+	done := 0
+	for done < len(p) {
+		n, err := c.io(p[done:], syscall.SYS_WRITE, unix.POLLOUT, &c.wdl)
+		done += n
+		if err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// io reads or writes once, waiting in poll(2) until the socket is ready or the deadline.
+func (c *frontConn) io(p []byte, call uintptr, event int16, deadline *time.Time) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		c.mu.Lock()
+		fd, dl := c.fd, *deadline
+		c.mu.Unlock()
+		if fd < 0 {
+			return 0, net.ErrClosed
+		}
+		n, _, errno := syscall.RawSyscall(call, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch errno {
+		case 0:
+			if call == syscall.SYS_READ && n == 0 {
+				return 0, io.EOF
+			}
+			return int(n), nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+		default:
+			return 0, os.NewSyscallError("io", errno)
+		}
+		timeout := -1
+		if !dl.IsZero() {
+			left := time.Until(dl)
+			if left <= 0 {
+				return 0, os.ErrDeadlineExceeded
+			}
+			timeout = int(left/time.Millisecond) + 1
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: event}}
+		if _, err := unix.Poll(fds, timeout); err != nil && err != unix.EINTR {
+			return 0, os.NewSyscallError("poll", err)
+		}
+	}
+}
+
+func (c *frontConn) Close() error {
+	if fd := c.take(); fd >= 0 {
+		return syscall.Close(fd)
+	}
+	return nil
+}
+
+func (c *frontConn) RemoteAddr() net.Addr { return c.remote }
+
+func (c *frontConn) LocalAddr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.local == nil && c.fd >= 0 {
+		if sa, err := syscall.Getsockname(c.fd); err == nil {
+			switch a := sa.(type) {
+			case *syscall.SockaddrInet4:
+				c.local = &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+			case *syscall.SockaddrInet6:
+				c.local = &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+			}
+		}
+	}
+	if c.local == nil {
+		return &net.TCPAddr{}
+	}
+	return c.local
+}
+
+func (c *frontConn) SetDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.rdl, c.wdl = t, t
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *frontConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.rdl = t
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *frontConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	c.wdl = t
+	c.mu.Unlock()
+	return nil
+}

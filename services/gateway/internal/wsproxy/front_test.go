@@ -1,0 +1,196 @@
+//go:build linux
+
+package wsproxy_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"gatehouse.dev/gateway/internal/wsproxy"
+)
+
+// TestFrontServesUpgrades: an upgrade request is served by the loops themselves, and the
+// session relays.
+func TestFrontServesUpgrades(t *testing.T) {
+	if testEngine == nil || !*frontFlag {
+		t.Skip("needs the loop engine with -wsproxy.front (the Makefile runs the suite both ways)")
+	}
+	be := startBackend(t, websocket.Upgrader{}, echo, nil, false)
+	g := startGateway(t, be.url())
+	for i := range 3 {
+		c, _ := dialGorilla(t, websocket.DefaultDialer, g.url("/echo"), nil)
+		msg := fmt.Sprintf("hello %d", i)
+		if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		c.SetReadDeadline(time.Now().Add(waitFor))
+		if _, got, err := c.ReadMessage(); err != nil || string(got) != msg {
+			t.Fatalf("echo: %q, %v", got, err)
+		}
+		c.Close()
+	}
+	if _, served := g.front.Counts(); served != 3 {
+		t.Errorf("the front served %d upgrades, want 3", served)
+	}
+}
+
+// startFront serves h on a Front over a new listener, with net/http taking what the front
+// hands over, and returns the address.
+func startFront(t *testing.T, h http.Handler) (*wsproxy.Front, string) {
+	t.Helper()
+	if testEngine == nil {
+		t.Skip("the front needs the loop engine (the Makefile runs the suite on it)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := testEngine.Front(ln, wsproxy.FrontOptions{Handler: h, MaxHeaderBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(f)
+	t.Cleanup(func() { srv.Close() })
+	return f, ln.Addr().String()
+}
+
+// TestFrontHandsOver: what the front does not serve itself (other requests, upgrade
+// requests that are not plain or did not come whole, the next request after a refused
+// upgrade) net/http serves, on the same connection, as if it had accepted it.
+func TestFrontHandsOver(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		by := "net/http"
+		if strings.HasSuffix(fmt.Sprintf("%T", w), "frontWriter") {
+			by = "front"
+		}
+		w.Header().Set("X-Served-By", by)
+		if r.Header.Get("Upgrade") != "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="x"`)
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"statusCode":401,"message":"no"}`)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "%s %s %s host=%s body=%q remote=%v", r.Method, r.RequestURI, r.Proto, r.Host, body, r.RemoteAddr != "")
+	})
+	f, addr := startFront(t, h)
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(waitFor))
+	br := bufio.NewReader(conn)
+	roundTrip := func(req string) (*http.Response, string) {
+		t.Helper()
+		if _, err := io.WriteString(conn, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, string(body)
+	}
+	upgrade := "GET /ws HTTP/1.1\r\nHost: gw.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+	// A refused upgrade: the front answers as net/http would, and keeps the connection.
+	resp, body := roundTrip(upgrade)
+	if resp.StatusCode != http.StatusUnauthorized || body != `{"statusCode":401,"message":"no"}` ||
+		resp.Header.Get("X-Served-By") != "front" || resp.Header.Get("WWW-Authenticate") == "" ||
+		resp.Header.Get("Date") == "" || resp.ContentLength != int64(len(body)) || resp.Close {
+		t.Fatalf("refused upgrade: %d %v %q", resp.StatusCode, resp.Header, body)
+	}
+	// The next requests on the connection go to net/http.
+	resp, body = roundTrip("GET /plain?a=1 HTTP/1.1\r\nHost: gw.example\r\n\r\n")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Served-By") != "net/http" || body != `GET /plain?a=1 HTTP/1.1 host=gw.example body="" remote=true` {
+		t.Fatalf("after the refusal: %d %v %q", resp.StatusCode, resp.Header, body)
+	}
+	resp, _ = roundTrip(upgrade)
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Served-By") != "net/http" {
+		t.Fatalf("an upgrade on a handed-over connection: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	// Each of these, on a connection of its own, is net/http's: what they get is its answer.
+	for _, c := range []struct{ name, req, status, by string }{
+		{"POST with a body", "POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi", "200", "net/http"},
+		{"HTTP/1.0 upgrade", "GET /ws HTTP/1.0\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "401", "net/http"},
+		{"two Host headers", "GET /ws HTTP/1.1\r\nHost: a\r\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "400", ""},
+		{"no Host", "GET /ws HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "400", ""},
+		{"upgrade with a body", "GET /ws HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nx", "401", "net/http"},
+		{"absolute form", "GET http://a/ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "401", "net/http"},
+		{"header over the limit", "GET /ws HTTP/1.1\r\nHost: a\r\nX-Big: " + strings.Repeat("b", 5000) + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "401", "net/http"},
+		{"bad request line", "GET /ws\r\nHost: a\r\n\r\n", "400", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(waitFor))
+			io.WriteString(conn, c.req)
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(resp.StatusCode); got != c.status || resp.Header.Get("X-Served-By") != c.by {
+				t.Errorf("status %s, served by %q; want %s, %q", got, resp.Header.Get("X-Served-By"), c.status, c.by)
+			}
+		})
+	}
+
+	// An upgrade request cut in two: the front reads the first part only (the accepted count
+	// moves once it has), so net/http reads the rest and serves it.
+	conn2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	accepted, _ := f.Counts()
+	io.WriteString(conn2, upgrade[:20])
+	for deadline := time.Now().Add(waitFor); ; {
+		if a, _ := f.Counts(); a > accepted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the front did not accept the connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	io.WriteString(conn2, upgrade[20:])
+	conn2.SetDeadline(time.Now().Add(waitFor))
+	resp, err = http.ReadResponse(bufio.NewReader(conn2), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("X-Served-By") != "net/http" {
+		t.Fatalf("split upgrade: %d %v", resp.StatusCode, resp.Header)
+	}
+
+	// Closed: no more connections.
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Accept(); err == nil {
+		t.Fatal("Accept after Close succeeded")
+	}
+	if c, err := net.DialTimeout("tcp", addr, waitFor); err == nil {
+		c.Close()
+		t.Fatal("the listener still accepts after Close")
+	}
+}
