@@ -69,6 +69,19 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	return nd.DialContext(ctx, network, addr)
 }
 
+// Allow decides a dial to addr, resolved from host ("" when the dial named an address), as
+// DialContext does before it connects: host's rules, then the address's. Dialers that
+// connect by themselves (the gateway's event loops) call it for each address they try.
+func (d *Dialer) Allow(host string, addr netip.AddrPort) error {
+	if err := d.policy.Check(host, netip.Addr{}, addr.Port()); err != nil {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: err}
+	}
+	if err := d.checkAddr(host, addr.String()); err != nil {
+		return &net.OpError{Op: "dial", Net: "tcp", Err: err}
+	}
+	return nil
+}
+
 // checkAddr decides the resolved address ("ip:port") of a dial to host.
 func (d *Dialer) checkAddr(host, address string) error {
 	ap, err := netip.ParseAddrPort(address)

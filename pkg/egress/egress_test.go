@@ -269,3 +269,29 @@ func TestAttackOwnListeners(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestAllow decides addresses as DialContext does, for dialers that connect by themselves:
+// the node's own listener on any local address, a denied range, a denied name; a backend
+// on another loopback port passes.
+func TestAllow(t *testing.T) {
+	t.Parallel()
+	own := netip.MustParseAddrPort("127.0.0.1:18080")
+	d := egress.NewDialer(mustParse(t, "", egress.DefaultDeny+",deny.example.com"), net.TCPAddrFromAddrPort(own))
+	for _, c := range []struct {
+		host, addr string
+		denied     bool
+	}{
+		{"", "127.0.0.1:18080", true},
+		{"", "127.0.0.2:18080", true},
+		{"localhost", "[::1]:18080", true},
+		{"", "[::ffff:127.0.0.1]:18080", true},
+		{"innocent.example.com", "169.254.169.254:80", true},
+		{"deny.example.com", "192.0.2.10:80", true},
+		{"", "127.0.0.1:18081", false},
+	} {
+		err := d.Allow(c.host, netip.MustParseAddrPort(c.addr))
+		if c.denied != errors.Is(err, egress.ErrDenied) {
+			t.Errorf("Allow(%q, %s) = %v, want denied %v", c.host, c.addr, err, c.denied)
+		}
+	}
+}

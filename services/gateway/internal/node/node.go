@@ -393,7 +393,7 @@ func (n *Node) Run(ctx context.Context) error {
 			n.log.Warn("trace export shutdown", "err", err)
 		}
 	}()
-	handler := traffic.New(&n.current, traffic.Options{BackendTLS: n.backendTLS, ConnectTimeout: n.cfg.ConnectTimeout, Dial: n.dialer.DialContext,
+	handler := traffic.New(&n.current, traffic.Options{BackendTLS: n.backendTLS, ConnectTimeout: n.cfg.ConnectTimeout, Dial: n.dialer.DialContext, DialAllow: n.dialer.Allow,
 		MaxMessageBytes: n.cfg.MaxMessageBytes, IdleTimeout: n.cfg.IdleTimeout, PingInterval: n.cfg.PingInterval, Engine: n.engine,
 		MaxHeaderBytes: n.maxHeaderBytes(), TrustedProxies: n.cfg.TrustedProxies,
 		Region: n.cfg.Region, Log: n.log, Node: n.id, Metrics: n.metrics, Registry: n.conns, Connections: n.sessions,

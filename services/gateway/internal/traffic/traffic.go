@@ -58,6 +58,9 @@ type Options struct {
 	// The node passes its egress dialer: a refused dial answers the client as an unreachable
 	// backend does, and the log says why.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// DialAllow decides each address the event loops dial for a ws backend (Engine set):
+	// the checks Dial makes. With Dial set and DialAllow nil, Dial dials every backend.
+	DialAllow func(host string, addr netip.AddrPort) error
 	// MaxMessageBytes and IdleTimeout are the per-connection defaults (0 = unlimited).
 	MaxMessageBytes int64
 	IdleTimeout     time.Duration

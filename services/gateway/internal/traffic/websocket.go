@@ -387,7 +387,8 @@ func (h *Handler) dialTargets(ctx context.Context, hs *handshake, r *http.Reques
 		dialCtx, dialSpan := h.opt.Tracer.Start(ctx, tracing.SpanBackendDial, trace.SpanKindClient)
 		h.opt.Tracer.Inject(dialCtx, hdr)
 		be, refused, err = wsproxy.Dial(dialCtx, wsproxy.DialRequest{URL: u, Header: hdr,
-			Key: r.Header.Get("Sec-WebSocket-Key"), TLS: h.tls.For(t).conf, Timeout: h.opt.ConnectTimeout, Dial: h.opt.Dial})
+			Key: r.Header.Get("Sec-WebSocket-Key"), TLS: h.tls.For(t).conf, Timeout: h.opt.ConnectTimeout, Dial: h.opt.Dial,
+			Engine: h.opt.Engine, Allow: h.opt.DialAllow})
 		if err == nil && refused == nil {
 			if xerr := wsproxy.CheckExtensionAnswer(hdr, be.Response.Header); xerr != nil {
 				be.Close()

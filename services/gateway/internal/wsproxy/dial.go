@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -56,6 +57,13 @@ type DialRequest struct {
 	// Dial opens the TCP connection to addr ("host:port"); nil means a net.Dialer. The node
 	// passes its egress dialer (pkg/egress), which refuses denied addresses after resolution.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Engine, if set, dials ws (not wss) backends from its event loops: the socket never
+	// enters the runtime's poller, its waits are the loop's events, and the session later
+	// takes it over with its registration (docs/design.md §3). It does so only where Dial is
+	// nil or Allow is set: Allow then decides each address the engine resolves, as Dial's
+	// own checks would (the node passes its egress policy, egress.Dialer.Allow).
+	Engine *Engine
+	Allow  func(host string, addr netip.AddrPort) error
 }
 
 // Backend is an upgraded backend connection, ready to relay frames.
@@ -118,11 +126,17 @@ func Dial(ctx context.Context, req DialRequest) (*Backend, *Refused, error) {
 		ctx, cancel = context.WithTimeout(ctx, req.Timeout)
 		defer cancel()
 	}
-	dial := req.Dial
-	if dial == nil {
-		dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+	var conn net.Conn
+	if loopDial := !secure && req.Engine != nil && (req.Dial == nil || req.Allow != nil); loopDial {
+		conn, err = req.Engine.dialAddr(ctx, addr, req.Allow)
 	}
-	conn, err := dial(ctx, "tcp", addr)
+	if conn == nil && (err == nil || errors.Is(err, errors.ErrUnsupported)) {
+		dial := req.Dial
+		if dial == nil {
+			dial = (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext
+		}
+		conn, err = dial(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("wsproxy: dial %s: %w", addr, err)
 	}

@@ -29,9 +29,16 @@ type Session struct {
 // owns both connections from now on: it closes them when it ends. Bytes already buffered by
 // clientReader or be.Reader are relayed first; the readers themselves are not used again.
 func NewSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits Limits, hooks Hooks) *Session {
-	if d, ok := client.(detacher); ok { // a connection a Front served: into the runtime's poller
+	// Connections outside the runtime's poller (a Front's client, a backend a loop dialed)
+	// move into it.
+	if d, ok := client.(detacher); ok {
 		if nc, err := d.detach(); err == nil {
 			client = nc
+		}
+	}
+	if d, ok := be.Conn.(detacher); ok {
+		if nc, err := d.detach(); err == nil {
+			be.Conn = nc
 		}
 	}
 	return &Session{impl: newGoSession(client, clientReader, be, limits, hooks)}

@@ -30,7 +30,7 @@ func TestFrontSocketOptions(t *testing.T) {
 			return
 		}
 		defer conn.Close()
-		fc, ok := conn.(*frontConn)
+		fc, ok := conn.(*bareConn)
 		if !ok {
 			t.Errorf("hijacked a %T, not the front's connection", conn)
 			got <- nil

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -175,10 +174,14 @@ func (f *Front) Accept() (net.Conn, error) {
 // Handshakes being served go on (Wait waits for them).
 func (f *Front) Close() error {
 	f.closeOnce.Do(func() {
+		close(f.closing)
+		// Refuse new connections at once, as closing a listener does, before the loops let
+		// go of it: shutdown(2) stops a listening socket without freeing its descriptor,
+		// which a loop may be about to accept from.
+		_ = syscall.Shutdown(f.fd, syscall.SHUT_RD)
 		f.unregister(f.e.loops)
 		syscall.Close(f.fd)
 		f.closeErr = f.ln.Close()
-		close(f.closing)
 		f.mu.Lock()
 		for _, c := range f.handed {
 			c.Close()
@@ -239,13 +242,13 @@ func (f *Front) accept(l *loop) {
 		f.nAccepted.Add(1) // after the read: a test that saw the count knows what was read
 		switch {
 		case errno == syscall.EAGAIN: // nothing came yet
-			go f.handover(&frontConn{fd: fd, remote: remote}, nil)
+			go f.handover(&bareConn{fd: fd, remote: remote}, nil)
 		case errno != 0 || n == 0: // gone already
 			syscall.Close(fd)
 		default:
 			got := append([]byte(nil), l.buf[:n]...)
 			f.inflight.Add(1)
-			go f.serve(&frontConn{fd: fd, remote: remote}, got)
+			go f.serve(&bareConn{fd: fd, remote: remote}, got)
 		}
 	}
 }
@@ -293,7 +296,7 @@ func sockaddrTCP(sa *syscall.RawSockaddrAny) *net.TCPAddr {
 
 // serve serves the connection whose first bytes are got: an upgrade request on the spot,
 // anything else by net/http.
-func (f *Front) serve(c *frontConn, got []byte) {
+func (f *Front) serve(c *bareConn, got []byte) {
 	defer f.inflight.Done()
 	end := bytes.Index(got, []byte("\r\n\r\n"))
 	if end < 0 || end+4 > f.opt.MaxHeaderBytes || !bytes.HasPrefix(got, []byte("GET ")) {
@@ -379,7 +382,7 @@ func validHost(h string) bool {
 }
 
 // handover gives c, with the bytes already read from it, to Accept.
-func (f *Front) handover(c *frontConn, read []byte) {
+func (f *Front) handover(c *bareConn, read []byte) {
 	nc, err := c.netConn()
 	if err != nil {
 		return
@@ -431,7 +434,7 @@ func (c *handedConn) SyscallConn() (syscall.RawConn, error) {
 // frontWriter is the http.ResponseWriter of a request the front serves: the response is
 // written whole when the handler returns, unless the handler hijacked the connection.
 type frontWriter struct {
-	c        *frontConn
+	c        *bareConn
 	rest     []byte // bytes the client sent after the request
 	header   http.Header
 	status   int
@@ -535,146 +538,4 @@ func (w *frontWriter) finish(r *http.Request) (keepAlive bool) {
 	}
 	w.c.SetWriteDeadline(time.Time{})
 	return keepAlive
-}
-
-// frontConn is a connection the front accepted, outside the runtime's poller: its reads and
-// writes are non-blocking system calls that wait in poll(2) when the socket is not ready
-// (only the handshake's response uses them). A session takes its descriptor (take); a
-// goroutine-engine session or net/http gets a net.Conn for it (netConn).
-type frontConn struct {
-	mu     sync.Mutex
-	fd     int
-	remote *net.TCPAddr
-	local  net.Addr
-	rdl    time.Time
-	wdl    time.Time
-}
-
-// take hands the descriptor over: the connection no longer closes it.
-func (c *frontConn) take() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	fd := c.fd
-	c.fd = -1
-	return fd
-}
-
-// netConn moves the descriptor into a net.Conn of the runtime's poller.
-func (c *frontConn) netConn() (net.Conn, error) {
-	fd := c.take()
-	if fd < 0 {
-		return nil, net.ErrClosed
-	}
-	file := os.NewFile(uintptr(fd), "")
-	nc, err := net.FileConn(file)
-	file.Close()
-	return nc, err
-}
-
-// detach is netConn for NewSession (the goroutine engine).
-func (c *frontConn) detach() (net.Conn, error) { return c.netConn() }
-
-func (c *frontConn) Read(p []byte) (int, error) {
-	return c.io(p, syscall.SYS_READ, unix.POLLIN, &c.rdl)
-}
-
-func (c *frontConn) Write(p []byte) (int, error) {
-	done := 0
-	for done < len(p) {
-		n, err := c.io(p[done:], syscall.SYS_WRITE, unix.POLLOUT, &c.wdl)
-		done += n
-		if err != nil {
-			return done, err
-		}
-	}
-	return done, nil
-}
-
-// io reads or writes once, waiting in poll(2) until the socket is ready or the deadline.
-func (c *frontConn) io(p []byte, call uintptr, event int16, deadline *time.Time) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	for {
-		c.mu.Lock()
-		fd, dl := c.fd, *deadline
-		c.mu.Unlock()
-		if fd < 0 {
-			return 0, net.ErrClosed
-		}
-		n, _, errno := syscall.RawSyscall(call, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		switch errno {
-		case 0:
-			if call == syscall.SYS_READ && n == 0 {
-				return 0, io.EOF
-			}
-			return int(n), nil
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-		default:
-			return 0, os.NewSyscallError("io", errno)
-		}
-		timeout := -1
-		if !dl.IsZero() {
-			left := time.Until(dl)
-			if left <= 0 {
-				return 0, os.ErrDeadlineExceeded
-			}
-			timeout = int(left/time.Millisecond) + 1
-		}
-		fds := []unix.PollFd{{Fd: int32(fd), Events: event}}
-		if _, err := unix.Poll(fds, timeout); err != nil && err != unix.EINTR {
-			return 0, os.NewSyscallError("poll", err)
-		}
-	}
-}
-
-func (c *frontConn) Close() error {
-	if fd := c.take(); fd >= 0 {
-		return syscall.Close(fd)
-	}
-	return nil
-}
-
-func (c *frontConn) RemoteAddr() net.Addr { return c.remote }
-
-func (c *frontConn) LocalAddr() net.Addr {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.local == nil && c.fd >= 0 {
-		if sa, err := syscall.Getsockname(c.fd); err == nil {
-			switch a := sa.(type) {
-			case *syscall.SockaddrInet4:
-				c.local = &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-			case *syscall.SockaddrInet6:
-				c.local = &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
-			}
-		}
-	}
-	if c.local == nil {
-		return &net.TCPAddr{}
-	}
-	return c.local
-}
-
-func (c *frontConn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.rdl, c.wdl = t, t
-	c.mu.Unlock()
-	return nil
-}
-
-func (c *frontConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.rdl = t
-	c.mu.Unlock()
-	return nil
-}
-
-func (c *frontConn) SetWriteDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.wdl = t
-	c.mu.Unlock()
-	return nil
 }

@@ -4,11 +4,17 @@ package wsproxy_test
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -192,5 +198,69 @@ func TestFrontHandsOver(t *testing.T) {
 	if c, err := net.DialTimeout("tcp", addr, waitFor); err == nil {
 		c.Close()
 		t.Fatal("the listener still accepts after Close")
+	}
+}
+
+// TestLoopDial: a ws backend dialed from the loops upgrades, relays on either engine (the
+// goroutine engine moves it into the runtime's poller), passes refusals on, and is not
+// dialed where Allow refuses its address.
+func TestLoopDial(t *testing.T) {
+	if testEngine == nil {
+		t.Skip("the loops dial only with the loop engine (the Makefile runs the suite on it)")
+	}
+	be := startBackend(t, websocket.Upgrader{}, echo, nil, false)
+	for _, name := range []string{"loop engine", "goroutine engine"} {
+		t.Run(name, func(t *testing.T) {
+			opts := []gatewayOption{func(g *gateway) { g.dialEngine = testEngine }}
+			if name == "goroutine engine" {
+				opts = append(opts, func(g *gateway) { g.engine = nil })
+			}
+			g := startGateway(t, be.url(), opts...)
+			c, _ := dialGorilla(t, websocket.DefaultDialer, g.url("/echo"), nil)
+			defer c.Close()
+			big := strings.Repeat("x", 200_000)
+			for _, msg := range []string{"one", big, "three"} {
+				if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+					t.Fatal(err)
+				}
+				c.SetReadDeadline(time.Now().Add(waitFor))
+				if _, got, err := c.ReadMessage(); err != nil || string(got) != msg {
+					t.Fatalf("echo of %d bytes: %d bytes, %v", len(msg), len(got), err)
+				}
+			}
+		})
+	}
+
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Why", "closed")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, "go away")
+	}))
+	defer refusing.Close()
+	u, _ := url.Parse("ws" + strings.TrimPrefix(refusing.URL, "http"))
+	_, refused, err := wsproxy.Dial(context.Background(), wsproxy.DialRequest{URL: u, Engine: testEngine, Timeout: waitFor})
+	if err != nil || refused == nil || refused.Status != http.StatusForbidden || string(refused.Body) != "go away" || refused.Header.Get("X-Why") != "closed" {
+		t.Fatalf("refusal: %+v, %v", refused, err)
+	}
+
+	denied := errors.New("denied by policy")
+	var asked netip.AddrPort
+	_, _, err = wsproxy.Dial(context.Background(), wsproxy.DialRequest{URL: u, Engine: testEngine, Timeout: waitFor,
+		Dial:  func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("Dial used") },
+		Allow: func(host string, ap netip.AddrPort) error { asked = ap; return denied }})
+	if !errors.Is(err, denied) || asked.String() != u.Host {
+		t.Fatalf("Allow refusing %s: %v (asked about %s)", u.Host, err, asked)
+	}
+
+	// A port nothing listens on: the connect fails at once, with the kernel's reason.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	_, _, err = wsproxy.Dial(context.Background(), wsproxy.DialRequest{URL: &url.URL{Scheme: "ws", Host: closed, Path: "/"}, Engine: testEngine, Timeout: waitFor})
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		t.Fatalf("dial of a closed port: %v", err)
 	}
 }

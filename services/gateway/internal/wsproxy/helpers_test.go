@@ -40,9 +40,11 @@ type gateway struct {
 	engine    *wsproxy.Engine // nil: the goroutine engine
 	clientTLS bool            // clients reach the gateway over TLS (wss)
 	front     *wsproxy.Front  // serves plain clients from the loops; nil: net/http does
-	sessions  chan *wsproxy.Session
-	stats     chan wsproxy.Stats
-	dialErrs  chan error
+	// dialEngine dials ws backends from its loops; nil: net.Dial does
+	dialEngine *wsproxy.Engine
+	sessions   chan *wsproxy.Session
+	stats      chan wsproxy.Stats
+	dialErrs   chan error
 }
 
 type gatewayOption func(*gateway)
@@ -66,18 +68,21 @@ func (g *gateway) dialer() *websocket.Dialer {
 
 // withGoroutineEngine runs the gateway's sessions on the goroutine engine whatever
 // -wsproxy.engine says.
-func withGoroutineEngine() gatewayOption { return func(g *gateway) { g.engine = nil } }
+func withGoroutineEngine() gatewayOption {
+	return func(g *gateway) { g.engine, g.dialEngine = nil, nil }
+}
 
 func startGateway(t testing.TB, backendURL string, opts ...gatewayOption) *gateway {
 	t.Helper()
 	g := &gateway{
-		backend:  backendURL,
-		limits:   wsproxy.Limits{CloseTimeout: 2 * time.Second},
-		ctx:      context.Background(),
-		engine:   testEngine,
-		sessions: make(chan *wsproxy.Session, 16),
-		stats:    make(chan wsproxy.Stats, 16),
-		dialErrs: make(chan error, 16),
+		backend:    backendURL,
+		limits:     wsproxy.Limits{CloseTimeout: 2 * time.Second},
+		ctx:        context.Background(),
+		engine:     testEngine,
+		dialEngine: frontEngine(),
+		sessions:   make(chan *wsproxy.Session, 16),
+		stats:      make(chan wsproxy.Stats, 16),
+		dialErrs:   make(chan error, 16),
 	}
 	for _, o := range opts {
 		o(g)
@@ -118,6 +123,7 @@ func (g *gateway) serve(w http.ResponseWriter, r *http.Request) {
 	hdr.Set("X-Forwarded-For", "192.0.2.1")
 	be, refused, err := wsproxy.Dial(r.Context(), wsproxy.DialRequest{
 		URL: u, Header: hdr, Key: r.Header.Get("Sec-WebSocket-Key"), TLS: g.tls, Timeout: 2 * time.Second,
+		Engine: g.dialEngine,
 	})
 	if err != nil {
 		g.dialErrs <- err

@@ -91,9 +91,11 @@ type loop struct {
 	sends          []sendOp    // of the batch, by tag
 	later          []*lside    // sides with bytes queued behind a batch's send
 	onRecv, onSend func(data uint64, res int32)
-	gen            uint32        // registrations so far, to tell a descriptor's events from a reused one's
-	fronts         []*Front      // the listeners this loop accepts from (front_linux.go)
-	backoff        time.Duration // the last pause of accepting, after a failure
+	gen            uint32   // registrations so far, to tell a descriptor's events from a reused one's
+	fronts         []*Front // the listeners this loop accepts from (front_linux.go)
+	wmu            sync.Mutex
+	watches        map[int]*watch // descriptors being dialed, by descriptor (dial_linux.go)
+	backoff        time.Duration  // the last pause of accepting, after a failure
 	events         [128]syscall.EpollEvent
 	n              int // events of the last wait
 	wake           [8]byte
@@ -109,7 +111,7 @@ func newLoop() (*loop, error) {
 		syscall.Close(epfd)
 		return nil, os.NewSyscallError("eventfd2", errno)
 	}
-	l := &loop{epfd: epfd, evfd: int(evfd), buf: make([]byte, loopBufSize), plain: make([]byte, loopBufSize)}
+	l := &loop{epfd: epfd, evfd: int(evfd), watches: map[int]*watch{}, buf: make([]byte, loopBufSize), plain: make([]byte, loopBufSize)}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.evfd)}
 	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, l.evfd, &ev); err != nil {
 		syscall.Close(epfd)
@@ -202,10 +204,16 @@ func (l *loop) handle(events []syscall.EpollEvent) {
 			continue
 		}
 		if fd >= len(l.sides) {
+			if uint32(ev.Pad)&watchBit != 0 {
+				l.woken(fd, uint32(ev.Pad))
+			}
 			continue
 		}
 		x := l.sides[fd]
 		if x == nil || x.gen != uint32(ev.Pad) {
+			if uint32(ev.Pad)&watchBit != 0 {
+				l.woken(fd, uint32(ev.Pad))
+			}
 			continue // a descriptor closed since, perhaps reused
 		}
 		x.s.ready(x, ev.Events)
@@ -410,7 +418,7 @@ func (l *loop) runTasks() {
 // add registers x's descriptor.
 func (l *loop) add(x *lside) error {
 	l.gen++
-	if l.gen == listenTag {
+	if l.gen >= watchBit {
 		l.gen = 1
 	}
 	x.gen = l.gen

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 )
 
 // Engine runs sessions on event loops; on this system it cannot (no epoll), and
@@ -48,3 +49,7 @@ func (f *Front) Wait(ctx context.Context) {}
 
 // Counts returns zeros.
 func (f *Front) Counts() (accepted, served int64) { return 0, 0 }
+
+func (e *Engine) dialAddr(ctx context.Context, addr string, allow func(host string, addr netip.AddrPort) error) (net.Conn, error) {
+	return nil, errors.ErrUnsupported
+}

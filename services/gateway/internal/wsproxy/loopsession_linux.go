@@ -56,6 +56,7 @@ type lside struct {
 	tls        *tls.Conn     // the side speaks TLS, decrypted and encrypted on the loop; or nil
 	tr         *tlsTransport // under tls
 	ping       []byte        // the keepalive ping frame for this side, when pings are on
+	watched    *watch        // the loop registered the descriptor when it dialed it: begin adopts it
 
 	readable bool // epoll said readable and the socket may not be drained yet
 	listed   bool // in the loop's list of sides to read
@@ -108,16 +109,20 @@ func (x *lside) queued() int { return len(x.out) - x.off }
 // when either has none.
 func (e *Engine) newLoopSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits Limits, hooks Hooks) *loopSession {
 	ctls, ctr := loopTLS(client)
-	fc, front := client.(*frontConn)
+	fc, front := client.(*bareConn)
 	if _, ok := client.(syscall.Conn); !ok && ctls == nil && !front {
 		return nil
 	}
-	if _, ok := be.Conn.(syscall.Conn); !ok {
-		return nil
-	}
-	bfd, err := takeFD(be.Conn)
-	if err != nil {
-		return nil
+	// A backend a loop dialed is already registered there (bare): the session adopts it.
+	bc, bare := be.Conn.(*bareConn)
+	bfd, err := -1, error(nil)
+	if !bare {
+		if _, ok := be.Conn.(syscall.Conn); !ok {
+			return nil
+		}
+		if bfd, err = takeFD(be.Conn); err != nil {
+			return nil
+		}
 	}
 	var cfd int
 	switch {
@@ -131,22 +136,34 @@ func (e *Engine) newLoopSession(client net.Conn, clientReader *bufio.Reader, be 
 		cfd, err = takeFD(client)
 	}
 	if err != nil {
-		syscall.Close(bfd)
+		if !bare {
+			syscall.Close(bfd)
+		}
 		return nil
 	}
 	if limits.CloseTimeout <= 0 {
 		limits.CloseTimeout = DefaultCloseTimeout
 	}
-	s := &loopSession{
-		loop:   e.loops[e.next.Add(1)%uint32(len(e.loops))],
-		limits: limits, hooks: hooks, start: time.Now(),
+	s := &loopSession{limits: limits, hooks: hooks, start: time.Now()}
+	var watched *watch
+	if bare {
+		watched = bc.w
+		if bfd = bc.take(); bfd < 0 {
+			syscall.Close(cfd)
+			return nil
+		}
+	}
+	if watched != nil {
+		s.loop = watched.l
+	} else {
+		s.loop = e.loops[e.next.Add(1)%uint32(len(e.loops))]
 	}
 	if be.Response != nil && NegotiatedDeflate(be.Response.Header) {
 		s.rsv = frame.Rsv1
 	}
 	c, b := &s.sides[clientSide], &s.sides[backendSide]
 	*c = lside{s: s, peer: b, fd: cfd, name: ByClient, fromClient: true, dir: FromClient, early: buffered(clientReader), tls: ctls, tr: ctr}
-	*b = lside{s: s, peer: c, fd: bfd, name: ByBackend, dir: FromBackend, early: buffered(be.Reader)}
+	*b = lside{s: s, peer: c, fd: bfd, name: ByBackend, dir: FromBackend, early: buffered(be.Reader), watched: watched}
 	if limits.PingInterval > 0 {
 		c.ping, _ = frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPing}, []byte(keepalivePayload))
 		var key [4]byte
@@ -158,7 +175,9 @@ func (e *Engine) newLoopSession(client net.Conn, clientReader *bufio.Reader, be 
 	if ctls == nil && !front {
 		client.Close()
 	}
-	be.Conn.Close()
+	if !bare {
+		be.Conn.Close()
+	}
 	return s
 }
 
@@ -218,6 +237,11 @@ func (s *loopSession) begin() {
 	s.started = true
 	for i := range s.sides {
 		x := &s.sides[i]
+		if x.watched != nil {
+			s.loop.adopt(x, x.watched)
+			x.watched = nil
+			continue
+		}
 		if err := s.loop.add(x); err != nil {
 			// Not expected (the set has room for any descriptor): treat it as a lost connection.
 			x.eof = true
