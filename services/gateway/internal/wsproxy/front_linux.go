@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log"
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -237,6 +239,7 @@ func (f *Front) accept(l *loop) {
 			return
 		}
 		fd := int(r)
+		l.backoff = 0
 		remote := sockaddrTCP(&sa)
 		n, errno := loopRead(fd, l.buf)
 		f.nAccepted.Add(1) // after the read: a test that saw the count knows what was read
@@ -265,9 +268,7 @@ func (f *Front) pause(l *loop) {
 			default:
 			}
 			ev := syscall.EpollEvent{Events: syscall.EPOLLIN | unix.EPOLLEXCLUSIVE, Fd: int32(f.fd), Pad: -1}
-			if syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, f.fd, &ev) == nil {
-				l.backoff = 0
-			}
+			_ = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, f.fd, &ev)
 		})
 	})
 }
@@ -298,6 +299,17 @@ func sockaddrTCP(sa *syscall.RawSockaddrAny) *net.TCPAddr {
 // anything else by net/http.
 func (f *Front) serve(c *bareConn, got []byte) {
 	defer f.inflight.Done()
+	defer func() {
+		// As net/http's server: a handler's panic ends its connection, not the process.
+		if v := recover(); v != nil {
+			c.Close()
+			if v != http.ErrAbortHandler {
+				buf := make([]byte, 64<<10)
+				buf = buf[:runtime.Stack(buf, false)]
+				log.Printf("wsproxy: front: panic serving %v: %v\n%s", c.remote, v, buf)
+			}
+		}
+	}()
 	end := bytes.Index(got, []byte("\r\n\r\n"))
 	if end < 0 || end+4 > f.opt.MaxHeaderBytes || !bytes.HasPrefix(got, []byte("GET ")) {
 		f.handover(c, got)

@@ -264,3 +264,34 @@ func TestLoopDial(t *testing.T) {
 		t.Fatalf("dial of a closed port: %v", err)
 	}
 }
+
+// TestFrontHandlerPanic: a handler's panic on an upgrade the front serves ends that
+// connection, as net/http's server does, and the front goes on serving.
+func TestFrontHandlerPanic(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/boom" {
+			panic(http.ErrAbortHandler) // the quiet panic, as net/http's
+		}
+		w.WriteHeader(http.StatusTeapot)
+	})
+	_, addr := startFront(t, h)
+	for _, c := range []struct {
+		path string
+		want int // 0: the connection ends without an answer
+	}{{"/boom", 0}, {"/fine", http.StatusTeapot}} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(waitFor))
+		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", c.path)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		switch {
+		case c.want == 0 && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, syscall.ECONNRESET):
+			t.Errorf("%s: %v, %v; want the connection closed", c.path, resp, err)
+		case c.want != 0 && (err != nil || resp.StatusCode != c.want):
+			t.Errorf("%s: %v, %v; want %d", c.path, resp, err, c.want)
+		}
+		conn.Close()
+	}
+}
