@@ -343,11 +343,17 @@ func readUpgradeRequest(head []byte) (*http.Request, error) {
 	br := frontReaders.Get().(*bufio.Reader)
 	br.Reset(bytes.NewReader(head))
 	r, err := http.ReadRequest(br)
+	left := br.Buffered()
 	br.Reset(nil)
 	frontReaders.Put(br)
 	switch {
 	case err != nil:
 		return nil, err
+	case left != 0:
+		// The request ended before the first CRLFCRLF (a line ended by a bare LF, which
+		// ReadRequest takes as a line end): what follows it is the client's next bytes,
+		// which the front would drop. net/http frames it as it parsed it.
+		return nil, errNotFront
 	case r.ProtoMajor != 1 || r.ProtoMinor != 1, len(r.RequestURI) == 0 || r.RequestURI[0] != '/':
 		return nil, errNotFront
 	case headerLines(head, "host") != 1 || !validHost(r.Host): // ReadRequest keeps only the first
