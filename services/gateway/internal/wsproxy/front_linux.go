@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -447,6 +448,31 @@ func (c *handedConn) SyscallConn() (syscall.RawConn, error) {
 		return nil, errNoFD
 	}
 	return c.TCPConn.SyscallConn()
+}
+
+// WriteTo writes the bytes the front read first. (*net.TCPConn).WriteTo, promoted, would
+// read the socket alone: io.Copy from the connection, which prefers it to Read, would skip
+// them.
+func (c *handedConn) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	if len(c.prefix) > 0 {
+		m, err := w.Write(c.prefix)
+		n += int64(m)
+		c.prefix = c.prefix[m:]
+		if err != nil {
+			return n, err
+		}
+	}
+	m, err := c.TCPConn.WriteTo(w)
+	return n + m, err
+}
+
+// File refuses while bytes read by the front wait, as SyscallConn does.
+func (c *handedConn) File() (*os.File, error) {
+	if len(c.prefix) > 0 {
+		return nil, errNoFD
+	}
+	return c.TCPConn.File()
 }
 
 // frontWriter is the http.ResponseWriter of a request the front serves: the response is
