@@ -406,17 +406,20 @@ func (f *Front) handover(c *bareConn, read []byte) {
 	if err != nil {
 		return
 	}
-	select {
-	case <-f.closing:
-		nc.Close()
-		return
-	default:
-	}
 	var conn net.Conn = nc
 	if tc, ok := nc.(*net.TCPConn); ok {
 		conn = &handedConn{TCPConn: tc, prefix: read}
 	}
+	// Closing is decided under the lock Close empties the list under: a connection added
+	// after Close emptied it would be held by nobody for good.
 	f.mu.Lock()
+	select {
+	case <-f.closing:
+		f.mu.Unlock()
+		nc.Close()
+		return
+	default:
+	}
 	f.handed = append(f.handed, conn)
 	f.mu.Unlock()
 	select {
