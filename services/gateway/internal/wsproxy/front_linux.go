@@ -497,6 +497,9 @@ func (w *frontWriter) Header() http.Header {
 }
 
 func (w *frontWriter) WriteHeader(code int) {
+	if code < 100 || code > 999 {
+		panic("invalid WriteHeader code " + strconv.Itoa(code)) // as net/http
+	}
 	if w.status == 0 && !w.hijacked && code >= 200 {
 		w.status = code
 	}
@@ -558,6 +561,10 @@ func (w *frontWriter) finish(r *http.Request) (keepAlive bool) {
 		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	}
 	bodyAllowed := w.status != http.StatusNoContent && w.status != http.StatusNotModified
+	// The front frames the body by its length: a Transfer-Encoding the handler set
+	// (net/http would chunk the body then) would tell the client to read what follows as
+	// chunks.
+	h.Del("Transfer-Encoding")
 	if bodyAllowed {
 		if h.Get("Content-Type") == "" && w.body.Len() > 0 {
 			h.Set("Content-Type", http.DetectContentType(w.body.Bytes()))
@@ -572,7 +579,11 @@ func (w *frontWriter) finish(r *http.Request) (keepAlive bool) {
 	out.WriteString("HTTP/1.1 ")
 	out.WriteString(strconv.Itoa(w.status))
 	out.WriteByte(' ')
-	out.WriteString(http.StatusText(w.status))
+	if text := http.StatusText(w.status); text != "" {
+		out.WriteString(text)
+	} else {
+		out.WriteString("status code " + strconv.Itoa(w.status)) // as net/http
+	}
 	out.WriteString("\r\n")
 	_ = h.Write(&out)
 	out.WriteString("\r\n")
