@@ -71,10 +71,15 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 
 // Allow decides a dial to addr, resolved from host ("" when the dial named an address), as
 // DialContext does before it connects: host's rules, then the address's. Dialers that
-// connect by themselves (the gateway's event loops) call it for each address they try.
+// connect by themselves (the gateway's event loops) call it for each address they try, and
+// first with addr's address invalid (only its port set) to decide host's rules alone before
+// they resolve it: a denied name is never looked up.
 func (d *Dialer) Allow(host string, addr netip.AddrPort) error {
 	if err := d.policy.Check(host, netip.Addr{}, addr.Port()); err != nil {
 		return &net.OpError{Op: "dial", Net: "tcp", Err: err}
+	}
+	if !addr.Addr().IsValid() {
+		return nil
 	}
 	if err := d.checkAddr(host, addr.String()); err != nil {
 		return &net.OpError{Op: "dial", Net: "tcp", Err: err}

@@ -295,3 +295,15 @@ func TestAllow(t *testing.T) {
 		}
 	}
 }
+
+// TestAllowName: Allow with no address decides the name's rules alone, before a lookup.
+func TestAllowName(t *testing.T) {
+	t.Parallel()
+	d := egress.NewDialer(mustParse(t, "", egress.DefaultDeny+",deny.example.com"), net.TCPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:18080")))
+	if err := d.Allow("deny.example.com", netip.AddrPortFrom(netip.Addr{}, 80)); !errors.Is(err, egress.ErrDenied) {
+		t.Errorf("a denied name: %v, want denied", err)
+	}
+	if err := d.Allow("fine.example.com", netip.AddrPortFrom(netip.Addr{}, 18080)); err != nil {
+		t.Errorf("an allowed name, before its addresses are known: %v", err)
+	}
+}

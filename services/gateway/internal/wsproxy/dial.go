@@ -61,7 +61,8 @@ type DialRequest struct {
 	// enters the runtime's poller, its waits are the loop's events, and the session later
 	// takes it over with its registration (docs/design.md §3). It does so only where Dial is
 	// nil or Allow is set: Allow then decides each address the engine resolves, as Dial's
-	// own checks would (the node passes its egress policy, egress.Dialer.Allow).
+	// own checks would (the node passes its egress policy, egress.Dialer.Allow), and a
+	// name, before it is looked up, with an invalid address (netip.AddrPort{} but the port).
 	Engine *Engine
 	Allow  func(host string, addr netip.AddrPort) error
 }

@@ -114,15 +114,25 @@ func (l *loop) adopt(x *lside, w *watch) {
 const dialKeepAlive = 30
 
 // dial opens a TCP connection to host:port from a loop: host's addresses in turn (one
-// looked up by the resolver), each decided by allow first, connected without the runtime's
+// looked up by the resolver), each decided by allow first (and a name, before its lookup,
+// by allow with an invalid address), connected without the runtime's
 // poller. The connection's waits are the loop's events.
 func (e *Engine) dial(ctx context.Context, host string, port uint16, allow func(host string, addr netip.AddrPort) error) (*bareConn, error) {
 	var addrs []netip.Addr
 	name := host
 	if a, err := netip.ParseAddr(host); err == nil {
 		addrs, name = []netip.Addr{a}, ""
-	} else if addrs, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host); err != nil {
-		return nil, err
+	} else {
+		// The name's rules first, before a lookup, as egress.Dialer.DialContext: a denied
+		// name is never resolved.
+		if allow != nil {
+			if err := allow(name, netip.AddrPortFrom(netip.Addr{}, port)); err != nil {
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: err}
+			}
+		}
+		if addrs, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host); err != nil {
+			return nil, err
+		}
 	}
 	var last error
 	for _, a := range addrs {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -343,11 +344,17 @@ func readUpgradeRequest(head []byte) (*http.Request, error) {
 	br := frontReaders.Get().(*bufio.Reader)
 	br.Reset(bytes.NewReader(head))
 	r, err := http.ReadRequest(br)
+	left := br.Buffered()
 	br.Reset(nil)
 	frontReaders.Put(br)
 	switch {
 	case err != nil:
 		return nil, err
+	case left != 0:
+		// The request ended before the first CRLFCRLF (a line ended by a bare LF, which
+		// ReadRequest takes as a line end): what follows it is the client's next bytes,
+		// which the front would drop. net/http frames it as it parsed it.
+		return nil, errNotFront
 	case r.ProtoMajor != 1 || r.ProtoMinor != 1, len(r.RequestURI) == 0 || r.RequestURI[0] != '/':
 		return nil, errNotFront
 	case headerLines(head, "host") != 1 || !validHost(r.Host): // ReadRequest keeps only the first
@@ -399,17 +406,20 @@ func (f *Front) handover(c *bareConn, read []byte) {
 	if err != nil {
 		return
 	}
-	select {
-	case <-f.closing:
-		nc.Close()
-		return
-	default:
-	}
 	var conn net.Conn = nc
 	if tc, ok := nc.(*net.TCPConn); ok {
 		conn = &handedConn{TCPConn: tc, prefix: read}
 	}
+	// Closing is decided under the lock Close empties the list under: a connection added
+	// after Close emptied it would be held by nobody for good.
 	f.mu.Lock()
+	select {
+	case <-f.closing:
+		f.mu.Unlock()
+		nc.Close()
+		return
+	default:
+	}
 	f.handed = append(f.handed, conn)
 	f.mu.Unlock()
 	select {
@@ -443,6 +453,31 @@ func (c *handedConn) SyscallConn() (syscall.RawConn, error) {
 	return c.TCPConn.SyscallConn()
 }
 
+// WriteTo writes the bytes the front read first. (*net.TCPConn).WriteTo, promoted, would
+// read the socket alone: io.Copy from the connection, which prefers it to Read, would skip
+// them.
+func (c *handedConn) WriteTo(w io.Writer) (int64, error) {
+	var n int64
+	if len(c.prefix) > 0 {
+		m, err := w.Write(c.prefix)
+		n += int64(m)
+		c.prefix = c.prefix[m:]
+		if err != nil {
+			return n, err
+		}
+	}
+	m, err := c.TCPConn.WriteTo(w)
+	return n + m, err
+}
+
+// File refuses while bytes read by the front wait, as SyscallConn does.
+func (c *handedConn) File() (*os.File, error) {
+	if len(c.prefix) > 0 {
+		return nil, errNoFD
+	}
+	return c.TCPConn.File()
+}
+
 // frontWriter is the http.ResponseWriter of a request the front serves: the response is
 // written whole when the handler returns, unless the handler hijacked the connection.
 type frontWriter struct {
@@ -462,6 +497,9 @@ func (w *frontWriter) Header() http.Header {
 }
 
 func (w *frontWriter) WriteHeader(code int) {
+	if code < 100 || code > 999 {
+		panic("invalid WriteHeader code " + strconv.Itoa(code)) // as net/http
+	}
 	if w.status == 0 && !w.hijacked && code >= 200 {
 		w.status = code
 	}
@@ -523,6 +561,10 @@ func (w *frontWriter) finish(r *http.Request) (keepAlive bool) {
 		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	}
 	bodyAllowed := w.status != http.StatusNoContent && w.status != http.StatusNotModified
+	// The front frames the body by its length: a Transfer-Encoding the handler set
+	// (net/http would chunk the body then) would tell the client to read what follows as
+	// chunks.
+	h.Del("Transfer-Encoding")
 	if bodyAllowed {
 		if h.Get("Content-Type") == "" && w.body.Len() > 0 {
 			h.Set("Content-Type", http.DetectContentType(w.body.Bytes()))
@@ -537,7 +579,11 @@ func (w *frontWriter) finish(r *http.Request) (keepAlive bool) {
 	out.WriteString("HTTP/1.1 ")
 	out.WriteString(strconv.Itoa(w.status))
 	out.WriteByte(' ')
-	out.WriteString(http.StatusText(w.status))
+	if text := http.StatusText(w.status); text != "" {
+		out.WriteString(text)
+	} else {
+		out.WriteString("status code " + strconv.Itoa(w.status)) // as net/http
+	}
 	out.WriteString("\r\n")
 	_ = h.Write(&out)
 	out.WriteString("\r\n")
