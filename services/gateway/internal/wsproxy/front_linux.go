@@ -59,8 +59,11 @@ type Front struct {
 // FrontOptions configure a Front.
 type FrontOptions struct {
 	// Handler serves the upgrade requests the front reads (the traffic handler). It gets an
-	// http.ResponseWriter that supports Hijack, and a request as net/http's server would
-	// make it (RemoteAddr, RequestURI, Host), with Context as its context.
+	// http.ResponseWriter that supports Hijack (not Flush, deadlines, or 1xx answers), and a
+	// request with the fields net/http's server sets (RemoteAddr, RequestURI, Host). Its
+	// context is Context: unlike net/http's, it is not cancelled when the client goes away
+	// (the backend dial is bounded by its own timeout) and carries neither
+	// http.ServerContextKey nor http.LocalAddrContextKey.
 	Handler http.Handler
 	// Context is the context of the requests the front serves; nil means Background.
 	Context context.Context
@@ -357,7 +360,7 @@ func readUpgradeRequest(head []byte) (*http.Request, error) {
 		return nil, errNotFront
 	case r.ProtoMajor != 1 || r.ProtoMinor != 1, len(r.RequestURI) == 0 || r.RequestURI[0] != '/':
 		return nil, errNotFront
-	case headerLines(head, "host") != 1 || !validHost(r.Host): // ReadRequest keeps only the first
+	case headerLines(head, "host") != 1 || !validHost(r.Host): // ReadRequest refuses two too; kept as a second guard
 		return nil, errNotFront
 	case r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Header["Content-Length"] != nil || r.Header["Expect"] != nil:
 		return nil, errNotFront
