@@ -95,7 +95,11 @@ func (c *bareConn) io(p []byte, call uintptr, event int16, deadline *time.Time) 
 			continue
 		case syscall.EAGAIN:
 		default:
-			return 0, os.NewSyscallError("io", errno)
+			name := "write"
+			if call == syscall.SYS_READ {
+				name = "read"
+			}
+			return 0, os.NewSyscallError(name, errno)
 		}
 		timeout := -1
 		if !dl.IsZero() {

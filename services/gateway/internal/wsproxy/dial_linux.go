@@ -135,7 +135,7 @@ func (e *Engine) dial(ctx context.Context, host string, port uint16, allow func(
 		}
 	}
 	var last error
-	for _, a := range addrs {
+	for i, a := range addrs {
 		ap := netip.AddrPortFrom(a.Unmap(), port)
 		if allow != nil {
 			if err := allow(name, ap); err != nil {
@@ -143,7 +143,7 @@ func (e *Engine) dial(ctx context.Context, host string, port uint16, allow func(
 				continue
 			}
 		}
-		c, err := e.connect(ctx, ap)
+		c, err := e.connect(ctx, ap, i == len(addrs)-1)
 		if err == nil {
 			return c, nil
 		}
@@ -172,8 +172,11 @@ func (e *Engine) dialAddr(ctx context.Context, addr string, allow func(host stri
 	return c, nil
 }
 
-// connect connects a new socket to ap.
-func (e *Engine) connect(ctx context.Context, ap netip.AddrPort) (*bareConn, error) {
+// connect connects a new socket to ap. With last (no other address to try if this one fails)
+// it returns while the connection is still being made: the first write waits for it, and
+// fails with the connection's error (a nearby backend has often answered by the time connect
+// returns, so this spares a wait and a wake-up per handshake).
+func (e *Engine) connect(ctx context.Context, ap netip.AddrPort, last bool) (*bareConn, error) {
 	var sa syscall.Sockaddr
 	family := syscall.AF_INET6
 	if ap.Addr().Is4() {
@@ -207,6 +210,9 @@ func (e *Engine) connect(ctx context.Context, ap netip.AddrPort) (*bareConn, err
 	err = syscall.Connect(fd, sa)
 	for err == syscall.EINTR {
 		err = syscall.Connect(fd, sa)
+	}
+	if (err == syscall.EINPROGRESS || err == syscall.EALREADY) && last {
+		return c, nil // a write to a socket still connecting returns EAGAIN, then waits
 	}
 	if err == syscall.EINPROGRESS || err == syscall.EALREADY {
 		// The watch was made before the connect: its end wakes the wait.

@@ -252,6 +252,17 @@ func TestLoopDial(t *testing.T) {
 		t.Fatalf("Allow refusing %s: %v (asked about %s)", u.Host, err, asked)
 	}
 
+	// A name with several addresses (localhost: 127.0.0.1 and ::1, the backend on the first
+	// only): each is tried until one connects.
+	bu, _ := url.Parse(be.url())
+	bu.Host = net.JoinHostPort("localhost", bu.Port())
+	bu.Path = "/echo"
+	up, _, err := wsproxy.Dial(context.Background(), wsproxy.DialRequest{URL: bu, Engine: testEngine, Timeout: waitFor})
+	if err != nil {
+		t.Fatalf("dial %s: %v", bu, err)
+	}
+	up.Close()
+
 	// A port nothing listens on: the connect fails at once, with the kernel's reason.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
