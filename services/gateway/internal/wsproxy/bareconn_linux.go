@@ -72,7 +72,8 @@ func (c *bareConn) Write(p []byte) (int, error) {
 	return done, nil
 }
 
-// io reads or writes once, waiting in poll(2) until the socket is ready or the deadline.
+// io reads or writes once, waiting until the socket is ready or the deadline: for the loop
+// watching it (a poke from SetDeadline wakes that wait too), else in poll(2).
 func (c *bareConn) io(p []byte, call uintptr, event int16, deadline *time.Time) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
