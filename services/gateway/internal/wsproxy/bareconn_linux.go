@@ -111,9 +111,7 @@ func (c *bareConn) io(p []byte, call uintptr, event int16, deadline *time.Time) 
 			timeout = int(left/time.Millisecond) + 1
 		}
 		if c.w != nil {
-			if err := c.w.wait(timeout); err != nil {
-				return 0, err
-			}
+			c.w.wait(timeout)
 			continue
 		}
 		fds := []unix.PollFd{{Fd: int32(fd), Events: event}}

@@ -67,10 +67,10 @@ func (w *watch) signal() {
 }
 
 // wait waits for an event, a poke, or timeoutMs (-1: no bound).
-func (w *watch) wait(timeoutMs int) error {
+func (w *watch) wait(timeoutMs int) {
 	if timeoutMs < 0 {
 		<-w.ch
-		return nil
+		return
 	}
 	t := time.NewTimer(time.Duration(timeoutMs) * time.Millisecond)
 	select {
@@ -78,7 +78,6 @@ func (w *watch) wait(timeoutMs int) error {
 		t.Stop()
 	case <-t.C:
 	}
-	return nil
 }
 
 // end forgets the watch of fd, which is about to be closed or to leave the loop.

@@ -31,16 +31,7 @@ type Session struct {
 func NewSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits Limits, hooks Hooks) *Session {
 	// Connections outside the runtime's poller (a Front's client, a backend a loop dialed)
 	// move into it.
-	if d, ok := client.(detacher); ok {
-		if nc, err := d.detach(); err == nil {
-			client = nc
-		}
-	}
-	if d, ok := be.Conn.(detacher); ok {
-		if nc, err := d.detach(); err == nil {
-			be.Conn = nc
-		}
-	}
+	client, be.Conn = detached(client), detached(be.Conn)
 	return &Session{impl: newGoSession(client, clientReader, be, limits, hooks)}
 }
 
@@ -85,6 +76,16 @@ func (e *Engine) NewSession(client net.Conn, clientReader *bufio.Reader, be *Bac
 
 // detacher is a connection outside the runtime's poller that can move into it.
 type detacher interface{ detach() (net.Conn, error) }
+
+// detached is c moved into the runtime's poller when it is outside it, else c.
+func detached(c net.Conn) net.Conn {
+	if d, ok := c.(detacher); ok {
+		if nc, err := d.detach(); err == nil {
+			return nc
+		}
+	}
+	return c
+}
 
 // EngineOptions configure an Engine.
 type EngineOptions struct {

@@ -12,13 +12,13 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
 
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/sys/unix"
 )
 
@@ -360,7 +360,7 @@ func readUpgradeRequest(head []byte) (*http.Request, error) {
 		return nil, errNotFront
 	case r.ProtoMajor != 1 || r.ProtoMinor != 1, len(r.RequestURI) == 0 || r.RequestURI[0] != '/':
 		return nil, errNotFront
-	case headerLines(head, "host") != 1 || !validHost(r.Host): // ReadRequest refuses two too; kept as a second guard
+	case r.Host == "" || !httpguts.ValidHostHeader(r.Host): // ReadRequest refuses two Host lines
 		return nil, errNotFront
 	case r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Header["Content-Length"] != nil || r.Header["Expect"] != nil:
 		return nil, errNotFront
@@ -370,38 +370,9 @@ func readUpgradeRequest(head []byte) (*http.Request, error) {
 	return r, nil
 }
 
-// headerLines counts the header lines of head named name (lower case).
-func headerLines(head []byte, name string) int {
-	n := 0
-	for line := range bytes.SplitSeq(head, []byte("\r\n")) {
-		if len(line) > len(name) && line[len(name)] == ':' && strings.EqualFold(string(line[:len(name)]), name) {
-			n++
-		}
-	}
-	return n
-}
-
 var errNotFront = errors.New("wsproxy: front: not an upgrade request the front serves")
 
 var frontReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
-
-// validHost accepts the Host values net/http's server accepts that a front request may
-// carry: a name or address and an optional port, from a conservative set of bytes.
-func validHost(h string) bool {
-	if h == "" {
-		return false
-	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case c == '.' || c == '-' || c == ':' || c == '[' || c == ']' || c == '_':
-		default:
-			return false
-		}
-	}
-	return true
-}
 
 // handover gives c, with the bytes already read from it, to Accept.
 func (f *Front) handover(c *bareConn, read []byte) {

@@ -203,15 +203,12 @@ func (l *loop) handle(events []syscall.EpollEvent) {
 			}
 			continue
 		}
-		if fd >= len(l.sides) {
-			if uint32(ev.Pad)&watchBit != 0 {
-				l.woken(fd, uint32(ev.Pad))
-			}
-			continue
+		var x *lside
+		if fd < len(l.sides) {
+			x = l.sides[fd]
 		}
-		x := l.sides[fd]
 		if x == nil || x.gen != uint32(ev.Pad) {
-			if uint32(ev.Pad)&watchBit != 0 {
+			if uint32(ev.Pad)&watchBit != 0 { // a descriptor being dialed
 				l.woken(fd, uint32(ev.Pad))
 			}
 			continue // a descriptor closed since, perhaps reused
