@@ -48,9 +48,28 @@ func TestFrontServesUpgrades(t *testing.T) {
 	}
 }
 
+// testFront is a Front whose handed-over connections net/http serves; handed receives a
+// value each time net/http takes one.
+type testFront struct {
+	*wsproxy.Front
+	handed chan struct{}
+}
+
+// Accept is the Front's, telling handed.
+func (f *testFront) Accept() (net.Conn, error) {
+	c, err := f.Front.Accept()
+	if err == nil {
+		select {
+		case f.handed <- struct{}{}:
+		default:
+		}
+	}
+	return c, err
+}
+
 // startFront serves h on a Front over a new listener, with net/http taking what the front
 // hands over, and returns the address.
-func startFront(t *testing.T, h http.Handler) (*wsproxy.Front, string) {
+func startFront(t *testing.T, h http.Handler) (*testFront, string) {
 	t.Helper()
 	if testEngine == nil {
 		t.Skip("the front needs the loop engine (the Makefile runs the suite on it)")
@@ -63,10 +82,11 @@ func startFront(t *testing.T, h http.Handler) (*wsproxy.Front, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	tf := &testFront{Front: f, handed: make(chan struct{}, 64)}
 	srv := &http.Server{Handler: h}
-	go srv.Serve(f)
+	go srv.Serve(tf)
 	t.Cleanup(func() { srv.Close() })
-	return f, ln.Addr().String()
+	return tf, ln.Addr().String()
 }
 
 // TestFrontHandsOver: what the front does not serve itself (other requests, upgrade
@@ -160,23 +180,21 @@ func TestFrontHandsOver(t *testing.T) {
 		})
 	}
 
-	// An upgrade request cut in two: the front reads the first part only (the accepted count
-	// moves once it has), so net/http reads the rest and serves it.
+	// An upgrade request cut in two: the front reads the first part only and hands the
+	// connection over, so net/http reads the rest and serves it.
+	for len(f.handed) > 0 {
+		<-f.handed
+	}
 	conn2, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn2.Close()
-	accepted, _ := f.Counts()
 	io.WriteString(conn2, upgrade[:20])
-	for deadline := time.Now().Add(waitFor); ; {
-		if a, _ := f.Counts(); a > accepted {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the front did not accept the connection")
-		}
-		time.Sleep(time.Millisecond)
+	select {
+	case <-f.handed:
+	case <-time.After(waitFor):
+		t.Fatal("the front did not hand the connection over")
 	}
 	io.WriteString(conn2, upgrade[20:])
 	conn2.SetDeadline(time.Now().Add(waitFor))
