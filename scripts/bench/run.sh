@@ -18,6 +18,8 @@
 #   (f) (a) and (b) over TLS 1.3 (wss): the proxy terminates TLS with an ECDSA P-256 certificate
 #       made for the run; the client offers X25519 only and never resumes a session
 #   (g) REST: wrk, 64 keep-alive connections, 2 threads, GET of a 100-byte JSON: requests/s, p99
+#   (j) (a) to a wss backend: plain clients, the proxy speaks TLS 1.3 to the echo backend (which
+#       serves it with the run's certificate; nginx does not verify it, Gatehouse does)
 #   (h) one node filled to the descriptor limit (about 9,900 sessions at 20,000 descriptors):
 #       time to open, RSS per session, a change and a revocation → enforced, while all are open
 #   (i) 45,000 idle sessions over 5 nodes: the same, on every node
@@ -32,10 +34,10 @@
 # runs and fewer connections: checks the suite end to end in a few minutes; one run unless
 # BENCH_RUNS is set), BENCH_TARGETS ("direct gatehouse nginx haproxy"; gatehouse-goroutine
 # and proto-gnet, the gnet v2 prototype cmd/relayproto of issue 16 whose handshake checks
-# nothing, may be added), BENCH_SCENARIOS ("a b c d e f g"; h and i may be added), BENCH_GATEWAY_ENV
+# nothing, may be added), BENCH_SCENARIOS ("a b c d e f g j"; h and i may be added), BENCH_GATEWAY_ENV
 # (extra VAR=value words for the gateway, e.g. "GOGC=200"), GATEWAY_BIN (a gateway binary to
 # measure instead of building bin/gateway: compare builds), BENCH_PPROF_DIR (if set, the
-# gateway's CPU profile of (a), (b), (f) and (g) and heap profile of (c) are saved there). The
+# gateway's CPU profile of (a), (b), (f), (g) and (j) and heap profile of (c) are saved there). The
 # scenario parameters can be set one by one for experiments: A_CONNS, A_WARMUP, A_DURATION,
 # B_WORKERS, B_WARMUP, B_DURATION ((f) uses the A_ and B_ settings), C_CONNS, C_SETTLE, D_CONNS,
 # D_WARMUP, D_DURATION, E_NODES, E_WRITES, G_CONNS, G_THREADS, G_WARMUP, G_DURATION (whole
@@ -70,7 +72,7 @@ fi
 : "${B_WORKERS:=16}" "${E_NODES:=5}" "${G_CONNS:=64}" "${G_THREADS:=2}"
 : "${I_NODES:=5}" "${SCALE_HOLD:=4}" "${SCALE_SHARD:=5000}"
 BENCH_TARGETS="${BENCH_TARGETS:-direct gatehouse nginx haproxy}"
-BENCH_SCENARIOS="${BENCH_SCENARIOS:-a b c d e f g}"
+BENCH_SCENARIOS="${BENCH_SCENARIOS:-a b c d e f g j}"
 BENCH_GATEWAY_ENV="${BENCH_GATEWAY_ENV:-}"
 BENCH_PPROF_DIR="${BENCH_PPROF_DIR:-}"
 GATEWAY_BIN="${GATEWAY_BIN:-}"
@@ -171,16 +173,23 @@ wait_port() {
 	done
 }
 
-# --- the echo backend, the REST backend, the certificates ---------------------------------
+# --- the certificates, the echo backend, the REST backend ---------------------------------
+# (f), (j): a CA and a server certificate for 127.0.0.1, ECDSA P-256, made once per run.
+TLS_DIR="$work/tls"
+! scenario_selected f && ! scenario_selected j || bin/wsload certs -dir "$TLS_DIR" >/dev/null
+
 ECHO_PORT="$(free_port)"
 REST_PORT="$(free_port)"
-start_bg benchecho bin/benchecho -listen "127.0.0.1:$ECHO_PORT" -rest-listen "127.0.0.1:$REST_PORT"
+ECHO_TLS_PORT="" echo_tls=()
+if scenario_selected j; then
+	ECHO_TLS_PORT="$(free_port)"
+	echo_tls=(-tls-listen "127.0.0.1:$ECHO_TLS_PORT" -tls-cert "$TLS_DIR/cert.pem" -tls-key "$TLS_DIR/key.pem")
+fi
+start_bg benchecho bin/benchecho -listen "127.0.0.1:$ECHO_PORT" -rest-listen "127.0.0.1:$REST_PORT" "${echo_tls[@]}"
 wait_200 "http://127.0.0.1:$ECHO_PORT/healthz" || die "the echo backend did not start (log: $work/benchecho.log)"
 wait_200 "http://127.0.0.1:$REST_PORT/items/42" || die "the REST backend did not start (log: $work/benchecho.log)"
-
-# (f): a CA and a server certificate for 127.0.0.1, ECDSA P-256, made once per run.
-TLS_DIR="$work/tls"
-! scenario_selected f || bin/wsload certs -dir "$TLS_DIR" >/dev/null
+[ -z "$ECHO_TLS_PORT" ] || curl -sf --cacert "$TLS_DIR/ca.pem" -o /dev/null "https://127.0.0.1:$ECHO_TLS_PORT/healthz" ||
+	die "the echo backend's TLS listener did not start (log: $work/benchecho.log)"
 
 # --- Gatehouse: management, seeded through the ARM API as scripts/run.sh does -----------------
 ADMIN_TOKEN="bench-admin-token"
@@ -224,6 +233,11 @@ start_management() {
 	arm PUT /gateways/bench '{"properties":{"locationData":{"name":"bench"},"description":"make bench"}}' >/dev/null
 	arm PUT /gateways/bench/apis/echo >/dev/null
 	arm PUT /gateways/bench/apis/rest >/dev/null
+	if [ -n "$ECHO_TLS_PORT" ]; then # (j): the echo behind TLS, the key its only check
+		arm PUT /apis/echotls "{\"properties\":{\"displayName\":\"Echo over TLS\",\"type\":\"websocket\",\"path\":\"echotls\",\"protocols\":[\"ws\"],\"serviceUrl\":\"wss://127.0.0.1:$ECHO_TLS_PORT/echo\"}}" >/dev/null
+		arm PUT /products/bench/apis/echotls >/dev/null
+		arm PUT /gateways/bench/apis/echotls >/dev/null
+	fi
 	GW_TOKEN="$(arm POST /gateways/bench/generateToken "{\"keyType\":\"primary\",\"expiry\":\"$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)\"}" | json_field value)"
 	[ -n "$KEY" ] && [ -n "$PROBE_KEY" ] && [ -n "$GW_TOKEN" ] || die "seeding did not yield keys and a gateway token"
 }
@@ -269,12 +283,13 @@ is_gatehouse() { case "$1" in gatehouse | gatehouse-goroutine) return 0 ;; esac;
 # --- targets ----------------------------------------------------------------------------
 # start_target TARGET [KIND] starts TARGET fresh in front of the WebSocket echo (KIND ws, the
 # default), in front of it over TLS (wss: the proxy terminates TLS with the run's certificate),
-# or in front of the REST backend (rest), and sets TARGET_URL, TARGET_PID (the process whose
+# in front of its TLS listener (wssbackend: plain clients, TLS to the backend), or in front of
+# the REST backend (rest), and sets TARGET_URL, TARGET_PID (the process whose
 # memory counts, with its children) and PROXY_PID (to stop; empty for direct).
 TARGET_URL="" TARGET_PID="" PROXY_PID=""
 start_target() {
 	local target="$1" kind="${2:-ws}" port conf scheme=ws path=/echo backend="127.0.0.1:$ECHO_PORT" env=()
-	local nginx_ssl="" nginx_tls="" haproxy_ssl=""
+	local nginx_ssl="" nginx_tls="" haproxy_ssl="" upstream_scheme=http upstream_tls=""
 	case "$kind" in
 	wss)
 		scheme=wss
@@ -285,6 +300,11 @@ start_target() {
 		env=(GATEWAY_TLS_CERT="$TLS_DIR/cert.pem" GATEWAY_TLS_KEY="$TLS_DIR/key.pem")
 		;;
 	rest) scheme=http path=/rest/items/42 backend="127.0.0.1:$REST_PORT" ;; # the backend answers any GET
+	wssbackend)
+		path=/echotls backend="127.0.0.1:$ECHO_TLS_PORT" upstream_scheme=https
+		upstream_tls="proxy_ssl_protocols TLSv1.3; proxy_ssl_verify off;"
+		env=(GATEWAY_BACKEND_CA_BUNDLE="$TLS_DIR/ca.pem")
+		;;
 	esac
 	case "$target" in
 	direct)
@@ -303,7 +323,8 @@ start_target() {
 		[ "$kind" != rest ] || conf=scripts/bench/nginx-rest.conf
 		mkdir -p "$work/nginx"
 		sed -e "s#@WORK@#$work/nginx#g; s#@LISTEN@#127.0.0.1:$port#; s#@BACKEND@#$backend#; s#@NOFILE@#$PROXY_NOFILE#g" \
-			-e "s#@SSL@#$nginx_ssl#; s#@TLS@#$nginx_tls#" "$conf" >"$work/nginx/nginx.conf"
+			-e "s#@SSL@#$nginx_ssl#; s#@TLS@#$nginx_tls#; s#@UPSTREAM_SCHEME@#$upstream_scheme#; s#@UPSTREAM_TLS@#$upstream_tls#" \
+			"$conf" >"$work/nginx/nginx.conf"
 		start_bg nginx nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;'
 		wait_port "$port" || die "nginx did not start (log: $work/nginx.log, $work/nginx/nginx-error.log)"
 		TARGET_URL="$scheme://127.0.0.1:$port$path"
@@ -433,6 +454,16 @@ run_scenario() {
 		sample f hs_per_s "(f) wss handshakes/s, $B_WORKERS workers (full TLS handshakes)" "$TARGET" "$run" "$(field per_s "$out")"
 		sample f hs_p99_ms "(f) wss p99 handshake, ms" "$TARGET" "$run" "$(field p99_ms "$out")"
 		sample f hs_cpu_us "(f) wss proxy CPU per handshake, µs" "$TARGET" "$run" "$(field cpu_us_per_op "$out")"
+		;;
+	j)
+		case "$TARGET" in direct | haproxy | proto-gnet) return 0 ;; esac # nginx and Gatehouse only
+		start_target "$TARGET" wssbackend
+		pprof_during "j-run$run" "$(($(secs "$A_WARMUP") + $(secs "$A_DURATION") - 1))"
+		out="$(wsload echo -url "$TARGET_URL" "${auth[@]}" -conns "$A_CONNS" -size 256 -warmup "$A_WARMUP" -duration "$A_DURATION" ${TARGET_PID:+-pid "$TARGET_PID"})"
+		pprof_wait
+		sample j msgs_per_s "(j) wss backend, $A_CONNS conns × 256 B: messages/s" "$TARGET" "$run" "$(field msgs_per_s "$out")"
+		sample j p99_ms "(j) wss backend p99 round trip, ms" "$TARGET" "$run" "$(field p99_ms "$out")"
+		sample j cpu_us "(j) wss backend proxy CPU per round trip, µs" "$TARGET" "$run" "$(field cpu_us_per_op "$out")"
 		;;
 	g)
 		[ "$TARGET" != proto-gnet ] || return 0 # a WebSocket relay only

@@ -6,11 +6,12 @@
 //
 // With -rest-listen it also serves the REST scenario's backend (make bench (g)) on a listener
 // of its own: every GET answers 200 with the same 100-byte JSON object over HTTP/1.1
-// keep-alive.
+// keep-alive. With -tls-listen it serves the echo over TLS (wss) too, for make bench (j).
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,16 +32,28 @@ func main() {
 	listen := flag.String("listen", "127.0.0.1:9300", "WebSocket echo listen address")
 	restListen := flag.String("rest-listen", "", "REST backend listen address; empty for none")
 	buf := flag.Int("buf", 0, "read and write buffer of each echo connection, bytes (0: 64 KiB)")
+	tlsListen := flag.String("tls-listen", "", "the WebSocket echo over TLS (wss) on this address too; empty for none")
+	tlsCert := flag.String("tls-cert", "", "PEM certificate of -tls-listen")
+	tlsKey := flag.String("tls-key", "", "PEM key of -tls-listen")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *listen, *restListen, *buf); err != nil {
+	var tlsConf *tls.Config
+	if *tlsListen != "" {
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchecho: -tls-cert, -tls-key:", err)
+			os.Exit(2)
+		}
+		tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}}
+	}
+	if err := run(ctx, *listen, *restListen, *buf, *tlsListen, tlsConf); err != nil {
 		fmt.Fprintln(os.Stderr, "benchecho:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, listen, restListen string, buf int) error {
+func run(ctx context.Context, listen, restListen string, buf int, tlsListen string, tlsConf *tls.Config) error {
 	echo := &wsbench.Echo{BufSize: buf}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("ok")) })
@@ -49,9 +62,12 @@ func run(ctx context.Context, listen, restListen string, buf int) error {
 	})
 	mux.Handle("/", echo)
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return serve(ctx, listen, mux) })
+	g.Go(func() error { return serve(ctx, listen, mux, nil) })
+	if tlsListen != "" {
+		g.Go(func() error { return serve(ctx, tlsListen, mux, tlsConf) })
+	}
 	if restListen != "" {
-		g.Go(func() error { return serve(ctx, restListen, http.HandlerFunc(item)) })
+		g.Go(func() error { return serve(ctx, restListen, http.HandlerFunc(item), nil) })
 	}
 	return g.Wait()
 }
@@ -74,12 +90,15 @@ func item(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(itemJSON)
 }
 
-// serve serves h on listen until ctx ends.
-func serve(ctx context.Context, listen string, h http.Handler) error {
+// serve serves h on listen, over TLS with tlsConf if not nil, until ctx ends.
+func serve(ctx context.Context, listen string, h http.Handler, tlsConf *tls.Config) error {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", listen)
 	if err != nil {
 		return err
+	}
+	if tlsConf != nil {
+		ln = tls.NewListener(ln, tlsConf)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

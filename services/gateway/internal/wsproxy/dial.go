@@ -63,6 +63,8 @@ type DialRequest struct {
 	// nil or Allow is set: Allow then decides each address the engine resolves, as Dial's
 	// own checks would (the node passes its egress policy, egress.Dialer.Allow), and a
 	// name, before it is looked up, with an invalid address (netip.AddrPort{} but the port).
+	// A wss backend is dialed as usual, its TLS layered so that the loops can take the
+	// connection over after the upgrade and run crypto/tls there, as for TLS clients.
 	Engine *Engine
 	Allow  func(host string, addr netip.AddrPort) error
 }
@@ -166,7 +168,11 @@ func Dial(ctx context.Context, req DialRequest) (*Backend, *Refused, error) {
 	defer stop()
 
 	if tlsConf != nil {
-		tc := tls.Client(conn, tlsConf)
+		transport := conn
+		if req.Engine != nil {
+			transport = loopTransport(conn) // for the loops to take over after the upgrade
+		}
+		tc := tls.Client(transport, tlsConf)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			return nil, nil, ctxErr(fmt.Errorf("wsproxy: tls handshake with %s: %w", addr, err))
 		}

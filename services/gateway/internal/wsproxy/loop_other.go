@@ -29,6 +29,9 @@ func (e *Engine) newLoopSession(net.Conn, *bufio.Reader, *Backend, Limits, Hooks
 // TLSListener returns ln: without event loops TLS connections stay on goroutines.
 func TLSListener(ln net.Listener) net.Listener { return ln }
 
+// loopTransport returns c: without event loops TLS connections stay on goroutines.
+func loopTransport(c net.Conn) net.Conn { return c }
+
 // Front is unsupported on this system (see the Linux one): Engine.Front fails.
 type Front struct{ net.Listener }
 

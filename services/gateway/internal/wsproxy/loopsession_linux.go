@@ -113,10 +113,20 @@ func (e *Engine) newLoopSession(client net.Conn, clientReader *bufio.Reader, be 
 	if _, ok := client.(syscall.Conn); !ok && ctls == nil && !front {
 		return nil
 	}
-	// A backend a loop dialed is already registered there (bare): the session adopts it.
+	// A backend a loop dialed is already registered there (bare): the session adopts it. A
+	// wss backend's TLS moves onto the loop as a TLS client's does.
 	bc, bare := be.Conn.(*bareConn)
+	btls, btr := loopTLS(be.Conn)
 	bfd, err := -1, error(nil)
-	if !bare {
+	switch {
+	case bare:
+	case btls != nil:
+		// Its TCP connection stays whole until the client's is taken too: the goroutine
+		// engine gets both back if that fails.
+		if bfd, err = takeFD(btr.TCPConn); err != nil {
+			return nil
+		}
+	default:
 		if _, ok := be.Conn.(syscall.Conn); !ok {
 			return nil
 		}
@@ -163,7 +173,7 @@ func (e *Engine) newLoopSession(client net.Conn, clientReader *bufio.Reader, be 
 	}
 	c, b := &s.sides[clientSide], &s.sides[backendSide]
 	*c = lside{s: s, peer: b, fd: cfd, name: ByClient, fromClient: true, dir: FromClient, early: buffered(clientReader), tls: ctls, tr: ctr}
-	*b = lside{s: s, peer: c, fd: bfd, name: ByBackend, dir: FromBackend, early: buffered(be.Reader), watched: watched}
+	*b = lside{s: s, peer: c, fd: bfd, name: ByBackend, dir: FromBackend, early: buffered(be.Reader), watched: watched, tls: btls, tr: btr}
 	if limits.PingInterval > 0 {
 		c.ping, _ = frame.AppendFrame(nil, frame.Header{Fin: true, Opcode: frame.OpPing}, []byte(keepalivePayload))
 		var key [4]byte
@@ -175,7 +185,11 @@ func (e *Engine) newLoopSession(client net.Conn, clientReader *bufio.Reader, be 
 	if ctls == nil && !front {
 		client.Close()
 	}
-	if !bare {
+	switch {
+	case btls != nil:
+		btr.looped = true
+		btr.TCPConn.Close()
+	case !bare:
 		be.Conn.Close()
 	}
 	return s

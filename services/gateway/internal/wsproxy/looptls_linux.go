@@ -93,6 +93,16 @@ func (t *tlsTransport) SetWriteDeadline(d time.Time) error {
 	return nil
 }
 
+// loopTransport returns what a TLS client connection to a backend is to be layered on so
+// that an event loop can take it over once upgraded (as TLSListener does for clients): a
+// tlsTransport for a TCP connection, else c itself.
+func loopTransport(c net.Conn) net.Conn {
+	if tc, ok := c.(*net.TCPConn); ok {
+		return &tlsTransport{TCPConn: tc}
+	}
+	return c
+}
+
 // loopTLS returns the transport under c when c is a TLS connection the loop can take over.
 func loopTLS(c net.Conn) (*tls.Conn, *tlsTransport) {
 	tc, ok := c.(*tls.Conn)

@@ -3,6 +3,8 @@ package wsproxy_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -632,8 +634,16 @@ func TestManySessionsAtOnce(t *testing.T) {
 }
 
 func manySessions(t *testing.T, opts ...gatewayOption) {
+	manySessionsTo(t, false, opts...)
+}
+
+// manySessionsTo is manySessions with a wss backend when backendTLS.
+func manySessionsTo(t *testing.T, backendTLS bool, opts ...gatewayOption) {
 	const sessions, perSession = 14, 60 // the helpers buffer 16 sessions
-	be := startBackend(t, websocket.Upgrader{}, echo, nil, false)
+	be := startBackend(t, websocket.Upgrader{}, echo, nil, backendTLS)
+	if backendTLS { // be.url() is wss://
+		opts = append(opts, withTLS(trusting(be)))
+	}
 	gw := startGateway(t, be.url(), opts...)
 	before := wsproxy.RingBatches()
 	errs := make(chan error, sessions)
@@ -686,7 +696,7 @@ func manySessions(t *testing.T, opts ...gatewayOption) {
 	}
 	// TLS sides are decrypted as they are read, never batched: only plain clients' sessions
 	// are sure to put several reads in one batch.
-	if testEngine.UsesRing() && !gw.clientTLS && wsproxy.RingBatches() == before {
+	if testEngine.UsesRing() && !gw.clientTLS && !backendTLS && wsproxy.RingBatches() == before {
 		t.Error("no batch of reads went through io_uring")
 	}
 }
@@ -743,4 +753,103 @@ func TestTLSClients(t *testing.T) {
 		t.Parallel()
 		manySessions(t, withClientTLS())
 	})
+}
+
+// TestTLSBackends runs sessions to wss backends: on the event-loop engine their TLS moves onto
+// the loop after the upgrade, as a TLS client's does, with the client's side plain or TLS.
+func TestTLSBackends(t *testing.T) {
+	t.Parallel()
+	for _, clientTLS := range []bool{false, true} {
+		name := "plain client"
+		var opts []gatewayOption
+		if clientTLS {
+			name, opts = "TLS client", []gatewayOption{withClientTLS()}
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			t.Run("messages and close", func(t *testing.T) {
+				t.Parallel()
+				be := startBackend(t, websocket.Upgrader{}, echo, nil, true)
+				gw := startGateway(t, be.url(), append(opts, withTLS(trusting(be)))...)
+				c, _ := dialGorilla(t, gw.dialer(), gw.url("/echo"), nil)
+				if s := gw.session(t); gw.dialEngine != nil && !s.OnLoop() {
+					t.Error("a session to a wss backend did not run on the event loop")
+				}
+				big := bytes.Repeat([]byte("0123456789abcdef"), 10<<10) // 160 KiB: many TLS records
+				sent := [][]byte{[]byte("hello"), {}, bytes.Repeat([]byte{7}, 300), big}
+				for _, m := range sent {
+					if err := c.WriteMessage(websocket.BinaryMessage, m); err != nil {
+						t.Fatal(err)
+					}
+					c.SetReadDeadline(time.Now().Add(waitFor))
+					if _, p, err := c.ReadMessage(); err != nil || !bytes.Equal(p, m) {
+						t.Fatalf("echo of %d bytes: %d bytes, %v", len(m), len(p), err)
+					}
+				}
+				c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "done"))
+				if ce := readClose(t, c); ce.Code != websocket.CloseNormalClosure {
+					t.Errorf("client got close %d, want the backend's 1000", ce.Code)
+				}
+				payload := int64(5 + 0 + 300 + len(big))
+				want := wsproxy.Stats{MessagesIn: 4, MessagesOut: 4, BytesIn: payload, BytesOut: payload,
+					CloseCode: 1000, ClosedBy: wsproxy.ByClient, Reason: "done"}
+				if diff := cmp.Diff(want, gw.result(t)); diff != "" {
+					t.Errorf("stats (-want +got):\n%s", diff)
+				}
+			})
+			t.Run("backend sends first and closes", func(t *testing.T) {
+				t.Parallel()
+				be := startBackend(t, websocket.Upgrader{}, func(c *websocket.Conn) {
+					// Sent with the 101's flight: crypto/tls may have read it during the
+					// upgrade, before the loop takes the connection.
+					c.WriteMessage(websocket.TextMessage, []byte("welcome"))
+					c.WriteMessage(websocket.TextMessage, bytes.Repeat([]byte("x"), 70_000))
+					c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "bye"))
+					c.SetReadDeadline(time.Now().Add(waitFor))
+					c.ReadMessage() // the client's echo of the close
+				}, nil, true)
+				gw := startGateway(t, be.url(), append(opts, withTLS(trusting(be)))...)
+				c, _ := dialGorilla(t, gw.dialer(), gw.url("/"), nil)
+				c.SetReadDeadline(time.Now().Add(waitFor))
+				if _, p, err := c.ReadMessage(); err != nil || string(p) != "welcome" {
+					t.Fatalf("first message %q, %v", p, err)
+				}
+				if _, p, err := c.ReadMessage(); err != nil || len(p) != 70_000 {
+					t.Fatalf("second message: %d bytes, %v", len(p), err)
+				}
+				if ce := readClose(t, c); ce.Code != 4000 || ce.Text != "bye" {
+					t.Errorf("client got close %d %q, want 4000 bye", ce.Code, ce.Text)
+				}
+				c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4000, ""))
+				if st := gw.result(t); st.ClosedBy != wsproxy.ByBackend || st.CloseCode != 4000 || st.MessagesOut != 2 {
+					t.Errorf("stats = %+v, want 2 messages out, closed by the backend with 4000", st)
+				}
+			})
+			t.Run("gateway close", func(t *testing.T) {
+				t.Parallel()
+				be := startBackend(t, websocket.Upgrader{}, echo, nil, true)
+				gw := startGateway(t, be.url(), append(opts, withTLS(trusting(be)))...)
+				c, _ := dialGorilla(t, gw.dialer(), gw.url("/echo"), nil)
+				gw.session(t).Close(4001, "revoked")
+				if ce := readClose(t, c); ce.Code != 4001 || ce.Text != "revoked" {
+					t.Errorf("client got close %d %q, want 4001 revoked", ce.Code, ce.Text)
+				}
+				c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4001, ""))
+				if st := gw.result(t); st.ClosedBy != wsproxy.ByGateway || st.CloseCode != 4001 {
+					t.Errorf("stats = %+v, want closed by the gateway with 4001", st)
+				}
+			})
+			t.Run("many sessions", func(t *testing.T) {
+				t.Parallel()
+				manySessionsTo(t, true, opts...)
+			})
+		})
+	}
+}
+
+// trusting returns a TLS configuration that trusts be's test certificate.
+func trusting(be *backend) *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AddCert(be.srv.Certificate())
+	return &tls.Config{RootCAs: pool}
 }
