@@ -91,4 +91,3 @@ func TestRelayAllocations(t *testing.T) {
 		t.Errorf("%.2f allocations per echoed message, want none in steady state", n)
 	}
 }
-
