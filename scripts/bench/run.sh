@@ -377,20 +377,25 @@ pprof_wait() { [ -z "$PPROF_PID" ] || wait "$PPROF_PID" || true; }
 
 secs() { sed -E 's/s$//' <<<"$1"; }
 
+# echo_load SCENARIO RUN KIND LABEL runs (a)'s echo load against TARGET started for KIND and
+# samples it under LABEL.
+echo_load() {
+	local s="$1" run="$2" kind="$3" label="$4" # out is the caller's (run_scenario logs it)
+	start_target "$TARGET" "$kind"
+	pprof_during "$s-run$run" "$(($(secs "$A_WARMUP") + $(secs "$A_DURATION") - 1))"
+	out="$(wsload echo -url "$TARGET_URL" "${auth[@]}" -conns "$A_CONNS" -size 256 -warmup "$A_WARMUP" -duration "$A_DURATION" ${TARGET_PID:+-pid "$TARGET_PID"})"
+	pprof_wait
+	sample "$s" msgs_per_s "$label $A_CONNS conns × 256 B: messages/s" "$TARGET" "$run" "$(field msgs_per_s "$out")"
+	sample "$s" p50_ms "$label p50 round trip, ms" "$TARGET" "$run" "$(field p50_ms "$out")"
+	sample "$s" p99_ms "$label p99 round trip, ms" "$TARGET" "$run" "$(field p99_ms "$out")"
+	[ -z "$TARGET_PID" ] || sample "$s" cpu_us "$label proxy CPU per round trip, µs" "$TARGET" "$run" "$(field cpu_us_per_op "$out")"
+}
+
 run_scenario() {
 	local s="$1" run="$2" out
 	TARGET="$3"
 	case "$s" in
-	a)
-		start_target "$TARGET"
-		pprof_during "a-run$run" "$(($(secs "$A_WARMUP") + $(secs "$A_DURATION") - 1))"
-		out="$(wsload echo -url "$TARGET_URL" "${auth[@]}" -conns "$A_CONNS" -size 256 -warmup "$A_WARMUP" -duration "$A_DURATION" ${TARGET_PID:+-pid "$TARGET_PID"})"
-		pprof_wait
-		sample a msgs_per_s "(a) $A_CONNS conns × 256 B: messages/s" "$TARGET" "$run" "$(field msgs_per_s "$out")"
-		sample a p50_ms "(a) p50 round trip, ms" "$TARGET" "$run" "$(field p50_ms "$out")"
-		sample a p99_ms "(a) p99 round trip, ms" "$TARGET" "$run" "$(field p99_ms "$out")"
-		[ -z "$TARGET_PID" ] || sample a cpu_us "(a) proxy CPU per round trip, µs" "$TARGET" "$run" "$(field cpu_us_per_op "$out")"
-		;;
+	a) echo_load a "$run" ws "(a)" ;;
 	b)
 		[ "$TARGET" != proto-gnet ] || return 0 # its handshake checks nothing: not comparable
 		start_target "$TARGET"
@@ -457,13 +462,7 @@ run_scenario() {
 		;;
 	j)
 		case "$TARGET" in direct | haproxy | proto-gnet) return 0 ;; esac # nginx and Gatehouse only
-		start_target "$TARGET" wssbackend
-		pprof_during "j-run$run" "$(($(secs "$A_WARMUP") + $(secs "$A_DURATION") - 1))"
-		out="$(wsload echo -url "$TARGET_URL" "${auth[@]}" -conns "$A_CONNS" -size 256 -warmup "$A_WARMUP" -duration "$A_DURATION" ${TARGET_PID:+-pid "$TARGET_PID"})"
-		pprof_wait
-		sample j msgs_per_s "(j) wss backend, $A_CONNS conns × 256 B: messages/s" "$TARGET" "$run" "$(field msgs_per_s "$out")"
-		sample j p99_ms "(j) wss backend p99 round trip, ms" "$TARGET" "$run" "$(field p99_ms "$out")"
-		sample j cpu_us "(j) wss backend proxy CPU per round trip, µs" "$TARGET" "$run" "$(field cpu_us_per_op "$out")"
+		echo_load j "$run" wssbackend "(j) wss backend,"
 		;;
 	g)
 		[ "$TARGET" != proto-gnet ] || return 0 # a WebSocket relay only

@@ -701,79 +701,36 @@ func manySessionsTo(t *testing.T, backendTLS bool, opts ...gatewayOption) {
 	}
 }
 
-// TestTLSClients runs sessions whose clients speak TLS: on the event-loop engine crypto/tls
-// decrypts and encrypts on the loop.
-func TestTLSClients(t *testing.T) {
+// TestTLSSessions runs sessions with TLS on the client's side, the backend's (wss), or both: on
+// the event-loop engine crypto/tls decrypts and encrypts each TLS side on the loop.
+func TestTLSSessions(t *testing.T) {
 	t.Parallel()
-	t.Run("messages and close", func(t *testing.T) {
-		t.Parallel()
-		be := startBackend(t, websocket.Upgrader{}, echo, nil, false)
-		gw := startGateway(t, be.url(), withClientTLS())
-		c, _ := dialGorilla(t, gw.dialer(), gw.url("/echo"), nil)
-		if s := gw.session(t); testEngine != nil && !s.OnLoop() {
-			t.Error("a TLS session did not run on the event loop")
-		}
-		big := bytes.Repeat([]byte("0123456789abcdef"), 10<<10) // 160 KiB: many TLS records
-		sent := [][]byte{[]byte("hello"), {}, bytes.Repeat([]byte{7}, 300), big}
-		for _, m := range sent {
-			if err := c.WriteMessage(websocket.BinaryMessage, m); err != nil {
-				t.Fatal(err)
-			}
-			c.SetReadDeadline(time.Now().Add(waitFor))
-			if _, p, err := c.ReadMessage(); err != nil || !bytes.Equal(p, m) {
-				t.Fatalf("echo of %d bytes: %d bytes, %v", len(m), len(p), err)
-			}
-		}
-		c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "done"))
-		if ce := readClose(t, c); ce.Code != websocket.CloseNormalClosure {
-			t.Errorf("client got close %d, want the backend's 1000", ce.Code)
-		}
-		payload := int64(5 + 0 + 300 + len(big))
-		want := wsproxy.Stats{MessagesIn: 4, MessagesOut: 4, BytesIn: payload, BytesOut: payload,
-			CloseCode: 1000, ClosedBy: wsproxy.ByClient, Reason: "done"}
-		if diff := cmp.Diff(want, gw.result(t)); diff != "" {
-			t.Errorf("stats (-want +got):\n%s", diff)
-		}
-	})
-	t.Run("gateway close", func(t *testing.T) {
-		t.Parallel()
-		be := startBackend(t, websocket.Upgrader{}, echo, nil, false)
-		gw := startGateway(t, be.url(), withClientTLS())
-		c, _ := dialGorilla(t, gw.dialer(), gw.url("/echo"), nil)
-		gw.session(t).Close(4001, "revoked")
-		if ce := readClose(t, c); ce.Code != 4001 || ce.Text != "revoked" {
-			t.Errorf("client got close %d %q, want 4001 revoked", ce.Code, ce.Text)
-		}
-		c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4001, ""))
-		if st := gw.result(t); st.ClosedBy != wsproxy.ByGateway || st.CloseCode != 4001 {
-			t.Errorf("stats = %+v, want closed by the gateway with 4001", st)
-		}
-	})
-	t.Run("many sessions", func(t *testing.T) {
-		t.Parallel()
-		manySessions(t, withClientTLS())
-	})
-}
-
-// TestTLSBackends runs sessions to wss backends: on the event-loop engine their TLS moves onto
-// the loop after the upgrade, as a TLS client's does, with the client's side plain or TLS.
-func TestTLSBackends(t *testing.T) {
-	t.Parallel()
-	for _, clientTLS := range []bool{false, true} {
-		name := "plain client"
-		var opts []gatewayOption
-		if clientTLS {
-			name, opts = "TLS client", []gatewayOption{withClientTLS()}
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, sides := range []struct {
+		name            string
+		client, backend bool
+	}{{"TLS client", true, false}, {"TLS backend", false, true}, {"TLS both", true, true}} {
+		t.Run(sides.name, func(t *testing.T) {
 			t.Parallel()
+			// start starts a backend running handle and a gateway in front of it.
+			start := func(t *testing.T, handle func(*websocket.Conn)) *gateway {
+				be := startBackend(t, websocket.Upgrader{}, handle, nil, sides.backend)
+				var opts []gatewayOption
+				if sides.client {
+					opts = append(opts, withClientTLS())
+				}
+				if sides.backend { // be.url() is wss://
+					opts = append(opts, withTLS(trusting(be)))
+				}
+				return startGateway(t, be.url(), opts...)
+			}
 			t.Run("messages and close", func(t *testing.T) {
 				t.Parallel()
-				be := startBackend(t, websocket.Upgrader{}, echo, nil, true)
-				gw := startGateway(t, be.url(), append(opts, withTLS(trusting(be)))...)
+				gw := start(t, echo)
 				c, _ := dialGorilla(t, gw.dialer(), gw.url("/echo"), nil)
-				if s := gw.session(t); gw.dialEngine != nil && !s.OnLoop() {
-					t.Error("a session to a wss backend did not run on the event loop")
+				// A TLS backend moves onto the loop when wsproxy.Dial has an engine.
+				onLoop := testEngine != nil && (!sides.backend || gw.dialEngine != nil)
+				if s := gw.session(t); s.OnLoop() != onLoop {
+					t.Errorf("session on the event loop: %v, want %v", s.OnLoop(), onLoop)
 				}
 				big := bytes.Repeat([]byte("0123456789abcdef"), 10<<10) // 160 KiB: many TLS records
 				sent := [][]byte{[]byte("hello"), {}, bytes.Repeat([]byte{7}, 300), big}
@@ -799,7 +756,7 @@ func TestTLSBackends(t *testing.T) {
 			})
 			t.Run("backend sends first and closes", func(t *testing.T) {
 				t.Parallel()
-				be := startBackend(t, websocket.Upgrader{}, func(c *websocket.Conn) {
+				gw := start(t, func(c *websocket.Conn) {
 					// Sent with the 101's flight: crypto/tls may have read it during the
 					// upgrade, before the loop takes the connection.
 					c.WriteMessage(websocket.TextMessage, []byte("welcome"))
@@ -807,8 +764,7 @@ func TestTLSBackends(t *testing.T) {
 					c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "bye"))
 					c.SetReadDeadline(time.Now().Add(waitFor))
 					c.ReadMessage() // the client's echo of the close
-				}, nil, true)
-				gw := startGateway(t, be.url(), append(opts, withTLS(trusting(be)))...)
+				})
 				c, _ := dialGorilla(t, gw.dialer(), gw.url("/"), nil)
 				c.SetReadDeadline(time.Now().Add(waitFor))
 				if _, p, err := c.ReadMessage(); err != nil || string(p) != "welcome" {
@@ -827,8 +783,7 @@ func TestTLSBackends(t *testing.T) {
 			})
 			t.Run("gateway close", func(t *testing.T) {
 				t.Parallel()
-				be := startBackend(t, websocket.Upgrader{}, echo, nil, true)
-				gw := startGateway(t, be.url(), append(opts, withTLS(trusting(be)))...)
+				gw := start(t, echo)
 				c, _ := dialGorilla(t, gw.dialer(), gw.url("/echo"), nil)
 				gw.session(t).Close(4001, "revoked")
 				if ce := readClose(t, c); ce.Code != 4001 || ce.Text != "revoked" {
@@ -841,7 +796,11 @@ func TestTLSBackends(t *testing.T) {
 			})
 			t.Run("many sessions", func(t *testing.T) {
 				t.Parallel()
-				manySessionsTo(t, true, opts...)
+				var opts []gatewayOption
+				if sides.client {
+					opts = append(opts, withClientTLS())
+				}
+				manySessionsTo(t, sides.backend, opts...)
 			})
 		})
 	}
