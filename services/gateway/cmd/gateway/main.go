@@ -69,7 +69,7 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", e.Duration("GATEWAY_DRAIN_TIMEOUT", node.DefaultDrainTimeout), "time to drain connections on SIGTERM (GATEWAY_DRAIN_TIMEOUT)")
 	fs.DurationVar(&c.CounterTimeout, "counter-timeout", e.Duration("GATEWAY_COUNTER_TIMEOUT", clustercount.DefaultTimeout), "longest wait of a rate-limit or quota call for the fleet's counter in NATS; a slower one is counted on this node alone (GATEWAY_COUNTER_TIMEOUT)")
 	fs.DurationVar(&c.NATSReadyTimeout, "nats-ready-timeout", e.Duration("GATEWAY_NATS_READY_TIMEOUT", node.DefaultNATSReadyTimeout), "longest wait after the first configuration for the fleet's counters in NATS before the node turns ready and counts limits on its own (GATEWAY_NATS_READY_TIMEOUT)")
-	fs.StringVar(&c.Engine, "engine", e.String("GATEWAY_ENGINE", node.EngineLoop), "WebSocket relay: loop (event loops for plain TCP sessions, goroutines for TLS) or goroutine (goroutines for every session) (GATEWAY_ENGINE)")
+	fs.StringVar(&c.Engine, "engine", e.String("GATEWAY_ENGINE", node.EngineLoop), "WebSocket relay: loop (event loops for every session, TLS sides included) or goroutine (goroutines for every session) (GATEWAY_ENGINE)")
 	ring := fs.Bool("io-uring", e.Bool("GATEWAY_IO_URING", true), "event loops batch reads and writes through io_uring where the kernel allows it; false: one read and one write per socket (GATEWAY_IO_URING)")
 	fs.StringVar(&c.Region, "region", e.String("GATEWAY_REGION", ""), "region reported as context.Deployment.Region (GATEWAY_REGION)")
 	fs.StringVar(&f.logLevel, "log-level", e.String("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
