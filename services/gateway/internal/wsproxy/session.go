@@ -674,9 +674,11 @@ func (s *goSession) pump(src, dst *side, dir Direction) error {
 			return s.violation(src, frame.CloseInvalidPayload, err)
 		case errInvalidUTF8Cut:
 			// dst holds part of the frame: no close frame can follow it, only the end of
-			// the connection, once the session's close is recorded as the gateway's.
-			s.fail(src, frame.CloseInvalidPayload, err)
+			// the connection, once the session's close is recorded as the gateway's. dst is
+			// marked broken first: fail wakes the goroutine that sends the close frames,
+			// which would otherwise write dst's into the middle of the frame.
 			dst.broken.Store(true)
+			s.fail(src, frame.CloseInvalidPayload, err)
 			s.poke()
 			return src.r.drain()
 		}
