@@ -64,7 +64,8 @@ type DialRequest struct {
 	// own checks would (the node passes its egress policy, egress.Dialer.Allow), and a
 	// name, before it is looked up, with an invalid address (netip.AddrPort{} but the port).
 	// A wss backend is dialed as usual, its TLS layered so that the loops can take the
-	// connection over after the upgrade and run crypto/tls there, as for TLS clients.
+	// connection over after the upgrade and run crypto/tls there, as for TLS clients; one
+	// whose TLS allows renegotiation stays on the goroutine engine.
 	Engine *Engine
 	Allow  func(host string, addr netip.AddrPort) error
 }
@@ -169,8 +170,11 @@ func Dial(ctx context.Context, req DialRequest) (*Backend, *Refused, error) {
 
 	if tlsConf != nil {
 		transport := conn
-		if req.Engine != nil {
-			transport = loopTransport(conn) // for the loops to take over after the upgrade
+		// For the loops to take over after the upgrade; not where the backend may
+		// renegotiate: crypto/tls runs that handshake inside Read, which the loops' reads
+		// ("would block" when no more has come) would fail for good.
+		if req.Engine != nil && tlsConf.Renegotiation == tls.RenegotiateNever {
+			transport = loopTransport(conn)
 		}
 		tc := tls.Client(transport, tlsConf)
 		if err := tc.HandshakeContext(ctx); err != nil {
