@@ -8,3 +8,16 @@ func (e *Engine) UsesRing() bool { return e != nil && len(e.loops) > 0 && e.loop
 
 // OnLoop reports whether s runs on the event-loop engine, for tests.
 func (s *Session) OnLoop() bool { _, ok := s.impl.(*loopSession); return ok }
+
+// Queued returns the bytes waiting in the queues of s toward the client and the backend (0
+// for a session of the goroutine engine), for tests.
+func (s *Session) Queued() (toClient, toBackend int) {
+	ls, ok := s.impl.(*loopSession)
+	if !ok {
+		return 0, 0
+	}
+	q := make(chan [2]int, 1)
+	ls.loop.post(func() { q <- [2]int{ls.sides[clientSide].queued(), ls.sides[backendSide].queued()} })
+	n := <-q
+	return n[0], n[1]
+}

@@ -63,7 +63,8 @@ type lside struct {
 	inflight bool // a write of the loop's batch is on its way to this side
 	later    bool // in the loop's list of queues to write after the batch
 	blocked  bool // the socket refused bytes: the queue waits for EPOLLOUT
-	paused   bool // not read while the peer's queue is full
+	paused   bool // not read while the peer's queue is full, or its own (answered)
+	answered bool // a TLS side paused while its own queue is full of crypto/tls's answers
 	eof      bool // reading has ended
 	draining bool // what is read is dropped (after a protocol error)
 	hup      bool // epoll reported the peer's end or an error: read on to it, a short read is no edge
@@ -687,9 +688,16 @@ func (s *loopSession) flush(x *lside) {
 	if x.queued() == 0 {
 		x.out, x.off, x.blocked = nil, 0, false
 	}
-	if p := x.peer; p.paused && x.queued() <= maxQueued/2 {
-		p.paused = false
-		s.loop.schedule(p)
+	s.resume(x.peer)
+	s.resume(x)
+}
+
+// resume reads x again, if it is paused, once the queue its reading fills is short: the
+// peer's, or its own while crypto/tls's answers to it wait there (answered).
+func (s *loopSession) resume(x *lside) {
+	if x.paused && x.peer.queued() <= maxQueued/2 && (!x.answered || x.queued() <= maxQueued/2) {
+		x.paused, x.answered = false, false
+		s.loop.schedule(x)
 	}
 }
 
@@ -697,10 +705,8 @@ func (s *loopSession) flush(x *lside) {
 func (s *loopSession) breakSide(x *lside) {
 	x.broken, x.midFrame = true, false
 	x.out, x.off = nil, 0
-	if p := x.peer; p.paused {
-		p.paused = false
-		s.loop.schedule(p)
-	}
+	s.resume(x.peer)
+	s.resume(x)
 }
 
 // closeFrom records a close frame from x, or returns why it may not be relayed.

@@ -153,10 +153,16 @@ func (s *loopSession) decrypt(x *lside) {
 			break
 		}
 	}
-	// crypto/tls may have answered something (a key update).
+	// crypto/tls may have answered something (a key update). Its answers are x's to read,
+	// as the peer's bytes are: while x's queue is full x is not read, or a peer that asks
+	// and never reads fills it without end (on goroutines crypto/tls's Read waits for the
+	// write).
 	if len(x.tr.out) > 0 {
 		s.sendPlain(x, x.tr.out, false)
 		x.tr.out = x.tr.out[:0]
+		if x.queued() > maxQueued {
+			x.paused, x.answered = true, true
+		}
 	}
 }
 
