@@ -11,11 +11,11 @@ import (
 // NewSession (or Engine.NewSession), call Start or Run once, and call Close from any
 // goroutine to end it early. Every method is safe for concurrent use.
 //
-// A session runs on one of two engines. The event-loop engine (Engine, Linux; plain TCP to
-// the backend) keeps both connections of a session on one event loop, which reads, parses
-// frame headers and writes for every session it owns. The goroutine engine relays each
-// direction on a goroutine while frames flow and parks quiet directions in an epoll set; it
-// serves TLS backends and every system.
+// A session runs on one of two engines. The event-loop engine (Engine, Linux; TCP, and TLS
+// layered by TLSListener or Dial with an Engine) keeps both connections of a session on one
+// event loop, which reads, parses frame headers and writes for every session it owns. The
+// goroutine engine relays each direction on a goroutine while frames flow and parks quiet
+// directions in an epoll set; it serves every other connection and every system.
 type Session struct {
 	impl interface {
 		Start(ctx context.Context, done func(Stats))
@@ -62,9 +62,10 @@ func (s *Session) Run(ctx context.Context) Stats {
 	return <-ended
 }
 
-// NewSession is the package's NewSession on the engine's event loops when both connections
-// are plain TCP, or the client's is TLS over TLSListener; otherwise (a TLS backend, a nil
-// engine) the session runs on the goroutine engine.
+// NewSession is the package's NewSession on the engine's event loops when each connection is
+// plain TCP or TLS the loops can take over (a client's over TLSListener, a wss backend's
+// that Dial dialed with an Engine); otherwise (other connections, a nil engine) the session
+// runs on the goroutine engine.
 func (e *Engine) NewSession(client net.Conn, clientReader *bufio.Reader, be *Backend, limits Limits, hooks Hooks) *Session {
 	if e != nil {
 		if s := e.newLoopSession(client, clientReader, be, limits, hooks); s != nil {

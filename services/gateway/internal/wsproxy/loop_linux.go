@@ -24,8 +24,8 @@ import (
 // Reads, writes and the epoll wait of a busy loop are raw system calls: no goroutine is
 // woken per frame. Each loop keeps a thread of its own.
 //
-// Backend connections must be plain TCP, client connections plain TCP or TLS over
-// TLSListener (looptls_linux.go); Engine.NewSession puts other sessions on the
+// Connections must be plain TCP, or TLS over TLSListener (clients) or dialed by Dial with an
+// Engine (wss backends) (looptls_linux.go); Engine.NewSession puts other sessions on the
 // goroutine engine.
 type Engine struct {
 	loops []*loop
