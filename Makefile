@@ -32,7 +32,7 @@ build:
 	$(GO) build -trimpath -o bin/wscat ./services/gateway/cmd/wscat
 
 ## test: gofmt check, go vet, then every test with -race against a real Postgres; the relay's
-## session tests run again on the goroutine engine (TLS sessions) and without io_uring
+## session tests run again on the goroutine engine (systems without epoll) and without io_uring
 test: fmt-check vet
 	scripts/deps.sh
 	$(WITH_DB) $(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) work

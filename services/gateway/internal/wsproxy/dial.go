@@ -154,7 +154,8 @@ func Dial(ctx context.Context, req DialRequest) (*Backend, *Refused, error) {
 	if dl, has := ctx.Deadline(); has {
 		conn.SetDeadline(dl)
 	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	tcp := conn // the closure's own: conn becomes the TLS connection below
+	stop := context.AfterFunc(ctx, func() { tcp.SetDeadline(time.Unix(1, 0)) })
 	// Report ctx's error with a deadline or cancellation, even if the connection's own
 	// deadline fired a moment before ctx's timer.
 	ctxErr := func(err error) error {

@@ -606,7 +606,7 @@ func (s *loopSession) send(x *lside, b []byte) {
 	}
 	if x.tls != nil {
 		s.sendPlain(x, s.encrypt(x, b), false)
-		x.tr.out = x.tr.out[:0]
+		x.tr.sent()
 		return
 	}
 	s.sendPlain(x, b, true)

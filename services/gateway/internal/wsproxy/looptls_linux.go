@@ -93,6 +93,20 @@ func (t *tlsTransport) SetWriteDeadline(d time.Time) error {
 	return nil
 }
 
+// tlsOutKeep is the most ciphertext buffer a TLS side keeps between sends: a full record
+// and its overhead. A larger one, grown by a large message, goes, so that an idle session
+// holds no buffer of its own.
+const tlsOutKeep = 17 << 10
+
+// sent empties the ciphertext buffer after its bytes were written or copied to the queue.
+func (t *tlsTransport) sent() {
+	if cap(t.out) > tlsOutKeep {
+		t.out = nil
+	} else {
+		t.out = t.out[:0]
+	}
+}
+
 // loopTransport returns what a TLS client connection to a backend is to be layered on so
 // that an event loop can take it over once upgraded (as TLSListener does for clients): a
 // tlsTransport for a TCP connection, else c itself.
@@ -159,7 +173,7 @@ func (s *loopSession) decrypt(x *lside) {
 	// write).
 	if len(x.tr.out) > 0 {
 		s.sendPlain(x, x.tr.out, false)
-		x.tr.out = x.tr.out[:0]
+		x.tr.sent()
 		if x.queued() > maxQueued {
 			x.paused, x.answered = true, true
 		}
