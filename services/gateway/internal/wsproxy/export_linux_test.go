@@ -21,3 +21,24 @@ func (s *Session) Queued() (toClient, toBackend int) {
 	n := <-q
 	return n[0], n[1]
 }
+
+// TLSBuffers returns the capacity of the ciphertext buffers the TLS sides of s keep between
+// sends (0 for a plain side, or a session of the goroutine engine), for tests.
+func (s *Session) TLSBuffers() (client, backend int) {
+	ls, ok := s.impl.(*loopSession)
+	if !ok {
+		return 0, 0
+	}
+	q := make(chan [2]int, 1)
+	ls.loop.post(func() {
+		var n [2]int
+		for i, x := range []*lside{&ls.sides[clientSide], &ls.sides[backendSide]} {
+			if x.tr != nil {
+				n[i] = cap(x.tr.out)
+			}
+		}
+		q <- n
+	})
+	n := <-q
+	return n[0], n[1]
+}

@@ -10,3 +10,6 @@ func (e *Engine) UsesRing() bool { return false }
 
 // OnLoop reports whether s runs on the event-loop engine: never here.
 func (s *Session) OnLoop() bool { return false }
+
+// TLSBuffers returns zeros: there are no loops on this system.
+func (s *Session) TLSBuffers() (client, backend int) { return 0, 0 }

@@ -729,7 +729,8 @@ func TestTLSSessions(t *testing.T) {
 				c, _ := dialGorilla(t, gw.dialer(), gw.url("/echo"), nil)
 				// A TLS backend moves onto the loop when wsproxy.Dial has an engine.
 				onLoop := testEngine != nil && (!sides.backend || gw.dialEngine != nil)
-				if s := gw.session(t); s.OnLoop() != onLoop {
+				s := gw.session(t)
+				if s.OnLoop() != onLoop {
 					t.Errorf("session on the event loop: %v, want %v", s.OnLoop(), onLoop)
 				}
 				big := bytes.Repeat([]byte("0123456789abcdef"), 10<<10) // 160 KiB: many TLS records
@@ -742,6 +743,10 @@ func TestTLSSessions(t *testing.T) {
 					if _, p, err := c.ReadMessage(); err != nil || !bytes.Equal(p, m) {
 						t.Fatalf("echo of %d bytes: %d bytes, %v", len(m), len(p), err)
 					}
+				}
+				// The ciphertext of the 160 KiB message is not kept once sent.
+				if cb, bb := s.TLSBuffers(); cb > 17<<10 || bb > 17<<10 {
+					t.Errorf("ciphertext buffers kept after the echo: %d bytes (client side), %d (backend side)", cb, bb)
 				}
 				c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, "done"))
 				if ce := readClose(t, c); ce.Code != websocket.CloseNormalClosure {
