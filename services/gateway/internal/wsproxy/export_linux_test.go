@@ -16,10 +16,8 @@ func (s *Session) Queued() (toClient, toBackend int) {
 	if !ok {
 		return 0, 0
 	}
-	q := make(chan [2]int, 1)
-	ls.loop.post(func() { q <- [2]int{ls.sides[clientSide].queued(), ls.sides[backendSide].queued()} })
-	n := <-q
-	return n[0], n[1]
+	ls.loop.call(func() { toClient, toBackend = ls.sides[clientSide].queued(), ls.sides[backendSide].queued() })
+	return toClient, toBackend
 }
 
 // TLSBuffers returns the capacity of the ciphertext buffers the TLS sides of s keep between
@@ -29,16 +27,13 @@ func (s *Session) TLSBuffers() (client, backend int) {
 	if !ok {
 		return 0, 0
 	}
-	q := make(chan [2]int, 1)
-	ls.loop.post(func() {
-		var n [2]int
-		for i, x := range []*lside{&ls.sides[clientSide], &ls.sides[backendSide]} {
-			if x.tr != nil {
-				n[i] = cap(x.tr.out)
-			}
+	ls.loop.call(func() {
+		if x := &ls.sides[clientSide]; x.tr != nil {
+			client = cap(x.tr.out)
 		}
-		q <- n
+		if x := &ls.sides[backendSide]; x.tr != nil {
+			backend = cap(x.tr.out)
+		}
 	})
-	n := <-q
-	return n[0], n[1]
+	return client, backend
 }

@@ -134,13 +134,6 @@ func (e *Engine) Front(ln net.Listener, opt FrontOptions) (*Front, error) {
 	return f, nil
 }
 
-// call runs fn on the loop and waits for it.
-func (l *loop) call(fn func()) {
-	done := make(chan struct{})
-	l.post(func() { fn(); close(done) })
-	<-done
-}
-
 // unregister takes the listener out of loops' epoll sets and lists.
 func (f *Front) unregister(loops []*loop) {
 	for _, l := range loops {
@@ -382,7 +375,7 @@ func (f *Front) handover(c *bareConn, read []byte) {
 	}
 	var conn net.Conn = nc
 	if tc, ok := nc.(*net.TCPConn); ok {
-		conn = &handedConn{TCPConn: tc, prefix: read}
+		conn = &handedConn{TCPConn: tc, in: prefixReader{prefix: read, r: tc}}
 	}
 	// Closing is decided under the lock Close empties the list under: a connection added
 	// after Close emptied it would be held by nobody for good.
@@ -406,22 +399,15 @@ func (f *Front) handover(c *bareConn, read []byte) {
 // read already.
 type handedConn struct {
 	*net.TCPConn
-	prefix []byte
+	in prefixReader // the bytes the front read, then the connection
 }
 
-func (c *handedConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.TCPConn.Read(p)
-}
+func (c *handedConn) Read(p []byte) (int, error) { return c.in.Read(p) }
 
 // SyscallConn refuses while bytes read by the front wait: whoever takes the descriptor
 // would lose them.
 func (c *handedConn) SyscallConn() (syscall.RawConn, error) {
-	if len(c.prefix) > 0 {
+	if len(c.in.prefix) > 0 {
 		return nil, errNoFD
 	}
 	return c.TCPConn.SyscallConn()
@@ -432,10 +418,10 @@ func (c *handedConn) SyscallConn() (syscall.RawConn, error) {
 // them.
 func (c *handedConn) WriteTo(w io.Writer) (int64, error) {
 	var n int64
-	if len(c.prefix) > 0 {
-		m, err := w.Write(c.prefix)
+	if len(c.in.prefix) > 0 {
+		m, err := w.Write(c.in.prefix)
 		n += int64(m)
-		c.prefix = c.prefix[m:]
+		c.in.prefix = c.in.prefix[m:]
 		if err != nil {
 			return n, err
 		}
@@ -446,7 +432,7 @@ func (c *handedConn) WriteTo(w io.Writer) (int64, error) {
 
 // File refuses while bytes read by the front wait, as SyscallConn does.
 func (c *handedConn) File() (*os.File, error) {
-	if len(c.prefix) > 0 {
+	if len(c.in.prefix) > 0 {
 		return nil, errNoFD
 	}
 	return c.TCPConn.File()
@@ -506,9 +492,10 @@ func (w *frontWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return w.c, bufio.NewReadWriter(br, bufio.NewWriterSize(w.c, 16)), nil
 }
 
+// prefixReader reads prefix, then r.
 type prefixReader struct {
 	prefix []byte
-	r      net.Conn
+	r      io.Reader
 }
 
 func (p *prefixReader) Read(b []byte) (int, error) {

@@ -3,14 +3,11 @@
 package wsproxy_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // recordingHandler answers every request with 401 (a refused upgrade) and says who served
@@ -36,14 +33,7 @@ func recordingHandler() http.Handler {
 func TestFrontBareLF(t *testing.T) {
 	_, addr := startFront(t, recordingHandler())
 	t.Run("two Host headers, one after a bare LF", func(t *testing.T) {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(waitFor))
-		io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: a\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		resp, err := http.ReadResponse(sendRaw(t, addr, "GET /ws HTTP/1.1\r\nHost: a\nHost: b\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -52,14 +42,7 @@ func TestFrontBareLF(t *testing.T) {
 		}
 	})
 	t.Run("pipelined after an LF-ended upgrade request", func(t *testing.T) {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(waitFor))
-		io.WriteString(conn, "GET /ws HTTP/1.1\nHost: a\nUpgrade: websocket\nConnection: Upgrade\n\nGET /next HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n")
-		br := bufio.NewReader(conn)
+		br := sendRaw(t, addr, "GET /ws HTTP/1.1\nHost: a\nUpgrade: websocket\nConnection: Upgrade\n\nGET /next HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n")
 		for _, path := range []string{"/ws", "/next"} {
 			resp, err := http.ReadResponse(br, nil)
 			if err != nil {
@@ -77,14 +60,7 @@ func TestFrontBareLF(t *testing.T) {
 // request's Header (the handler copies Header to the backend and to policies).
 func TestFrontRequestHostHeader(t *testing.T) {
 	_, addr := startFront(t, recordingHandler())
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(waitFor))
-	io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	resp, err := http.ReadResponse(sendRaw(t, addr, "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,22 @@ func TestFrontServesUpgrades(t *testing.T) {
 	}
 }
 
+// sendRaw opens a connection to addr, writes req on it as it is, and returns a reader of the
+// answer; the connection closes with the test and gives up after waitFor.
+func sendRaw(t *testing.T, addr, req string) *bufio.Reader {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(waitFor))
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	return bufio.NewReader(conn)
+}
+
 // testFront is a Front whose handed-over connections net/http serves; handed receives a
 // value each time net/http takes one.
 type testFront struct {
@@ -163,14 +179,7 @@ func TestFrontHandsOver(t *testing.T) {
 		{"bad request line", "GET /ws\r\nHost: a\r\n\r\n", "400", ""},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			conn, err := net.Dial("tcp", addr)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			conn.SetDeadline(time.Now().Add(waitFor))
-			io.WriteString(conn, c.req)
-			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			resp, err := http.ReadResponse(sendRaw(t, addr, c.req), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -308,19 +317,13 @@ func TestFrontHandlerPanic(t *testing.T) {
 		path string
 		want int // 0: the connection ends without an answer
 	}{{"/boom", 0}, {"/fine", http.StatusTeapot}} {
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		conn.SetDeadline(time.Now().Add(waitFor))
-		fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", c.path)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		req := "GET " + c.path + " HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+		resp, err := http.ReadResponse(sendRaw(t, addr, req), nil)
 		switch {
 		case c.want == 0 && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, syscall.ECONNRESET):
 			t.Errorf("%s: %v, %v; want the connection closed", c.path, resp, err)
 		case c.want != 0 && (err != nil || resp.StatusCode != c.want):
 			t.Errorf("%s: %v, %v; want %d", c.path, resp, err, c.want)
 		}
-		conn.Close()
 	}
 }

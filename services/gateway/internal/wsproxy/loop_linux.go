@@ -136,6 +136,13 @@ func (l *loop) post(fn func()) {
 	}
 }
 
+// call runs fn on the loop and waits for it.
+func (l *loop) call(fn func()) {
+	done := make(chan struct{})
+	l.post(func() { fn(); close(done) })
+	<-done
+}
+
 // run is the loop's goroutine. It keeps its thread: a loop with nothing to do blocks in
 // epoll_wait, and the kernel wakes that thread directly when a socket is ready, as it wakes
 // an nginx worker, with no hop through the runtime's poller and scheduler.
