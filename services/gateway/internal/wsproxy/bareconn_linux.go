@@ -73,7 +73,7 @@ func (c *bareConn) Write(p []byte) (int, error) {
 }
 
 // io reads or writes once, waiting until the socket is ready or the deadline: for the loop
-// watching it (a poke from SetDeadline wakes that wait too), else in poll(2).
+// watching it (setting a deadline wakes that wait too), else in poll(2).
 func (c *bareConn) io(p []byte, call uintptr, event int16, deadline *time.Time) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -152,33 +152,23 @@ func (c *bareConn) LocalAddr() net.Addr {
 	return c.local
 }
 
-func (c *bareConn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.rdl, c.wdl = t, t
-	c.mu.Unlock()
-	c.poke()
-	return nil
-}
+func (c *bareConn) SetDeadline(t time.Time) error      { return c.setDeadlines(t, true, true) }
+func (c *bareConn) SetReadDeadline(t time.Time) error  { return c.setDeadlines(t, true, false) }
+func (c *bareConn) SetWriteDeadline(t time.Time) error { return c.setDeadlines(t, false, true) }
 
-// poke wakes a wait for the loop, to look at a new deadline.
-func (c *bareConn) poke() {
+// setDeadlines sets the read deadline, the write deadline or both to t, and wakes a wait for
+// the loop to look at it.
+func (c *bareConn) setDeadlines(t time.Time, read, write bool) error {
+	c.mu.Lock()
+	if read {
+		c.rdl = t
+	}
+	if write {
+		c.wdl = t
+	}
+	c.mu.Unlock()
 	if c.w != nil {
 		c.w.signal()
 	}
-}
-
-func (c *bareConn) SetReadDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.rdl = t
-	c.mu.Unlock()
-	c.poke()
-	return nil
-}
-
-func (c *bareConn) SetWriteDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.wdl = t
-	c.mu.Unlock()
-	c.poke()
 	return nil
 }

@@ -66,7 +66,7 @@ func (w *watch) signal() {
 	}
 }
 
-// wait waits for an event, a poke, or timeoutMs (-1: no bound).
+// wait waits for an event, a signal (a new deadline), or timeoutMs (-1: no bound).
 func (w *watch) wait(timeoutMs int) {
 	if timeoutMs < 0 {
 		<-w.ch
