@@ -71,6 +71,8 @@ type Pipeline struct {
 	session SessionLimits
 	log     *slog.Logger
 	now     func() time.Time
+	// waits and setsBackend describe the steps (Waits, SetsBackend).
+	waits, setsBackend bool
 }
 
 // Skipped returns the element names of the unsupported policies that Compile skipped, in
@@ -218,7 +220,44 @@ func Compile(s Scopes, env Env) (*Pipeline, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Pipeline{steps: steps, skipped: b.skipped, session: b.composeSession(), log: env.Log, now: env.Now}, nil
+	p := &Pipeline{steps: steps, skipped: b.skipped, session: b.composeSession(), log: env.Log, now: env.Now}
+	p.waits, p.setsBackend = describe(steps)
+	return p, nil
+}
+
+// Waits reports whether Run may wait for something other than the processor: a rate-limit,
+// quota or connection counter (the fleet shares them over the network), or signing keys
+// fetched from an openid-config URL. A pipeline that does not wait can run on an event loop
+// (the gateway's REST requests on its loops).
+func (p *Pipeline) Waits() bool { return p != nil && p.waits }
+
+// SetsBackend reports whether a set-backend-service policy may change the request's backend.
+func (p *Pipeline) SetsBackend() bool { return p != nil && p.setsBackend }
+
+// describe walks steps, choose branches and included fragments, for Waits and SetsBackend.
+func describe(steps []step) (waits, setsBackend bool) {
+	for _, s := range steps {
+		var w, b bool
+		switch s := s.(type) {
+		case *rateLimitStep, *rateLimitByKeyStep, *quotaStep, *quotaByKeyStep, *limitConnectionsStep:
+			w = true
+		case *validateJWTStep:
+			w = len(s.openid) > 0
+		case *backendStep:
+			b = true
+		case *chooseStep:
+			for _, br := range s.whens {
+				bw, bb := describe(br.steps)
+				w, b = w || bw, b || bb
+			}
+			ow, ob := describe(s.otherwise)
+			w, b = w || ow, b || ob
+		case sequenceStep:
+			w, b = describe(s)
+		}
+		waits, setsBackend = waits || w, setsBackend || b
+	}
+	return waits, setsBackend
 }
 
 func scopeName(kind, id string) string {
