@@ -103,15 +103,12 @@ func (t *Transport) Send(ctx context.Context, r *http.Request, info func(code in
 	if !Eligible(r) {
 		return nil, errors.New("upstream: request not eligible")
 	}
-	host, err := requestHost(r)
+	host, err := Check(r)
 	if err != nil {
 		return nil, err
 	}
-	if err := validRequest(r); err != nil {
-		return nil, err
-	}
-	addr := canonicalAddr(r.URL)
-	retry := r.ContentLength == 0 && replayable(r)
+	addr := CanonicalAddr(r.URL)
+	retry := r.ContentLength == 0 && Replayable(r)
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -131,8 +128,8 @@ func (t *Transport) Send(ctx context.Context, r *http.Request, info func(code in
 	}
 }
 
-// replayable reports whether net/http would send r again after its connection failed.
-func replayable(r *http.Request) bool {
+// Replayable reports whether net/http would send r again after its connection failed.
+func Replayable(r *http.Request) bool {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
 		return true
@@ -358,14 +355,42 @@ func (c *conn) release(reuse bool, stop func() bool) {
 // writeRequest writes r's request line, header and body as net/http's Transport would.
 func (c *conn) writeRequest(r *http.Request, host string) error {
 	w := c.bw
-	w.WriteString(r.Method)
-	w.WriteByte(' ')
-	w.WriteString(r.URL.RequestURI())
-	w.WriteString(" HTTP/1.1\r\nHost: ")
-	w.WriteString(host)
-	w.WriteString("\r\n")
+	head := AppendHead(w.AvailableBuffer(), r, host)
+	if _, err := w.Write(head); err != nil {
+		return err
+	}
+	if r.ContentLength > 0 {
+		if n, err := io.CopyN(w, r.Body, r.ContentLength); err != nil {
+			if err == io.EOF {
+				return fmt.Errorf("upstream: ContentLength=%d with Body length %d", r.ContentLength, n)
+			}
+			return err
+		}
+	}
+	return w.Flush()
+}
+
+// Check returns the Host field r is sent with, or why net/http's Transport would refuse to
+// send r (see Eligible for what else it must be).
+func Check(r *http.Request) (host string, err error) {
+	if host, err = requestHost(r); err != nil {
+		return "", err
+	}
+	return host, validRequest(r)
+}
+
+// AppendHead appends r's request line and header, as net/http's Transport writes them, to
+// dst: host (Check's) as the Host field, no default User-Agent when r's header has an empty
+// one, and the length of r's body.
+func AppendHead(dst []byte, r *http.Request, host string) []byte {
+	dst = append(dst, r.Method...)
+	dst = append(dst, ' ')
+	dst = append(dst, r.URL.RequestURI()...)
+	dst = append(dst, " HTTP/1.1\r\nHost: "...)
+	dst = append(dst, host...)
+	dst = append(dst, "\r\n"...)
 	if _, ok := r.Header["User-Agent"]; !ok {
-		w.WriteString("User-Agent: Go-http-client/1.1\r\n")
+		dst = append(dst, "User-Agent: Go-http-client/1.1\r\n"...)
 	}
 	for k, vs := range r.Header {
 		switch k {
@@ -376,30 +401,21 @@ func (c *conn) writeRequest(r *http.Request, host string) error {
 			if v = textproto.TrimString(v); v == "" && k == "User-Agent" {
 				continue
 			}
-			w.WriteString(k)
-			w.WriteString(": ")
-			w.WriteString(v)
-			w.WriteString("\r\n")
+			dst = append(dst, k...)
+			dst = append(dst, ": "...)
+			dst = append(dst, v...)
+			dst = append(dst, "\r\n"...)
 		}
 	}
 	switch {
 	case r.ContentLength > 0:
-		w.WriteString("Content-Length: ")
-		w.WriteString(strconv.FormatInt(r.ContentLength, 10))
-		w.WriteString("\r\n")
+		dst = append(dst, "Content-Length: "...)
+		dst = strconv.AppendInt(dst, r.ContentLength, 10)
+		dst = append(dst, "\r\n"...)
 	case r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch:
-		w.WriteString("Content-Length: 0\r\n")
+		dst = append(dst, "Content-Length: 0\r\n"...)
 	}
-	w.WriteString("\r\n")
-	if r.ContentLength > 0 {
-		if n, err := io.CopyN(w, r.Body, r.ContentLength); err != nil {
-			if err == io.EOF {
-				return fmt.Errorf("upstream: ContentLength=%d with Body length %d", r.ContentLength, n)
-			}
-			return err
-		}
-	}
-	return w.Flush()
+	return append(dst, "\r\n"...)
 }
 
 // requestHost is the Host field r is sent with: r.Host, else the URL's host.
@@ -441,8 +457,8 @@ func validRequest(r *http.Request) error {
 	return nil
 }
 
-// canonicalAddr is the URL's host with the port http implies when it has none.
-func canonicalAddr(u *url.URL) string {
+// CanonicalAddr is the URL's host with the port http implies when it has none.
+func CanonicalAddr(u *url.URL) string {
 	if u.Port() != "" {
 		return u.Host
 	}
@@ -480,4 +496,23 @@ func (b *body) Close() error {
 		b.c.close()
 	}
 	return nil
+}
+
+// responseHopHeaders are the hop-by-hop fields httputil.ReverseProxy drops from a response.
+var responseHopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// RemoveHopByHop drops from a response's header the fields its Connection field names and
+// the hop-by-hop ones, as httputil.ReverseProxy does.
+func RemoveHopByHop(h http.Header) {
+	for _, f := range h["Connection"] {
+		for sf := range strings.SplitSeq(f, ",") {
+			if sf = textproto.TrimString(sf); sf != "" {
+				h.Del(sf)
+			}
+		}
+	}
+	for _, f := range responseHopHeaders {
+		h.Del(f)
+	}
 }

@@ -322,7 +322,7 @@ func TestMaxIdlePerHost(t *testing.T) {
 	wg.Wait()
 	<-b.closed // the second one back finds the pool full
 	tr.mu.Lock()
-	n := len(tr.idle[canonicalAddr(mustURL(t, b.URL))])
+	n := len(tr.idle[CanonicalAddr(mustURL(t, b.URL))])
 	tr.mu.Unlock()
 	if n != 1 {
 		t.Errorf("%d idle, want 1", n)

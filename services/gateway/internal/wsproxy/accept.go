@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"gatehouse.dev/gateway/internal/upstream"
 )
 
 // acceptWriteTimeout bounds writing the 101 to the client.
@@ -49,10 +51,10 @@ func Upgrade(w http.ResponseWriter, r *http.Request, be *Backend) (_ net.Conn, _
 		return nil, nil, fmt.Errorf("%w: Sec-WebSocket-Accept does not match the client's key", ErrBadHandshake)
 	}
 	h := be.Response.Header.Clone()
-	removeHopByHop(h)
+	upstream.RemoveHopByHop(h)
 	h.Del("Content-Length")
 	extra := w.Header().Clone()
-	removeHopByHop(extra)
+	upstream.RemoveHopByHop(extra)
 	extra.Del("Content-Length")
 	for name, values := range extra {
 		h[name] = append(h[name], values...)

@@ -19,6 +19,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"gatehouse.dev/gateway/internal/upstream"
 )
 
 // MaxRefusalBody is how much of a refusing backend's response body Dial keeps.
@@ -196,7 +198,7 @@ func Dial(ctx context.Context, req DialRequest) (*Backend, *Refused, error) {
 		// A body cut short by the backend or the deadline is passed on as far as it got.
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, MaxRefusalBody))
 		h := resp.Header.Clone()
-		removeHopByHop(h)
+		upstream.RemoveHopByHop(h)
 		h.Del("Content-Length")
 		return nil, &Refused{Status: resp.StatusCode, Header: h, Body: body}, nil
 	}
@@ -374,24 +376,4 @@ func newKey() string {
 	var b [16]byte
 	rand.Read(b[:])
 	return base64.StdEncoding.EncodeToString(b[:])
-}
-
-// hopByHop lists the headers a proxy must not forward (RFC 9110 §7.6.1).
-var hopByHop = []string{
-	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
-}
-
-// removeHopByHop deletes hop-by-hop headers from h, including those Connection names.
-func removeHopByHop(h http.Header) {
-	for _, v := range h.Values("Connection") {
-		for name := range strings.SplitSeq(v, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				h.Del(name)
-			}
-		}
-	}
-	for _, name := range hopByHop {
-		h.Del(name)
-	}
 }
