@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 
 	"gatehouse.dev/gateway/internal/clustercount"
+	"gatehouse.dev/gateway/internal/gcpace"
 	"gatehouse.dev/gateway/internal/node"
 	"gatehouse.dev/pkg/egress"
 	"gatehouse.dev/pkg/envflag"
@@ -31,6 +32,8 @@ import (
 type flags struct {
 	node     node.Config
 	logLevel string
+	// gcHeadroom is how far the heap may grow between collections (gcpace), in MiB.
+	gcHeadroom int64
 }
 
 // usageError is a malformed command line; the flag package has printed it and the usage.
@@ -71,7 +74,9 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 	fs.DurationVar(&c.NATSReadyTimeout, "nats-ready-timeout", e.Duration("GATEWAY_NATS_READY_TIMEOUT", node.DefaultNATSReadyTimeout), "longest wait after the first configuration for the fleet's counters in NATS before the node turns ready and counts limits on its own (GATEWAY_NATS_READY_TIMEOUT)")
 	fs.StringVar(&c.Engine, "engine", e.String("GATEWAY_ENGINE", node.EngineLoop), "WebSocket relay: loop (event loops for every session, TLS sides included) or goroutine (goroutines for every session) (GATEWAY_ENGINE)")
 	ring := fs.Bool("io-uring", e.Bool("GATEWAY_IO_URING", true), "event loops batch reads and writes through io_uring where the kernel allows it; false: one read and one write per socket (GATEWAY_IO_URING)")
+	restLoops := fs.Bool("rest-loops", e.Bool("GATEWAY_REST_LOOPS", true), "event loops serve the REST requests whose policies do not wait and whose backends are plain http:// URLs; false: net/http serves every REST request (GATEWAY_REST_LOOPS)")
 	fs.StringVar(&c.Region, "region", e.String("GATEWAY_REGION", ""), "region reported as context.Deployment.Region (GATEWAY_REGION)")
+	fs.Int64Var(&f.gcHeadroom, "gc-headroom-mib", e.Int("GATEWAY_GC_HEADROOM_MIB", 64), "MiB the heap may grow between garbage collections while the live heap is small; GOGC raises it further, GOGC=off or 0 leaves the collector alone (GATEWAY_GC_HEADROOM_MIB)")
 	fs.StringVar(&f.logLevel, "log-level", e.String("LOG_LEVEL", "info"), "debug, info, warn or error (LOG_LEVEL)")
 	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", e.String("OTEL_EXPORTER_OTLP_ENDPOINT", ""), "OTLP/HTTP collector base URL for trace export, e.g. http://collector:4318; empty = no tracing (OTEL_EXPORTER_OTLP_ENDPOINT)")
 	fs.StringVar(&c.OTLPTracesEndpoint, "otlp-traces-endpoint", e.String("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", ""), "OTLP/HTTP URL spans are posted to, overriding the base URL (OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)")
@@ -82,6 +87,7 @@ func parseFlags(args []string, out io.Writer) (flags, error) {
 	}
 	var err error
 	c.NoIOURing = !*ring
+	c.NoRESTLoops = !*restLoops
 	if c.TrustedProxies, err = parsePrefixes(*trusted); err != nil {
 		fmt.Fprintln(out, "gateway: -trusted-proxies:", err)
 		return f, usageError{err}
@@ -127,6 +133,9 @@ func run(ctx context.Context, f flags, stderr io.Writer) error {
 	// rather than with one getrandom call each. The gateway's UUIDs are ids, never secrets,
 	// so a pool on the heap is fine. Set once, before any goroutine uses uuid.
 	uuid.EnableRandPool()
+	if f.gcHeadroom > 0 {
+		defer gcpace.Start(uint64(f.gcHeadroom) << 20)()
+	}
 	n, err := node.New(f.node, log)
 	if err != nil {
 		return err
