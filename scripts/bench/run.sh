@@ -37,7 +37,11 @@
 # nothing, may be added), BENCH_SCENARIOS ("a b c d e f g j"; h and i may be added), BENCH_GATEWAY_ENV
 # (extra VAR=value words for the gateway, e.g. "GOGC=200"), GATEWAY_BIN (a gateway binary to
 # measure instead of building bin/gateway: compare builds), BENCH_PPROF_DIR (if set, the
-# gateway's CPU profile of (a), (b), (f), (g) and (j) and heap profile of (c) are saved there). The
+# gateway's CPU profile of (a), (b), (f), (g) and (j) and heap profile of (c) are saved there),
+# BENCH_ATTACH (a command run with the proxy's process id and the run's name as arguments, in
+# the background, at the start of each measured run of (a), (b), (f), (g) and (j), for every
+# target with a process: e.g. a script running "strace -c -f -p $1" or "perf record -p $1"
+# for a few seconds). The
 # scenario parameters can be set one by one for experiments: A_CONNS, A_WARMUP, A_DURATION,
 # B_WORKERS, B_WARMUP, B_DURATION ((f) uses the A_ and B_ settings), C_CONNS, C_SETTLE, D_CONNS,
 # D_WARMUP, D_DURATION, E_NODES, E_WRITES, G_CONNS, G_THREADS, G_WARMUP, G_DURATION (whole
@@ -367,6 +371,7 @@ wsload() {
 PPROF_PID=""
 pprof_during() {
 	PPROF_PID=""
+	[ -z "${BENCH_ATTACH:-}" ] || [ -z "$TARGET_PID" ] || $BENCH_ATTACH "$TARGET_PID" "$TARGET-$1" >>"$work/attach.log" 2>&1 &
 	[ -n "$BENCH_PPROF_DIR" ] && is_gatehouse "$TARGET" || return 0
 	local name="$1"
 	[ "$TARGET" = gatehouse ] || name="$TARGET-$1"
