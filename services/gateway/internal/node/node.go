@@ -119,6 +119,10 @@ type Config struct {
 	// NoIOURing keeps the event loops from batching reads and writes through io_uring, which
 	// they do where the kernel allows it (GATEWAY_IO_URING=false).
 	NoIOURing bool
+	// NoRESTLoops keeps REST requests off the event loops: net/http serves every one of them
+	// (GATEWAY_REST_LOOPS=false). By default the loops serve those whose policies do not wait
+	// and whose backends are plain http:// URLs.
+	NoRESTLoops bool
 	// OTLPEndpoint and OTLPTracesEndpoint are the standard OpenTelemetry variables
 	// (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT); with neither set the
 	// node traces nothing.
@@ -457,15 +461,20 @@ func (n *Node) sync(ctx context.Context) error {
 
 // serveTraffic serves API traffic on the traffic listener until srv shuts down: over TLS
 // with GATEWAY_TLS_CERT, and then with the hostnames' certificates by SNI too. Plain, with
-// the event-loop engine, the loops accept and serve WebSocket upgrades themselves
-// (wsproxy.Front) and hand every other connection to srv.
+// the event-loop engine, the loops accept and serve WebSocket upgrades and the REST
+// requests they can serve themselves (wsproxy.Front), and hand every other connection to
+// srv.
 func (n *Node) serveTraffic(ctx context.Context, srv *http.Server) error {
 	if n.cfg.TLSCert != "" {
 		return serve(srv, tls.NewListener(n.tlsTransport(n.trafficLn), n.tlsConf))
 	}
 	if n.engine != nil {
-		front, err := n.engine.Front(n.trafficLn, wsproxy.FrontOptions{Handler: srv.Handler,
-			Context: context.WithoutCancel(ctx), MaxHeaderBytes: srv.MaxHeaderBytes})
+		opt := wsproxy.FrontOptions{Handler: srv.Handler, Context: context.WithoutCancel(ctx), MaxHeaderBytes: srv.MaxHeaderBytes,
+			DialAllow: n.dialer.Allow, IdleTimeout: srv.IdleTimeout, ReadHeaderTimeout: srv.ReadHeaderTimeout}
+		if rest, ok := srv.Handler.(wsproxy.RESTHandler); ok && !n.cfg.NoRESTLoops {
+			opt.REST = rest
+		}
+		front, err := n.engine.Front(n.trafficLn, opt)
 		if err == nil {
 			n.front.Store(front)
 			return serve(srv, front)

@@ -9,18 +9,20 @@ import (
 	"mime"
 	"net/http"
 	"net/http/httputil"
-	"net/textproto"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/http/httpproxy"
 
 	"gatehouse.dev/gateway/internal/compiled"
 	"gatehouse.dev/gateway/internal/tracing"
 	"gatehouse.dev/gateway/internal/upstream"
+	"gatehouse.dev/gateway/internal/wsproxy"
 	"gatehouse.dev/pkg/apierror"
+	"gatehouse.dev/pkg/pipeline"
 )
 
 // restProxy forwards REST API calls to their backends: the calls upstream.Eligible accepts
@@ -139,7 +141,7 @@ func (p *restProxy) forward(w http.ResponseWriter, in *http.Request, out *http.R
 		p.fail(w, ctx, t, err)
 		return
 	}
-	removeHopByHop(resp.Header)
+	upstream.RemoveHopByHop(resp.Header)
 	t.record(resp.StatusCode, resp.Header.Get("Retry-After"))
 	copyHeaders(w.Header(), resp.Header)
 	announced := len(resp.Trailer)
@@ -219,24 +221,6 @@ func eventStream(ct string) bool {
 	return base == "text/event-stream"
 }
 
-// responseHopHeaders are the hop-by-hop fields httputil.ReverseProxy drops from a response.
-var responseHopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
-	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
-
-// removeHopByHop drops the fields h's Connection names and the hop-by-hop ones.
-func removeHopByHop(h http.Header) {
-	for _, f := range h["Connection"] {
-		for sf := range strings.SplitSeq(f, ",") {
-			if sf = textproto.TrimString(sf); sf != "" {
-				h.Del(sf)
-			}
-		}
-	}
-	for _, f := range responseHopHeaders {
-		h.Del(f)
-	}
-}
-
 // restTarget is where a REST call goes: its URL and header, the backend it counts for and
 // the TLS configuration its tls flags and client certificates choose.
 type restTarget struct {
@@ -267,49 +251,94 @@ func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cfg *compile
 	// sw keeps the status for the spans and the usage report; only when one of them is on,
 	// to cost nothing otherwise.
 	var sw *statusWriter
-	subscription := ""
+	m := h.matchREST(cfg, api, r, rest)
 	if span.IsRecording() || h.opt.Usage != nil {
 		sw = &statusWriter{ResponseWriter: w}
 		w = sw
 		defer func() {
 			tracing.End(span, sw.status, "")
-			h.opt.Usage.Handshake(api.Name, subscription, sw.status, "")
+			h.opt.Usage.Handshake(api.Name, m.subscription(), sw.status, "")
 		}()
 	}
-	op := api.MatchOperation(r.Method, rest)
-	if op == nil {
+	call := h.decideREST(ctx, span, w, r, cfg, api, m, id)
+	if call == nil {
+		return
+	}
+	if call.dialSpan != nil {
+		defer func() { tracing.End(call.dialSpan, sw.status, "") }()
+	}
+	h.rest.serve(w, r, call.target, h.tls.For(call.target), call.url, call.header)
+}
+
+// restMatch is what a REST request matched before its policies: the rest of its path after
+// the API's route, the operation (nil for none) and the subscription, or the status and
+// message refusing the key.
+type restMatch struct {
+	rest   string
+	op     *compiled.Operation
+	acc    access
+	status int
+	msg    string
+}
+
+func (h *Handler) matchREST(cfg *compiled.Config, api *compiled.API, r *http.Request, rest string) restMatch {
+	m := restMatch{rest: rest, op: api.MatchOperation(r.Method, rest)}
+	if m.op != nil {
+		m.acc, m.status, m.msg = resolveKey(cfg, api, r)
+	}
+	return m
+}
+
+// subscription names the subscription of the request, for the usage report ("" for none).
+func (m *restMatch) subscription() string {
+	if m.acc.sub == nil {
+		return ""
+	}
+	return m.acc.sub.Name
+}
+
+// restCall is a REST request its checks and policies let through: the backend it goes to,
+// its URL and header, and the span of the call when the request is traced.
+type restCall struct {
+	target   target
+	url      *url.URL
+	header   http.Header
+	dialSpan trace.Span
+}
+
+// decideREST runs the checks and the policies of a REST request that matched m. It returns
+// where the request goes, or nil when it wrote the answer to w: a refusal, or a policy's.
+func (h *Handler) decideREST(ctx context.Context, span trace.Span, w http.ResponseWriter, r *http.Request, cfg *compiled.Config, api *compiled.API, m restMatch, id string) *restCall {
+	if m.op == nil {
 		WriteError(w, http.StatusNotFound, apierror.MsgNotFound)
-		return
+		return nil
 	}
-	tracing.SetOperation(span, op.Name)
-	acc, status, msg := resolveKey(cfg, api, r)
-	if status != 0 {
-		WriteError(w, status, msg)
-		return
+	tracing.SetOperation(span, m.op.Name)
+	if m.status != 0 {
+		WriteError(w, m.status, m.msg)
+		return nil
 	}
-	if acc.sub != nil {
-		subscription = acc.sub.Name
-	}
-	pr := h.prepare(r, cfg, api, op, acc, id)
+	pr := h.prepare(r, cfg, api, m.op, m.acc, id)
 	policyStart := time.Now()
 	policyCtx, policySpan := h.opt.Tracer.Start(ctx, tracing.SpanPolicy, trace.SpanKindInternal)
-	resp := op.Pipeline(acc.product).Run(policyCtx, pr)
+	resp := m.op.Pipeline(m.acc.product).Run(policyCtx, pr)
 	policySpan.End()
 	h.opt.Metrics.Policy(api.Name, time.Since(policyStart))
 	if resp != nil {
 		writePipelineResponse(w, resp)
-		return
+		return nil
 	}
 	// A REST call goes to the first target: its request body cannot be sent twice.
 	targets, nt := h.targets(cfg, pr)
 	if nt != nil {
 		writeNoTarget(w, nt)
-		return
+		return nil
 	}
+	call := &restCall{target: targets[0]}
 	if span.IsRecording() {
-		dialCtx, dialSpan := h.opt.Tracer.Start(ctx, tracing.SpanBackendDial, trace.SpanKindClient)
+		var dialCtx context.Context
+		dialCtx, call.dialSpan = h.opt.Tracer.Start(ctx, tracing.SpanBackendDial, trace.SpanKindClient)
 		h.opt.Tracer.Inject(dialCtx, pr.Header)
-		defer func() { tracing.End(dialSpan, sw.status, "") }()
 	}
 	proto := "http"
 	if r.TLS != nil {
@@ -317,8 +346,9 @@ func (h *Handler) serveREST(w http.ResponseWriter, r *http.Request, cfg *compile
 	}
 	h.setForwarded(pr.Header, r, proto)
 	copyHeaders(w.Header(), pr.ResponseHeader)
-	hdr, q := targets[0].request(pr)
-	h.rest.serve(w, r, targets[0], h.tls.For(targets[0]), backendURL(targets[0].url, rest, q), hdr)
+	hdr, q := call.target.request(pr)
+	call.url, call.header = backendURL(call.target.url, m.rest, q), hdr
+	return call
 }
 
 // statusWriter remembers the status written through it for the request's span (0: none was
@@ -344,3 +374,94 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 }
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// ServeLoop serves r on an event loop of the node's front (wsproxy.RESTHandler): a REST
+// request whose policies do not wait (pipeline.Pipeline.Waits) and keep the API's backend,
+// when every backend of the API is a plain http:// URL that no proxy from the environment
+// applies to; and every answer that comes before the policies (no API, no operation, a
+// refused key). It declines, before anything is counted, a request for a WebSocket API and
+// any other REST request: net/http serves those through ServeHTTP. The checks, policies,
+// breaker, spans, usage report and answers are serveREST's.
+func (h *Handler) ServeLoop(w http.ResponseWriter, r *http.Request) (*wsproxy.LoopCall, bool) {
+	cfg, api, rest, id := h.route(w, r)
+	switch {
+	case api == nil:
+		return nil, true
+	case api.Type == "websocket":
+		return nil, false
+	}
+	m := h.matchREST(cfg, api, r, rest)
+	if m.op != nil && m.status == 0 && !h.loopable(cfg, api, m.op.Pipeline(m.acc.product)) {
+		return nil, false
+	}
+	ctx, span := h.opt.Tracer.Handshake(r.Context(), r.Header, api.Name, id)
+	ended := func(status int) {
+		tracing.End(span, status, "")
+		h.opt.Usage.Handshake(api.Name, m.subscription(), status, "")
+	}
+	sw := &statusWriter{ResponseWriter: w}
+	call := h.decideREST(ctx, span, sw, r, cfg, api, m, id)
+	if call == nil {
+		ended(sw.status)
+		return nil, true
+	}
+	out := &http.Request{Method: r.Method, URL: call.url, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: call.header, Host: call.url.Host}
+	if _, ok := out.Header["User-Agent"]; !ok {
+		out.Header.Set("User-Agent", "") // as forward: no default User-Agent
+	}
+	finished := func(status int) {
+		if call.dialSpan != nil {
+			tracing.End(call.dialSpan, status, "")
+		}
+		ended(status)
+	}
+	return &wsproxy.LoopCall{Request: out, ResponseHeaderTimeout: restResponseHeaderTimeout,
+		Response: func(status int, hdr http.Header) {
+			call.target.record(status, hdr.Get("Retry-After"))
+			finished(status)
+		},
+		Failed: func(w http.ResponseWriter, err error) {
+			fw := &statusWriter{ResponseWriter: w}
+			h.rest.fail(fw, ctx, call.target, err)
+			finished(fw.status)
+		},
+	}, true
+}
+
+// loopable reports whether a REST request of api whose policies are p can be served on an
+// event loop: p does not wait and keeps the API's backend, and every backend the request
+// may go to is a plain http:// URL that no proxy from the environment applies to.
+func (h *Handler) loopable(cfg *compiled.Config, api *compiled.API, p *pipeline.Pipeline) bool {
+	if p.Waits() || p.SetsBackend() || api.ServiceURL == nil {
+		return false
+	}
+	be := cfg.BackendAt(api.ServiceURL)
+	switch {
+	case be == nil:
+		return loopURL(api.ServiceURL)
+	case be.Members == nil:
+		return loopURL(be.URL)
+	}
+	for _, m := range be.Members {
+		if !loopURL(m.Backend.URL) {
+			return false
+		}
+	}
+	return true
+}
+
+// loopURL reports whether u is an http:// URL that no proxy from the environment applies to.
+func loopURL(u *url.URL) bool {
+	if u == nil || u.Scheme != "http" {
+		return false
+	}
+	p, err := envProxy()(u)
+	return p == nil && err == nil
+}
+
+// envProxy is the proxy function of HTTP_PROXY and NO_PROXY, read once as
+// http.ProxyFromEnvironment reads them.
+var envProxy = sync.OnceValue(func() func(*url.URL) (*url.URL, error) {
+	return httpproxy.FromEnvironment().ProxyFunc()
+})

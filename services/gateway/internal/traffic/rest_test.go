@@ -2,6 +2,7 @@ package traffic
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"gatehouse.dev/gateway/internal/wsproxy"
 )
 
 // exchange is what a client and a backend saw of one REST call.
@@ -39,6 +42,11 @@ func TestForwardMatchesReverseProxy(t *testing.T) {
 		body    string
 		header  http.Header
 		backend http.HandlerFunc
+		// cut: the backend cuts the body short. net/http's server holds a small answer's
+		// head until the handler returns, so the client of the reverse proxy sees no answer;
+		// the loop sends the head at once, as nginx does, and the client sees a body
+		// shorter than its Content-Length and the connection closed.
+		cut bool
 	}{
 		{name: "JSON", method: "GET", backend: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
@@ -86,7 +94,7 @@ func TestForwardMatchesReverseProxy(t *testing.T) {
 			_, _ = brw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b")
 			_ = brw.Flush()
 			_ = c.Close()
-		}},
+		}, cut: true},
 		{name: "retry after", method: "GET", backend: func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Retry-After", "7")
 			w.WriteHeader(503)
@@ -108,14 +116,25 @@ func TestForwardMatchesReverseProxy(t *testing.T) {
 				tc.backend(w, r)
 			}))
 			defer backend.Close()
-			fast := runREST(t, backend.URL, tc.method, tc.body, tc.header, false)
-			proxied := runREST(t, backend.URL, tc.method, tc.body, tc.header, true)
+			fast := runREST(t, backend.URL, tc.method, tc.body, tc.header, viaServe)
+			proxied := runREST(t, backend.URL, tc.method, tc.body, tc.header, viaProxy)
+			looped := runREST(t, backend.URL, tc.method, tc.body, tc.header, viaLoop)
 			mu.Lock()
 			fast.BackendSaw, fast.BackendHeader = seen[0], seenHeader[0]
 			proxied.BackendSaw, proxied.BackendHeader = seen[1], seenHeader[1]
+			looped.BackendSaw, looped.BackendHeader = seen[2], seenHeader[2]
 			mu.Unlock()
 			if diff := cmp.Diff(proxied, fast); diff != "" {
 				t.Errorf("fast path differs from the reverse proxy (-proxy +fast):\n%s", diff)
+			}
+			if tc.cut {
+				if !proxied.ReadErr || looped.Status != 200 || looped.Body != "only ten b" || !looped.BodyErr {
+					t.Errorf("a body cut short: the reverse proxy's client saw %+v, the loop's %+v", proxied, looped)
+				}
+				return
+			}
+			if diff := cmp.Diff(proxied, looped); diff != "" {
+				t.Errorf("the event loop differs from the reverse proxy (-proxy +loop):\n%s", diff)
 			}
 		})
 	}
@@ -130,41 +149,83 @@ func TestForwardBackendDown(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	fast := runREST(t, "http://"+addr, "GET", "", nil, false)
-	proxied := runREST(t, "http://"+addr, "GET", "", nil, true)
+	fast := runREST(t, "http://"+addr, "GET", "", nil, viaServe)
+	proxied := runREST(t, "http://"+addr, "GET", "", nil, viaProxy)
+	looped := runREST(t, "http://"+addr, "GET", "", nil, viaLoop)
 	if diff := cmp.Diff(proxied, fast); diff != "" || fast.Status != http.StatusBadGateway {
 		t.Errorf("status %d; fast path differs (-proxy +fast):\n%s", fast.Status, diff)
 	}
+	if diff := cmp.Diff(proxied, looped); diff != "" {
+		t.Errorf("the event loop differs (-proxy +loop):\n%s", diff)
+	}
 }
 
+// Ways runREST sends a call.
+const (
+	viaServe = iota // restProxy.serve: the fast transport where it takes the call
+	viaProxy        // the reverse proxy
+	viaLoop         // an event loop of a wsproxy.Front (calls with a body: net/http and serve)
+)
+
 // runREST sends one call through a front server whose handler forwards it to base+"/v1/x"
-// with restProxy: by serve, or straight to the reverse proxy when viaProxy.
-func runREST(t *testing.T, base, method, body string, header http.Header, viaProxy bool) exchange {
+// the way via says.
+func runREST(t *testing.T, base, method, body string, header http.Header, via int) exchange {
 	t.Helper()
 	opt := Options{Log: slog.New(slog.DiscardHandler)}
 	p := newRESTProxy(opt)
 	tlsv := newBackendTLS(nil, newRESTTransport(opt)).variants[0][0]
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		u, _ := url.Parse(base + "/v1/x?q=1")
+	u, _ := url.Parse(base + "/v1/x?q=1")
+	outHeader := func(w http.ResponseWriter, r *http.Request) http.Header {
 		hdr := r.Header.Clone()
 		for _, k := range hopHeaders {
 			hdr.Del(k)
 		}
 		w.Header().Set(HeaderCorrelationID, "id")
-		if viaProxy {
+		return hdr
+	}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hdr := outHeader(w, r)
+		if via == viaProxy {
 			p.serveProxied(w, r, target{url: u}, tlsv, u, hdr)
 			return
 		}
 		p.serve(w, r, target{url: u}, tlsv, u, hdr)
-	}))
-	defer front.Close()
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var served net.Listener = ln
+	if via == viaLoop {
+		e, err := wsproxy.DefaultEngine(wsproxy.EngineOptions{})
+		if errors.Is(err, errors.ErrUnsupported) {
+			t.Skip("no event loops on this system")
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		f, err := e.Front(ln, wsproxy.FrontOptions{Handler: handler, REST: loopFunc(func(w http.ResponseWriter, r *http.Request) (*wsproxy.LoopCall, bool) {
+			out := &http.Request{Method: r.Method, URL: u, Header: outHeader(w, r), Host: u.Host}
+			if _, ok := out.Header["User-Agent"]; !ok {
+				out.Header.Set("User-Agent", "")
+			}
+			return &wsproxy.LoopCall{Request: out, Response: func(int, http.Header) {},
+				Failed: func(w http.ResponseWriter, err error) { p.fail(w, r.Context(), target{url: u}, err) }}, true
+		})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		served = f
+	}
+	srv := &http.Server{Handler: handler}
+	go srv.Serve(served)
+	defer srv.Close()
 	// A raw client: the status, fields and body exactly as they came, trailers and all.
-	c, err := net.Dial("tcp", front.Listener.Addr().String())
+	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	req, _ := http.NewRequest(method, front.URL+"/", strings.NewReader(body))
+	req, _ := http.NewRequest(method, "http://"+ln.Addr().String()+"/", strings.NewReader(body))
 	if body == "" {
 		req.Body = nil
 	}
@@ -189,4 +250,11 @@ func runREST(t *testing.T, base, method, body string, header http.Header, viaPro
 	b, err := io.ReadAll(resp.Body)
 	resp.Header.Del("Date")
 	return exchange{Interim: interim, Status: resp.StatusCode, Header: resp.Header, Body: string(b), Trailer: resp.Trailer, BodyErr: err != nil}
+}
+
+// loopFunc is a function as a wsproxy.RESTHandler.
+type loopFunc func(w http.ResponseWriter, r *http.Request) (*wsproxy.LoopCall, bool)
+
+func (f loopFunc) ServeLoop(w http.ResponseWriter, r *http.Request) (*wsproxy.LoopCall, bool) {
+	return f(w, r)
 }

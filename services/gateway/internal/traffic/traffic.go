@@ -146,43 +146,56 @@ func WriteError(w http.ResponseWriter, status int, msg string) {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cfg, api, rest, id := h.route(w, r)
+	switch {
+	case api == nil: // answered
+	case api.Type == "websocket":
+		growStack()
+		h.serveWebSocket(w, r, cfg, api, id)
+	default:
+		h.serveREST(w, r, cfg, api, rest, id)
+	}
+}
+
+// route finds the API of r, after the checks every request passes, and gives r its
+// correlation id. It returns a nil API when it answered r itself: the health probe, an
+// oversized header, no configuration, a misdirected request, an API this node could not
+// decode, or no API at all. rest is the path after an HTTP API's route.
+func (h *Handler) route(w http.ResponseWriter, r *http.Request) (cfg *compiled.Config, api *compiled.API, rest, id string) {
 	if r.URL.Path == HealthPath {
 		w.WriteHeader(http.StatusOK)
-		return
+		return nil, nil, "", ""
 	}
-	id := uuid.NewString()
+	id = uuid.NewString()
 	w.Header().Set(HeaderCorrelationID, id)
 	if headerSize(r) > h.opt.MaxHeaderBytes {
 		w.Header().Set("Connection", "close")
 		WriteError(w, http.StatusRequestHeaderFieldsTooLarge, apierror.MsgHeaderTooLarge)
-		return
+		return nil, nil, "", ""
 	}
-	cfg := h.cfg.Load()
-	if cfg == nil {
+	if cfg = h.cfg.Load(); cfg == nil {
 		WriteError(w, http.StatusServiceUnavailable, apierror.MsgNoConfiguration)
-		return
+		return nil, nil, "", ""
 	}
 	if misdirected(cfg, r) {
 		WriteError(w, http.StatusMisdirectedRequest, msgMisdirected)
-		return
+		return nil, nil, "", ""
 	}
 	secure := r.TLS != nil
 	if api := cfg.LookupWebSocket(r); api != nil && api.Broken() {
 		h.refuseBroken(w, r, api)
-		return
+		return nil, nil, "", ""
 	} else if api != nil && allows(api, secure) {
-		growStack()
-		h.serveWebSocket(w, r, cfg, api, id)
-		return
+		return cfg, api, "", id
 	}
 	if api, rest := cfg.LookupHTTP(r); api != nil && api.Broken() {
 		h.refuseBroken(w, r, api)
-		return
+		return nil, nil, "", ""
 	} else if api != nil && allows(api, secure) {
-		h.serveREST(w, r, cfg, api, rest, id)
-		return
+		return cfg, api, rest, id
 	}
 	WriteError(w, http.StatusNotFound, apierror.MsgNotFound)
+	return nil, nil, "", ""
 }
 
 // msgMisdirected answers a request refused by misdirected.

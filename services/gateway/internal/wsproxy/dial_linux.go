@@ -112,6 +112,35 @@ func (l *loop) adopt(x *lside, w *watch) {
 // (net.Dialer.KeepAlive 30 s: idle and interval).
 const dialKeepAlive = 30
 
+// backendSocket makes a non-blocking socket to connect to ap with, with the options the
+// node's egress dialer sets: no Nagle delay, and keepalive probes.
+func backendSocket(ap netip.AddrPort) (int, syscall.Sockaddr, error) {
+	var sa syscall.Sockaddr
+	family := syscall.AF_INET6
+	if ap.Addr().Is4() {
+		family = syscall.AF_INET
+		sa = &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	} else {
+		sa = &syscall.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	}
+	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, nil, os.NewSyscallError("socket", err)
+	}
+	for _, o := range [...][3]int{
+		{syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
+		{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, dialKeepAlive},
+		{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, dialKeepAlive},
+	} {
+		if err := syscall.SetsockoptInt(fd, o[0], o[1], o[2]); err != nil {
+			syscall.Close(fd)
+			return -1, nil, os.NewSyscallError("setsockopt", err)
+		}
+	}
+	return fd, sa, nil
+}
+
 // dial opens a TCP connection to host:port from a loop: host's addresses in turn (one
 // looked up by the resolver), each decided by allow first (and a name, before its lookup,
 // by allow with an invalid address), connected without the runtime's
@@ -176,28 +205,9 @@ func (e *Engine) dialAddr(ctx context.Context, addr string, allow func(host stri
 // fails with the connection's error (a nearby backend has often answered by the time connect
 // returns, so this spares a wait and a wake-up per handshake).
 func (e *Engine) connect(ctx context.Context, ap netip.AddrPort, last bool) (*bareConn, error) {
-	var sa syscall.Sockaddr
-	family := syscall.AF_INET6
-	if ap.Addr().Is4() {
-		family = syscall.AF_INET
-		sa = &syscall.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
-	} else {
-		sa = &syscall.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
-	}
-	fd, err := syscall.Socket(family, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+	fd, sa, err := backendSocket(ap)
 	if err != nil {
-		return nil, os.NewSyscallError("socket", err)
-	}
-	for _, o := range [...][3]int{
-		{syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1},
-		{syscall.SOL_SOCKET, syscall.SO_KEEPALIVE, 1},
-		{syscall.IPPROTO_TCP, syscall.TCP_KEEPIDLE, dialKeepAlive},
-		{syscall.IPPROTO_TCP, syscall.TCP_KEEPINTVL, dialKeepAlive},
-	} {
-		if err := syscall.SetsockoptInt(fd, o[0], o[1], o[2]); err != nil {
-			syscall.Close(fd)
-			return nil, os.NewSyscallError("setsockopt", err)
-		}
+		return nil, err
 	}
 	l := e.loops[e.next.Add(1)%uint32(len(e.loops))]
 	w, err := l.watchFD(fd)

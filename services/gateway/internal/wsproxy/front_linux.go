@@ -54,22 +54,7 @@ type Front struct {
 	inflight  sync.WaitGroup // handshakes being served
 	nAccepted atomic.Int64
 	nServed   atomic.Int64 // upgrade requests served by the front
-}
-
-// FrontOptions configure a Front.
-type FrontOptions struct {
-	// Handler serves the upgrade requests the front reads (the traffic handler). It gets an
-	// http.ResponseWriter that supports Hijack (not Flush, deadlines, or 1xx answers), and a
-	// request with the fields net/http's server sets (RemoteAddr, RequestURI, Host). Its
-	// context is Context: unlike net/http's, it is not cancelled when the client goes away
-	// (the backend dial is bounded by its own timeout) and carries neither
-	// http.ServerContextKey nor http.LocalAddrContextKey.
-	Handler http.Handler
-	// Context is the context of the requests the front serves; nil means Background.
-	Context context.Context
-	// MaxHeaderBytes: a request whose line and headers are longer is handed to net/http,
-	// which applies its own limit. Zero means http.DefaultMaxHeaderBytes.
-	MaxHeaderBytes int
+	nREST     atomic.Int64 // plain requests served on the loops
 }
 
 // listenTag marks a listener's events in the epoll set: sessions' registrations carry their
@@ -99,6 +84,12 @@ func (e *Engine) Front(ln net.Listener, opt FrontOptions) (*Front, error) {
 	}
 	if opt.MaxHeaderBytes <= 0 {
 		opt.MaxHeaderBytes = http.DefaultMaxHeaderBytes
+	}
+	if opt.IdleTimeout <= 0 {
+		opt.IdleTimeout = defaultIdleTimeout
+	}
+	if opt.ReadHeaderTimeout <= 0 {
+		opt.ReadHeaderTimeout = defaultReadHeaderTimeout
 	}
 	if _, ok := ln.(*net.TCPListener); !ok {
 		return nil, errors.New("wsproxy: front: not a TCP listener")
@@ -179,6 +170,15 @@ func (f *Front) Close() error {
 		// which a loop may be about to accept from.
 		_ = syscall.Shutdown(f.fd, syscall.SHUT_RD)
 		f.unregister(f.e.loops)
+		for _, l := range f.e.loops { // the connections the loops serve close once idle
+			l.post(func() {
+				for _, e := range l.fds {
+					if c, ok := e.h.(*restConn); ok && c.f == f {
+						c.drain()
+					}
+				}
+			})
+		}
 		syscall.Close(f.fd)
 		f.closeErr = f.ln.Close()
 		f.mu.Lock()
@@ -207,6 +207,9 @@ func (f *Front) Wait(ctx context.Context) {
 // Counts returns how many connections the front accepted and how many of them it served
 // an upgrade request itself (the rest went to net/http).
 func (f *Front) Counts() (accepted, served int64) { return f.nAccepted.Load(), f.nServed.Load() }
+
+// RESTServed returns how many plain requests the loops served themselves.
+func (f *Front) RESTServed() int64 { return f.nREST.Load() }
 
 // acceptBackoff bounds the pause after an accept failed for want of descriptors or memory,
 // as net/http's Server pauses (5 ms, doubling up to 1 s).
@@ -247,6 +250,12 @@ func (f *Front) accept(l *loop) {
 			syscall.Close(fd)
 		default:
 			got := append([]byte(nil), l.buf[:n]...)
+			if f.opt.REST != nil {
+				if r, end, ok := firstREST(got, f.opt.MaxHeaderBytes); ok {
+					f.serveREST(l, fd, remote, got, r, end)
+					continue
+				}
+			}
 			f.inflight.Add(1)
 			go f.serve(&bareConn{fd: fd, remote: remote}, got)
 		}
@@ -337,6 +346,21 @@ func (f *Front) serve(c *bareConn, got []byte) {
 // serves itself: an HTTP/1.1 GET in origin form, with one valid Host, no body, no Expect,
 // that asks to upgrade to websocket. The rest is net/http's to answer.
 func readUpgradeRequest(head []byte) (*http.Request, error) {
+	r, err := parseRequest(head)
+	switch {
+	case err != nil:
+		return nil, err
+	case r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Header["Content-Length"] != nil || r.Header["Expect"] != nil:
+		return nil, errNotFront
+	case !headerHasToken(r.Header, "Upgrade", "websocket"):
+		return nil, errNotFront
+	}
+	return r, nil
+}
+
+// parseRequest parses a request's line and headers with net/http's parser, and accepts
+// only an HTTP/1.1 request in origin form with one valid Host that ends where head does.
+func parseRequest(head []byte) (*http.Request, error) {
 	br := frontReaders.Get().(*bufio.Reader)
 	br.Reset(bytes.NewReader(head))
 	r, err := http.ReadRequest(br)
@@ -354,10 +378,6 @@ func readUpgradeRequest(head []byte) (*http.Request, error) {
 	case r.ProtoMajor != 1 || r.ProtoMinor != 1, len(r.RequestURI) == 0 || r.RequestURI[0] != '/':
 		return nil, errNotFront
 	case r.Host == "" || !httpguts.ValidHostHeader(r.Host): // ReadRequest refuses two Host lines
-		return nil, errNotFront
-	case r.ContentLength != 0 || len(r.TransferEncoding) > 0 || r.Header["Content-Length"] != nil || r.Header["Expect"] != nil:
-		return nil, errNotFront
-	case !headerHasToken(r.Header, "Upgrade", "websocket"):
 		return nil, errNotFront
 	}
 	return r, nil
@@ -510,14 +530,26 @@ func (p *prefixReader) Read(b []byte) (int, error) {
 // frontWriteTimeout bounds writing a response the front serves.
 const frontWriteTimeout = 10 * time.Second
 
-// finish writes the response as net/http's server would (Date, Content-Length, a sniffed
-// Content-Type) and reports whether the connection may serve another request.
+// finish writes the response and reports whether the connection may serve another request.
 func (w *frontWriter) finish(r *http.Request) (keepAlive bool) {
+	out, keepAlive := w.appendResponse(nil, r.Close)
+	w.c.SetWriteDeadline(time.Now().Add(frontWriteTimeout))
+	if _, err := w.c.Write(out); err != nil {
+		return false
+	}
+	w.c.SetWriteDeadline(time.Time{})
+	return keepAlive
+}
+
+// appendResponse appends the response as net/http's server would write it (Date,
+// Content-Length, a sniffed Content-Type) to dst, and reports whether the connection may
+// serve another request (not when the request asked to close it, closing).
+func (w *frontWriter) appendResponse(dst []byte, closing bool) (out []byte, keepAlive bool) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
 	h := w.Header()
-	keepAlive = !r.Close && !headerHasToken(h, "Connection", "close")
+	keepAlive = !closing && !headerHasToken(h, "Connection", "close")
 	if h.Get("Date") == "" {
 		h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	}
@@ -535,26 +567,11 @@ func (w *frontWriter) finish(r *http.Request) (keepAlive bool) {
 	if !keepAlive {
 		h.Set("Connection", "close")
 	}
-	var out bytes.Buffer
-	out.Grow(256 + w.body.Len())
-	out.WriteString("HTTP/1.1 ")
-	out.WriteString(strconv.Itoa(w.status))
-	out.WriteByte(' ')
-	if text := http.StatusText(w.status); text != "" {
-		out.WriteString(text)
-	} else {
-		out.WriteString("status code " + strconv.Itoa(w.status)) // as net/http
-	}
-	out.WriteString("\r\n")
-	_ = h.Write(&out)
-	out.WriteString("\r\n")
+	buf := bytes.NewBuffer(appendStatusLine(dst, w.status))
+	_ = h.Write(buf)
+	buf.WriteString("\r\n")
 	if bodyAllowed {
-		out.Write(w.body.Bytes())
+		buf.Write(w.body.Bytes())
 	}
-	w.c.SetWriteDeadline(time.Now().Add(frontWriteTimeout))
-	if _, err := w.c.Write(out.Bytes()); err != nil {
-		return false
-	}
-	w.c.SetWriteDeadline(time.Time{})
-	return keepAlive
+	return buf.Bytes(), keepAlive
 }

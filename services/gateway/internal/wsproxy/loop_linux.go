@@ -96,6 +96,12 @@ type loop struct {
 	wmu            sync.Mutex
 	watches        map[int]*watch // descriptors being dialed, by descriptor (dial_linux.go)
 	backoff        time.Duration  // the last pause of accepting, after a failure
+	fds            []fdEntry      // other descriptors, by descriptor: REST connections (rest_linux.go)
+	idle           map[string][]*restBackend
+	sweeping       bool   // a sweep of idle backend connections is due
+	scratch        []byte // response heads being made
+	dateSec        int64
+	dateText       string
 	events         [128]syscall.EpollEvent
 	n              int // events of the last wait
 	wake           [8]byte
@@ -217,8 +223,10 @@ func (l *loop) handle(events []syscall.EpollEvent) {
 		if x == nil || x.gen != uint32(ev.Pad) {
 			if uint32(ev.Pad)&watchBit != 0 { // a descriptor being dialed
 				l.woken(fd, uint32(ev.Pad))
+			} else {
+				l.dispatch(fd, uint32(ev.Pad), ev.Events)
 			}
-			continue // a descriptor closed since, perhaps reused
+			continue // else a descriptor closed since, perhaps reused
 		}
 		x.s.ready(x, ev.Events)
 	}
@@ -421,11 +429,7 @@ func (l *loop) runTasks() {
 
 // add registers x's descriptor.
 func (l *loop) add(x *lside) error {
-	l.gen++
-	if l.gen >= watchBit {
-		l.gen = 1
-	}
-	x.gen = l.gen
+	x.gen = l.nextGen()
 	ev := syscall.EpollEvent{
 		Events: syscall.EPOLLIN | syscall.EPOLLOUT | syscall.EPOLLRDHUP | syscall.EPOLLET&0xFFFFFFFF,
 		Fd:     int32(x.fd),

@@ -35,13 +35,6 @@ func loopTransport(c net.Conn) net.Conn { return c }
 // Front is unsupported on this system (see the Linux one): Engine.Front fails.
 type Front struct{ net.Listener }
 
-// FrontOptions configure a Front.
-type FrontOptions struct {
-	Handler        http.Handler
-	Context        context.Context
-	MaxHeaderBytes int
-}
-
 // Front fails on this system.
 func (e *Engine) Front(ln net.Listener, opt FrontOptions) (*Front, error) {
 	return nil, errors.ErrUnsupported
