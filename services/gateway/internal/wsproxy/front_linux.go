@@ -309,11 +309,7 @@ func (f *Front) serve(c *bareConn, got []byte) {
 		// As net/http's server: a handler's panic ends its connection, not the process.
 		if v := recover(); v != nil {
 			c.Close()
-			if v != http.ErrAbortHandler {
-				buf := make([]byte, 64<<10)
-				buf = buf[:runtime.Stack(buf, false)]
-				log.Printf("wsproxy: front: panic serving %v: %v\n%s", c.remote, v, buf)
-			}
+			logPanic(c.remote, v)
 		}
 	}()
 	end := bytes.Index(got, []byte("\r\n\r\n"))
@@ -340,6 +336,17 @@ func (f *Front) serve(c *bareConn, got []byte) {
 		return
 	}
 	f.handover(c, w.rest)
+}
+
+// logPanic logs a handler's panic (recovered) with its stack, as net/http's server does;
+// http.ErrAbortHandler is quiet.
+func logPanic(remote net.Addr, v any) {
+	if v == http.ErrAbortHandler {
+		return
+	}
+	buf := make([]byte, 64<<10)
+	buf = buf[:runtime.Stack(buf, false)]
+	log.Printf("wsproxy: front: panic serving %v: %v\n%s", remote, v, buf)
 }
 
 // readUpgradeRequest parses a request's line and headers, and accepts only what the front

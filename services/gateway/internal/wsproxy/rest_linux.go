@@ -305,7 +305,11 @@ func (c *restConn) serve(r *http.Request, end int) {
 	r.RemoteAddr = c.addr
 	r = r.WithContext(c.f.opt.Context)
 	w := &frontWriter{}
-	lc, ok := c.f.opt.REST.ServeLoop(w, r)
+	lc, ok, panicked := c.decide(w, r)
+	if panicked {
+		c.close()
+		return
+	}
 	if !ok {
 		c.handover()
 		return
@@ -322,6 +326,43 @@ func (c *restConn) serve(r *http.Request, end int) {
 	c.f.inflight.Add(1)
 	c.call = &restCall{c: c, lc: lc, w: w, req: lc.Request, keep: !r.Close}
 	c.call.start()
+}
+
+// decide runs FrontOptions.REST on r. As net/http's server, a handler's panic ends its
+// connection (the caller closes it), not the process.
+func (c *restConn) decide(w *frontWriter, r *http.Request) (lc *LoopCall, ok, panicked bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			logPanic(c.remote, v)
+			panicked = true
+		}
+	}()
+	lc, ok = c.f.opt.REST.ServeLoop(w, r)
+	return lc, ok, false
+}
+
+// response runs LoopCall.Response; false when it panicked.
+func (k *restCall) response(resp *http.Response) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			logPanic(k.c.remote, v)
+			ok = false
+		}
+	}()
+	k.lc.Response(resp.StatusCode, resp.Header)
+	return true
+}
+
+// failed runs LoopCall.Failed; false when it panicked.
+func (k *restCall) failed(w http.ResponseWriter, err error) (ok bool) {
+	defer func() {
+		if v := recover(); v != nil {
+			logPanic(k.c.remote, v)
+			ok = false
+		}
+	}()
+	k.lc.Failed(w, err)
+	return true
 }
 
 // send queues b (which the caller may reuse) for the client and writes what it can.
@@ -651,7 +692,10 @@ func (k *restCall) respond(resp *http.Response) {
 		k.c.dl = time.Time{}
 	}
 	upstream.RemoveHopByHop(resp.Header)
-	k.lc.Response(resp.StatusCode, resp.Header)
+	if !k.response(resp) {
+		k.broken(nil)
+		return
+	}
 	h := k.w.Header()
 	for name, vs := range resp.Header {
 		h[name] = append(h[name], vs...)
@@ -817,9 +861,12 @@ func (k *restCall) fail(err error) {
 	if k.c.call != k {
 		return
 	}
-	k.lc.Failed(k.w, err)
+	answered := k.failed(k.w, err)
 	k.end()
 	c := k.c
+	if !answered {
+		c.close()
+	}
 	if c.fd < 0 {
 		return
 	}
@@ -847,7 +894,7 @@ func (k *restCall) cancel() {
 		k.be = nil
 	}
 	if !k.final {
-		k.lc.Failed(&frontWriter{}, context.Canceled)
+		k.failed(&frontWriter{}, context.Canceled)
 	}
 	k.end()
 }

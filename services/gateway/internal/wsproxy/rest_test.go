@@ -55,6 +55,8 @@ func startREST(t *testing.T, base string, opt wsproxy.FrontOptions) *restGateway
 		switch {
 		case r.Header.Get("X-Decline") != "":
 			return nil, false
+		case r.URL.Path == "/panic":
+			panic("a handler's panic")
 		case r.URL.Path == "/local":
 			w.Header().Set("Content-Type", "text/plain")
 			w.WriteHeader(http.StatusTeapot)
@@ -505,4 +507,20 @@ func TestRESTDrain(t *testing.T) {
 		t.Errorf("the call in flight: %d %q close %v; want its answer, then the connection closed", resp.StatusCode, body, resp.Close)
 	}
 	<-waited
+}
+
+// TestRESTHandlerPanic: a handler that panics on a loop ends its connection, as net/http's
+// server does, not the process: the loop serves the next connection.
+func TestRESTHandlerPanic(t *testing.T) {
+	be, _ := countingBackend(t, nil)
+	g := startREST(t, be.URL, wsproxy.FrontOptions{})
+	br := sendRaw(t, g.addr, "GET /panic HTTP/1.1\r\nHost: gw\r\n\r\n")
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("after a panic: %v, want the connection closed", err)
+	}
+	for range 4 { // both loops
+		if resp, body := readResponse(t, sendRaw(t, g.addr, "GET /ok HTTP/1.1\r\nHost: gw\r\n\r\n"), "GET"); body != "path /ok" {
+			t.Fatalf("after a panic: %d %q", resp.StatusCode, body)
+		}
+	}
 }
