@@ -394,39 +394,62 @@ func (h *Handler) ServeLoop(w http.ResponseWriter, r *http.Request) (*wsproxy.Lo
 	if m.op != nil && m.status == 0 && !h.loopable(cfg, api, m.op.Pipeline(m.acc.product)) {
 		return nil, false
 	}
-	ctx, span := h.opt.Tracer.Handshake(r.Context(), r.Header, api.Name, id)
-	ended := func(status int) {
-		tracing.End(span, status, "")
-		h.opt.Usage.Handshake(api.Name, m.subscription(), status, "")
-	}
-	sw := &statusWriter{ResponseWriter: w}
-	call := h.decideREST(ctx, span, sw, r, cfg, api, m, id)
+	lc := &loopCall{h: h, api: api.Name, subscription: m.subscription()}
+	lc.ctx, lc.span = h.opt.Tracer.Handshake(r.Context(), r.Header, api.Name, id)
+	lc.sw.ResponseWriter = w
+	call := h.decideREST(lc.ctx, lc.span, &lc.sw, r, cfg, api, m, id)
 	if call == nil {
-		ended(sw.status)
+		lc.ended(lc.sw.status)
 		return nil, true
 	}
-	out := &http.Request{Method: r.Method, URL: call.url, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+	lc.call = call
+	lc.out = http.Request{Method: r.Method, URL: call.url, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: call.header, Host: call.url.Host}
-	if _, ok := out.Header["User-Agent"]; !ok {
-		out.Header.Set("User-Agent", "") // as forward: no default User-Agent
+	if _, ok := call.header["User-Agent"]; !ok {
+		call.header.Set("User-Agent", "") // as forward: no default User-Agent
 	}
-	finished := func(status int) {
-		if call.dialSpan != nil {
-			tracing.End(call.dialSpan, status, "")
-		}
-		ended(status)
+	lc.LoopCall = wsproxy.LoopCall{Request: &lc.out, Result: lc, ResponseHeaderTimeout: restResponseHeaderTimeout}
+	return &lc.LoopCall, true
+}
+
+// loopCall is a REST request ServeLoop decided, and the LoopCall the loop makes of it: one
+// allocation for everything the loop needs of the request and tells of its end.
+type loopCall struct {
+	wsproxy.LoopCall
+	out          http.Request
+	h            *Handler
+	ctx          context.Context
+	span         trace.Span
+	api          string
+	subscription string
+	sw           statusWriter
+	call         *restCall
+}
+
+// Response counts the backend's answer in its breaker and reports the request.
+func (lc *loopCall) Response(status int, hdr http.Header) {
+	lc.call.target.record(status, hdr.Get("Retry-After"))
+	lc.finished(status)
+}
+
+// Failed answers a call that got no response as serveREST does, and reports it.
+func (lc *loopCall) Failed(w http.ResponseWriter, err error) {
+	fw := &statusWriter{ResponseWriter: w}
+	lc.h.rest.fail(fw, lc.ctx, lc.call.target, err)
+	lc.finished(fw.status)
+}
+
+func (lc *loopCall) finished(status int) {
+	if lc.call.dialSpan != nil {
+		tracing.End(lc.call.dialSpan, status, "")
 	}
-	return &wsproxy.LoopCall{Request: out, ResponseHeaderTimeout: restResponseHeaderTimeout,
-		Response: func(status int, hdr http.Header) {
-			call.target.record(status, hdr.Get("Retry-After"))
-			finished(status)
-		},
-		Failed: func(w http.ResponseWriter, err error) {
-			fw := &statusWriter{ResponseWriter: w}
-			h.rest.fail(fw, ctx, call.target, err)
-			finished(fw.status)
-		},
-	}, true
+	lc.ended(status)
+}
+
+// ended reports the request with the status the client got: its span and usage.
+func (lc *loopCall) ended(status int) {
+	tracing.End(lc.span, status, "")
+	lc.h.opt.Usage.Handshake(lc.api, lc.subscription, status, "")
 }
 
 // loopable reports whether a REST request of api whose policies are p can be served on an

@@ -24,6 +24,36 @@ import (
 // proxied to a kept-alive backend answering a small JSON body. The backend is a bare loop on
 // a socket, so that allocs/op are the gateway's own; ns/op includes both ends' system calls.
 func BenchmarkREST(b *testing.B) {
+	h, req := benchRESTHandler(b)
+	w := &discardWriter{}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		w.status = 0
+		h.ServeHTTP(w, req)
+		if w.status != http.StatusOK {
+			b.Fatalf("status %d", w.status)
+		}
+	}
+}
+
+// BenchmarkServeLoop is the part of BenchmarkREST's call an event loop runs before it
+// sends the request (wsproxy.RESTHandler): the checks and policies, up to the call to make.
+func BenchmarkServeLoop(b *testing.B) {
+	h, req := benchRESTHandler(b)
+	w := &discardWriter{}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(w.h)
+		call, ok := h.ServeLoop(w, req)
+		if !ok || call == nil {
+			b.Fatalf("declined (%v) or answered %d", !ok, w.status)
+		}
+	}
+}
+
+// benchRESTHandler is a handler of make bench's REST scenario and a request of it.
+func benchRESTHandler(b *testing.B) (*traffic.Handler, *http.Request) {
 	backend := rawJSONBackend(b)
 	sub := ent(b, configwire.KindSubscription, "", "alice", obj{"scope": svcARM + "/apis", "state": "active", "displayName": "alice"})
 	sub.KeyHashes = []string{configwire.KeyHash(goodKey)}
@@ -41,20 +71,12 @@ func BenchmarkREST(b *testing.B) {
 	}
 	h := traffic.New(&cfg, traffic.Options{Metrics: m})
 	ctx, cancel := context.WithCancel(b.Context())
-	defer cancel()
+	b.Cleanup(cancel)
 	req := httptest.NewRequestWithContext(ctx, "GET", "http://gw.example/items/widgets/7", nil)
+	req.RemoteAddr = "127.0.0.1:40000"
 	req.Header.Set("Ocp-Apim-Subscription-Key", goodKey)
 	req.Header.Set("User-Agent", "wrk")
-	w := &discardWriter{}
-	b.ReportAllocs()
-	for b.Loop() {
-		clear(w.h)
-		w.status = 0
-		h.ServeHTTP(w, req)
-		if w.status != http.StatusOK {
-			b.Fatalf("status %d", w.status)
-		}
-	}
+	return h, req
 }
 
 // discardWriter is a ResponseWriter that keeps only the status.

@@ -208,8 +208,8 @@ func runREST(t *testing.T, base, method, body string, header http.Header, via in
 			if _, ok := out.Header["User-Agent"]; !ok {
 				out.Header.Set("User-Agent", "")
 			}
-			return &wsproxy.LoopCall{Request: out, Response: func(int, http.Header) {},
-				Failed: func(w http.ResponseWriter, err error) { p.fail(w, r.Context(), target{url: u}, err) }}, true
+			return &wsproxy.LoopCall{Request: out, Result: wsproxy.LoopFuncs{OnResponse: func(int, http.Header) {},
+				OnFailed: func(w http.ResponseWriter, err error) { p.fail(w, r.Context(), target{url: u}, err) }}}, true
 		})})
 		if err != nil {
 			t.Fatal(err)

@@ -338,7 +338,7 @@ func (h *Handler) prepare(r *http.Request, cfg *compiled.Config, api *compiled.A
 	hdr.Del(api.KeyHeader)
 	q := r.URL.Query()
 	q.Del(api.KeyQuery)
-	pr := &pipeline.Request{HTTP: r, ClientIP: h.clientIP(r), Header: hdr, Query: q, Variables: map[string]any{},
+	pr := &pipeline.Request{HTTP: r, ClientIP: h.clientIP(r), Header: hdr, Query: q,
 		API:        pipeline.APIInfo{ID: "/apis/" + api.Name, Name: api.DisplayName, Path: api.Path},
 		Deployment: pipeline.DeploymentInfo{GatewayID: cfg.Gateway, Region: h.opt.Region, ServiceName: cfg.Service},
 		RequestID:  id, Now: time.Now()}

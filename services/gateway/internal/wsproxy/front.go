@@ -54,14 +54,29 @@ type RESTHandler interface {
 type LoopCall struct {
 	// Request is what to send: an http:// URL, the Host and header fields, a method; no body.
 	Request *http.Request
-	// Response is called on the loop with the final response's status and header, without
-	// its hop-by-hop fields, before either reaches the client.
-	Response func(status int, h http.Header)
-	// Failed is called on the loop when no response came (the backend could not be reached,
-	// broke the connection, answered something that is not HTTP, took longer than
-	// ResponseHeaderTimeout, or the client went away first): it writes the client's answer
-	// to w.
-	Failed func(w http.ResponseWriter, err error)
+	// Result hears how the call ended.
+	Result LoopResult
 	// ResponseHeaderTimeout bounds the wait for the response's header; zero means none.
 	ResponseHeaderTimeout time.Duration
 }
+
+// LoopResult hears, on the loop, how a LoopCall ended: one of its methods is called once.
+type LoopResult interface {
+	// Response is the final response's status and header, without its hop-by-hop fields,
+	// before either reaches the client.
+	Response(status int, h http.Header)
+	// Failed says that no response came (the backend could not be reached, broke the
+	// connection, answered something that is not HTTP, took longer than
+	// ResponseHeaderTimeout, or the client went away first) and writes the client's answer
+	// to w.
+	Failed(w http.ResponseWriter, err error)
+}
+
+// LoopFuncs is a LoopResult of two functions.
+type LoopFuncs struct {
+	OnResponse func(status int, h http.Header)
+	OnFailed   func(w http.ResponseWriter, err error)
+}
+
+func (f LoopFuncs) Response(status int, h http.Header)      { f.OnResponse(status, h) }
+func (f LoopFuncs) Failed(w http.ResponseWriter, err error) { f.OnFailed(w, err) }

@@ -368,12 +368,9 @@ func readUpgradeRequest(head []byte) (*http.Request, error) {
 // parseRequest parses a request's line and headers with net/http's parser, and accepts
 // only an HTTP/1.1 request in origin form with one valid Host that ends where head does.
 func parseRequest(head []byte) (*http.Request, error) {
-	br := frontReaders.Get().(*bufio.Reader)
-	br.Reset(bytes.NewReader(head))
-	r, err := http.ReadRequest(br)
-	left := br.Buffered()
-	br.Reset(nil)
-	frontReaders.Put(br)
+	hr := readHead(head)
+	r, err := http.ReadRequest(hr.br)
+	left := hr.done()
 	switch {
 	case err != nil:
 		return nil, err
@@ -392,7 +389,35 @@ func parseRequest(head []byte) (*http.Request, error) {
 
 var errNotFront = errors.New("wsproxy: front: not an upgrade request the front serves")
 
-var frontReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+// headReader reads a request's or a response's head, which is all in memory, with
+// net/http's parser.
+type headReader struct {
+	br *bufio.Reader
+	rd bytes.Reader
+}
+
+var headReaders = sync.Pool{New: func() any {
+	h := &headReader{}
+	h.br = bufio.NewReaderSize(&h.rd, 4096)
+	return h
+}}
+
+// readHead returns a headReader of head; done gives it back.
+func readHead(head []byte) *headReader {
+	h := headReaders.Get().(*headReader)
+	h.rd.Reset(head)
+	h.br.Reset(&h.rd)
+	return h
+}
+
+// done returns how many bytes of the head the parser left unread, and the reader to the pool.
+func (h *headReader) done() (left int) {
+	left = h.br.Buffered() + h.rd.Len()
+	h.br.Reset(nil)
+	h.rd.Reset(nil)
+	headReaders.Put(h)
+	return left
+}
 
 // handover gives c, with the bytes already read from it, to Accept.
 func (f *Front) handover(c *bareConn, read []byte) {

@@ -349,7 +349,7 @@ func (k *restCall) response(resp *http.Response) (ok bool) {
 			ok = false
 		}
 	}()
-	k.lc.Response(resp.StatusCode, resp.Header)
+	k.lc.Result.Response(resp.StatusCode, resp.Header)
 	return true
 }
 
@@ -361,7 +361,7 @@ func (k *restCall) failed(w http.ResponseWriter, err error) (ok bool) {
 			ok = false
 		}
 	}()
-	k.lc.Failed(w, err)
+	k.lc.Result.Failed(w, err)
 	return true
 }
 
@@ -490,7 +490,7 @@ type restCall struct {
 	req  *http.Request
 	keep bool // the client keeps the connection
 
-	head    []byte // the request as sent
+	host    string // the Host field the request is sent with
 	addr    string // the backend's host:port
 	be      *restBackend
 	retry   bool // a reused connection the backend had closed may be replaced once
@@ -523,7 +523,7 @@ func (k *restCall) start() {
 		k.fail(err)
 		return
 	}
-	k.head = upstream.AppendHead(nil, k.req, host)
+	k.host = host
 	k.addr = upstream.CanonicalAddr(k.req.URL)
 	k.retry = upstream.Replayable(k.req)
 	k.connect(true)
@@ -553,7 +553,7 @@ func (k *restCall) connect(pooled bool) {
 // use sends the request over be.
 func (k *restCall) use(be *restBackend) {
 	k.be, be.call = be, k
-	be.out = append(be.out[:0], k.head...)
+	be.out = upstream.AppendHead(be.out[:0], k.req, k.host)
 	be.off = 0
 	be.flush()
 }
@@ -700,14 +700,16 @@ func (k *restCall) respond(resp *http.Response) {
 	for name, vs := range resp.Header {
 		h[name] = append(h[name], vs...)
 	}
+	// The framing fields are written after the others, not through the header map.
 	code := resp.StatusCode
+	var framing string
 	switch {
 	case k.req.Method == http.MethodHead || code == http.StatusNoContent || code == http.StatusNotModified:
 		k.mode = bodyNone
 	case len(resp.TransferEncoding) > 0 && resp.TransferEncoding[0] == "chunked":
 		k.mode = bodyChunked
 		delete(h, "Content-Length")
-		h["Transfer-Encoding"] = []string{"chunked"}
+		framing = "Transfer-Encoding: chunked\r\n"
 		if len(resp.Trailer) > 0 {
 			names := make([]string, 0, len(resp.Trailer))
 			for name := range resp.Trailer {
@@ -717,19 +719,32 @@ func (k *restCall) respond(resp *http.Response) {
 		}
 	case resp.ContentLength >= 0:
 		k.mode, k.left = bodyLength, resp.ContentLength
-		h["Content-Length"] = []string{strconv.FormatInt(resp.ContentLength, 10)}
+		delete(h, "Content-Length")
 	default:
 		k.mode = bodyClose
 	}
-	if !k.keep || k.mode == bodyClose || k.c.closeAfter {
+	closing := !k.keep || k.mode == bodyClose || k.c.closeAfter
+	if closing {
 		k.keep = false
-		h["Connection"] = []string{"close"}
+		delete(h, "Connection")
 	}
-	if _, ok := h["Date"]; !ok {
-		h["Date"] = []string{k.c.l.date()}
-	}
+	_, dated := h["Date"]
 	out := appendStatusLine(k.c.l.scratch[:0], code)
 	out = appendFields(out, h)
+	out = append(out, framing...)
+	if k.mode == bodyLength {
+		out = append(out, "Content-Length: "...)
+		out = strconv.AppendInt(out, resp.ContentLength, 10)
+		out = append(out, "\r\n"...)
+	}
+	if closing {
+		out = append(out, "Connection: close\r\n"...)
+	}
+	if !dated {
+		out = append(out, "Date: "...)
+		out = append(out, k.c.l.date()...)
+		out = append(out, "\r\n"...)
+	}
 	out = append(out, "\r\n"...)
 	k.c.send(out)
 	k.c.l.scratch = out[:0]

@@ -1,7 +1,6 @@
 package wsproxy
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"net/http"
@@ -44,13 +43,9 @@ func headEnd(b []byte) int {
 
 // parseResponse parses a response's head (net/http's parser) for a request req.
 func parseResponse(head []byte, req *http.Request) (*http.Response, error) {
-	br := frontReaders.Get().(*bufio.Reader)
-	br.Reset(bytes.NewReader(head))
-	resp, err := http.ReadResponse(br, req)
-	left := br.Buffered()
-	br.Reset(nil)
-	frontReaders.Put(br)
-	if err == nil && left != 0 {
+	hr := readHead(head)
+	resp, err := http.ReadResponse(hr.br, req)
+	if left := hr.done(); err == nil && left != 0 {
 		err = errors.New("wsproxy: malformed backend response header")
 	}
 	return resp, err
