@@ -564,7 +564,7 @@ const frontWriteTimeout = 10 * time.Second
 
 // finish writes the response and reports whether the connection may serve another request.
 func (w *frontWriter) finish(r *http.Request) (keepAlive bool) {
-	out, keepAlive := w.appendResponse(nil, r.Close)
+	out, keepAlive := w.appendResponse(nil, r.Close, r.Method == http.MethodHead)
 	w.c.SetWriteDeadline(time.Now().Add(frontWriteTimeout))
 	if _, err := w.c.Write(out); err != nil {
 		return false
@@ -575,8 +575,10 @@ func (w *frontWriter) finish(r *http.Request) (keepAlive bool) {
 
 // appendResponse appends the response as net/http's server would write it (Date,
 // Content-Length, a sniffed Content-Type) to dst, and reports whether the connection may
-// serve another request (not when the request asked to close it, closing).
-func (w *frontWriter) appendResponse(dst []byte, closing bool) (out []byte, keepAlive bool) {
+// serve another request (not when the request asked to close it, closing). The answer to
+// a HEAD request (head) tells the body's length without the body: the client reads none,
+// and would take it for the start of the next answer.
+func (w *frontWriter) appendResponse(dst []byte, closing, head bool) (out []byte, keepAlive bool) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
@@ -602,7 +604,7 @@ func (w *frontWriter) appendResponse(dst []byte, closing bool) (out []byte, keep
 	buf := bytes.NewBuffer(appendStatusLine(dst, w.status))
 	_ = h.Write(buf)
 	buf.WriteString("\r\n")
-	if bodyAllowed {
+	if bodyAllowed && !head {
 		buf.Write(w.body.Bytes())
 	}
 	return buf.Bytes(), keepAlive

@@ -318,13 +318,13 @@ func (c *restConn) serve(r *http.Request, end int) {
 	c.in = c.in[:copy(c.in, c.in[end:])]
 	if lc == nil {
 		var keep bool
-		c.out, keep = w.appendResponse(c.out, r.Close)
+		c.out, keep = w.appendResponse(c.out, r.Close, r.Method == http.MethodHead)
 		c.closeAfter = c.closeAfter || !keep
 		c.flush()
 		return
 	}
 	c.f.inflight.Add(1)
-	c.call = &restCall{c: c, lc: lc, w: w, req: lc.Request, keep: !r.Close}
+	c.call = &restCall{c: c, lc: lc, w: w, req: lc.Request, keep: !r.Close, headReq: r.Method == http.MethodHead}
 	c.call.start()
 }
 
@@ -484,11 +484,12 @@ func readRESTRequest(head []byte) (*http.Request, error) {
 
 // restCall is a request a loop proxies to a backend.
 type restCall struct {
-	c    *restConn
-	lc   *LoopCall
-	w    *frontWriter // the fields to add to the answer; the answer when the call fails
-	req  *http.Request
-	keep bool // the client keeps the connection
+	c       *restConn
+	lc      *LoopCall
+	w       *frontWriter // the fields to add to the answer; the answer when the call fails
+	req     *http.Request
+	keep    bool // the client keeps the connection
+	headReq bool // the client asked HEAD: an answer of the loop's own has no body
 
 	host    string // the Host field the request is sent with
 	addr    string // the backend's host:port
@@ -886,7 +887,7 @@ func (k *restCall) fail(err error) {
 		return
 	}
 	var keep bool
-	c.out, keep = k.w.appendResponse(c.out, !k.keep)
+	c.out, keep = k.w.appendResponse(c.out, !k.keep, k.headReq)
 	c.closeAfter = c.closeAfter || !keep
 	c.flush()
 }

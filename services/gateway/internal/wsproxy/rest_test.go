@@ -33,6 +33,8 @@ type restGateway struct {
 	failed chan error // what LoopCall.Failed heard
 	// responseTimeout is the calls' ResponseHeaderTimeout (5 s unless set).
 	responseTimeout atomic.Int64
+	// failBody makes Failed write a body after its 502.
+	failBody atomic.Bool
 }
 
 func startREST(t *testing.T, base string, opt wsproxy.FrontOptions) *restGateway {
@@ -73,6 +75,9 @@ func startREST(t *testing.T, base string, opt wsproxy.FrontOptions) *restGateway
 				OnFailed: func(w http.ResponseWriter, err error) {
 					g.failed <- err
 					w.WriteHeader(http.StatusBadGateway)
+					if g.failBody.Load() {
+						io.WriteString(w, "bad gateway")
+					}
 				}}}, true
 	})
 	f, err := testEngine.Front(ln, opt)
@@ -596,5 +601,29 @@ func BenchmarkRESTLoop(b *testing.B) {
 				break
 			}
 		}
+	}
+}
+
+// TestRESTHeadAnswerHasNoBody: the loop's own answer to a HEAD request (the handler's, or
+// LoopCall.Failed's) tells the body's length and does not send it, as net/http's server: a
+// body would be read by the client as the start of the next answer.
+func TestRESTHeadAnswerHasNoBody(t *testing.T) {
+	be, _ := countingBackend(t, nil)
+	g := startREST(t, be.URL, wsproxy.FrontOptions{DialAllow: func(host string, addr netip.AddrPort) error {
+		return errors.New("egress refused")
+	}})
+	g.failBody.Store(true)
+	br := sendRaw(t, g.addr, "HEAD /local HTTP/1.1\r\nHost: gw\r\n\r\nHEAD /x HTTP/1.1\r\nHost: gw\r\n\r\nGET /local HTTP/1.1\r\nHost: gw\r\n\r\n")
+	resp, body := readResponse(t, br, "HEAD")
+	if resp.StatusCode != http.StatusTeapot || body != "" || resp.ContentLength != int64(len("short and stout")) {
+		t.Errorf("HEAD answered locally: %d %q (length %d), want 418 with the length and no body", resp.StatusCode, body, resp.ContentLength)
+	}
+	resp, body = readResponse(t, br, "HEAD")
+	if resp.StatusCode != http.StatusBadGateway || body != "" {
+		t.Errorf("HEAD that failed: %d %q, want 502 and no body", resp.StatusCode, body)
+	}
+	resp, body = readResponse(t, br, "GET")
+	if resp.StatusCode != http.StatusTeapot || body != "short and stout" {
+		t.Errorf("the GET after: %d %q, want 418 %q", resp.StatusCode, body, "short and stout")
 	}
 }
