@@ -383,8 +383,27 @@ func parseRequest(head []byte) (*http.Request, error) {
 		return nil, errNotFront
 	case r.Host == "" || !httpguts.ValidHostHeader(r.Host): // ReadRequest refuses two Host lines
 		return nil, errNotFront
+	case !validFields(r.Header):
+		return nil, errNotFront
 	}
 	return r, nil
+}
+
+// validFields reports whether h's names and values are valid, as net/http's server checks
+// them after ReadRequest, which lets through a name such as "X-User " (a space before the
+// colon): a lenient backend may read it as X-User, which the gateway's checks never saw.
+func validFields(h http.Header) bool {
+	for name, vs := range h {
+		if !httpguts.ValidHeaderFieldName(name) {
+			return false
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 var errNotFront = errors.New("wsproxy: front: not an upgrade request the front serves")

@@ -627,3 +627,37 @@ func TestRESTHeadAnswerHasNoBody(t *testing.T) {
 		t.Errorf("the GET after: %d %q, want 418 %q", resp.StatusCode, body, "short and stout")
 	}
 }
+
+// TestRESTInvalidFieldsGoToNetHTTP: a request whose header net/http's server refuses (a
+// field name with a space before its colon, which a lenient backend may read as the name
+// without it) is not served by the loops but answered 400 by net/http, first on its
+// connection or after a request the loop served.
+func TestRESTInvalidFieldsGoToNetHTTP(t *testing.T) {
+	be, conns := countingBackend(t, nil)
+	g := startREST(t, be.URL, wsproxy.FrontOptions{})
+	const bad = "GET /x HTTP/1.1\r\nHost: gw\r\nX-User : admin\r\n\r\n"
+	if resp, body := readResponse(t, sendRaw(t, g.addr, bad), "GET"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("first request: %d %q, want net/http's 400", resp.StatusCode, body)
+	}
+	br := sendRaw(t, g.addr, "GET /a HTTP/1.1\r\nHost: gw\r\n\r\n"+bad)
+	if _, body := readResponse(t, br, "GET"); body != "path /a" {
+		t.Errorf("first answer %q", body)
+	}
+	if resp, body := readResponse(t, br, "GET"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("after a request the loop served: %d %q, want net/http's 400", resp.StatusCode, body)
+	}
+	if n := g.f.RESTServed(); n != 1 {
+		t.Errorf("the loops served %d requests, want 1", n)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("the backend saw %d connections, want 1", n)
+	}
+	// The front's upgrade requests are parsed alike.
+	const upgrade = "GET /ws HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-User : admin\r\n\r\n"
+	if resp, body := readResponse(t, sendRaw(t, g.addr, upgrade), "GET"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("upgrade request: %d %q, want net/http's 400", resp.StatusCode, body)
+	}
+	if _, served := g.f.Counts(); served != 0 {
+		t.Errorf("the front served %d upgrade requests, want none", served)
+	}
+}
