@@ -535,7 +535,7 @@ func (k *restCall) connect(pooled bool) {
 	l := k.c.l
 	var be *restBackend
 	if pooled {
-		be = l.takeIdle(k.addr, !k.retry)
+		be = l.takeIdle(k.addr)
 	}
 	if be == nil {
 		k.c.arm(restDialTimeout, dlBackend) // until the request is written

@@ -35,6 +35,8 @@ type restGateway struct {
 	responseTimeout atomic.Int64
 	// failBody makes Failed write a body after its 502.
 	failBody atomic.Bool
+	// onServe, when set, runs on the loop first thing for each request.
+	onServe atomic.Pointer[func(r *http.Request)]
 }
 
 func startREST(t *testing.T, base string, opt wsproxy.FrontOptions) *restGateway {
@@ -54,6 +56,9 @@ func startREST(t *testing.T, base string, opt wsproxy.FrontOptions) *restGateway
 	}
 	opt.Handler = netHTTP
 	opt.REST = restFunc(func(w http.ResponseWriter, r *http.Request) (*wsproxy.LoopCall, bool) {
+		if f := g.onServe.Load(); f != nil {
+			(*f)(r)
+		}
 		switch {
 		case r.Header.Get("X-Decline") != "":
 			return nil, false
@@ -659,5 +664,65 @@ func TestRESTInvalidFieldsGoToNetHTTP(t *testing.T) {
 	}
 	if _, served := g.f.Counts(); served != 0 {
 		t.Errorf("the front served %d upgrade requests, want none", served)
+	}
+}
+
+// TestRESTUnsolicitedBytesOnIdleBackend: bytes a backend sent on a kept-alive connection
+// after its answer, before the next request went on it, are never taken for the answer to
+// that request: the connection is not reused.
+func TestRESTUnsolicitedBytesOnIdleBackend(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	inject, injected := make(chan struct{}), make(chan struct{})
+	go func() {
+		for first := true; ; first = false {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func(first bool) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				if !first {
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")
+				<-inject
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil")
+				close(injected)
+				io.Copy(io.Discard, c)
+			}(first)
+		}
+	}()
+	g := startREST(t, "http://"+ln.Addr().String(), wsproxy.FrontOptions{})
+	// On the loop, as the second request is decided: the bytes are on the idle connection,
+	// and the loop has not yet heard of them.
+	hook := func(r *http.Request) {
+		if r.URL.Path == "/second" {
+			close(inject)
+			<-injected
+		}
+	}
+	g.onServe.Store(&hook)
+	c, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(waitFor))
+	br := bufio.NewReader(c)
+	for _, path := range []string{"/first", "/second"} { // one client connection: one loop, one pool
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: gw\r\n\r\n")
+		resp, body := readResponse(t, br, "GET")
+		if want := map[string]string{"/first": "one", "/second": "two"}[path]; resp.StatusCode != 200 || body != want {
+			t.Errorf("%s: %d %q, want %q", path, resp.StatusCode, body, want)
+		}
 	}
 }

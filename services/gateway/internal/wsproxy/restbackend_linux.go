@@ -109,9 +109,12 @@ func (be *restBackend) close() {
 	be.call = nil
 }
 
-// takeIdle returns the most recently used idle connection to addr, checked to be open when
-// check (a request that may not be sent twice), or nil.
-func (l *loop) takeIdle(addr string, check bool) *restBackend {
+// takeIdle returns the most recently used idle connection to addr, or nil. Each is checked,
+// even for a request that may be sent twice: bytes the backend sent after its last answer
+// (a body it should not have sent, or a whole response) may wait on it unheard of (the
+// loop's last read filled its buffer, or their event is still to be handled), and would be
+// taken for the answer to the next request, another client's.
+func (l *loop) takeIdle(addr string) *restBackend {
 	conns := l.idle[addr]
 	limit := time.Now().Add(-restBackendIdle)
 	for len(conns) > 0 {
@@ -119,7 +122,7 @@ func (l *loop) takeIdle(addr string, check bool) *restBackend {
 		conns[len(conns)-1] = nil
 		conns = conns[:len(conns)-1]
 		l.idle[addr] = conns
-		if be.idle.Before(limit) || check && !peekOpen(be.fd) {
+		if be.idle.Before(limit) || !peekOpen(be.fd) {
 			be.close()
 			continue
 		}
