@@ -292,6 +292,7 @@ func TestRESTResponseFraming(t *testing.T) {
 		{name: "early hints", method: "GET", answer: "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", wantStatus: 200, wantBody: "ok"},
 		{name: "switching protocols unasked", method: "GET", answer: "HTTP/1.1 101 Switching Protocols\r\n\r\n", wantStatus: 502, failed: true},
 		{name: "not HTTP", method: "GET", answer: "SSH-2.0-OpenSSH\r\n\r\n", wantStatus: 502, failed: true},
+		{name: "status below 100", method: "GET", answer: "HTTP/1.1 099 Odd\r\nContent-Length: 2\r\n\r\nok", wantStatus: 502, failed: true},
 		{name: "two lengths", method: "GET", answer: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc", wantStatus: 502, failed: true},
 		{name: "closed before an answer", method: "GET", answer: "<close>", wantStatus: 502, failed: true},
 	}

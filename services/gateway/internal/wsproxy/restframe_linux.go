@@ -45,8 +45,15 @@ func headEnd(b []byte) int {
 func parseResponse(head []byte, req *http.Request) (*http.Response, error) {
 	hr := readHead(head)
 	resp, err := http.ReadResponse(hr.br, req)
-	if left := hr.done(); err == nil && left != 0 {
+	left := hr.done()
+	switch {
+	case err != nil:
+	case left != 0:
 		err = errors.New("wsproxy: malformed backend response header")
+	case resp.StatusCode < 100:
+		// ReadResponse takes any three digits ("099", "+12"); the status line written for
+		// it would have fewer, and net/http's server refuses to write it at all.
+		err = errors.New("wsproxy: malformed backend response status code")
 	}
 	return resp, err
 }
