@@ -653,6 +653,9 @@ func (k *restCall) fromBackend(p []byte) {
 				return
 			}
 			k.informational(resp)
+			if k.c.call != k { // the client's connection failed as it was written to
+				return
+			}
 			be.in = be.in[:copy(be.in, be.in[end:])]
 			continue
 		}

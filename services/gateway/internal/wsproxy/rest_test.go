@@ -44,6 +44,12 @@ func startREST(t *testing.T, base string, opt wsproxy.FrontOptions) *restGateway
 	if testEngine == nil {
 		t.Skip("REST on the loops needs the loop engine (the Makefile runs the suite on it)")
 	}
+	return startRESTOn(t, testEngine, base, opt)
+}
+
+// startRESTOn is startREST on the loops of e.
+func startRESTOn(t *testing.T, e *wsproxy.Engine, base string, opt wsproxy.FrontOptions) *restGateway {
+	t.Helper()
 	g := &restGateway{status: make(chan int, 64), failed: make(chan error, 64)}
 	g.responseTimeout.Store(int64(5 * time.Second))
 	netHTTP := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -85,7 +91,7 @@ func startREST(t *testing.T, base string, opt wsproxy.FrontOptions) *restGateway
 					}
 				}}}, true
 	})
-	f, err := testEngine.Front(ln, opt)
+	f, err := e.Front(ln, opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -725,5 +731,89 @@ func TestRESTUnsolicitedBytesOnIdleBackend(t *testing.T) {
 		if want := map[string]string{"/first": "one", "/second": "two"}[path]; resp.StatusCode != 200 || body != want {
 			t.Errorf("%s: %d %q, want %q", path, resp.StatusCode, body, want)
 		}
+	}
+}
+
+// TestRESTClientGoneDuringInformational: a client whose connection fails as an
+// informational answer is written to it cancels its call: LoopCall.Failed hears of it, and
+// LoopCall.Response is not called after it for the final response that came with the 1xx
+// (the handler's accounting would count the call twice).
+func TestRESTClientGoneDuringInformational(t *testing.T) {
+	if testEngine == nil {
+		t.Skip("REST on the loops needs the loop engine (the Makefile runs the suite on it)")
+	}
+	e, err := wsproxy.NewEngine(wsproxy.EngineOptions{Loops: 1}) // both clients on one loop
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	asked, answer, answered := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		close(asked)
+		<-answer
+		io.WriteString(c, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+		close(answered)
+		io.Copy(io.Discard, c)
+	}()
+	g := startRESTOn(t, e, "http://"+ln.Addr().String(), wsproxy.FrontOptions{})
+	a, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	a.(*net.TCPConn).SetLinger(0) // closing resets the connection: the loop's writes to it fail
+	io.WriteString(a, "GET /a HTTP/1.1\r\nHost: gw\r\n\r\n")
+	<-asked
+	// The loop, busy with another client's request, hears of the backend's answer and of
+	// the client's reset together, in that order.
+	hook := func(r *http.Request) {
+		if r.Header.Get("X-Busy") != "" {
+			close(answer)
+			<-answered
+			a.Close()
+		}
+	}
+	g.onServe.Store(&hook)
+	b, err := net.Dial("tcp", g.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	b.SetDeadline(time.Now().Add(waitFor))
+	br := bufio.NewReader(b)
+	for _, busy := range []string{"1", ""} {
+		io.WriteString(b, "GET /local HTTP/1.1\r\nHost: gw\r\nX-Busy: "+busy+"\r\n\r\n")
+		if resp, _ := readResponse(t, br, "GET"); resp.StatusCode != http.StatusTeapot {
+			t.Fatalf("the other client's answer: %d", resp.StatusCode)
+		}
+		if busy == "" {
+			break
+		}
+		select {
+		case err := <-g.failed:
+			if err == nil {
+				t.Error("Failed heard no error")
+			}
+		case <-time.After(waitFor):
+			t.Fatal("Failed not called")
+		}
+		// The next answer to this client comes after the loop finished with the call.
+	}
+	select {
+	case s := <-g.status:
+		t.Errorf("Response heard %d after Failed", s)
+	default:
 	}
 }
