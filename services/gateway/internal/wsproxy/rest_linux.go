@@ -212,8 +212,10 @@ func (c *restConn) next() {
 			return
 		}
 		end := bytes.Index(c.in, crlfcrlf)
-		if end < 0 {
-			if len(c.in) > c.f.opt.MaxHeaderBytes || bytes.Contains(c.in, []byte("\n\n")) {
+		if end < 0 || end+len(crlfcrlf) > c.f.opt.MaxHeaderBytes {
+			// A head that ended with a bare LF (which ReadRequest takes as a line end, and
+			// "\n\r\n" as the head's end) has no CRLFCRLF to wait for.
+			if len(c.in) > c.f.opt.MaxHeaderBytes || headEnd(c.in) >= 0 {
 				c.handover() // net/http answers or frames it
 				return
 			}

@@ -817,3 +817,24 @@ func TestRESTClientGoneDuringInformational(t *testing.T) {
 	default:
 	}
 }
+
+// TestRESTLaterRequestHeads: after a request the loop served, a request whose head is
+// longer than MaxHeaderBytes, or ends with a bare LF before the last CRLF, goes to net/http
+// at once, as a first request does: the loop neither serves the one (FrontOptions) nor
+// waits for a CRLFCRLF that will not come for the other.
+func TestRESTLaterRequestHeads(t *testing.T) {
+	be, _ := countingBackend(t, nil)
+	g := startREST(t, be.URL, wsproxy.FrontOptions{MaxHeaderBytes: 4096})
+	for _, next := range []string{
+		"GET /b HTTP/1.1\r\nHost: gw\r\nX-Long: " + strings.Repeat("x", 8<<10) + "\r\n\r\n",
+		"GET /b HTTP/1.1\r\nHost: gw\n\r\n",
+	} {
+		br := sendRaw(t, g.addr, "GET /a HTTP/1.1\r\nHost: gw\r\n\r\n"+next)
+		if _, body := readResponse(t, br, "GET"); body != "path /a" {
+			t.Errorf("first answer %q", body)
+		}
+		if resp, body := readResponse(t, br, "GET"); resp.StatusCode != 200 || body != "net/http" {
+			t.Errorf("%.40q: %d %q, want net/http's answer", next, resp.StatusCode, body)
+		}
+	}
+}
