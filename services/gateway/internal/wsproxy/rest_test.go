@@ -838,3 +838,91 @@ func TestRESTLaterRequestHeads(t *testing.T) {
 		}
 	}
 }
+
+// TestRESTNoDescriptorLeak: however a connection or a call ends (answered, the client gone
+// while the call waits, the backend gone before its answer or in its body, a body to the
+// end of the connection, a backend by name, a response header timeout, a request handed to
+// net/http, idle and header timeouts), no descriptor stays open once the clients and the
+// backend are gone.
+func TestRESTNoDescriptorLeak(t *testing.T) {
+	be, _ := countingBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		hijack := func(s string) {
+			c, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, s)
+			c.Close()
+		}
+		switch r.URL.Path {
+		case "/wait":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(waitFor):
+			}
+		case "/none":
+			hijack("")
+		case "/cut":
+			hijack("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+		case "/close":
+			hijack("HTTP/1.1 200 OK\r\n\r\nto the end")
+		default:
+			io.WriteString(w, "path "+r.URL.Path)
+		}
+	})
+	_, port, _ := net.SplitHostPort(be.Listener.Addr().String())
+	g := startREST(t, be.URL, wsproxy.FrontOptions{IdleTimeout: 50 * time.Millisecond, ReadHeaderTimeout: 50 * time.Millisecond})
+	byName := startREST(t, "http://localhost:"+port, wsproxy.FrontOptions{})
+	before := openFDs(t)
+	var clients []net.Conn
+	dial := func(addr string) net.Conn {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(waitFor))
+		clients = append(clients, c)
+		return c
+	}
+	ask := func(addr, path string, extra string) *bufio.Reader {
+		c := dial(addr)
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: gw\r\n"+extra+"\r\n")
+		return bufio.NewReader(c)
+	}
+	for _, path := range []string{"/a", "/none", "/cut", "/close"} {
+		resp, err := http.ReadResponse(ask(g.addr, path, ""), nil)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+		}
+	}
+	readResponse(t, ask(byName.addr, "/n", ""), "GET")
+	readResponse(t, ask(g.addr, "/d", "X-Decline: 1\r\n"), "GET")
+	// The client goes while its call waits.
+	c := dial(g.addr)
+	io.WriteString(c, "GET /wait HTTP/1.1\r\nHost: gw\r\n\r\n")
+	c.Close()
+	<-g.failed
+	// The response header timeout.
+	g.responseTimeout.Store(int64(50 * time.Millisecond))
+	readResponse(t, ask(g.addr, "/wait", ""), "GET")
+	<-g.failed
+	// A header that stops coming, and a connection idle after its request.
+	c = dial(g.addr)
+	io.WriteString(c, "GET /a HTTP/1.1\r\nHost: gw\r\n\r\nGET /b HTTP/1.1\r\nHo")
+	br := bufio.NewReader(c)
+	readResponse(t, br, "GET")
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Errorf("a header that stopped: %v, want the connection closed", err)
+	}
+	for _, c := range clients {
+		c.Close()
+	}
+	be.CloseClientConnections() // the loops' idle connections to it end too
+	deadline := time.Now().Add(2 * waitFor)
+	for openFDs(t) > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if after := openFDs(t); after > before {
+		t.Errorf("%d descriptors open after, %d before", after, before)
+	}
+}
