@@ -841,7 +841,9 @@ func (k *restCall) finish() {
 	k.be = nil
 	if be != nil {
 		be.call = nil
-		if k.extra || k.resp.Close || k.mode == bodyClose || be.hup {
+		// An answer that came before the request was written whole leaves the rest of
+		// it unsent: the next request would follow a cut head.
+		if k.extra || k.resp.Close || k.mode == bodyClose || be.hup || be.off < len(be.out) {
 			be.close()
 		} else {
 			c.l.putIdle(be)

@@ -17,6 +17,7 @@ import (
 	"net/url"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -924,5 +925,61 @@ func TestRESTNoDescriptorLeak(t *testing.T) {
 	}
 	if after := openFDs(t); after > before {
 		t.Errorf("%d descriptors open after, %d before", after, before)
+	}
+}
+
+// TestRESTEarlyAnswerEndsBackendConnection: a backend that answers before it read the whole
+// request head does not get its connection reused: the rest of that head was never sent,
+// and the next request's head would follow a cut one (the backend would read it as the
+// cut request's fields).
+func TestRESTEarlyAnswerEndsBackendConnection(t *testing.T) {
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		// A small receive window: the gateway cannot write a large head at once (nor can it
+		// the 4 MiB its send buffer may take).
+		rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+		return nil
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var conns atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			first := conns.Add(1) == 1
+			go func() {
+				defer c.Close()
+				if first { // answers at once, and reads only later
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+					io.Copy(io.Discard, c)
+					return
+				}
+				br := bufio.NewReader(c)
+				for {
+					if _, err := http.ReadRequest(br); err != nil {
+						return
+					}
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext")
+				}
+			}()
+		}
+	}()
+	g := startREST(t, "http://"+ln.Addr().String(), wsproxy.FrontOptions{MaxHeaderBytes: 32 << 20})
+	big := "GET /big HTTP/1.1\r\nHost: gw\r\nX-Long: " + strings.Repeat("x", 12<<20) + "\r\n\r\n" // more than the kernel buffers
+	br := sendRaw(t, g.addr, "GET /local HTTP/1.1\r\nHost: gw\r\n\r\n"+big+"GET /next HTTP/1.1\r\nHost: gw\r\n\r\n")
+	readResponse(t, br, "GET")
+	if _, body := readResponse(t, br, "GET"); body != "early" {
+		t.Errorf("the large request's answer %q", body)
+	}
+	if _, body := readResponse(t, br, "GET"); body != "next" {
+		t.Errorf("the next request's answer %q, want %q", body, "next")
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("the backend saw %d connections, want 2", n)
 	}
 }
