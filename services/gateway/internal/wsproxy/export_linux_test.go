@@ -37,3 +37,23 @@ func (s *Session) TLSBuffers() (client, backend int) {
 	})
 	return client, backend
 }
+
+// RESTBuffers returns the capacity of the input buffers of the connections f's loops serve,
+// and of the loops' idle backend connections, for tests.
+func (f *Front) RESTBuffers() (clients, backends int) {
+	for _, l := range f.e.loops {
+		l.call(func() {
+			for _, e := range l.fds {
+				if c, ok := e.h.(*restConn); ok && c.f == f {
+					clients += cap(c.in)
+				}
+			}
+			for _, conns := range l.idle {
+				for _, be := range conns {
+					backends += cap(be.in)
+				}
+			}
+		})
+	}
+	return clients, backends
+}

@@ -108,6 +108,9 @@ const (
 	// restDialTimeout bounds making a backend connection and writing the request on it, as
 	// net/http's DefaultTransport bounds the dial.
 	restDialTimeout = 30 * time.Second
+	// maxIdleBuffer bounds the input buffer a connection keeps while idle, client's or
+	// backend's, as net/http's server keeps a 4 KiB reader per connection.
+	maxIdleBuffer = 4 << 10
 )
 
 // restConn is a client connection whose requests a loop serves.
@@ -259,6 +262,9 @@ func (c *restConn) fill() {
 // timeout of a header that began to come.
 func (c *restConn) wait() {
 	if len(c.in) == 0 {
+		if cap(c.in) > maxIdleBuffer {
+			c.in = nil // large heads one behind the other grew it: many idle clients would keep it
+		}
 		c.arm(c.f.opt.IdleTimeout, dlIdle)
 	} else if c.dl.IsZero() || c.dlKind != dlHeader {
 		c.arm(c.f.opt.ReadHeaderTimeout, dlHeader)

@@ -983,3 +983,24 @@ func TestRESTEarlyAnswerEndsBackendConnection(t *testing.T) {
 		t.Errorf("the backend saw %d connections, want 2", n)
 	}
 }
+
+// TestRESTIdleBuffers: a connection idle between requests keeps no large input buffer (a
+// client could make many such connections grow it to MaxHeaderBytes and more, by sending
+// large heads one behind the other), nor does an idle backend connection after a large
+// response head.
+func TestRESTIdleBuffers(t *testing.T) {
+	be, _ := countingBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Long", strings.Repeat("y", 200<<10))
+		io.WriteString(w, "ok")
+	})
+	g := startREST(t, be.URL, wsproxy.FrontOptions{MaxHeaderBytes: 64 << 10})
+	long := "GET /a HTTP/1.1\r\nHost: gw\r\nX-Long: " + strings.Repeat("x", 30<<10) + "\r\n\r\n"
+	br := sendRaw(t, g.addr, long+long+long)
+	for range 3 {
+		readResponse(t, br, "GET")
+	}
+	// The loop went back to waiting as it wrote the last answer; RESTBuffers looks after.
+	if clients, backends := g.f.RESTBuffers(); clients > 16<<10 || backends > 64<<10 {
+		t.Errorf("idle connections keep %d bytes of input buffers, idle backend connections %d", clients, backends)
+	}
+}

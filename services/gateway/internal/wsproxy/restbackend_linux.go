@@ -154,6 +154,9 @@ func (l *loop) putIdle(be *restBackend) {
 	}
 	be.idle = time.Now()
 	be.paused, be.readable = false, false
+	if cap(be.in) > maxIdleBuffer {
+		be.in = nil // a large response head grew it
+	}
 	l.idle[be.addr] = append(conns, be)
 	if !l.sweeping {
 		l.sweeping = true
