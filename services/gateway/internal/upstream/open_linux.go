@@ -5,8 +5,7 @@ import (
 )
 
 // open reports whether the backend has neither closed c nor sent anything on it while it was
-// idle: a peek that would block. It costs one system call, so only calls that could not be
-// sent again on a new connection pay it.
+// idle: a peek that would block (one system call).
 func (c *conn) open() bool {
 	sc, ok := c.nc.(syscall.Conn)
 	if !ok {

@@ -113,7 +113,7 @@ func (t *Transport) Send(ctx context.Context, r *http.Request, info func(code in
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		c, err := t.conn(ctx, addr, attempt == 0, !retry)
+		c, err := t.conn(ctx, addr, attempt == 0)
 		if err != nil {
 			return nil, err
 		}
@@ -139,15 +139,16 @@ func Replayable(r *http.Request) bool {
 	return a || b
 }
 
-// conn returns an idle connection to addr (if pooled; checked to be open when check) or a
-// new one.
-func (t *Transport) conn(ctx context.Context, addr string, pooled, check bool) (*conn, error) {
+// conn returns an idle connection to addr (if pooled) or a new one. An idle connection is
+// checked to be open and silent first: bytes a backend sent after its answer would be read
+// as the answer to this call, which may be another client's.
+func (t *Transport) conn(ctx context.Context, addr string, pooled bool) (*conn, error) {
 	for pooled {
 		c := t.take(addr)
 		if c == nil {
 			break
 		}
-		if check && !c.open() {
+		if !c.open() {
 			c.close()
 			continue
 		}

@@ -218,6 +218,46 @@ func TestStaleConnection(t *testing.T) {
 	}
 }
 
+// TestUnsolicitedBytesOnIdleConnection: what a backend sends on a connection after its answer
+// is never taken for the answer to the next call, another client's perhaps: the connection
+// is not reused.
+func TestUnsolicitedBytesOnIdleConnection(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	answered := make(chan net.Conn, 4)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				buf := make([]byte, 4096)
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")
+				answered <- c
+			}()
+		}
+	}()
+	tr := &Transport{}
+	defer tr.CloseIdleConnections()
+	u := "http://" + ln.Addr().String() + "/"
+	if _, body, _ := call(t, tr, "GET", u, "", nil); body != "one" {
+		t.Fatalf("first answer %q", body)
+	}
+	c := <-answered // the connection is idle in the pool now
+	io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil")
+	if _, body, _ := call(t, tr, "GET", u, "", nil); body != "one" {
+		t.Fatalf("second answer %q, want a new connection's", body)
+	}
+}
+
 func TestContextEndAbortsTheCall(t *testing.T) {
 	t.Parallel()
 	arrived, release := make(chan struct{}), make(chan struct{})
