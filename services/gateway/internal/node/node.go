@@ -232,7 +232,7 @@ func New(cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	if cfg.Engine != EngineGoroutine {
 		// Off Linux the engine is unsupported and every session runs on goroutines.
-		if n.engine, err = wsproxy.DefaultEngine(wsproxy.EngineOptions{NoRing: cfg.NoIOURing}); err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		if n.engine, err = wsproxy.DefaultEngine(wsproxy.EngineOptions{NoRing: cfg.NoIOURing, SpareProcs: true}); err != nil && !errors.Is(err, errors.ErrUnsupported) {
 			return nil, err
 		}
 	}

@@ -96,6 +96,12 @@ type EngineOptions struct {
 	// batching through io_uring (which they also give up by themselves where the kernel
 	// refuses it).
 	NoRing bool
+	// SpareProcs raises GOMAXPROCS by the number of loops when the engine starts (unless the
+	// GOMAXPROCS variable is set). Each loop holds a thread, and its P while it waits in
+	// epoll_wait: with a P per loop and none to spare, the runtime's monitor keeps taking
+	// Ps back from waiting loops and handing them on, and waking every 20 µs to do so, which
+	// cost more than the loops' own work on REST requests (docs/performance.md, "Spare Ps").
+	SpareProcs bool
 }
 
 var defaultEngine struct {

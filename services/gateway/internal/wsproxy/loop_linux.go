@@ -51,6 +51,9 @@ func NewEngine(opt EngineOptions) (*Engine, error) {
 		n = runtime.GOMAXPROCS(0)
 	}
 	e := &Engine{}
+	if _, set := os.LookupEnv("GOMAXPROCS"); opt.SpareProcs && !set {
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + n)
+	}
 	for range n {
 		l, err := newLoop()
 		l.noRing = opt.NoRing
