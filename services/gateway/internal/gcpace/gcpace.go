@@ -6,7 +6,10 @@
 // collector's pace"). Start lets the heap grow by at least a fixed headroom between
 // collections: GOGC is raised while the live heap is small, and left as it is once the
 // heap is large enough for GOGC alone to give that room. GOMEMLIMIT, when set, still
-// bounds the heap.
+// bounds the heap. Once the process goes quiet (it allocates less than a sixteenth of the
+// headroom in a second) while its heap holds more than a quarter of the headroom above the
+// live heap, that memory goes back to the system (debug.FreeOSMemory): the headroom is for
+// throughput, not for an idle node to keep.
 //
 // bytedance/gopkg's gctuner does the same with a threshold; it reads the heap with
 // runtime.ReadMemStats, which stops the world at every collection, and lowers GOGC below
@@ -21,6 +24,7 @@ import (
 	"runtime/metrics"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // maxPercent bounds the GOGC Start sets: a heap of a few hundred kilobytes (a test) does not
@@ -45,14 +49,45 @@ func Start(headroom uint64) (stop func()) {
 	p := &pacer{headroom: headroom, base: base, set: base}
 	p.sample = []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 	p.arm()
+	done := make(chan struct{})
+	go p.watch(done)
 	return func() {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		if !p.stopped {
 			p.stopped = true
+			close(done)
 			debug.SetGCPercent(base)
 		}
 	}
+}
+
+// watch gives the headroom back to the system each second the process is quiet.
+func (p *pacer) watch(done <-chan struct{}) {
+	samples := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last uint64
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		metrics.Read(samples)
+		allocs := samples[0].Value.Uint64()
+		if Quiet(allocs-last, samples[1].Value.Uint64(), samples[2].Value.Uint64(), p.headroom) {
+			debug.FreeOSMemory()
+		}
+		last = allocs
+	}
+}
+
+// Quiet reports whether a process that allocated allocated bytes in the last second, whose
+// heap objects take inUse bytes of which live survived the last collection, should give
+// the headroom back: it allocates little, and holds much more than it needs.
+func Quiet(allocated, inUse, live, headroom uint64) bool {
+	return allocated < headroom/16 && inUse > live+headroom/4
 }
 
 type pacer struct {

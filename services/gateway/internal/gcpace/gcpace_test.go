@@ -26,6 +26,25 @@ func TestPercent(t *testing.T) {
 	}
 }
 
+func TestQuiet(t *testing.T) {
+	const mib = 1 << 20
+	cases := []struct {
+		allocated, inUse, live uint64
+		want                   bool
+	}{
+		{allocated: 1 * mib, inUse: 90 * mib, live: 30 * mib, want: true},   // idle with the headroom full of garbage
+		{allocated: 60 * mib, inUse: 90 * mib, live: 30 * mib, want: false}, // busy: the headroom is used
+		{allocated: 1 * mib, inUse: 32 * mib, live: 30 * mib, want: false},  // idle with little garbage: nothing to give
+		{allocated: 4 * mib, inUse: 90 * mib, live: 30 * mib, want: false},  // a sixteenth of 64 MiB a second is not quiet
+		{allocated: 3 * mib, inUse: 47 * mib, live: 30 * mib, want: true},   // more than a quarter of 64 MiB over live
+	}
+	for _, c := range cases {
+		if got := Quiet(c.allocated, c.inUse, c.live, 64*mib); got != c.want {
+			t.Errorf("Quiet(%d MiB allocated, %d MiB in use, %d MiB live) = %v, want %v", c.allocated/mib, c.inUse/mib, c.live/mib, got, c.want)
+		}
+	}
+}
+
 // TestStartPacesEachCycle: after collections, GOGC is what Percent says for the live heap,
 // and stop restores the environment's.
 func TestStartPacesEachCycle(t *testing.T) {
