@@ -667,6 +667,9 @@ func (b *Builder) compileAPI(e configwire.Entity, global scopeDoc, env pipeline.
 			api.Failures = append(api.Failures, Failure{API: e.Name, Scope: "api:" + e.Name, Error: apiErr.Error()})
 		}
 		api.ServiceURL = u
+		if u != nil {
+			api.ServiceURLText = u.String()
+		}
 	}
 	for prod := range b.productsOf[strings.ToLower(base)] {
 		pe, ok := b.ents[key(configwire.KindProduct, "", prod)]

@@ -84,6 +84,7 @@ type API struct {
 	Version              string
 	Type                 string // "http" or "websocket"
 	ServiceURL           *url.URL
+	ServiceURLText       string // ServiceURL.String(), made once
 	Protocols            []string
 	SubscriptionRequired bool
 	KeyHeader, KeyQuery  string

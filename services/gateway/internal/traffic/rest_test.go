@@ -258,3 +258,13 @@ type loopFunc func(w http.ResponseWriter, r *http.Request) (*wsproxy.LoopCall, b
 func (f loopFunc) ServeLoop(w http.ResponseWriter, r *http.Request) (*wsproxy.LoopCall, bool) {
 	return f(w, r)
 }
+
+// TestHopHeadersCanonical: prepare deletes hopHeaders from a header map by key, without
+// canonicalizing them, so each must be canonical already.
+func TestHopHeadersCanonical(t *testing.T) {
+	for _, k := range hopHeaders {
+		if c := http.CanonicalHeaderKey(k); c != k {
+			t.Errorf("hopHeaders holds %q, whose canonical form is %q", k, c)
+		}
+	}
+}

@@ -42,6 +42,9 @@ const HealthPath = "/status-0123456789abcdef"
 // carry the same id. The gateway always makes its own: a client's value is not trusted.
 const HeaderCorrelationID = "X-Correlation-ID"
 
+// correlationKey is HeaderCorrelationID as a key of http.Header, canonical.
+var correlationKey = http.CanonicalHeaderKey(HeaderCorrelationID)
+
 // Options are the static settings of the traffic handler.
 type Options struct {
 	// Region is context.Deployment.Region; context.Deployment.GatewayId is the configuration's
@@ -167,7 +170,7 @@ func (h *Handler) route(w http.ResponseWriter, r *http.Request) (cfg *compiled.C
 		return nil, nil, "", ""
 	}
 	id = uuid.NewString()
-	w.Header().Set(HeaderCorrelationID, id)
+	w.Header()[correlationKey] = []string{id}
 	if headerSize(r) > h.opt.MaxHeaderBytes {
 		w.Header().Set("Connection", "close")
 		WriteError(w, http.StatusRequestHeaderFieldsTooLarge, apierror.MsgHeaderTooLarge)
@@ -227,9 +230,14 @@ func (h *Handler) refuseBroken(w http.ResponseWriter, r *http.Request, api *comp
 
 // allows reports whether the API's protocols include the request's scheme.
 func allows(api *compiled.API, secure bool) bool {
-	scheme := map[bool]string{false: "http", true: "https"}[secure]
-	if api.Type == "websocket" {
-		scheme = map[bool]string{false: "ws", true: "wss"}[secure]
+	scheme := "http"
+	switch {
+	case api.Type == "websocket" && secure:
+		scheme = "wss"
+	case api.Type == "websocket":
+		scheme = "ws"
+	case secure:
+		scheme = "https"
 	}
 	return slices.Contains(api.Protocols, scheme)
 }
@@ -333,7 +341,7 @@ func (h *Handler) prepare(r *http.Request, cfg *compiled.Config, api *compiled.A
 		}
 	}
 	for _, k := range hopHeaders {
-		hdr.Del(k)
+		delete(hdr, k) // canonical already: Del would canonicalize each
 	}
 	hdr.Del(api.KeyHeader)
 	q := r.URL.Query()
@@ -345,7 +353,7 @@ func (h *Handler) prepare(r *http.Request, cfg *compiled.Config, api *compiled.A
 	if api.ServiceURL != nil {
 		u := *api.ServiceURL
 		pr.Backend = &u
-		pr.API.ServiceURL = u.String()
+		pr.API.ServiceURL = api.ServiceURLText
 	}
 	if op != nil {
 		pr.Operation = pipeline.OperationInfo{ID: op.Name, Name: op.DisplayName, Method: op.Method, URLTemplate: op.URLTemplate}
@@ -372,16 +380,17 @@ func (h *Handler) setForwarded(hdr http.Header, r *http.Request, proto string) {
 		prior = ""
 		hdr.Del("Forwarded")
 	}
+	// The keys are canonical: set without Set's canonicalization.
 	switch {
 	case prior != "" && peer.IsValid():
-		hdr.Set("X-Forwarded-For", prior+", "+peer.String())
+		hdr["X-Forwarded-For"] = []string{prior + ", " + peer.String()}
 	case peer.IsValid():
-		hdr.Set("X-Forwarded-For", peer.String())
+		hdr["X-Forwarded-For"] = []string{peer.String()}
 	default:
-		hdr.Del("X-Forwarded-For")
+		delete(hdr, "X-Forwarded-For")
 	}
-	hdr.Set("X-Forwarded-Proto", proto)
-	hdr.Set("X-Forwarded-Host", r.Host)
+	hdr["X-Forwarded-Proto"] = []string{proto}
+	hdr["X-Forwarded-Host"] = []string{r.Host}
 }
 
 // peerIP is the address of the socket peer.
