@@ -129,6 +129,7 @@ type restConn struct {
 	hup        bool // the client shut its end, or the socket failed
 	blocked    bool // the socket refused bytes: out waits for EPOLLOUT
 	closeAfter bool // close once out is written: Connection: close, or the front closing
+	corked     bool // send queues without writing (uncork writes)
 
 	call *restCall // the request being proxied
 
@@ -378,7 +379,7 @@ func (c *restConn) send(b []byte) {
 	if c.fd < 0 {
 		return
 	}
-	if c.off == len(c.out) && !c.blocked {
+	if c.off == len(c.out) && !c.blocked && !c.corked {
 		c.out, c.off = c.out[:0], 0
 		for len(b) > 0 {
 			n, errno := loopWrite(c.fd, b)
@@ -397,6 +398,15 @@ func (c *restConn) send(b []byte) {
 		}
 	}
 	c.out = append(c.out, b...)
+}
+
+// uncork writes what send queued while corked: an answer's head and the body that came with
+// it go out in one write, as nginx's writev sends them, not two (each wakes the client).
+func (c *restConn) uncork() {
+	c.corked = false
+	if c.off < len(c.out) && !c.blocked {
+		c.flush()
+	}
 }
 
 // flush writes what waits for the client; once it is all written, the backend is read
@@ -669,16 +679,19 @@ func (k *restCall) fromBackend(p []byte) {
 		}
 		body := be.in[end:] // read past the head; be.in is not appended to before it is relayed
 		be.in = be.in[:0]
+		c := k.c
+		c.corked = true
 		k.respond(resp)
-		if k.c.call != k {
-			return
-		}
-		if k.mode == bodyNone || k.mode == bodyLength && k.left == 0 {
+		switch {
+		case c.call != k:
+		case k.mode == bodyNone || k.mode == bodyLength && k.left == 0:
 			k.extra = len(body) > 0
 			k.finish()
-			return
+		default:
+			k.relay(body)
 		}
-		k.relay(body)
+		c.uncork()
+		return
 	}
 }
 
