@@ -85,13 +85,12 @@ func noteReadable(events uint32, readable, hup *bool) {
 	}
 }
 
-// dispatch passes an event to the loopFD registered with gen, if fd still is.
-func (l *loop) dispatch(fd int, gen uint32, events uint32) bool {
-	if fd >= len(l.fds) || l.fds[fd].h == nil || l.fds[fd].gen != gen {
-		return false
+// dispatch passes an event to the loopFD registered with gen, if fd still is (else the
+// descriptor was closed since, perhaps reused).
+func (l *loop) dispatch(fd int, gen uint32, events uint32) {
+	if fd < len(l.fds) && l.fds[fd].h != nil && l.fds[fd].gen == gen {
+		l.fds[fd].h.ready(events)
 	}
-	l.fds[fd].h.ready(events)
-	return true
 }
 
 const (
