@@ -113,30 +113,15 @@ func TestDialErrors(t *testing.T) {
 
 	const hold = 30 * time.Second
 	answer := func(resp string) string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { l.Close() })
-		go func() {
-			for {
-				c, err := l.Accept()
-				if err != nil {
-					return
-				}
-				go func() {
-					defer c.Close()
-					buf := make([]byte, 4096)
-					c.Read(buf)
-					fmt.Fprint(c, resp)
-					// Hold the connection open until the dialer drops it (or far longer
-					// than any test waits): a Dial that waited for more would be slow.
-					c.SetReadDeadline(time.Now().Add(hold))
-					io.Copy(io.Discard, c)
-				}()
-			}
-		}()
-		return l.Addr().String()
+		return serveTCP(t, func(c net.Conn, _ int) {
+			buf := make([]byte, 4096)
+			c.Read(buf)
+			fmt.Fprint(c, resp)
+			// Hold the connection open until the dialer drops it (or far longer
+			// than any test waits): a Dial that waited for more would be slow.
+			c.SetReadDeadline(time.Now().Add(hold))
+			io.Copy(io.Discard, c)
+		})
 	}
 	wrongAccept := answer("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: bm9wZQ==\r\n\r\n")
 	noUpgrade := answer("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n")

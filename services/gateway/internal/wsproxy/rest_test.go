@@ -236,46 +236,32 @@ func TestRESTAnswersAndHandsOver(t *testing.T) {
 // they are, and closes the connection after an answer that ends with "<close>".
 func scriptedBackend(t *testing.T, answers ...string) (string, *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	var requests atomic.Int64
 	next := make(chan string, len(answers))
 	for _, a := range answers {
 		next <- a
 	}
-	go func() {
+	addr := serveTCP(t, func(c net.Conn, _ int) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := http.ReadRequest(br); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					if _, err := http.ReadRequest(br); err != nil {
-						return
-					}
-					requests.Add(1)
-					var a string
-					select {
-					case a = <-next:
-					default:
-						return
-					}
-					a, closing := strings.CutSuffix(a, "<close>")
-					io.WriteString(c, a)
-					if closing {
-						return
-					}
-				}
-			}()
+			requests.Add(1)
+			var a string
+			select {
+			case a = <-next:
+			default:
+				return
+			}
+			a, closing := strings.CutSuffix(a, "<close>")
+			io.WriteString(c, a)
+			if closing {
+				return
+			}
 		}
-	}()
-	return "http://" + ln.Addr().String(), &requests
+	})
+	return "http://" + addr, &requests
 }
 
 // TestRESTResponseFraming: the loop relays each way a response may end, informational
@@ -552,32 +538,18 @@ func BenchmarkRESTLoop(b *testing.B) {
 		b.Skip("needs the loop engine")
 	}
 	answer := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 35\r\n\r\n" + `{"id":42,"name":"widget","ok":true}`)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
+	addr := serveTCP(b, func(c net.Conn, _ int) {
+		buf := make([]byte, 4096)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if _, err := c.Read(buf); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 4096)
-				for {
-					if _, err := c.Read(buf); err != nil {
-						return
-					}
-					if _, err := c.Write(answer); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := c.Write(answer); err != nil {
+				return
+			}
 		}
-	}()
-	u, _ := url.Parse("http://" + ln.Addr().String() + "/v1/x")
+	})
+	u, _ := url.Parse("http://" + addr + "/v1/x")
 	front, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -679,37 +651,23 @@ func TestRESTInvalidFieldsGoToNetHTTP(t *testing.T) {
 // after its answer, before the next request went on it, are never taken for the answer to
 // that request: the connection is not reused.
 func TestRESTUnsolicitedBytesOnIdleBackend(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	inject, injected := make(chan struct{}), make(chan struct{})
-	go func() {
-		for first := true; ; first = false {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func(first bool) {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				if _, err := http.ReadRequest(br); err != nil {
-					return
-				}
-				if !first {
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")
-				<-inject
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil")
-				close(injected)
-				io.Copy(io.Discard, c)
-			}(first)
+	addr := serveTCP(t, func(c net.Conn, n int) {
+		br := bufio.NewReader(c)
+		if _, err := http.ReadRequest(br); err != nil {
+			return
 		}
-	}()
-	g := startREST(t, "http://"+ln.Addr().String(), wsproxy.FrontOptions{})
+		if n > 0 {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")
+		<-inject
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil")
+		close(injected)
+		io.Copy(io.Discard, c)
+	})
+	g := startREST(t, "http://"+addr, wsproxy.FrontOptions{})
 	// On the loop, as the second request is decided: the bytes are on the idle connection,
 	// and the loop has not yet heard of them.
 	hook := func(r *http.Request) {
