@@ -506,6 +506,11 @@ func serve(srv *http.Server, ln net.Listener) error {
 // sessions drain; hijacked WebSocket connections are not its to wait for, so it runs beside
 // Drain and waits only for plain requests in flight.
 func (n *Node) drain(ctx context.Context, trafficSrv *http.Server) {
+	// Sessions are closed only once the listeners are: a client told to go away that comes
+	// straight back must find the door shut, not a node still taking upgrades. Shutdown
+	// runs its hooks after it closed them.
+	closed := make(chan struct{})
+	trafficSrv.RegisterOnShutdown(func() { close(closed) })
 	shut := make(chan struct{})
 	go func() {
 		defer close(shut)
@@ -514,6 +519,10 @@ func (n *Node) drain(ctx context.Context, trafficSrv *http.Server) {
 			front.Wait(ctx) // handshakes the loops read, which net/http does not know of
 		}
 	}()
+	select {
+	case <-closed:
+	case <-ctx.Done():
+	}
 	n.conns.Drain(ctx, 1001, "gateway shutting down")
 	<-shut
 }
