@@ -170,8 +170,10 @@ func (f *Front) Close() error {
 		// which a loop may be about to accept from.
 		_ = syscall.Shutdown(f.fd, syscall.SHUT_RD)
 		f.unregister(f.e.loops)
-		for _, l := range f.e.loops { // the connections the loops serve close once idle
-			l.post(func() {
+		// The connections the loops serve close once idle. Close waits until each loop has
+		// marked them: an answer written after Close returned says Connection: close.
+		for _, l := range f.e.loops {
+			l.call(func() {
 				for _, e := range l.fds {
 					if c, ok := e.h.(*restConn); ok && c.f == f {
 						c.drain()
