@@ -543,11 +543,20 @@ func (c *Connections) publish(ctx context.Context, js jetstream.JetStream, pre s
 		if !cc.dirty {
 			continue
 		}
+		// Oldest covers the Acquires this publication carries too: a node that another
+		// node's Acquire is rejected for must be one EvictOldest can find, before the
+		// publication that says it admitted them.
 		v := countValue{N: len(cc.conns) + cc.pending}
-		for _, start := range cc.conns {
+		oldest := func(start time.Time) {
 			if v.Oldest == 0 || start.UnixNano() < v.Oldest {
 				v.Oldest = start.UnixNano()
 			}
+		}
+		for _, start := range cc.conns {
+			oldest(start)
+		}
+		for _, a := range cc.waiters {
+			oldest(a.start)
 		}
 		force := cc.force
 		cc.dirty, cc.force = false, false
