@@ -903,6 +903,7 @@ func TestRESTEarlyAnswerEndsBackendConnection(t *testing.T) {
 	}
 	t.Cleanup(func() { ln.Close() })
 	var conns atomic.Int64
+	relayed := make(chan struct{}) // the client has the early answer
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -912,8 +913,15 @@ func TestRESTEarlyAnswerEndsBackendConnection(t *testing.T) {
 			first := conns.Add(1) == 1
 			go func() {
 				defer c.Close()
-				if first { // answers at once, and reads only later
+				if first {
+					// Answers at once, and reads only once the answer was relayed: had it
+					// read on at once, the gateway could have written the whole head
+					// before it handled the answer, and then kept the connection rightly.
 					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+					select {
+					case <-relayed:
+					case <-t.Context().Done():
+					}
 					io.Copy(io.Discard, c)
 					return
 				}
@@ -934,6 +942,7 @@ func TestRESTEarlyAnswerEndsBackendConnection(t *testing.T) {
 	if _, body := readResponse(t, br, "GET"); body != "early" {
 		t.Errorf("the large request's answer %q", body)
 	}
+	close(relayed)
 	if _, body := readResponse(t, br, "GET"); body != "next" {
 		t.Errorf("the next request's answer %q, want %q", body, "next")
 	}
