@@ -281,7 +281,7 @@ func validUpgrade(r *http.Request) bool {
 
 func headerHasToken(h http.Header, name, token string) bool {
 	for _, v := range h.Values(name) {
-		for _, t := range strings.Split(v, ",") {
+		for t := range strings.SplitSeq(v, ",") {
 			if strings.EqualFold(strings.TrimSpace(t), token) {
 				return true
 			}
@@ -334,7 +334,7 @@ var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy
 func (h *Handler) prepare(r *http.Request, cfg *compiled.Config, api *compiled.API, op *compiled.Operation, acc access, id string) *pipeline.Request {
 	hdr := r.Header.Clone()
 	for _, c := range hdr.Values("Connection") {
-		for _, t := range strings.Split(c, ",") {
+		for t := range strings.SplitSeq(c, ",") {
 			if t = strings.TrimSpace(t); t != "" && !strings.EqualFold(t, "upgrade") {
 				hdr.Del(t)
 			}
@@ -380,17 +380,22 @@ func (h *Handler) setForwarded(hdr http.Header, r *http.Request, proto string) {
 		prior = ""
 		hdr.Del("Forwarded")
 	}
-	// The keys are canonical: set without Set's canonicalization.
+	// The keys are canonical: set without Set's canonicalization. The three values share
+	// one array, each capped so that an append to one does not write over the next.
+	v := make([]string, 3)
 	switch {
 	case prior != "" && peer.IsValid():
-		hdr["X-Forwarded-For"] = []string{prior + ", " + peer.String()}
+		v[0] = prior + ", " + peer.String()
+		hdr["X-Forwarded-For"] = v[0:1:1]
 	case peer.IsValid():
-		hdr["X-Forwarded-For"] = []string{peer.String()}
+		v[0] = peer.String()
+		hdr["X-Forwarded-For"] = v[0:1:1]
 	default:
 		delete(hdr, "X-Forwarded-For")
 	}
-	hdr["X-Forwarded-Proto"] = []string{proto}
-	hdr["X-Forwarded-Host"] = []string{r.Host}
+	v[1], v[2] = proto, r.Host
+	hdr["X-Forwarded-Proto"] = v[1:2:2]
+	hdr["X-Forwarded-Host"] = v[2:3:3]
 }
 
 // peerIP is the address of the socket peer.

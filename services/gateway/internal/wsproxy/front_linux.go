@@ -25,7 +25,8 @@ import (
 // Front serves a plain-TCP listener from the engine's loops (docs/design.md §3, "the
 // handshake path"). The loops accept its connections themselves and read each one's first
 // bytes at once (the listener defers accept until the client has sent some). A complete
-// WebSocket upgrade request is parsed, and served on a goroutine of its own: the handler
+// WebSocket upgrade request is parsed, and served on a goroutine the front keeps for the
+// next one once this one is done (workers.go): the handler
 // runs the checks, dials the backend and upgrades, and the session then takes the
 // descriptor straight to a loop. The connection never enters the runtime's poller and
 // net/http never sees it: no goroutine waits on it before its request came, none reads it
@@ -52,6 +53,7 @@ type Front struct {
 	closeOnce sync.Once
 	closeErr  error
 	inflight  sync.WaitGroup // handshakes being served
+	workers   workers        // the goroutines that serve them
 	nAccepted atomic.Int64
 	nServed   atomic.Int64 // upgrade requests served by the front
 	nREST     atomic.Int64 // plain requests served on the loops
@@ -60,6 +62,9 @@ type Front struct {
 // listenTag marks a listener's events in the epoll set: sessions' registrations carry their
 // generation, which never takes this value.
 const listenTag = ^uint32(0) // Pad: -1
+
+// frontWorkers is how many idle goroutines a Front keeps for the upgrade requests it serves.
+const frontWorkers = 32
 
 // frontKeepAlive are the keepalive settings net.ListenConfig gives each connection it
 // accepts by default (idle 15 s, probes every 15 s, 9 of them).
@@ -111,7 +116,8 @@ func (e *Engine) Front(ln net.Listener, opt FrontOptions) (*Front, error) {
 			return nil, os.NewSyscallError("setsockopt", err)
 		}
 	}
-	f := &Front{e: e, ln: ln, fd: fd, opt: opt, more: make(chan struct{}, 1), closing: make(chan struct{})}
+	f := &Front{e: e, ln: ln, fd: fd, opt: opt, more: make(chan struct{}, 1), closing: make(chan struct{}),
+		workers: workers{max: frontWorkers}}
 	for i, l := range e.loops {
 		l.call(func() { l.fronts = append(l.fronts, f) })
 		// EPOLLEXCLUSIVE: a connection wakes one loop, not all of them.
@@ -259,7 +265,8 @@ func (f *Front) accept(l *loop) {
 				}
 			}
 			f.inflight.Add(1)
-			go f.serve(&bareConn{fd: fd, remote: remote}, got)
+			c := &bareConn{fd: fd, remote: remote}
+			f.workers.run(func() { f.serve(c, got) })
 		}
 	}
 }
