@@ -188,6 +188,7 @@ func (f *Front) Close() error {
 			})
 		}
 		syscall.Close(f.fd)
+		f.workers.stop()
 		f.closeErr = f.ln.Close()
 		f.mu.Lock()
 		for _, c := range f.handed {

@@ -52,16 +52,24 @@ func TestFrontServesUpgrades(t *testing.T) {
 // answer; the connection closes with the test and gives up after waitFor.
 func sendRaw(t *testing.T, addr, req string) *bufio.Reader {
 	t.Helper()
+	conn, br := dialRaw(t, addr)
+	if _, err := io.WriteString(conn, req); err != nil {
+		t.Fatal(err)
+	}
+	return br
+}
+
+// dialRaw connects to addr for requests written by hand, and a reader of the answers: the
+// connection closes at the test's end, and its reads and writes fail after waitFor.
+func dialRaw(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	conn.SetDeadline(time.Now().Add(waitFor))
-	if _, err := io.WriteString(conn, req); err != nil {
-		t.Fatal(err)
-	}
-	return bufio.NewReader(conn)
+	return conn, bufio.NewReader(conn)
 }
 
 // testFront is a Front whose handed-over connections net/http serves; handed receives a

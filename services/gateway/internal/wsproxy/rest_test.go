@@ -346,13 +346,7 @@ func TestRESTStaleBackendConnection(t *testing.T) {
 	// The first connection answers once and then closes on the next request without a word.
 	base, requests := scriptedBackend(t, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none", "<close>", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\ntwo")
 	g := startREST(t, base, wsproxy.FrontOptions{})
-	c, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(waitFor))
-	br := bufio.NewReader(c)
+	c, br := dialRaw(t, g.addr)
 	for _, want := range []string{"one", "two"} { // one client connection: one loop, one pool
 		io.WriteString(c, "GET /x HTTP/1.1\r\nHost: gw\r\n\r\n")
 		if resp, body := readResponse(t, br, "GET"); resp.StatusCode != 200 || body != want {
@@ -677,13 +671,7 @@ func TestRESTUnsolicitedBytesOnIdleBackend(t *testing.T) {
 		}
 	}
 	g.onServe.Store(&hook)
-	c, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(waitFor))
-	br := bufio.NewReader(c)
+	c, br := dialRaw(t, g.addr)
 	for _, path := range []string{"/first", "/second"} { // one client connection: one loop, one pool
 		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: gw\r\n\r\n")
 		resp, body := readResponse(t, br, "GET")
@@ -745,13 +733,7 @@ func TestRESTClientGoneDuringInformational(t *testing.T) {
 		}
 	}
 	g.onServe.Store(&hook)
-	b, err := net.Dial("tcp", g.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	b.SetDeadline(time.Now().Add(waitFor))
-	br := bufio.NewReader(b)
+	b, br := dialRaw(t, g.addr)
 	for _, busy := range []string{"1", ""} {
 		io.WriteString(b, "GET /local HTTP/1.1\r\nHost: gw\r\nX-Busy: "+busy+"\r\n\r\n")
 		if resp, _ := readResponse(t, br, "GET"); resp.StatusCode != http.StatusTeapot {

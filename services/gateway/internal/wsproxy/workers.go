@@ -9,9 +9,10 @@ import "sync"
 // handshake's CPU, docs/performance.md); a kept one has it already, until the collector
 // shrinks a stack that stayed idle through a cycle.
 type workers struct {
-	max  int // idle goroutines kept
-	mu   sync.Mutex
-	idle []chan func()
+	max     int // idle goroutines kept
+	mu      sync.Mutex
+	idle    []chan func()
+	stopped bool
 }
 
 // run runs fn on an idle goroutine, or a new one.
@@ -36,7 +37,7 @@ func (p *workers) work(fn func()) {
 	for {
 		fn()
 		p.mu.Lock()
-		if len(p.idle) >= p.max {
+		if p.stopped || len(p.idle) >= p.max {
 			p.mu.Unlock()
 			return
 		}
@@ -45,6 +46,22 @@ func (p *workers) work(fn func()) {
 		}
 		p.idle = append(p.idle, ch)
 		p.mu.Unlock()
-		fn = <-ch
+		var ok bool
+		if fn, ok = <-ch; !ok {
+			return
+		}
+	}
+}
+
+// stop ends the idle goroutines, and each busy one once its function returns; run still
+// runs what it is given, on a goroutine of its own.
+func (p *workers) stop() {
+	p.mu.Lock()
+	p.stopped = true
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, ch := range idle {
+		close(ch)
 	}
 }

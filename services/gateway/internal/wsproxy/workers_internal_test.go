@@ -57,6 +57,14 @@ func TestWorkers(t *testing.T) {
 	if len(ids) != 1 {
 		t.Errorf("8 functions one after the other ran on %d goroutines, want 1", len(ids))
 	}
+
+	// Stopped, the pool keeps none, and still runs what it is given.
+	p.stop()
+	idle(0)
+	done := make(chan struct{})
+	p.run(func() { close(done) })
+	<-done
+	idle(0)
 }
 
 // goroutineID is the calling goroutine's number, from its stack's first line.
