@@ -2,7 +2,6 @@ package traffic_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -29,6 +27,7 @@ import (
 	"gatehouse.dev/pkg/configwire"
 	"gatehouse.dev/pkg/pipeline"
 	"gatehouse.dev/pkg/promreg"
+	"gatehouse.dev/pkg/syncbuf"
 	"gatehouse.dev/pkg/testwait"
 )
 
@@ -127,22 +126,7 @@ func echoBackend(t *testing.T) *httptest.Server {
 }
 
 // logBuffer collects the handler's JSON log lines; it is safe for concurrent use.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type logBuffer struct{ syncbuf.Buffer }
 
 // records returns the log records whose msg is one of the connection records.
 func (b *logBuffer) records(t *testing.T) []map[string]any {

@@ -4,7 +4,6 @@ package wsproxy_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -21,7 +20,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,6 +28,7 @@ import (
 
 	"gatehouse.dev/gateway/internal/wsproxy"
 	"gatehouse.dev/gateway/internal/wsproxy/frame"
+	"gatehouse.dev/pkg/syncbuf"
 )
 
 // TestTLSKeyUpdateFlood: a TLS 1.3 peer (a wss backend, or a client of a TLS listener) that
@@ -208,23 +207,12 @@ func smallSocketListener(t *testing.T) net.Listener {
 }
 
 // keyLog collects a tls.Config's KeyLogWriter lines.
-type keyLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (k *keyLog) Write(p []byte) (int, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return k.b.Write(p)
-}
+type keyLog struct{ syncbuf.Buffer }
 
 // secret returns the secret logged with label.
 func (k *keyLog) secret(t *testing.T, label string) []byte {
 	t.Helper()
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	for line := range strings.Lines(k.b.String()) {
+	for line := range strings.Lines(k.String()) {
 		if f := strings.Fields(line); len(f) == 3 && f[0] == label {
 			s, err := hex.DecodeString(f[2])
 			if err != nil {

@@ -18,6 +18,7 @@ import (
 	"gatehouse.dev/management/internal/mgmttest"
 
 	"gatehouse.dev/management/internal/natsembed"
+	"gatehouse.dev/pkg/syncbuf"
 )
 
 // buildBinary builds pkg (an import path, or a directory relative to this package) into dir,
@@ -39,7 +40,7 @@ func buildBinary(t *testing.T, dir, name, pkg string) string {
 type proc struct {
 	name   string
 	cmd    *exec.Cmd
-	log    *mgmttest.SafeBuffer
+	log    *syncbuf.Buffer
 	exited chan struct{}
 }
 
@@ -48,7 +49,7 @@ type proc struct {
 // of t when a subtest restarts a process the rest of the test needs.
 func startProc(t, owner *testing.T, name, bin string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, log: &mgmttest.SafeBuffer{}, exited: make(chan struct{})}
+	p := &proc{name: name, log: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(cleanEnviron(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log

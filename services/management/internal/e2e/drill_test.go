@@ -21,6 +21,7 @@ import (
 	"gatehouse.dev/management/internal/mgmttest"
 
 	"gatehouse.dev/management/internal/natsembed"
+	"gatehouse.dev/pkg/syncbuf"
 )
 
 // drillWrite is one ARM write of the drill writer.
@@ -140,7 +141,7 @@ func (w *drillWriter) snapshot() ([]drillWrite, int) {
 
 // wireTap records the raw payloads and headers of every message on the NATS server.
 type wireTap struct {
-	buf      mgmttest.SafeBuffer
+	buf      syncbuf.Buffer
 	messages atomic.Int64
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"gatehouse.dev/management/internal/mgmttest"
 
+	"gatehouse.dev/pkg/syncbuf"
 	"gatehouse.dev/pkg/testwait"
 )
 
@@ -184,7 +185,7 @@ type node struct {
 	tls      string // host:port of the GATEWAY_TLS_LISTEN listener, "" without one
 	admin    string // host:port of /healthz, /readyz
 	cacheDir string
-	log      *mgmttest.SafeBuffer // stdout and stderr
+	log      *syncbuf.Buffer // stdout and stderr
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -203,7 +204,7 @@ func (s *stack) startNode(t *testing.T, name string, o nodeOptions) *node {
 	if o.cacheDir == "" {
 		o.cacheDir = t.TempDir()
 	}
-	n := &node{name: name, cacheDir: o.cacheDir, log: &mgmttest.SafeBuffer{}, exited: make(chan struct{})}
+	n := &node{name: name, cacheDir: o.cacheDir, log: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	n.cmd = exec.Command(gatewayBinary)
 	n.cmd.Env = append(cleanEnviron(),
 		"GATEWAY_TOKEN="+o.token,

@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +33,7 @@ import (
 	"gatehouse.dev/management/internal/outbox"
 	"gatehouse.dev/management/internal/signing"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/syncbuf"
 	"gatehouse.dev/pkg/testwait"
 )
 
@@ -75,7 +75,7 @@ type Env struct {
 	AdminURL string
 	Server   *api.Server
 	Token    string
-	Log      *SafeBuffer
+	Log      *syncbuf.Buffer
 	App      *app.App
 }
 
@@ -120,7 +120,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if opts.TLS {
 		cfg.TLS, client = selfSigned(t)
 	}
-	logBuf := &SafeBuffer{}
+	logBuf := &syncbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
@@ -283,23 +283,4 @@ func (e *Env) CreateService(t testing.TB, sub, rg, name string) string {
 		"properties": map[string]any{"publisherEmail": "admin@example.com", "publisherName": "Example"},
 	})
 	return p
-}
-
-// SafeBuffer is a bytes.Buffer safe for concurrent writers: the service's log.
-type SafeBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *SafeBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// String returns everything written so far.
-func (b *SafeBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
