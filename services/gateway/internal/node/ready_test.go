@@ -1,43 +1,24 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"gatehouse.dev/gateway/internal/heartbeat"
+	"gatehouse.dev/pkg/syncbuf"
 )
-
-// lockedBuffer is a log destination safe for the gate's goroutine and the test's.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // gateFixture runs a fleetGate whose configuration and NATS state the test sets.
 type gateFixture struct {
 	gate               *fleetGate
 	configured, shared atomic.Bool
 	changes, prepared  atomic.Int32
-	log                lockedBuffer
+	log                syncbuf.Buffer
 }
 
 func startGate(t *testing.T, timeout time.Duration) *gateFixture {

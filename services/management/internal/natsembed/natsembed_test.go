@@ -1,7 +1,6 @@
 package natsembed
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -9,12 +8,13 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"gatehouse.dev/pkg/syncbuf"
 )
 
 // publishOne creates stream "T" on s if needed and publishes one message to it.
@@ -124,24 +124,6 @@ func TestStoreDirOutlivesServer(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's logging goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestStartFailsFastOnBusyPort(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -152,7 +134,7 @@ func TestStartFailsFastOnBusyPort(t *testing.T) {
 	}
 	defer l.Close()
 
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	start := time.Now()
 	s, err := Start(ctx, Options{Listen: l.Addr().String(), Log: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err == nil {
