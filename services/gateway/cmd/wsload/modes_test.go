@@ -8,12 +8,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"gatehouse.dev/gateway/internal/wsbench"
 
+	"gatehouse.dev/pkg/syncbuf"
 	"gatehouse.dev/pkg/testwait"
 )
 
@@ -58,24 +58,6 @@ func TestWSS(t *testing.T) {
 	}
 }
 
-// syncBuilder is a strings.Builder safe for one writer and one reader.
-type syncBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuilder) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuilder) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestHold checks that hold reports once its connections are open, holds them, and checks
 // every one when told to stop.
 func TestHold(t *testing.T) {
@@ -85,7 +67,7 @@ func TestHold(t *testing.T) {
 	defer srv.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuilder
+	var out syncbuf.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"hold", "-url", "ws" + strings.TrimPrefix(srv.URL, "http"), "-conns", "5"}, &out)
