@@ -36,6 +36,7 @@ func (p *workers) work(fn func()) {
 	var ch chan func()
 	for {
 		fn()
+		fn = nil // an idle goroutine holds nothing of the last request
 		p.mu.Lock()
 		if p.stopped || len(p.idle) >= p.max {
 			p.mu.Unlock()
