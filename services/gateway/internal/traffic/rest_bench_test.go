@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -17,6 +16,7 @@ import (
 	"gatehouse.dev/gateway/internal/metrics"
 	"gatehouse.dev/gateway/internal/traffic"
 	"gatehouse.dev/pkg/configwire"
+	"gatehouse.dev/pkg/tcptest"
 )
 
 // BenchmarkREST is one REST call through the handler as make bench's REST scenario makes it
@@ -106,37 +106,22 @@ func (w *discardWriter) Write(p []byte) (int, error) {
 // rawJSONBackend answers every request on a kept-alive connection with the same small JSON
 // response, allocating nothing per request; it returns its address.
 func rawJSONBackend(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 35\r\n\r\n" + `{"id":42,"name":"widget","ok":true}`)
-	go func() {
+	return tcptest.Serve(b, func(c net.Conn, _ int) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			for {
+				line, err := br.ReadSlice('\n')
+				if err != nil {
+					return
+				}
+				if len(bytes.TrimSpace(line)) == 0 {
+					break
+				}
+			}
+			if _, err := c.Write(resp); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					for {
-						line, err := br.ReadSlice('\n')
-						if err != nil {
-							return
-						}
-						if len(bytes.TrimSpace(line)) == 0 {
-							break
-						}
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
 		}
-	}()
-	return strings.TrimPrefix(ln.Addr().String(), "tcp://")
+	})
 }

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"gatehouse.dev/pkg/tcptest"
 )
 
 // backend is an httptest server counting the connections it accepted and closed.
@@ -223,31 +225,19 @@ func TestStaleConnection(t *testing.T) {
 // is not reused.
 func TestUnsolicitedBytesOnIdleConnection(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	answered := make(chan net.Conn, 4)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				buf := make([]byte, 4096)
-				if _, err := c.Read(buf); err != nil {
-					return
-				}
-				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")
-				answered <- c
-			}()
+	addr := tcptest.Serve(t, func(c net.Conn, _ int) {
+		buf := make([]byte, 4096)
+		if _, err := c.Read(buf); err != nil {
+			return
 		}
-	}()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none")
+		answered <- c
+		<-t.Context().Done() // the test writes on c after the answer
+	})
 	tr := &Transport{}
 	defer tr.CloseIdleConnections()
-	u := "http://" + ln.Addr().String() + "/"
+	u := "http://" + addr + "/"
 	if _, body, _ := call(t, tr, "GET", u, "", nil); body != "one" {
 		t.Fatalf("first answer %q", body)
 	}

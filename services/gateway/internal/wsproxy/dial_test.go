@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"gatehouse.dev/gateway/internal/wsproxy"
+	"gatehouse.dev/pkg/tcptest"
 )
 
 func mustURL(t testing.TB, s string) *url.URL {
@@ -113,7 +114,7 @@ func TestDialErrors(t *testing.T) {
 
 	const hold = 30 * time.Second
 	answer := func(resp string) string {
-		return serveTCP(t, func(c net.Conn, _ int) {
+		return tcptest.Serve(t, func(c net.Conn, _ int) {
 			buf := make([]byte, 4096)
 			c.Read(buf)
 			fmt.Fprint(c, resp)

@@ -421,28 +421,3 @@ func mustFrame(t testing.TB, fin bool, rsv uint8, op frame.Opcode, masked bool, 
 	}
 	return b
 }
-
-// serveTCP accepts connections on a new loopback listener until the test ends and runs
-// handle on each (n counts them from 0), closing it when handle returns; it returns the
-// address.
-func serveTCP(tb testing.TB, handle func(c net.Conn, n int)) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ln.Close() })
-	go func() {
-		for n := 0; ; n++ {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				handle(c, n)
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"gatehouse.dev/gateway/internal/wsproxy"
+	"gatehouse.dev/pkg/tcptest"
 )
 
 // restGateway is a Front whose loops serve REST requests: each is sent to the backend at
@@ -241,7 +242,7 @@ func scriptedBackend(t *testing.T, answers ...string) (string, *atomic.Int64) {
 	for _, a := range answers {
 		next <- a
 	}
-	addr := serveTCP(t, func(c net.Conn, _ int) {
+	addr := tcptest.Serve(t, func(c net.Conn, _ int) {
 		br := bufio.NewReader(c)
 		for {
 			if _, err := http.ReadRequest(br); err != nil {
@@ -532,7 +533,7 @@ func BenchmarkRESTLoop(b *testing.B) {
 		b.Skip("needs the loop engine")
 	}
 	answer := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 35\r\n\r\n" + `{"id":42,"name":"widget","ok":true}`)
-	addr := serveTCP(b, func(c net.Conn, _ int) {
+	addr := tcptest.Serve(b, func(c net.Conn, _ int) {
 		buf := make([]byte, 4096)
 		for {
 			if _, err := c.Read(buf); err != nil {
@@ -646,7 +647,7 @@ func TestRESTInvalidFieldsGoToNetHTTP(t *testing.T) {
 // that request: the connection is not reused.
 func TestRESTUnsolicitedBytesOnIdleBackend(t *testing.T) {
 	inject, injected := make(chan struct{}), make(chan struct{})
-	addr := serveTCP(t, func(c net.Conn, n int) {
+	addr := tcptest.Serve(t, func(c net.Conn, n int) {
 		br := bufio.NewReader(c)
 		if _, err := http.ReadRequest(br); err != nil {
 			return
